@@ -1,0 +1,123 @@
+"""The CLI's one error boundary and shared options.
+
+``HonuaGroup.invoke`` catches every :class:`HonuaError`, prints its (redacted) message
+and exits with its code; any other exception is a bug: a one-line message, and the
+traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from honua_plan.context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppState:
+    root: Path
+    debug: bool = False
+    _context: Context | None = None
+
+    def context(self, *, quiet: bool = False) -> Context:
+        from honua_plan.console import Console
+        from honua_plan.context import Context
+
+        if self._context is None:
+            self._context = Context(self.root, console=Console(quiet=quiet), debug=self.debug)
+        elif quiet:
+            self._context.console.quiet = True
+        return self._context
+
+
+def _redact(text: str) -> str:
+    from honua_plan.secrets import redact
+
+    return redact(text)
+
+
+class HonuaGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # the one boundary
+            from honua_plan.errors import HonuaError
+
+            debug = bool(ctx.obj and getattr(ctx.obj, "debug", False)) or "--debug" in sys.argv
+            if debug:
+                click.echo(_redact(traceback.format_exc()), err=True)
+            if isinstance(exc, HonuaError):
+                if exc.details:
+                    click.echo(_redact(exc.details), err=True)
+                click.echo(_redact(f"Error: {exc.message}"), err=True)
+                if exc.hint:
+                    click.echo(_redact(f"Hint: {exc.hint}"), err=True)
+                ctx.exit(exc.exit_code)
+            click.echo(
+                _redact(f"internal error: {type(exc).__name__}: {exc}")
+                + ("" if debug else " (rerun with --debug for the traceback)"),
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def env_option(required: bool = True) -> Callable[[F], F]:
+    return click.option(
+        "--env", "--environment", "-e", "environment",
+        required=required, metavar="ENV", help="Environment (as listed in honua.yaml).",
+    )
+
+
+def yes_option(f: F) -> F:
+    return click.option(
+        "--auto-approve", "--yes", "-y", "yes", is_flag=True,
+        help="Do not ask for confirmation (for CI).",
+    )(f)
+
+
+def format_option(choices: tuple[str, ...] = ("text", "markdown", "json")) -> Callable[[F], F]:
+    return click.option(
+        "--format", "fmt", type=click.Choice(choices), default="text", show_default=True,
+        help="Output format; json is a versioned contract for machines.",
+    )
+
+
+def state(ctx: click.Context) -> AppState:
+    obj = ctx.find_object(AppState)
+    assert obj is not None
+    return obj
+
+
+def echo_json(data: Any) -> None:
+    click.echo(_redact(json.dumps(data, indent=2, sort_keys=False, default=str)))
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question (yes/no)``; never prompt without a terminal."""
+    from honua_plan.errors import NotInteractiveError, UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise NotInteractiveError(
+            "confirmation needed but stdin is not a terminal",
+            hint="pass --auto-approve (or --yes), or apply a saved plan file",
+        )
+    answer = click.prompt(f"{question} (yes/no)", default="", show_default=False)
+    if answer.strip().lower() not in ("yes", "y"):
+        raise UsageError("cancelled: nothing was changed")

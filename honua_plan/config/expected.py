@@ -1,0 +1,131 @@
+"""The ``expected`` mini-language of validations and health checks, parsed at load time.
+
+A typo (``"> zero"``, ``"1 rowz"``) is a validation error when the config is loaded,
+not a surprise in the middle of a production apply.
+
+Forms:
+    ``> 0``, ``>= 10``, ``< 5``, ``<= 5``, ``= 3``, ``== 3``, ``!= 0``  compare the first value
+    ``1 row``, ``0 rows``, ``N rows``                                    count the rows returned
+    ``all true`` / ``all false``                                         every first value is true/false
+    ``Index Scan using X`` (performance checks)                          the plan uses index X
+    ``< 100ms`` / ``<= 2s`` (performance checks)                         execution time bound
+    any other text (performance checks)                                  a substring of the EXPLAIN output
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+_CMP = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_ROWS = re.compile(r"^\s*(\d+)\s+rows?\s*$", re.IGNORECASE)
+_ALL = re.compile(r"^\s*all\s+(true|false)\s*$", re.IGNORECASE)
+_TIME = re.compile(r"^\s*(<=|<)\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$", re.IGNORECASE)
+_INDEX = re.compile(
+    r"^\s*(?:Index Scan|Index Only Scan|Bitmap Index Scan)\s+(?:using|on)\s+(\"?[A-Za-z_][\w$]*\"?)\s*$",
+    re.IGNORECASE,
+)
+_LOOKS_LIKE_CMP = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)")
+_LOOKS_LIKE_ROWS = re.compile(r"^\s*\d+\s+\w+\s*$")
+
+Kind = Literal["compare", "rows", "all", "index", "time", "contains"]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A parsed ``expected`` value; ``text`` is what the user wrote."""
+
+    kind: Kind
+    text: str
+    op: str = ""
+    number: float = 0.0
+    target: str = ""  # index name, or the substring for "contains"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ExpectationSyntaxError(ValueError):
+    pass
+
+
+def parse(text: str, check_type: str = "query") -> Expectation:
+    """Parse ``text`` for a check of ``check_type`` or raise ExpectationSyntaxError."""
+    raw = str(text)
+    s = raw.strip()
+    if not s:
+        raise ExpectationSyntaxError("expected is empty")
+    if m := _CMP.match(s):
+        return Expectation("compare", raw, op="==" if m.group(1) == "=" else m.group(1), number=float(m.group(2)))
+    if m := _ROWS.match(s):
+        return Expectation("rows", raw, op="==", number=float(m.group(1)))
+    if m := _ALL.match(s):
+        return Expectation("all", raw, target=m.group(1).lower())
+    if check_type == "performance":
+        if m := _TIME.match(s):
+            ms = float(m.group(2)) * (1000.0 if m.group(3).lower() == "s" else 1.0)
+            return Expectation("time", raw, op=m.group(1), number=ms)
+        if m := _INDEX.match(s):
+            return Expectation("index", raw, target=m.group(1).strip('"'))
+        if _LOOKS_LIKE_CMP.match(s):
+            raise ExpectationSyntaxError(
+                f"cannot parse expected {raw!r}: a comparison needs a number (e.g. '> 0') "
+                "or a time bound (e.g. '< 100ms')"
+            )
+        return Expectation("contains", raw, target=s)
+    if _LOOKS_LIKE_CMP.match(s):
+        raise ExpectationSyntaxError(
+            f"cannot parse expected {raw!r}: a comparison needs a number, e.g. '> 0' or '>= 10'"
+        )
+    if _LOOKS_LIKE_ROWS.match(s):
+        raise ExpectationSyntaxError(
+            f"cannot parse expected {raw!r}: a row count is written '1 row' or 'N rows'"
+        )
+    raise ExpectationSyntaxError(
+        f"cannot parse expected {raw!r}: use a comparison ('> 0', '>= N'), "
+        "a row count ('1 row', 'N rows') or 'all true'"
+    )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``"5m"`` → 300.0 seconds; also ``"1h30m"``, ``"250ms"``, ``"48h"``, ``"30d"``, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '5m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    s = value.strip().replace(" ", "")
+    if not s:
+        raise ValueError("empty duration")
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2).lower()]
+        pos = m.end()
+    if pos != len(s):
+        try:
+            return float(s)
+        except ValueError:
+            raise ValueError(
+                f"cannot parse duration {value!r}: use e.g. '30s', '5m', '2h', '1h30m' or '7d'"
+            ) from None
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {sec}s" if sec else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m" if minutes else f"{hours}h"

@@ -1,0 +1,575 @@
+"""Load the config repository into a frozen desired state, reporting every problem at once.
+
+Layout (DESIGN.md)::
+
+    honua.yaml                                  Project
+    providers/*.yaml                            Datasource, Server
+    environments/<env>/services/*.yaml          Service
+    environments/<env>/layers/*.yaml            Layer
+    environments/<env>/policy.yaml              Policy (or policies/<env>-policy.yaml)
+    migrations/*.yaml                           Migration
+
+Nothing is printed and nothing raised until the end: all diagnostics of a run are
+collected and raised together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import pydantic
+
+from honua_plan.config import templating
+from honua_plan.config.models import (
+    API_VERSION,
+    KINDS,
+    Datasource,
+    Layer,
+    Migration,
+    Policy,
+    Project,
+    Server,
+    Service,
+    Strict,
+)
+from honua_plan.config.yamlload import Document, SourceMap, load_documents
+from honua_plan.errors import ConfigError, Diagnostic, Location
+
+PROJECT_FILE = "honua.yaml"
+YAML_SUFFIXES = (".yaml", ".yml")
+M = TypeVar("M", bound=Strict)
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A validated resource with the document it came from."""
+
+    model: Any
+    source: SourceMap
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    def locate(self, *key: str | int) -> Location:
+        return self.source.locate(tuple(key))
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything one environment declares, validated and cross-referenced."""
+
+    root: Path
+    environment: str
+    project: Project
+    datasources: Mapping[str, Datasource]
+    servers: Mapping[str, Server]
+    services: Mapping[str, Service]
+    layers: Mapping[str, Layer]  # by address: layer.<service>::<name>
+    migrations: tuple[Migration, ...]  # in dependency order
+    policy: Policy | None
+    sources: Mapping[str, SourceMap]  # address (or kind name) -> where it was declared
+    warnings: tuple[Diagnostic, ...] = ()
+    config_hash: str = ""
+    file_hashes: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, address: str) -> SourceMap | None:
+        return self.sources.get(address)
+
+    def locate(self, address: str, *key: str | int) -> Location:
+        src = self.sources.get(address)
+        return src.locate(tuple(key)) if src else Location(address)
+
+    def layers_of(self, service: str) -> list[Layer]:
+        return [lyr for lyr in self.layers.values() if lyr.metadata.service == service]
+
+    def migration(self, ref: str) -> Migration | None:
+        return resolve_migration(ref, self.migrations)
+
+    def migrations_for_env(self) -> tuple[Migration, ...]:
+        return tuple(
+            m for m in self.migrations
+            if not m.metadata.environments or self.environment in m.metadata.environments
+        )
+
+    def datasource_for(self, service: Service) -> Datasource:
+        return self.datasources[service.spec.datasource]
+
+    def server(self) -> Server | None:
+        name = self.project.spec.defaultServer
+        if name and name in self.servers:
+            return self.servers[name]
+        return next(iter(self.servers.values()), None)
+
+    def template_vars(self) -> dict[str, Any]:
+        return templating.variables_for(self.environment, self.project.metadata.name)
+
+
+def resolve_migration(ref: str, migrations: Iterable[Migration]) -> Migration | None:
+    """A dependency may name a migration by id (``002``), stem (``002_add_parcels_layer``)
+    or a stem whose id prefix matches (``002_anything``): Flyway users write all three."""
+    ms = list(migrations)
+    for m in ms:
+        if ref in (m.metadata.id, m.stem):
+            return m
+    head = ref.split("_", 1)[0]
+    for m in ms:
+        if m.metadata.id == head:
+            return m
+    return None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _pydantic_diagnostics(exc: pydantic.ValidationError, src: SourceMap) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        typ = err["type"]
+        key = ".".join(str(p) for p in loc)
+        if typ == "extra_forbidden":
+            msg = f"unknown field '{loc[-1]}'" + (f" in {'.'.join(str(p) for p in loc[:-1])}" if len(loc) > 1 else "")
+        elif typ == "missing":
+            msg = f"missing required field '{key}'"
+            # point at the parent mapping, which exists in the file
+        elif typ == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            msg = f"{key}: invalid value {err.get('input')!r}; expected {expected}"
+        else:
+            text = err["msg"]
+            for prefix in ("Value error, ", "Assertion failed, "):
+                if text.startswith(prefix):
+                    text = text[len(prefix):]
+            msg = f"{key}: {text}" if key else text
+        dedup = (loc, msg)
+        if dedup in seen:
+            continue
+        seen.add(dedup)
+        out.append(Diagnostic(src.locate(loc), msg))
+    return out
+
+
+def _validate(model: type[M], doc: Document, problems: list[Diagnostic]) -> M | None:
+    try:
+        return model.model_validate(doc.data)
+    except pydantic.ValidationError as exc:
+        problems.extend(_pydantic_diagnostics(exc, doc.source))
+        return None
+
+
+# --------------------------------------------------------------------------- loader
+
+
+@dataclass
+class _Files:
+    root: Path
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def rel(self, p: Path) -> str:
+        try:
+            return str(p.relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+    def read(self, p: Path, problems: list[Diagnostic]) -> list[Document]:
+        rel = self.rel(p)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            problems.append(Diagnostic(Location(rel), f"cannot read file: {exc.strerror}"))
+            return []
+        self.hashes[rel] = hashlib.sha256(raw).hexdigest()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(Diagnostic(Location(rel), "file is not UTF-8 text"))
+            return []
+        return load_documents(text, rel, problems)
+
+    def yaml_files(self, folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+
+
+def _kind_of(doc: Document, problems: list[Diagnostic]) -> str | None:
+    data = doc.data
+    if data is None:
+        return None  # an empty document (e.g. only comments) is fine
+    if not isinstance(data, dict):
+        problems.append(Diagnostic(doc.source.locate(()), "a resource must be a mapping with apiVersion, kind, metadata and spec"))
+        return None
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        where = doc.source.locate(("apiVersion",))
+        got = "missing" if api is None else repr(api)
+        problems.append(Diagnostic(where, f"apiVersion must be '{API_VERSION}' (got {got})"))
+        return None
+    kind = data.get("kind")
+    if kind not in KINDS:
+        where = doc.source.locate(("kind",))
+        problems.append(
+            Diagnostic(where, f"unknown kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
+        )
+        return None
+    return str(kind)
+
+
+def _expect_kind(
+    doc: Document, allowed: tuple[str, ...], where: str, problems: list[Diagnostic]
+) -> str | None:
+    kind = _kind_of(doc, problems)
+    if kind is not None and kind not in allowed:
+        problems.append(
+            Diagnostic(
+                doc.source.locate(("kind",)),
+                f"a {kind} does not belong in {where} (expected {' or '.join(allowed)})",
+            )
+        )
+        return None
+    return kind
+
+
+class _Loader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files = _Files(root)
+        self.problems: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+
+    # -- shared parts (project, providers, migrations) ---------------------------
+
+    def project(self) -> tuple[Project | None, SourceMap | None]:
+        path = self.root / PROJECT_FILE
+        if not path.exists():
+            self.problems.append(
+                Diagnostic(Location(PROJECT_FILE), f"no {PROJECT_FILE} here: is {self.root} a honua config repository? (honua init DIR creates one)")
+            )
+            return None, None
+        docs = [d for d in self.files.read(path, self.problems) if d.data is not None]
+        if len(docs) != 1:
+            if docs:
+                self.problems.append(Diagnostic(docs[1].source.locate(()), f"{PROJECT_FILE} must hold exactly one Project"))
+            else:
+                self.problems.append(Diagnostic(Location(PROJECT_FILE), f"{PROJECT_FILE} is empty"))
+            return None, None
+        if _expect_kind(docs[0], ("Project",), PROJECT_FILE, self.problems) is None:
+            return None, None
+        return _validate(Project, docs[0], self.problems), docs[0].source
+
+    def providers(self) -> tuple[dict[str, Datasource], dict[str, Server], dict[str, SourceMap]]:
+        datasources: dict[str, Datasource] = {}
+        servers: dict[str, Server] = {}
+        sources: dict[str, SourceMap] = {}
+        for path in self.files.yaml_files(self.root / "providers"):
+            for doc in self.files.read(path, self.problems):
+                kind = _expect_kind(doc, ("Datasource", "Server"), "providers/", self.problems)
+                if kind is None:
+                    continue
+                model_cls = Datasource if kind == "Datasource" else Server
+                m = _validate(model_cls, doc, self.problems)
+                if m is None:
+                    continue
+                table: dict[str, Any] = datasources if kind == "Datasource" else servers
+                address = f"{kind.lower()}.{m.metadata.name}"
+                self._unique(address, doc, sources, ("metadata", "name"))
+                table[m.metadata.name] = m
+                sources[address] = doc.source
+        return datasources, servers, sources
+
+    def migrations(self) -> tuple[list[Migration], dict[str, SourceMap]]:
+        found: list[Migration] = []
+        sources: dict[str, SourceMap] = {}
+        for path in self.files.yaml_files(self.root / "migrations"):
+            for doc in self.files.read(path, self.problems):
+                if _expect_kind(doc, ("Migration",), "migrations/", self.problems) is None:
+                    continue
+                m = _validate(Migration, doc, self.problems)
+                if m is None:
+                    continue
+                m._stem = path.stem
+                if not self._unique(m.address, doc, sources, ("metadata", "id")):
+                    continue
+                sources[m.address] = doc.source
+                found.append(m)
+        return found, sources
+
+    def _unique(self, address: str, doc: Document, sources: Mapping[str, SourceMap], key: tuple[str, ...]) -> bool:
+        if address in sources:
+            first = sources[address].locate(key)
+            self.problems.append(
+                Diagnostic(doc.source.locate(key), f"duplicate {address} (first declared at {first})")
+            )
+            return False
+        return True
+
+    # -- one environment -------------------------------------------------------
+
+    def environment(
+        self, env: str
+    ) -> tuple[dict[str, Service], dict[str, Layer], Policy | None, dict[str, SourceMap]]:
+        base = self.root / "environments" / env
+        services: dict[str, Service] = {}
+        layers: dict[str, Layer] = {}
+        sources: dict[str, SourceMap] = {}
+        policy: Policy | None = None
+
+        for path in self.files.yaml_files(base / "services"):
+            for doc in self.files.read(path, self.problems):
+                if _expect_kind(doc, ("Service",), f"environments/{env}/services/", self.problems) is None:
+                    continue
+                svc = _validate(Service, doc, self.problems)
+                if svc is None:
+                    continue
+                self._check_env(svc.metadata.environment, env, doc)
+                address = f"service.{svc.metadata.name}"
+                if self._unique(address, doc, sources, ("metadata", "name")):
+                    services[svc.metadata.name] = svc
+                    sources[address] = doc.source
+
+        for path in self.files.yaml_files(base / "layers"):
+            for doc in self.files.read(path, self.problems):
+                if _expect_kind(doc, ("Layer",), f"environments/{env}/layers/", self.problems) is None:
+                    continue
+                layer = _validate(Layer, doc, self.problems)
+                if layer is None:
+                    continue
+                self._check_env(layer.metadata.environment, env, doc)
+                if self._unique(layer.address, doc, sources, ("metadata", "name")):
+                    layers[layer.address] = layer
+                    sources[layer.address] = doc.source
+
+        policy_files = [p for p in (base / "policy.yaml", base / "policy.yml",
+                                    self.root / "policies" / f"{env}-policy.yaml",
+                                    self.root / "policies" / f"{env}-policy.yml") if p.exists()]
+        for path in policy_files:
+            for doc in self.files.read(path, self.problems):
+                if _expect_kind(doc, ("Policy",), self.files.rel(path), self.problems) is None:
+                    continue
+                pol = _validate(Policy, doc, self.problems)
+                if pol is None:
+                    continue
+                if pol.metadata.environment != env:
+                    self.problems.append(Diagnostic(doc.source.locate(("metadata", "environment")),
+                                                    f"policy is for environment '{pol.metadata.environment}' but lives in the files of '{env}'"))
+                    continue
+                if policy is not None:
+                    self.problems.append(Diagnostic(doc.source.locate(()), f"a second policy for environment '{env}' (one is allowed)"))
+                    continue
+                policy = pol
+                sources[f"policy.{env}"] = doc.source
+        return services, layers, policy, sources
+
+    def _check_env(self, declared: str | None, env: str, doc: Document) -> None:
+        if declared is not None and declared != env:
+            self.problems.append(
+                Diagnostic(
+                    doc.source.locate(("metadata", "environment")),
+                    f"metadata.environment is '{declared}' but the file is under environments/{env}/",
+                )
+            )
+
+
+def _check_references(
+    env: str,
+    project: Project,
+    datasources: Mapping[str, Datasource],
+    servers: Mapping[str, Server],
+    services: Mapping[str, Service],
+    layers: Mapping[str, Layer],
+    sources: Mapping[str, SourceMap],
+    problems: list[Diagnostic],
+) -> None:
+    for name, svc in services.items():
+        if svc.spec.datasource not in datasources:
+            known = ", ".join(sorted(datasources)) or "none declared in providers/"
+            problems.append(Diagnostic(sources[f"service.{name}"].locate(("spec", "datasource")),
+                                       f"service '{name}' uses datasource '{svc.spec.datasource}', which does not exist (known: {known})"))
+        if svc.spec.server and svc.spec.server not in servers:
+            problems.append(Diagnostic(sources[f"service.{name}"].locate(("spec", "server")),
+                                       f"service '{name}' uses server '{svc.spec.server}', which does not exist"))
+    for address, layer in layers.items():
+        if layer.metadata.service not in services:
+            known = ", ".join(sorted(services)) or f"none in environments/{env}/services/"
+            problems.append(Diagnostic(sources[address].locate(("metadata", "service")),
+                                       f"layer '{layer.metadata.name}' belongs to service '{layer.metadata.service}', which does not exist in {env} (known: {known})"))
+        spec = layer.spec
+        src = sources[address]
+        if spec.geometryField != spec.storage.geometryColumn:
+            problems.append(Diagnostic(src.locate(("spec", "geometryField")),
+                                       f"geometryField '{spec.geometryField}' differs from storage.geometryColumn '{spec.storage.geometryColumn}'"))
+        field_names = {f.name for f in spec.fields}
+        if spec.fields:
+            for key in ("idField", "displayField"):
+                value = getattr(spec, key)
+                if value and value not in field_names:
+                    problems.append(Diagnostic(src.locate(("spec", key)), f"{key} '{value}' is not one of the layer's fields"))
+    if project.spec.defaultDatasource and project.spec.defaultDatasource not in datasources:
+        problems.append(Diagnostic(Location(PROJECT_FILE), f"defaultDatasource '{project.spec.defaultDatasource}' does not exist"))
+    if project.spec.defaultServer and project.spec.defaultServer not in servers:
+        problems.append(Diagnostic(Location(PROJECT_FILE), f"defaultServer '{project.spec.defaultServer}' does not exist"))
+
+
+def _order_migrations(
+    migrations: list[Migration], sources: Mapping[str, SourceMap], problems: list[Diagnostic]
+) -> tuple[Migration, ...]:
+    import networkx as nx
+
+    graph: nx.DiGraph = nx.DiGraph()
+    for m in migrations:
+        graph.add_node(m.metadata.id)
+    for m in migrations:
+        for i, dep in enumerate(m.spec.dependencies):
+            target = resolve_migration(dep, migrations)
+            if target is None:
+                problems.append(Diagnostic(sources[m.address].locate(("spec", "dependencies", i)),
+                                           f"migration {m.metadata.id} depends on '{dep}', which does not exist in migrations/"))
+                continue
+            graph.add_edge(target.metadata.id, m.metadata.id)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    by_id = {m.metadata.id: m for m in migrations}
+    if cycle:
+        names = [a for a, _ in cycle] + [cycle[0][0]]
+        first = by_id[cycle[0][1]]
+        problems.append(Diagnostic(sources[first.address].locate(("spec", "dependencies")),
+                                   f"migration dependencies form a cycle: {' -> '.join(names)}"))
+        return tuple(sorted(migrations, key=lambda m: m.metadata.id))
+    order = nx.lexicographical_topological_sort(graph)
+    return tuple(by_id[i] for i in order)
+
+
+def _check_templates_and_sql(
+    root: Path,
+    env: str,
+    variables: dict[str, Any],
+    migrations: Iterable[Migration],
+    layers: Mapping[str, Layer],
+    sources: Mapping[str, SourceMap],
+    problems: list[Diagnostic],
+    warnings: list[Diagnostic],
+) -> None:
+    try:  # TEMP until sqlinfo lands
+        from honua_plan.sqlinfo import diagnose
+    except ImportError:
+        def diagnose(text: str) -> list[tuple[int, int, str, str]]:
+            return []
+
+    def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
+        try:
+            rendered = templating.render(text, variables)
+        except templating.TemplateProblem as exc:
+            problems.append(Diagnostic(src.locate(key), str(exc)))
+            return
+        base = src.locate(key)
+        block = "\n" in text.rstrip("\n")
+        for line, col, message, severity in diagnose(rendered):
+            loc = Location(base.path, base.line + line if block else base.line,
+                           (base.column + 1 + col) if block else base.column)
+            diag = Diagnostic(loc, f"SQL: {message}", severity=severity)
+            (problems if severity == "error" else warnings).append(diag)
+
+    for m in migrations:
+        if m.metadata.environments and env not in m.metadata.environments:
+            continue
+        src = sources[m.address]
+        for section in ("up", "down"):
+            for i, step in enumerate(getattr(m.spec, section)):
+                if step.type == "sql" and step.content:
+                    check_sql(step.content, src, ("spec", section, i, "content"))
+                elif step.type == "metadata" and step.path:
+                    try:
+                        rel = templating.render(step.path, variables)
+                    except templating.TemplateProblem as exc:
+                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")), str(exc)))
+                        continue
+                    target = (root / rel).resolve()
+                    if not target.is_relative_to(root.resolve()):
+                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
+                                                   f"path '{rel}' leaves the config repository"))
+                    elif not target.exists():
+                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
+                                                   f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))
+        for i, pre in enumerate(m.spec.preConditions):
+            if pre.query:
+                check_sql(pre.query, src, ("spec", "preConditions", i, "query"))
+        for section, checks in (("post-up", m.spec.validation.post_up), ("post-down", m.spec.validation.post_down)):
+            for i, chk in enumerate(checks):
+                if chk.query:
+                    check_sql(chk.query, src, ("spec", "validation", section, i, "query"))
+    for address, layer in layers.items():
+        for i, chk in enumerate(layer.spec.validation.healthChecks):
+            if chk.query:
+                check_sql(chk.query, sources[address], ("spec", "validation", "healthChecks", i, "query"))
+
+
+def load(root: Path | str, environment: str | None = None) -> list[DesiredState]:
+    """Load and check the repository for one environment (or all): raise ConfigError on problems."""
+    root = Path(root).resolve()
+    ld = _Loader(root)
+    project, project_src = ld.project()
+    datasources, servers, provider_sources = ld.providers()
+    migrations, migration_sources = ld.migrations()
+    states: list[DesiredState] = []
+    if project is None:
+        raise ConfigError(ld.problems)
+    envs = list(project.spec.environments)
+    if environment is not None:
+        if environment not in envs:
+            raise ConfigError([Diagnostic(project_src.locate(("spec", "environments")) if project_src else Location(PROJECT_FILE),
+                                          f"unknown environment '{environment}' (known: {', '.join(envs)})")])
+        envs = [environment]
+    for m in migrations:
+        for i, e in enumerate(m.metadata.environments):
+            if e not in project.spec.environments:
+                ld.problems.append(Diagnostic(migration_sources[m.address].locate(("metadata", "environments", i)),
+                                              f"migration {m.metadata.id} names environment '{e}', which is not in {PROJECT_FILE}"))
+    ordered = _order_migrations(migrations, migration_sources, ld.problems)
+    for env in envs:
+        services, layers, policy, env_sources = ld.environment(env)
+        sources: dict[str, SourceMap] = {**provider_sources, **migration_sources, **env_sources}
+        if project_src is not None:
+            sources["project"] = project_src
+        _check_references(env, project, datasources, servers, services, layers, sources, ld.problems)
+        variables = templating.variables_for(env, project.metadata.name)
+        _check_templates_and_sql(root, env, variables, ordered, layers, sources, ld.problems, ld.warnings)
+        states.append(
+            DesiredState(
+                root=root,
+                environment=env,
+                project=project,
+                datasources=MappingProxyType(dict(datasources)),
+                servers=MappingProxyType(dict(servers)),
+                services=MappingProxyType(services),
+                layers=MappingProxyType(layers),
+                migrations=ordered,
+                policy=policy,
+                sources=MappingProxyType(sources),
+            )
+        )
+    errors = [d for d in ld.problems if d.severity == "error"]
+    warnings = tuple(sorted(set(ld.warnings) | {d for d in ld.problems if d.severity != "error"}))
+    if errors:
+        raise ConfigError(list(dict.fromkeys(ld.problems + list(warnings))))
+    digest = hashlib.sha256()
+    for rel, h in sorted(ld.files.hashes.items()):
+        digest.update(f"{rel}\0{h}\n".encode())
+    config_hash = "sha256:" + digest.hexdigest()
+    hashes = MappingProxyType(dict(ld.files.hashes))
+    return [
+        DesiredState(**{**s.__dict__, "warnings": warnings, "config_hash": config_hash, "file_hashes": hashes})
+        for s in states
+    ]
+
+
+def load_environment(root: Path | str, environment: str) -> DesiredState:
+    return load(root, environment)[0]

@@ -1,0 +1,648 @@
+"""Strict pydantic models, one per kind (apiVersion ``honua.io/v1``).
+
+Field names follow the YAML (camelCase, and ``post-up`` where the seed says so) via
+aliases, so pydantic's error locations are the YAML key paths and map straight back
+to ``path:line:column``. Every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from honua_plan.config import expected as exp
+
+API_VERSION = "honua.io/v1"
+
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+QUALIFIED_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CRS_RE = re.compile(r"^(EPSG:\d{4,6}|CRS84|OGC:CRS84|https?://www\.opengis\.net/def/crs/\S+)$")
+
+
+def _ident(v: str) -> str:
+    if not IDENT_RE.match(v):
+        raise ValueError(f"{v!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)")
+    return v
+
+
+def _qualified(v: str) -> str:
+    if not QUALIFIED_RE.match(v):
+        raise ValueError(f"{v!r} is not a plain SQL table name (schema.table or table)")
+    return v
+
+
+def _name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(
+            f"{v!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)"
+        )
+    return v
+
+
+def _crs(v: str) -> str:
+    if not CRS_RE.match(v):
+        raise ValueError(f"{v!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI")
+    return v
+
+
+def _env_var(v: str) -> str:
+    if not ENV_VAR_RE.match(v):
+        raise ValueError(f"{v!r} is not an environment variable name")
+    return v
+
+
+def _duration(v: Any) -> float:
+    return exp.parse_duration(v)
+
+
+Ident = Annotated[str, AfterValidator(_ident)]
+TableName = Annotated[str, AfterValidator(_qualified)]
+Name = Annotated[str, AfterValidator(_name)]
+Crs = Annotated[str, AfterValidator(_crs)]
+EnvVar = Annotated[str, AfterValidator(_env_var)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}, {"type": "number"}]}),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+CheckType = Literal["query", "geometry", "performance", "row-count", "http"]
+
+
+class Check(Strict):
+    """A validation or health check: run ``query``, compare with ``expected``."""
+
+    type: CheckType = "query"
+    name: str | None = None
+    query: str | None = None
+    expected: Annotated[str, WithJsonSchema({"type": "string"})]
+    timeout: Duration | None = None
+    url: str | None = None
+    _expectation: exp.Expectation | None = PrivateAttr(default=None)
+
+    @field_validator("expected", mode="before")
+    @classmethod
+    def _parse_expected(cls, v: Any, info: ValidationInfo) -> str:
+        if isinstance(v, bool):
+            v = "all true" if v else "all false"
+        if isinstance(v, int | float):
+            v = f"= {v}"
+        if not isinstance(v, str):
+            raise ValueError("expected must be a string such as '> 0', '1 row' or 'all true'")
+        exp.parse(v, info.data.get("type", "query"))  # raises on a typo
+        return v
+
+    @model_validator(mode="after")
+    def _needs_query(self) -> Check:
+        if self.type != "http" and not self.query:
+            raise ValueError(f"a {self.type} check needs a 'query'")
+        return self
+
+    @property
+    def expectation(self) -> exp.Expectation:
+        if self._expectation is None:
+            object.__setattr__(self, "_expectation", exp.parse(self.expected, self.type))
+        assert self._expectation is not None
+        return self._expectation
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.type}: {' '.join((self.query or self.url or '').split())[:60]}"
+
+
+# --------------------------------------------------------------------------- common
+
+
+class Metadata(Strict):
+    name: Name
+    description: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class EnvMetadata(Metadata):
+    environment: Name | None = None
+    created: datetime | str | None = None
+    createdBy: str | None = None
+
+
+# --------------------------------------------------------------------------- Project
+
+
+class StateConfig(Strict):
+    backend: Literal["local", "postgres"] = "local"
+    path: str = "state"
+    dsnEnv: EnvVar | None = None
+    lockTimeout: Duration = 0.0
+
+
+class ProjectSpec(Strict):
+    environments: list[Name] = Field(min_length=1)
+    state: StateConfig = Field(default_factory=StateConfig)
+    defaultDatasource: Name | None = None
+    defaultServer: Name | None = None
+
+    @field_validator("environments")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({e for e in v if v.count(e) > 1})
+        if dup:
+            raise ValueError(f"environment listed twice: {', '.join(dup)}")
+        return v
+
+
+class Project(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Project"]
+    metadata: Metadata
+    spec: ProjectSpec
+
+
+# --------------------------------------------------------------------------- Datasource
+
+
+class Connection(Strict):
+    """Where the connection string comes from: environment variables only, never the file."""
+
+    env: list[str] = Field(
+        default_factory=lambda: ["HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN"],
+        description="environment variables tried in order ({{env}} is templated)",
+    )
+    dsn: str | None = Field(default=None, description="a ${VAR} reference; literal secrets are refused")
+    embedded: bool = Field(default=True, description="fall back to the embedded PostGIS under state/.pg")
+
+    @field_validator("dsn")
+    @classmethod
+    def _reference_only(cls, v: str | None) -> str | None:
+        if v is not None and "${" not in v:
+            raise ValueError("a connection string may not be written in the file: use a ${VAR} reference")
+        return v
+
+
+class DatasourceSpec(Strict):
+    type: Literal["postgis"] = "postgis"
+    connection: Connection = Field(default_factory=Connection)
+    schema_: Ident = Field(default="public", alias="schema")
+    lockTimeout: Duration = 2.0
+    statementTimeout: Duration = 300.0
+    connectTimeout: Duration = 10.0
+
+
+class Datasource(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Datasource"]
+    metadata: Metadata
+    spec: DatasourceSpec
+
+
+# --------------------------------------------------------------------------- Server
+
+
+class PygeoapiOptions(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=1, le=65535)
+    basePath: str = "/ogc"
+    workers: int = Field(default=2, ge=1, le=16)
+    portEnv: EnvVar | None = None
+
+
+class HonuaOptions(Strict):
+    url: str
+    apiKeyEnv: EnvVar = "HONUA_API_KEY"
+    mode: Literal["manifest", "legacy"] = "manifest"
+    namespace: str = "default"
+    metadataPath: str | None = None
+
+
+class CommandOptions(Strict):
+    reload: list[str] = Field(min_length=1)
+    health: str | None = None
+    cwd: str | None = None
+
+
+class ServerSpec(Strict):
+    type: Literal["pygeoapi", "honua", "command", "none"] = "pygeoapi"
+    publicUrl: str | None = None
+    pygeoapi: PygeoapiOptions = Field(default_factory=PygeoapiOptions)
+    honua: HonuaOptions | None = None
+    command: CommandOptions | None = None
+    healthTimeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _options_present(self) -> ServerSpec:
+        if self.type == "honua" and self.honua is None:
+            raise ValueError("a server of type honua needs a 'honua' block (url, apiKeyEnv)")
+        if self.type == "command" and self.command is None:
+            raise ValueError("a server of type command needs a 'command' block (reload)")
+        return self
+
+
+class Server(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Server"]
+    metadata: Metadata
+    spec: ServerSpec
+
+
+# --------------------------------------------------------------------------- Service
+
+
+class OgcOptions(Strict):
+    collectionsEnabled: bool = True
+    itemLimit: int | None = Field(default=None, ge=1, le=100_000)
+    defaultCrs: Crs | None = None
+    additionalCrs: list[Crs] = Field(default_factory=list)
+
+
+class ServiceSpec(Strict):
+    title: str
+    description: str | None = None
+    datasource: Name
+    server: Name | None = None
+    serviceType: Literal["feature", "FeatureServer"] = "feature"
+    enabled: bool = True
+    keywords: list[str] = Field(default_factory=list)
+    ogc: OgcOptions = Field(default_factory=OgcOptions)
+
+
+class Service(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Service"]
+    metadata: EnvMetadata
+    spec: ServiceSpec
+
+
+# --------------------------------------------------------------------------- Layer
+
+GeometryType = Literal[
+    "Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon",
+    "GeometryCollection", "Geometry",
+]
+FieldType = Literal[
+    "integer", "long", "smallint", "double", "float", "decimal", "string", "text", "boolean",
+    "date", "datetime", "time", "guid", "json",
+]
+
+
+class LayerField(Strict):
+    name: Ident
+    type: FieldType
+    alias: str | None = None
+    nullable: bool = True
+    maxLength: int | None = Field(default=None, ge=1)
+    precision: int | None = Field(default=None, ge=1)
+    scale: int | None = Field(default=None, ge=0)
+    editable: bool | None = None
+
+
+class IndexSpec(Strict):
+    name: Ident
+    type: Literal["gist", "spgist", "brin", "btree", "hash", "gin"] = "btree"
+    column: Ident | None = None
+    columns: list[Ident] = Field(default_factory=list)
+    unique: bool = False
+
+    @model_validator(mode="after")
+    def _one_column_form(self) -> IndexSpec:
+        if not self.column and not self.columns:
+            raise ValueError("an index needs 'column' or 'columns'")
+        return self
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return (self.column,) if self.column else tuple(self.columns)
+
+
+class Storage(Strict):
+    table: TableName
+    schema_: Ident | None = Field(default=None, alias="schema")
+    geometryColumn: Ident = "geom"
+    primaryKey: Ident = "id"
+    srid: int = Field(default=4326, ge=0, le=999_999)
+    indexes: list[IndexSpec] = Field(default_factory=list)
+
+    @property
+    def qualified_table(self) -> str:
+        if "." in self.table:
+            return self.table
+        return f"{self.schema_ or 'public'}.{self.table}"
+
+
+class LayerOgc(Strict):
+    itemLimit: int | None = Field(default=None, ge=1, le=100_000)
+    defaultCrs: Crs | None = None
+    collectionsEnabled: bool = True
+
+
+class LayerValidation(Strict):
+    healthChecks: list[Check] = Field(default_factory=list)
+
+
+class PerformanceBudget(Strict):
+    requests: int = Field(default=20, ge=1, le=1000)
+    maxAvgMs: float = Field(default=500.0, gt=0)
+    maxP95Ms: float | None = Field(default=None, gt=0)
+
+
+class LayerSpec(Strict):
+    title: str
+    description: str | None = None
+    geometryType: GeometryType
+    idField: Ident = "id"
+    displayField: Ident | None = None
+    geometryField: Ident = "geom"
+    crs: list[Crs] = Field(default_factory=lambda: ["EPSG:4326"])
+    storage: Storage
+    fields: list[LayerField] = Field(default_factory=list)
+    ogc: LayerOgc = Field(default_factory=LayerOgc)
+    validation: LayerValidation = Field(default_factory=LayerValidation)
+    performance: PerformanceBudget | None = None
+    keywords: list[str] = Field(default_factory=list)
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, v: list[LayerField]) -> list[LayerField]:
+        names = [f.name for f in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"field listed twice: {', '.join(dup)}")
+        return v
+
+
+class LayerMetadata(EnvMetadata):
+    service: Name
+
+
+class Layer(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Layer"]
+    metadata: LayerMetadata
+    spec: LayerSpec
+
+    @property
+    def collection_id(self) -> str:
+        return f"{self.metadata.service}::{self.metadata.name}"
+
+    @property
+    def address(self) -> str:
+        return f"layer.{self.collection_id}"
+
+
+# --------------------------------------------------------------------------- Migration
+
+PreconditionType = Literal[
+    "table-exists", "table-not-exists", "column-exists", "sql-check", "row-count", "index-exists",
+    "index-not-exists", "srid-is", "extension-exists",
+]
+
+
+class Precondition(Strict):
+    type: PreconditionType
+    table: TableName | None = None
+    column: Ident | None = None
+    index: Ident | None = None
+    extension: Ident | None = None
+    srid: int | None = None
+    query: str | None = None
+    expected: str | None = None
+    message: str | None = None
+
+    @field_validator("expected", mode="before")
+    @classmethod
+    def _parse_expected(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, int):
+            v = f"= {v}"
+        if isinstance(v, bool):
+            v = "all true" if v else "all false"
+        exp.parse(str(v), "query")
+        return str(v)
+
+    @model_validator(mode="after")
+    def _required(self) -> Precondition:
+        need: dict[str, tuple[str, ...]] = {
+            "table-exists": ("table",),
+            "table-not-exists": ("table",),
+            "column-exists": ("table", "column"),
+            "sql-check": ("query",),
+            "row-count": ("table", "expected"),
+            "index-exists": ("index",),
+            "index-not-exists": ("index",),
+            "srid-is": ("table", "srid"),
+            "extension-exists": ("extension",),
+        }
+        missing = [k for k in need[self.type] if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.type} precondition needs {', '.join(repr(m) for m in missing)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        bits = [self.type]
+        for k in ("table", "column", "index", "extension"):
+            v = getattr(self, k)
+            if v:
+                bits.append(f"{k}={v}")
+        return " ".join(bits)
+
+
+class MigrationStep(Strict):
+    name: str
+    type: Literal["sql", "metadata"]
+    content: str | None = None
+    action: Literal["update"] | None = None
+    path: str | None = None
+    changes: dict[str, Any] | None = None
+    transaction: bool | None = Field(
+        default=None, description="force (true) or forbid (false) a transaction; default: detected"
+    )
+    lockTimeout: Duration | None = None
+    statementTimeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> MigrationStep:
+        if self.type == "sql":
+            if not self.content or not self.content.strip():
+                raise ValueError("a sql step needs 'content'")
+            extra = [k for k in ("action", "path", "changes") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"a sql step does not take {', '.join(extra)}")
+        else:
+            if self.action is None or self.path is None or self.changes is None:
+                raise ValueError("a metadata step needs 'action', 'path' and 'changes'")
+            if self.content is not None:
+                raise ValueError("a metadata step does not take 'content'")
+        return self
+
+
+class MigrationValidation(Strict):
+    post_up: list[Check] = Field(default_factory=list, alias="post-up")
+    post_down: list[Check] = Field(default_factory=list, alias="post-down")
+
+
+RollbackTrigger = Literal["validation-failure", "health-check-failure", "step-failure", "timeout"]
+
+
+class RollbackPolicy(Strict):
+    automatic: bool = False
+    triggers: list[RollbackTrigger] = Field(
+        default_factory=lambda: ["validation-failure", "health-check-failure", "step-failure", "timeout"]
+    )
+    timeout: Duration | None = None
+
+
+class MigrationSpec(Strict):
+    dependencies: list[str] = Field(default_factory=list)
+    preConditions: list[Precondition] = Field(default_factory=list)
+    up: list[MigrationStep] = Field(min_length=1)
+    down: list[MigrationStep] = Field(default_factory=list)
+    validation: MigrationValidation = Field(default_factory=MigrationValidation)
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+
+
+class MigrationMetadata(Strict):
+    id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+    description: str | None = None
+    author: str | None = None
+    created: datetime | str | None = None
+    environments: list[Name] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not re.match(r"^[0-9A-Za-z][0-9A-Za-z._-]*$", v):
+            raise ValueError(f"{v!r} is not a migration id (e.g. '003')")
+        return v
+
+
+class Migration(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Migration"]
+    metadata: MigrationMetadata
+    spec: MigrationSpec
+    _stem: str = PrivateAttr(default="")
+
+    @property
+    def address(self) -> str:
+        return f"migration.{self.metadata.id}"
+
+    @property
+    def stem(self) -> str:
+        """The file stem (``003_optimize_bike_lanes``), another name dependencies may use."""
+        return self._stem or self.metadata.id
+
+
+# --------------------------------------------------------------------------- Policy
+
+Day = Literal[
+    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun",
+]
+LevelName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class DeploymentWindow(Strict):
+    dayOfWeek: list[Day] = Field(min_length=1)
+    startTime: str
+    endTime: str
+    timezone: str = "UTC"
+
+    @field_validator("startTime", "endTime")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not TIME_RE.match(v):
+            raise ValueError(f"{v!r} is not a time of day (HH:MM, 24h)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class BlackoutPeriod(Strict):
+    name: str
+    startDate: datetime
+    endDate: datetime
+    reason: str | None = None
+
+
+class Approval(Strict):
+    requiredAt: LevelName = "HIGH"
+    approvers: list[str] = Field(default_factory=list)
+    minApprovals: int = Field(default=1, ge=1)
+    aiProposals: Literal["required", "threshold"] = "required"
+
+
+class Cooldown(Strict):
+    sourceEnvironment: Name
+    minimum: Duration
+
+
+class PolicySpec(Strict):
+    production: bool = False
+    autoApprove: bool = True
+    approval: Approval | None = None
+    deploymentWindows: list[DeploymentWindow] = Field(default_factory=list)
+    blackoutPeriods: list[BlackoutPeriod] = Field(default_factory=list)
+    cooldown: Cooldown | None = None
+    requireBackup: bool = False
+    backupRetention: Duration = 30 * 86400.0
+
+
+class PolicyMetadata(Metadata):
+    environment: Name
+
+
+class Policy(Strict):
+    apiVersion: Literal["honua.io/v1"]
+    kind: Literal["Policy"]
+    metadata: PolicyMetadata
+    spec: PolicySpec
+
+
+Resource = Project | Datasource | Server | Service | Layer | Migration | Policy
+KINDS: dict[str, type[Strict]] = {
+    "Project": Project,
+    "Datasource": Datasource,
+    "Server": Server,
+    "Service": Service,
+    "Layer": Layer,
+    "Migration": Migration,
+    "Policy": Policy,
+}
