@@ -1,0 +1,104 @@
+"""Metadata files: round-trip edits of the YAML the engine changes (``type: metadata``).
+
+:func:`edit_text` is pure (text in, text out) so the planner can show the exact diff;
+ruamel.yaml's round-trip mode keeps comments, key order and the formatting of the
+lines it does not touch. :func:`write_atomic` is the only writer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from honua_plan.errors import ApplyError
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _to_rt(value: Any) -> Any:
+    """Plain values to ruamel's round-trip types, block style (as people write YAML)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, Mapping):
+        m = CommentedMap()
+        for k, v in value.items():
+            m[k] = _to_rt(v)
+        return m
+    if isinstance(value, list | tuple):
+        s = CommentedSeq([_to_rt(v) for v in value])
+        if not value:
+            s.fa.set_flow_style()
+        return s
+    return value
+
+
+def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
+    """Apply ``{"spec.storage.indexes": [...]}``-style changes to YAML ``text``."""
+    y = _yaml()
+    doc = y.load(text)
+    if doc is None:
+        raise ApplyError(f"{where or 'metadata file'} is empty")
+    for dotted, value in changes.items():
+        parts = dotted.split(".")
+        node = doc
+        for p in parts[:-1]:
+            if not isinstance(node, Mapping):
+                raise ApplyError(f"{where}: cannot set {dotted}: {p} is not a mapping")
+            if p not in node:
+                from ruamel.yaml.comments import CommentedMap
+
+                node[p] = CommentedMap()
+            node = node[p]
+        if not isinstance(node, Mapping):
+            raise ApplyError(f"{where}: cannot set {dotted}: parent is not a mapping")
+        if value is None and parts[-1] in node:
+            del node[parts[-1]]
+        else:
+            node[parts[-1]] = _to_rt(value)
+    out = io.StringIO()
+    y.dump(doc, out)
+    return out.getvalue()
+
+
+def unified_diff(before: str, after: str, path: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True),
+            fromfile=f"a/{path}", tofile=f"b/{path}",
+        )
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file, fsync and rename: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
