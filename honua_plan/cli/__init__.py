@@ -192,3 +192,163 @@ def ai() -> None:
 def ai_main() -> None:
     """Console script ``honua-ai``: the ``ai`` group of ``honua``."""
     main(["ai", *sys.argv[1:]], prog_name="honua-ai")
+
+
+# --------------------------------------------------------------------------- plan, show, approve, drift
+
+
+def _provenance(kind: str | None, actor: str | None) -> object:
+    from honua_plan.plan.model import Provenance
+
+    if kind is None:
+        return None
+    return Provenance(kind=kind, actor=actor)  # type: ignore[arg-type]
+
+
+@main.command()
+@env_option()
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan to a file.")
+@format_option()
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 without changes, 2 with changes, 1 on error.")
+@click.option("--refresh-only", is_flag=True, help="Only show what changed outside honua (drift).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR",
+              help="Limit the plan to ADDR and what it depends on (repeatable).")
+@click.option("--provenance", type=click.Choice(["human", "ci", "ai"]), default=None,
+              help="Who proposes this plan (default: ci when $CI is set, else human).")
+@click.pass_context
+def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
+         refresh_only: bool, targets: tuple[str, ...], provenance: str | None) -> None:
+    """Show what apply would change, with risk levels and a rollback plan."""
+    from honua_plan.plan.render import render
+    from honua_plan.plan.store import save_plan
+
+    context = state(ctx).context(quiet=fmt != "text")
+    result = context.plan(environment, target=targets, refresh_only=refresh_only,
+                          provenance=_provenance(provenance, None))  # type: ignore[arg-type]
+    click.echo(render(result, fmt, colour=context.console.colour), nl=False)
+    if out is not None:
+        save_plan(result, out)
+        if fmt == "text":
+            context.console.print(f"\nSaved the plan to {out}: apply it with `honua apply --env {environment} {out}`")
+    if detailed_exitcode:
+        changed = bool(result.drift) if refresh_only else result.has_changes
+        ctx.exit(2 if changed else 0)
+
+
+@main.command()
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@format_option()
+@click.pass_context
+def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
+    """Render a saved plan file."""
+    from honua_plan.plan.render import render
+    from honua_plan.plan.store import load_plan
+
+    context = state(ctx).context(quiet=fmt != "text")
+    click.echo(render(load_plan(plan_file), fmt, colour=context.console.colour), nl=False)
+
+
+@main.command()
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--by", "by", required=True, help="Who approves (name or e-mail).")
+@click.option("--comment", default="", help="Why.")
+@click.pass_context
+def approve(ctx: click.Context, plan_file: Path, by: str, comment: str) -> None:
+    """Record an approval in a saved plan file."""
+    from honua_plan.plan.store import approve as approve_plan
+
+    context = state(ctx).context()
+    result = approve_plan(plan_file, by, comment)
+    context.console.ok(
+        f"Approved by {by} ({len(result.approvals)} of {result.approvals_required} required)"
+    )
+
+
+@main.command()
+@env_option()
+@format_option()
+@click.pass_context
+def drift(ctx: click.Context, environment: str, fmt: str) -> None:
+    """Compare live objects with the recorded state; exit 2 when something drifted."""
+    from honua_plan.plan.render import render
+
+    context = state(ctx).context(quiet=fmt != "text")
+    result = context.plan(environment, refresh_only=True)
+    if fmt == "json":
+        echo_json({"format_version": 1, "environment": environment, "drifted": bool(result.drift),
+                   "drift": [d.model_dump(mode="json") for d in result.drift]})
+    else:
+        click.echo(render(result, fmt, colour=context.console.colour), nl=False)
+    ctx.exit(2 if result.drift else 0)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@main.group("state")
+def state_group() -> None:
+    """Inspect the recorded state."""
+
+
+@state_group.command("list")
+@env_option()
+@format_option(("text", "json"))
+@click.pass_context
+def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
+    """List the recorded resources."""
+    context = state(ctx).context(quiet=fmt == "json")
+    doc = context.recorded(environment)
+    if fmt == "json":
+        echo_json({"environment": environment, "serial": doc.serial, "lineage": doc.lineage,
+                   "resources": sorted(doc.resources)})
+        return
+    for address in sorted(doc.resources):
+        click.echo(address)
+    for mid in doc.applied_migrations():
+        click.echo(f"migration.{mid}")
+
+
+@state_group.command("show")
+@env_option()
+@click.argument("address", required=False)
+@click.pass_context
+def state_show(ctx: click.Context, environment: str, address: str | None) -> None:
+    """Show the whole state document, or one resource."""
+    context = state(ctx).context()
+    doc = context.recorded(environment)
+    if address is None:
+        echo_json(doc.to_json_data())
+        return
+    rec = doc.resources.get(address)
+    if rec is None:
+        from honua_plan.errors import UsageError
+
+        raise UsageError(f"no resource {address} in the state of {environment}")
+    echo_json(rec.model_dump(mode="json"))
+
+
+@state_group.command("history")
+@env_option()
+@click.option("--limit", type=int, default=20, show_default=True)
+@format_option(("text", "json"))
+@click.pass_context
+def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) -> None:
+    """The event log (newest last)."""
+    context = state(ctx).context(quiet=fmt == "json")
+    with context.backend(environment) as backend:
+        events = backend.reader().history(limit)
+    if fmt == "json":
+        echo_json([e.model_dump(mode="json") for e in events])
+        return
+    for e in events:
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  serial {e.serial:<4} {e.kind:<9} {e.actor or '-':<20} {e.message}")
+
+
+@state_group.command("unlock")
+@env_option()
+@click.pass_context
+def state_unlock(ctx: click.Context, environment: str) -> None:
+    """Break a lock left behind by a crashed process (local backend)."""
+    context = state(ctx).context()
+    with context.backend(environment) as backend:
+        context.console.print(backend.force_unlock())

@@ -1,0 +1,3 @@
+from honua_plan.cli import main
+
+main(prog_name="honua")

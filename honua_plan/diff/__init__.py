@@ -1,0 +1,316 @@
+"""Diff: desired + recorded + live → frozen change records. Pure: no I/O, no printing.
+
+* resources (datasource, server, service, layer): desired attributes against the
+  recorded ones, by fingerprint first; a deep diff (deepdiff) only when fingerprints
+  differ, so a no-op plan over thousands of layers costs a hash per layer;
+* migrations: pending ones, and applied ones whose checksum changed (an error, as
+  Flyway's ``validate``);
+* layers against live tables: table, geometry column (type, SRID), fields, primary key;
+* drift: recorded tables against live ones.
+
+"No change" is an explicit :class:`Change` with action ``no-op`` and a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from honua_plan.config.loader import DesiredState
+from honua_plan.config.models import Layer, Migration
+from honua_plan.errors import Diagnostic
+from honua_plan.facts import DatabaseFacts, TableFacts
+from honua_plan.state.model import StateDocument, fingerprint
+
+ChangeAction = Literal["create", "update", "delete", "replace", "no-op"]
+MANAGED_KINDS = ("datasource", "server", "service", "layer")
+# Keys that describe who wrote a file, not what is served: editing them is not a change.
+_IGNORED_METADATA = ("created", "createdBy", "environment", "annotations")
+
+
+@dataclass(frozen=True)
+class Change:
+    address: str
+    kind: str
+    action: ChangeAction
+    reason: str
+    changed_paths: tuple[str, ...] = ()
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MigrationChange:
+    migration: Migration
+    checksum: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    address: str
+    kind: str
+    change: Literal["modified", "missing", "unmanaged"]
+    summary: str
+    details: tuple[str, ...] = ()
+    recorded_fingerprint: str | None = None
+    live_fingerprint: str | None = None
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def resource_attributes(model: Any) -> dict[str, Any]:
+    """What is recorded and compared for a resource: its spec and identifying metadata."""
+    data = model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    meta = {k: v for k, v in data.get("metadata", {}).items() if k not in _IGNORED_METADATA}
+    return {"metadata": meta, "spec": data["spec"]}
+
+
+def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, Any]]]:
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, ds in desired.datasources.items():
+        out[f"datasource.{name}"] = ("datasource", resource_attributes(ds))
+    for name, srv in desired.servers.items():
+        out[f"server.{name}"] = ("server", resource_attributes(srv))
+    for name, svc in desired.services.items():
+        out[f"service.{name}"] = ("service", resource_attributes(svc))
+    for address, layer in desired.layers.items():
+        out[address] = ("layer", resource_attributes(layer))
+    return out
+
+
+def migration_checksum(m: Migration) -> str:
+    """Checksum of the canonical spec (comments and formatting do not count)."""
+    data = m.model_dump(mode="json", by_alias=True)
+    return fingerprint({"id": data["metadata"]["id"], "spec": data["spec"]})
+
+
+def _paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    from deepdiff import DeepDiff
+
+    dd = DeepDiff(before, after, ignore_order=False, view="tree")
+    out: set[str] = set()
+    for items in dd.values():
+        for item in items:
+            path = item.path(output_format="list")
+            out.add(".".join(str(p) for p in path))
+    return tuple(sorted(out))
+
+
+_REPLACE_PATHS = ("spec.storage.table", "spec.storage.schema", "spec.storage.geometryColumn")
+
+
+def diff_resources(
+    desired: Mapping[str, tuple[str, dict[str, Any]]], recorded: StateDocument
+) -> list[Change]:
+    changes: list[Change] = []
+    for address, (kind, attrs) in desired.items():
+        rec = recorded.resources.get(address)
+        if rec is None:
+            changes.append(Change(address, kind, "create", f"{address} is new", after=attrs))
+            continue
+        if rec.fingerprint == fingerprint(attrs):
+            changes.append(Change(address, kind, "no-op", f"unchanged since serial {rec.serial}"))
+            continue
+        paths = _paths(rec.attributes, attrs)
+        replace = kind == "layer" and any(p.startswith(_REPLACE_PATHS) for p in paths)
+        action: ChangeAction = "replace" if replace else "update"
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        reason = f"{'storage changed' if replace else 'changed'}: {shown}"
+        changes.append(Change(address, kind, action, reason, paths, rec.attributes, attrs))
+    for address, rec in recorded.resources.items():
+        if rec.kind in MANAGED_KINDS and address not in desired:
+            changes.append(Change(address, rec.kind, "delete", f"{address} was removed from the configuration",
+                                  before=rec.attributes))
+    return changes
+
+
+def diff_migrations(
+    desired: DesiredState, recorded: StateDocument
+) -> tuple[list[MigrationChange], list[str], list[Diagnostic]]:
+    """Pending migrations, the applied ones, and errors for applied specs that changed."""
+    pending: list[MigrationChange] = []
+    applied: list[str] = []
+    problems: list[Diagnostic] = []
+    for m in desired.migrations_for_env():
+        checksum = migration_checksum(m)
+        latest = recorded.latest_migration(m.metadata.id)
+        if latest is None:
+            pending.append(MigrationChange(m, checksum, "not applied yet"))
+        elif latest.status == "applied":
+            if latest.checksum != checksum:
+                problems.append(Diagnostic(
+                    desired.locate(m.address, "spec"),
+                    f"migration {m.metadata.id} was applied to {desired.environment} with checksum "
+                    f"{latest.checksum[:19]}… but its spec has changed since: an applied migration must "
+                    "not be edited; revert the edit and add a new migration (or roll it back first)",
+                ))
+            applied.append(m.metadata.id)
+        else:
+            pending.append(MigrationChange(m, checksum, f"last run {latest.status}"))
+    return pending, applied, problems
+
+
+# --------------------------------------------------------------------------- layers vs live
+
+_FIELD_TYPES: dict[str, frozenset[str]] = {
+    "integer": frozenset({"int2", "int4"}),
+    "smallint": frozenset({"int2"}),
+    "long": frozenset({"int2", "int4", "int8"}),
+    "double": frozenset({"float4", "float8", "numeric"}),
+    "float": frozenset({"float4", "float8"}),
+    "decimal": frozenset({"numeric"}),
+    "string": frozenset({"varchar", "text", "bpchar", "citext", "name"}),
+    "text": frozenset({"varchar", "text", "bpchar", "citext"}),
+    "boolean": frozenset({"bool"}),
+    "date": frozenset({"date"}),
+    "datetime": frozenset({"timestamp", "timestamptz"}),
+    "time": frozenset({"time", "timetz"}),
+    "guid": frozenset({"uuid"}),
+    "json": frozenset({"json", "jsonb"}),
+}
+
+
+def check_layer(
+    desired: DesiredState, layer: Layer, table: TableFacts | None, *, created_in_plan: bool
+) -> tuple[list[Diagnostic], list[Diagnostic], list[str]]:
+    """Errors, warnings, and checks deferred to apply time (table created by the plan)."""
+    errors: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
+    deferred: list[str] = []
+    addr = layer.address
+    st = layer.spec.storage
+
+    def err(key: tuple[str | int, ...], msg: str) -> None:
+        errors.append(Diagnostic(desired.locate(addr, *key), msg))
+
+    def warn(key: tuple[str | int, ...], msg: str) -> None:
+        warnings.append(Diagnostic(desired.locate(addr, *key), msg, severity="warning"))
+
+    if table is None:
+        if created_in_plan:
+            deferred.append(f"table {st.qualified_table} is created by a migration in this plan")
+            return errors, warnings, deferred
+        err(("spec", "storage", "table"),
+            f"layer {layer.metadata.name}: table {st.qualified_table} does not exist "
+            "(create it with a migration, or fix storage.table)")
+        return errors, warnings, deferred
+    col = table.column(st.geometryColumn)
+    geo = table.geometry(st.geometryColumn)
+    if col is None:
+        err(("spec", "storage", "geometryColumn"),
+            f"layer {layer.metadata.name}: column {st.geometryColumn} does not exist in {table.qualified_name}")
+    elif geo is None:
+        err(("spec", "storage", "geometryColumn"),
+            f"layer {layer.metadata.name}: column {table.qualified_name}.{st.geometryColumn} is "
+            f"{col.data_type}, not a PostGIS geometry")
+    else:
+        declared = layer.spec.geometryType.upper()
+        if geo.geometry_type == "GEOMETRY" and declared != "GEOMETRY":
+            warn(("spec", "geometryType"),
+                 f"layer {layer.metadata.name}: {table.qualified_name}.{geo.column} has no geometry type "
+                 f"constraint; declared {layer.spec.geometryType}")
+        elif declared != "GEOMETRY" and geo.geometry_type != declared:
+            err(("spec", "geometryType"),
+                f"layer {layer.metadata.name}: declares {layer.spec.geometryType} but "
+                f"{table.qualified_name}.{geo.column} holds {geo.geometry_type}")
+        if geo.srid == 0:
+            warn(("spec", "storage", "srid"),
+                 f"layer {layer.metadata.name}: {table.qualified_name}.{geo.column} has no SRID constraint")
+        elif geo.srid != st.srid:
+            err(("spec", "storage", "srid"),
+                f"layer {layer.metadata.name}: declares SRID {st.srid} but "
+                f"{table.qualified_name}.{geo.column} has SRID {geo.srid}")
+    pk = table.primary_key
+    if pk and pk != (st.primaryKey,):
+        err(("spec", "storage", "primaryKey"),
+            f"layer {layer.metadata.name}: primaryKey is {st.primaryKey} but the primary key of "
+            f"{table.qualified_name} is ({', '.join(pk)})")
+    elif not pk and table.column(st.primaryKey) is None:
+        err(("spec", "storage", "primaryKey"),
+            f"layer {layer.metadata.name}: column {st.primaryKey} does not exist in {table.qualified_name}")
+    for i, f in enumerate(layer.spec.fields):
+        c = table.column(f.name)
+        if c is None:
+            err(("spec", "fields", i, "name"),
+                f"layer {layer.metadata.name}: field {f.name} does not exist in {table.qualified_name}")
+            continue
+        allowed = _FIELD_TYPES.get(f.type, frozenset())
+        if c.udt not in allowed:
+            err(("spec", "fields", i, "type"),
+                f"layer {layer.metadata.name}: field {f.name} is declared {f.type} but the column is {c.data_type}")
+        elif f.maxLength and c.max_length and f.maxLength > c.max_length:
+            err(("spec", "fields", i, "maxLength"),
+                f"layer {layer.metadata.name}: field {f.name} allows {f.maxLength} characters but the "
+                f"column is {c.data_type}")
+        if not f.nullable and c.nullable and f.name not in pk:
+            warn(("spec", "fields", i, "nullable"),
+                 f"layer {layer.metadata.name}: field {f.name} is declared not nullable but the column allows NULL")
+    return errors, warnings, deferred
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def table_attributes(t: TableFacts) -> dict[str, Any]:
+    """The recorded shape of a table: what drift compares (not sizes or row counts)."""
+    return {
+        "columns": {c.name: c.data_type + ("" if c.nullable else " not null") for c in t.columns},
+        "geometry": {g.column: f"{g.geometry_type},{g.srid},{g.dims}" for g in t.geometry_columns},
+        "indexes": {i.name: i.definition + ("" if i.is_valid else " INVALID") for i in t.indexes},
+        "constraints": {c.name: c.definition for c in t.constraints},
+        "primary_key": list(t.primary_key),
+    }
+
+
+def table_address(t: TableFacts) -> str:
+    return f"table.{t.schema}.{t.name}"
+
+
+_SINGULAR = {"columns": "column", "geometry": "geometry column", "indexes": "index", "constraints": "constraint"}
+
+
+def _describe_dict_change(section: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    noun = _SINGULAR[section]
+    out: list[str] = []
+    for k in sorted(set(before) | set(after)):
+        if k not in after:
+            out.append(f"{noun} {k} removed (was: {before[k]})")
+        elif k not in before:
+            out.append(f"{noun} {k} added: {after[k]}")
+        elif before[k] != after[k]:
+            out.append(f"{noun} {k}: {before[k]} → {after[k]}")
+    return out
+
+
+def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
+    drifts: list[Drift] = []
+    if facts is None:
+        return drifts
+    for address, rec in recorded.resources.items():
+        if rec.kind != "table":
+            continue
+        name = address.removeprefix("table.")
+        live = facts.table(name)
+        if live is None:
+            drifts.append(Drift(address, "table", "missing", f"table {name} no longer exists",
+                                recorded_fingerprint=rec.fingerprint))
+            continue
+        attrs = table_attributes(live)
+        live_fp = fingerprint(attrs)
+        if live_fp == rec.fingerprint:
+            continue
+        details: list[str] = []
+        for section in ("columns", "geometry", "indexes", "constraints"):
+            details += _describe_dict_change(section, rec.attributes.get(section, {}), attrs[section])
+        if rec.attributes.get("primary_key") != attrs["primary_key"]:
+            details.append(f"primary key: {rec.attributes.get('primary_key')} → {attrs['primary_key']}")
+        drifts.append(Drift(address, "table", "modified", f"table {name} changed outside honua",
+                            tuple(details), rec.fingerprint, live_fp))
+    return drifts
+
+
+def tables_of(layers: Iterable[Layer]) -> set[str]:
+    return {lyr.spec.storage.qualified_table for lyr in layers}

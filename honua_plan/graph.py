@@ -1,0 +1,56 @@
+"""The dependency graph of a plan's actions (networkx). Pure.
+
+Edges point from what must happen first to what depends on it:
+datasource → migrations (spec.dependencies; a migration creating or altering a table
+before the layers on it) → layers → services → server reload → validations.
+Deletions run in reverse: a layer is unpublished before the migration that drops
+its table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import networkx as nx
+
+from honua_plan.errors import CycleError
+
+
+def build(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph:
+    """A graph over ``nodes``; edges to unknown nodes are dropped (they are not in the plan)."""
+    g: nx.DiGraph = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    for a, b in edges:
+        if a in g and b in g and a != b:
+            g.add_edge(a, b)
+    return g
+
+
+def levels(g: nx.DiGraph, order_key: Mapping[str, int] | None = None) -> list[list[str]]:
+    """Topological generations: the actions of one level do not depend on each other.
+
+    Raises CycleError naming the cycle.
+    """
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [a for a, _ in cycle] + [cycle[0][0]]
+        raise CycleError(f"dependency cycle: {' -> '.join(names)}")
+    key = order_key or {}
+    return [sorted(gen, key=lambda n: (key.get(n, 0), n)) for gen in nx.topological_generations(g)]
+
+
+def order(g: nx.DiGraph, order_key: Mapping[str, int] | None = None) -> list[str]:
+    return [n for gen in levels(g, order_key) for n in gen]
+
+
+def ancestors_closure(g: nx.DiGraph, targets: Iterable[str]) -> set[str]:
+    """``targets`` and everything they depend on (for ``--target``)."""
+    keep: set[str] = set()
+    for t in targets:
+        if t in g:
+            keep.add(t)
+            keep |= nx.ancestors(g, t)
+    return keep

@@ -1,0 +1,534 @@
+"""The plan builder: desired + recorded + live → one frozen :class:`Plan`. Pure.
+
+Everything the builder needs from the outside world arrives in :class:`LiveState`
+(read beforehand by ``Context.refresh``), so the same inputs always give the same
+plan, and the builder is testable without a database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from honua_plan import __version__, graph
+from honua_plan.config import templating
+from honua_plan.config.loader import DesiredState
+from honua_plan.config.models import Check, Migration, MigrationStep
+from honua_plan.diff import (
+    Change,
+    Drift,
+    check_layer,
+    desired_resources,
+    detect_drift,
+    diff_migrations,
+    diff_resources,
+    table_attributes,
+)
+from honua_plan.errors import Diagnostic, PlanError
+from honua_plan.facts import DatabaseFacts, TableFacts
+from honua_plan.plan import policy as policy_mod
+from honua_plan.plan import risk
+from honua_plan.plan.model import (
+    Action,
+    CheckRecord,
+    DriftRecord,
+    FindingRecord,
+    NoOp,
+    Operation,
+    Plan,
+    Provenance,
+)
+from honua_plan.sqlinfo import Op, Statement, analyze
+from honua_plan.state.model import StateDocument, fingerprint
+
+SPATIAL_METHODS = frozenset({"gist", "spgist", "brin"})
+SMALL_TABLE_ROWS = 1000  # below this the planner tends to prefer a sequential scan
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What refresh read; the builder never does I/O itself."""
+
+    facts: DatabaseFacts | None = None
+    geometry_health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # "schema.table.col"
+    precondition_results: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # "003#0"
+    file_texts: Mapping[str, str] = field(default_factory=dict)  # metadata files steps edit
+    published: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    now: datetime
+    provenance: Provenance = field(default_factory=Provenance)
+    target: tuple[str, ...] = ()
+    refresh_only: bool = False
+    config_commit: str | None = None
+    source_state: StateDocument | None = None  # for the cooldown policy
+    pg_dump_available: bool = True
+    plan_id: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _finding_record(f: risk.Finding) -> FindingRecord:
+    return FindingRecord(code=f.code, level=f.level.name, message=f.message, suggestion=f.suggestion,
+                         irreversible=f.irreversible, error=f.error, subject=f.subject or "")
+
+
+def _qualify(name: str, facts: DatabaseFacts | None) -> str:
+    if "." in name:
+        return name
+    if facts is not None:
+        t = facts.table(name)
+        if t is not None:
+            return t.qualified_name
+    return f"public.{name}"
+
+
+def _check_record(c: Check, phase: str, variables: dict[str, Any]) -> CheckRecord:
+    return CheckRecord(name=c.label, type=c.type, query=templating.render(c.query, variables) if c.query else None,
+                       expected=c.expected, phase=phase, timeout_s=c.timeout)  # type: ignore[arg-type]
+
+
+@dataclass
+class _MigrationDraft:
+    migration: Migration
+    checksum: str
+    reason: str
+    operations: list[Operation]
+    rollback: list[Operation]
+    findings: list[risk.Finding]
+    created: set[str]
+    touched: set[str]
+    errors: list[Diagnostic]
+    preconditions: list[str]
+    deferred: list[str]
+    checks: list[CheckRecord]
+    rollback_checks: list[CheckRecord]
+
+
+def _step_operation(
+    desired: DesiredState,
+    m: Migration,
+    section: str,
+    index: int,
+    step: MigrationStep,
+    live: LiveState,
+    created: set[str],
+    errors: list[Diagnostic],
+) -> tuple[Operation, list[risk.Finding], list[Statement]]:
+    variables = desired.template_vars()
+    facts = live.facts
+    ds = desired.datasources.get(desired.project.spec.defaultDatasource or "")
+    lock_timeout = step.lockTimeout if step.lockTimeout is not None else (ds.spec.lockTimeout if ds else 2.0)
+    stmt_timeout = step.statementTimeout if step.statementTimeout is not None else (ds.spec.statementTimeout if ds else 300.0)
+    if step.type == "metadata":
+        path = templating.render(step.path or "", variables)
+        before = live.file_texts.get(path)
+        text_diff = None
+        if before is not None and step.changes is not None:
+            from honua_plan.providers.metadata import edit_text, unified_diff
+
+            text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
+        return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,
+                         text_diff=text_diff, estimated_s=0.2), [], []
+    text = templating.render(step.content or "", variables)
+    stmts = list(analyze(text))
+    concurrently = any(not s.transactional for s in stmts)
+    transactional = step.transaction if step.transaction is not None else not concurrently
+    if step.transaction and concurrently:
+        errors.append(Diagnostic(desired.locate(m.address, "spec", section, index, "transaction"),
+                                 f"step '{step.name}' forces a transaction but holds a statement that cannot run in one"))
+    findings = list(risk.assess_statements(
+        stmts, facts, created_tables=frozenset(created), lock_timeout_set=lock_timeout is not None,
+        step_statement_count=len(stmts), in_transaction=transactional,
+    )) if section == "up" else []
+    tables = sorted({_qualify(s.table, facts) for s in stmts if s.table})
+    estimate = sum(risk.estimate_seconds(s, facts) for s in stmts)
+    irreversible = any(s.destructive for s in stmts)
+    op = Operation(kind="sql", name=step.name, sql=text.strip() + "\n", transactional=transactional,
+                   lock_timeout_s=lock_timeout if not concurrently else None,
+                   statement_timeout_s=stmt_timeout, tables=tables, estimated_s=round(estimate, 3),
+                   irreversible=irreversible)
+    return op, findings, stmts
+
+
+def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_before: set[str]) -> _MigrationDraft:
+    m: Migration = mc.migration
+    facts = live.facts
+    errors: list[Diagnostic] = []
+    created = set(created_before)
+    touched: set[str] = set()
+    ops: list[Operation] = []
+    findings: list[risk.Finding] = []
+    variables = desired.template_vars()
+    perf_tables: list[tuple[str, str]] = []
+    for i, step in enumerate(m.spec.up):
+        op, fs, stmts = _step_operation(desired, m, "up", i, step, live, created, errors)
+        ops.append(op)
+        findings.extend(fs)
+        for s in stmts:
+            if s.table:
+                q = _qualify(s.table, facts)
+                touched.add(q)
+                if s.op == Op.create_table:
+                    created.add(q)
+                    created.add(s.table)
+    rollback = [
+        _step_operation(desired, m, "down", i, step, live, created, errors)[0]
+        for i, step in reversed(list(enumerate(m.spec.down)))
+    ]
+    # preconditions at plan time, against facts plus what earlier migrations create
+    pre_labels: list[str] = []
+    deferred: list[str] = []
+    for i, pre in enumerate(m.spec.preConditions):
+        pre_labels.append(pre.label)
+        where = desired.locate(m.address, "spec", "preConditions", i)
+        table = _qualify(pre.table, facts) if pre.table else None
+        t: TableFacts | None = facts.table(table) if (facts and table) else None
+        created_here = table is not None and (table in created_before or (pre.table or "") in created_before)
+        if pre.type in ("table-exists", "column-exists", "srid-is", "row-count") and t is None:
+            if created_here:
+                deferred.append(f"{pre.label} (table created earlier in this plan)")
+                continue
+            if facts is not None:
+                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
+                                                f"{pre.message or f'table {pre.table} does not exist'}"))
+            continue
+        if pre.type == "table-not-exists" and t is not None:
+            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: table {pre.table} already exists"))
+        elif pre.type == "column-exists" and t is not None and t.column(pre.column or "") is None:
+            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
+                                            f"column {pre.table}.{pre.column} does not exist"))
+        elif pre.type == "srid-is" and t is not None:
+            geos = t.geometry(pre.column) if pre.column else (t.geometry_columns[0] if t.geometry_columns else None)
+            if geos is None or geos.srid != pre.srid:
+                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
+                                                f"SRID of {pre.table} is {geos.srid if geos else 'unknown'}, expected {pre.srid}"))
+        elif pre.type in ("index-exists", "index-not-exists") and facts is not None:
+            found = facts.find_index(pre.index or "") is not None
+            if found != (pre.type == "index-exists"):
+                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: index {pre.index} "
+                                                f"{'does not exist' if pre.type == 'index-exists' else 'already exists'}"))
+        elif pre.type == "extension-exists" and facts is not None and facts.extension_version(pre.extension or "") is None:
+            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: extension {pre.extension} is not installed"))
+        elif pre.type in ("sql-check", "row-count"):
+            result = live.precondition_results.get(f"{m.metadata.id}#{i}")
+            if result is None:
+                deferred.append(pre.label)
+            elif not result[0]:
+                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: {result[1]}"))
+    checks = [_check_record(c, "post-up", variables) for c in m.spec.validation.post_up]
+    rollback_checks = [_check_record(c, "post-down", variables) for c in m.spec.validation.post_down]
+    # VAL001: a performance check expecting an index on a small (or new) table
+    final: list[CheckRecord] = []
+    for c in checks:
+        expectation = None
+        if c.type == "performance":
+            from honua_plan.config import expected as exp
+
+            expectation = exp.parse(c.expected, "performance")
+        if expectation is not None and expectation.kind == "index":
+            idx_table = next((tb for tb in touched), None)
+            for tb in touched:
+                perf_tables.append((tb, expectation.target))
+            rows = None
+            if idx_table is not None:
+                t = facts.table(idx_table) if facts else None
+                rows = 0 if (t is None or idx_table in created) else t.row_estimate
+            if rows is not None and rows < SMALL_TABLE_ROWS:
+                why = (f"{idx_table} has about {rows} rows: PostgreSQL will likely prefer a sequential scan, "
+                       f"so '{c.expected}' is expected to fail")
+                findings.append(risk.finding("VAL001", subject=idx_table, rows=rows, check=c.name))
+                c = c.model_copy(update={"predicted_failure": why})
+        final.append(c)
+    return _MigrationDraft(m, mc.checksum, mc.reason, ops, rollback, findings, created, touched, errors,
+                           pre_labels, deferred, final, rollback_checks)
+
+
+def _has_spatial_index(t: TableFacts | None, column: str) -> bool:
+    if t is None:
+        return False
+    return any(i.method in SPATIAL_METHODS and column in i.columns and i.is_valid for i in t.indexes)
+
+
+def _svc_breaking(change: Change) -> list[str]:
+    """What in a layer update breaks clients of the published collection."""
+    out: list[str] = []
+    before, after = change.before or {}, change.after or {}
+    bs, as_ = before.get("spec", {}), after.get("spec", {})
+    if bs.get("geometryType") != as_.get("geometryType"):
+        out.append(f"geometry type {bs.get('geometryType')} → {as_.get('geometryType')}")
+    if bs.get("crs") != as_.get("crs") or (bs.get("storage", {}).get("srid") != as_.get("storage", {}).get("srid")):
+        out.append("CRS changed")
+    removed = {f["name"] for f in bs.get("fields", [])} - {f["name"] for f in as_.get("fields", [])}
+    if removed:
+        out.append(f"field(s) removed: {', '.join(sorted(removed))}")
+    return out
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, req: PlanRequest) -> Plan:
+    """Build the plan or raise PlanError listing every problem found."""
+    facts = live.facts
+    errors: list[Diagnostic] = []
+    warnings: list[str] = [str(w) for w in desired.warnings]
+    production = bool(desired.policy and desired.policy.spec.production)
+    drifts = detect_drift(recorded, facts)
+    drift_records = [
+        DriftRecord(address=d.address, kind="table", change=d.change, summary=d.summary, details=list(d.details),
+                    recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,
+                    last_applied=recorded.resources[d.address].applied_at if d.address in recorded.resources else None)
+        for d in drifts
+    ]
+
+    changes = diff_resources(desired_resources(desired), recorded)
+    pending, _applied, mig_errors = diff_migrations(desired, recorded)
+    errors.extend(mig_errors)
+
+    # migrations, in dependency order, each seeing what the earlier ones create
+    drafts: list[_MigrationDraft] = []
+    created: set[str] = set()
+    for mc in pending:
+        d = _migration_draft(desired, mc, live, created)
+        created |= d.created
+        errors.extend(d.errors)
+        drafts.append(d)
+    touched_by: dict[str, list[str]] = {}
+    for d in drafts:
+        for t in d.touched:
+            touched_by.setdefault(t, []).append(d.migration.address)
+
+    actions: dict[str, Action] = {}
+    no_ops: list[NoOp] = []
+    edges: list[tuple[str, str]] = []
+    order_key: dict[str, int] = {}
+    kinds_order = {"datasource": 0, "migration": 1, "table": 2, "layer": 3, "service": 4, "server": 5, "validation": 6}
+
+    def src(address: str) -> str | None:
+        s = desired.source(address)
+        if s is None:
+            return None
+        loc = s.locate(())
+        return f"{loc.path}:{loc.line}"
+
+    def level_of(findings: Sequence[risk.Finding]) -> risk.Level:
+        return risk.overall(findings)
+
+    def finish(findings: list[risk.Finding], subject: str) -> tuple[str, list[FindingRecord]]:
+        if production and findings is not None:
+            findings = [*findings, risk.finding("ENV001", subject=subject)]
+        lvl = level_of(findings)
+        if production:
+            lvl = lvl.raised()
+        return lvl.name, [_finding_record(f) for f in findings]
+
+    # datasource / server resources
+    for ch in changes:
+        if ch.action == "no-op":
+            no_ops.append(NoOp(address=ch.address, kind=ch.kind, reason=ch.reason))  # type: ignore[arg-type]
+
+    ds_addresses = [f"datasource.{n}" for n in desired.datasources]
+    for d in drafts:
+        lvl, frs = finish(d.findings, d.migration.address)
+        irreversible = any(o.irreversible for o in d.operations) or not d.rollback
+        deps = [f"migration.{dep.metadata.id}" for dep in (desired.migration(x) for x in d.migration.spec.dependencies) if dep]
+        deps += ds_addresses
+        actions[d.migration.address] = Action(
+            address=d.migration.address, kind="migration", action="apply",
+            reason=f"migration {d.migration.metadata.id} ({d.migration.metadata.description or d.migration.stem}) {d.reason}",
+            source=src(d.migration.address), depends_on=deps, risk=lvl, findings=frs,  # type: ignore[arg-type]
+            estimated_s=round(sum(o.estimated_s for o in d.operations), 3),
+            operations=d.operations, checks=d.checks, rollback=d.rollback, rollback_checks=d.rollback_checks,
+            irreversible=irreversible, automatic_rollback=d.migration.spec.rollback.automatic and not irreversible,
+            preconditions=d.preconditions, deferred=d.deferred,
+            backup_tables=sorted(t for t in d.touched if t not in d.created and (facts is None or facts.table(t) is not None)),
+        )
+        order_key[d.migration.address] = kinds_order["migration"]
+        for dep in deps:
+            edges.append((dep, d.migration.address))
+
+    # layers checked against live tables
+    layer_changes = {c.address: c for c in changes if c.kind == "layer"}
+    health_checks: list[CheckRecord] = []
+    variables = desired.template_vars()
+    for address, layer in desired.layers.items():
+        table_name = layer.spec.storage.qualified_table
+        t = facts.table(table_name) if facts else None
+        created_in_plan = table_name in created or layer.spec.storage.table in created
+        if facts is not None:
+            errs, warns, deferred = check_layer(desired, layer, t, created_in_plan=created_in_plan)
+            errors.extend(errs)
+            warnings.extend(str(w) for w in warns)
+        else:
+            deferred = ["live table not read (no datasource facts)"]
+        ch = layer_changes.get(address)
+        if ch is None or ch.action == "no-op":
+            continue
+        findings: list[risk.Finding] = []
+        geom = layer.spec.storage.geometryColumn
+        index_planned = any(
+            o.kind == "sql" and o.sql and "gist" in o.sql.lower() and table_name in o.tables
+            for d in drafts for o in d.operations
+        )
+        if not _has_spatial_index(t, geom) and not index_planned:
+            findings.append(risk.finding("GEO301", subject=table_name, table=table_name, column=geom))
+        invalid = live.geometry_health.get(f"{table_name}.{geom}")
+        if invalid and invalid[0] > 0:
+            findings.append(risk.finding("GEO101", subject=table_name, table=table_name, count=invalid[0]))
+        if ch.action in ("update", "replace"):
+            breaking = _svc_breaking(ch)
+            if breaking or ch.action == "replace":
+                findings.append(risk.finding("SVC101", subject=layer.collection_id, collection=layer.collection_id,
+                                             detail="; ".join(breaking) or "storage changed"))
+        lvl, frs = finish(findings, address)
+        deps = list(touched_by.get(table_name, [])) + ds_addresses
+        actions[address] = Action(
+            address=address, kind="layer", action=ch.action, reason=ch.reason, changed_paths=list(ch.changed_paths),
+            before=dict(ch.before) if ch.before else None, after=dict(ch.after) if ch.after else None,
+            source=src(address), depends_on=deps, risk=lvl, findings=frs,  # type: ignore[arg-type]
+            estimated_s=0.05,
+            operations=[Operation(kind="publish", name=f"{'Create' if ch.action == 'create' else 'Update'} layer: {layer.metadata.name}")],
+            rollback=[Operation(kind="publish", name=f"{'Remove' if ch.action == 'create' else 'Restore'} layer: {layer.metadata.name}")],
+            deferred=deferred,
+        )
+        order_key[address] = kinds_order["layer"]
+        edges += [(d, address) for d in deps]
+        health_checks += [_check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
+
+    # deleted layers, services; created/updated services, datasources, servers
+    for ch in changes:
+        if ch.action == "no-op" or ch.address in actions:
+            continue
+        findings = []
+        if ch.kind == "layer" and ch.action == "delete":
+            cid = ch.address.removeprefix("layer.")
+            findings.append(risk.finding("SVC101", subject=cid, collection=cid, detail="collection removed"))
+        lvl, frs = finish(findings, ch.address)
+        deps: list[str] = []
+        if ch.kind == "service":
+            deps = [a for a, lyr in desired.layers.items() if lyr.metadata.service == ch.address.removeprefix("service.") and a in actions]
+        verb = {"create": "Create", "update": "Update", "delete": "Remove", "replace": "Replace"}[ch.action]
+        actions[ch.address] = Action(
+            address=ch.address, kind=ch.kind, action=ch.action, reason=ch.reason,  # type: ignore[arg-type]
+            changed_paths=list(ch.changed_paths), before=dict(ch.before) if ch.before else None,
+            after=dict(ch.after) if ch.after else None, source=src(ch.address), depends_on=deps, risk=lvl,  # type: ignore[arg-type]
+            findings=frs, estimated_s=0.05,
+            operations=[Operation(kind="publish" if ch.kind in ("layer", "service") else "record",
+                                  name=f"{verb} {ch.kind}: {ch.address.split('.', 1)[1]}")],
+            rollback=[Operation(kind="publish" if ch.kind in ("layer", "service") else "record",
+                                name=f"Revert {ch.kind}: {ch.address.split('.', 1)[1]}")],
+        )
+        order_key[ch.address] = kinds_order.get(ch.kind, 3)
+        edges += [(d, ch.address) for d in deps]
+
+    # the server reload after anything served changed
+    server = desired.server()
+    served_tables = {lyr.spec.storage.qualified_table for lyr in desired.layers.values()}
+    publishing = [a for a, act in actions.items() if act.kind in ("layer", "service")]
+    migr_on_served = [d.migration.address for d in drafts if d.touched & served_tables]
+    if server is not None and server.spec.type != "none" and (publishing or migr_on_served):
+        addr = f"server.{server.metadata.name}"
+        deps = publishing + migr_on_served
+        why = "published layers changed" if publishing else "a migration altered a served table (schemas are cached per worker)"
+        existing = actions.get(addr)
+        actions[addr] = Action(
+            address=addr, kind="server", action="reload",
+            reason=(existing.reason + "; " if existing else "") + why, source=src(addr), depends_on=deps,
+            estimated_s=1.5, operations=[Operation(kind="reload", name="Reload services", estimated_s=1.5)],
+            rollback=[Operation(kind="reload", name="Reload services with the previous configuration")],
+        )
+        order_key[addr] = kinds_order["server"]
+        edges += [(d, addr) for d in deps]
+        if health_checks:
+            vaddr = f"validation.{desired.environment}"
+            actions[vaddr] = Action(
+                address=vaddr, kind="validation", action="validate", reason="health checks of the changed layers",
+                depends_on=[addr], checks=health_checks, estimated_s=0.5 * len(health_checks),
+                operations=[Operation(kind="check", name="Health checks")],
+            )
+            order_key[vaddr] = kinds_order["validation"]
+            edges.append((addr, vaddr))
+
+    # PG102-like rule errors become plan errors
+    for act in actions.values():
+        for f in act.findings:
+            if f.error:
+                errors.append(Diagnostic(desired.locate(act.address), f"{f.code} {f.message}"))
+    if errors:
+        raise PlanError(f"the plan for {desired.environment} cannot be built ({len(errors)} problem(s))",
+                        diagnostics=list(dict.fromkeys(errors)))
+
+    g = graph.build(actions.keys(), edges)
+    if req.target:
+        missing = [t for t in req.target if t not in g and t not in {n.address for n in no_ops}]
+        keep = graph.ancestors_closure(g, req.target)
+        if missing and not keep:
+            raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
+        g = g.subgraph(keep).copy()
+    generations = graph.levels(g, order_key)
+    ordered: list[Action] = []
+    for lvl_no, gen in enumerate(generations):
+        for address in gen:
+            a = actions[address]
+            ordered.append(a.model_copy(update={"level": lvl_no, "depends_on": sorted(p for p in g.predecessors(address))}))
+    if req.refresh_only:
+        ordered = []
+
+    plan_risk = risk.Level.LOW
+    for a in ordered:
+        plan_risk = max(plan_risk, risk.Level[a.risk])
+    backup_needed = any(a.backup_tables for a in ordered)
+    checks, required, approvers = policy_mod.evaluate(
+        desired.policy, risk=plan_risk.name, provenance=req.provenance.kind, now=req.now,
+        has_changes=bool(ordered), source_state=req.source_state, backup_needed=backup_needed,
+        pg_dump_available=req.pg_dump_available,
+    )
+    if any(c.status == "fail" and c.name == "backup" for c in checks):
+        raise PlanError("policy requires a backup before migrations, but none can be taken",
+                        hint="install pg_dump (postgresql-client-15) or change the policy's requireBackup")
+    for d in drafts:
+        for c in d.checks:
+            if c.predicted_failure:
+                warnings.append(f"{d.migration.address}: validation '{c.name}' is predicted to fail: {c.predicted_failure}")
+
+    fingerprints: dict[str, str] = {}
+    if facts is not None:
+        tables_read = set(served_tables) | {t for d in drafts for t in d.touched}
+        for name in sorted(tables_read):
+            t = facts.table(name)
+            fingerprints[f"table.{name}"] = fingerprint(table_attributes(t)) if t else "absent"
+
+    return Plan(
+        id=req.plan_id or uuid.uuid4().hex,
+        created_at=req.now,
+        environment=desired.environment,
+        engine_version=__version__,
+        config_commit=req.config_commit,
+        config_hash=desired.config_hash,
+        state_lineage=recorded.lineage,
+        state_serial=recorded.serial,
+        fingerprints=fingerprints,
+        target=list(req.target),
+        refresh_only=req.refresh_only,
+        actions=ordered,
+        no_ops=no_ops,
+        drift=drift_records,
+        risk=plan_risk.name,  # type: ignore[arg-type]
+        estimated_s=round(sum(a.estimated_s for a in ordered), 3),
+        policy=checks,
+        approvals_required=required,
+        approvers=approvers,
+        provenance=req.provenance,
+        warnings=list(dict.fromkeys(warnings)),
+    )
+
+
+def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
+    return detect_drift(recorded, facts)

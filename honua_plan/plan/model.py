@@ -1,0 +1,178 @@
+"""The plan: a frozen, versioned, JSON-serialisable list of typed steps.
+
+The same :class:`Plan` is rendered (text, markdown, json), saved to a file for review,
+approved, and applied: render and apply are two visitors over the same operations, so
+what is shown is what runs. ``plan_json_schema()`` is the published contract
+(``schemas/plan.schema.json``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_FORMAT_VERSION = 1
+
+ActionKind = Literal["create", "update", "delete", "replace", "no-op", "apply", "reload", "validate"]
+ResourceKind = Literal["datasource", "server", "service", "layer", "migration", "table", "validation"]
+LevelName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FindingRecord(_Frozen):
+    """One risk rule that fired: code, level, why, and what to do instead."""
+
+    code: str
+    level: LevelName
+    message: str
+    suggestion: str = ""
+    irreversible: bool = False
+    error: bool = False
+    subject: str = ""
+
+
+class Operation(_Frozen):
+    """One thing apply does, in order. ``kind`` selects the provider that runs it."""
+
+    kind: Literal["sql", "metadata", "publish", "reload", "record", "check"]
+    name: str
+    sql: str | None = None
+    transactional: bool = True
+    lock_timeout_s: float | None = None
+    statement_timeout_s: float | None = None
+    path: str | None = None  # metadata: the file edited (relative to the repository)
+    changes: dict[str, Any] | None = None  # metadata: dotted path -> new value
+    text_diff: str | None = None  # metadata: the exact unified diff the edit makes
+    tables: list[str] = Field(default_factory=list)  # tables the operation touches
+    estimated_s: float = 0.0
+    irreversible: bool = False
+
+
+class CheckRecord(_Frozen):
+    """A validation or health check apply runs after the operations."""
+
+    name: str
+    type: str
+    query: str | None = None
+    expected: str
+    phase: Literal["post-up", "post-down", "health"] = "post-up"
+    timeout_s: float | None = None
+    predicted_failure: str | None = None  # why the plan expects it to fail (VAL001)
+
+
+class Action(_Frozen):
+    """One change to one address, with its risk, estimate and rollback."""
+
+    address: str
+    kind: ResourceKind
+    action: ActionKind
+    reason: str
+    changed_paths: list[str] = Field(default_factory=list)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    source: str | None = None  # path:line of the YAML that asks for it
+    depends_on: list[str] = Field(default_factory=list)
+    level: int = 0  # graph generation: actions of one level are independent
+    risk: LevelName = "LOW"
+    findings: list[FindingRecord] = Field(default_factory=list)
+    estimated_s: float = 0.0
+    operations: list[Operation] = Field(default_factory=list)
+    checks: list[CheckRecord] = Field(default_factory=list)
+    rollback: list[Operation] = Field(default_factory=list)
+    rollback_checks: list[CheckRecord] = Field(default_factory=list)
+    irreversible: bool = False
+    automatic_rollback: bool = False
+    preconditions: list[str] = Field(default_factory=list)  # labels, re-checked at apply
+    deferred: list[str] = Field(default_factory=list)  # checks that can only run at apply time
+    backup_tables: list[str] = Field(default_factory=list)
+
+
+class NoOp(_Frozen):
+    """An explicit "nothing to do" with its reason."""
+
+    address: str
+    kind: ResourceKind
+    reason: str
+
+
+class DriftRecord(_Frozen):
+    """Live differs from recorded."""
+
+    address: str
+    kind: ResourceKind
+    change: Literal["modified", "missing", "unmanaged"]
+    summary: str
+    details: list[str] = Field(default_factory=list)
+    recorded_fingerprint: str | None = None
+    live_fingerprint: str | None = None
+    last_applied: datetime | None = None
+
+
+class PolicyCheck(_Frozen):
+    name: str
+    status: Literal["pass", "fail", "warn", "skip"]
+    message: str
+
+
+class Approval(_Frozen):
+    by: str
+    at: datetime
+    comment: str = ""
+
+
+class Provenance(_Frozen):
+    kind: Literal["human", "ci", "ai"] = "human"
+    actor: str | None = None
+    tool: str = "honua"
+
+
+class Plan(_Frozen):
+    format_version: int = PLAN_FORMAT_VERSION
+    id: str
+    created_at: datetime
+    environment: str
+    engine_version: str
+    config_commit: str | None = None
+    config_hash: str
+    state_lineage: str
+    state_serial: int
+    fingerprints: dict[str, str] = Field(default_factory=dict)  # live objects read: address -> fingerprint
+    target: list[str] = Field(default_factory=list)
+    refresh_only: bool = False
+    actions: list[Action] = Field(default_factory=list)  # in execution (topological) order
+    no_ops: list[NoOp] = Field(default_factory=list)
+    drift: list[DriftRecord] = Field(default_factory=list)
+    risk: LevelName = "LOW"
+    estimated_s: float = 0.0
+    policy: list[PolicyCheck] = Field(default_factory=list)
+    approvals_required: int = 0
+    approvers: list[str] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    provenance: Provenance = Field(default_factory=Provenance)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def summary(self) -> dict[str, int]:
+        counts = {"create": 0, "update": 0, "delete": 0, "replace": 0, "apply": 0, "reload": 0, "validate": 0}
+        for a in self.actions:
+            counts[a.action] = counts.get(a.action, 0) + 1
+        return counts
+
+    @property
+    def approved(self) -> bool:
+        return len({a.by for a in self.approvals}) >= self.approvals_required
+
+
+def plan_json_schema() -> dict[str, Any]:
+    schema = Plan.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://honua.io/schemas/v1/plan.schema.json"
+    return schema

@@ -1,0 +1,595 @@
+"""Risk rules as data, and pure evaluators that turn statements and facts into findings.
+
+Levels follow the scale in ``reference/postgres-locks.md`` §10: LOW (nothing blocked,
+or new/empty objects), MEDIUM (brief ACCESS EXCLUSIVE: safe only with lock_timeout +
+retry), HIGH (writes or reads blocked for a scan or an index build, O(rows)),
+CRITICAL (ACCESS EXCLUSIVE + table rewrite, or irreversible data loss).
+
+Table size decides most levels, so every evaluator classifies the target table as
+``created`` (created earlier in the same plan: nobody else can see it), ``empty``
+(reltuples 0 and no heap pages), ``populated`` or ``unknown``. Unknown (no facts, or
+a table the facts do not list) is treated like populated: the plan says "size
+unknown" instead of guessing small, because a missed write outage costs more than an
+extra approval. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from honua_plan.facts import ColumnFacts, DatabaseFacts, TableFacts
+from honua_plan.sqlinfo import (
+    LOCK_RANK,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    UNKNOWN_LOCK,
+    Op,
+    Statement,
+    geometry_typmod,
+)
+
+__all__ = [
+    "COST_US_PER_ROW",
+    "MIN_SECONDS",
+    "PERF_MIN_ROWS",
+    "RULES",
+    "Finding",
+    "Level",
+    "Rule",
+    "assess_context",
+    "assess_invalid_geometries",
+    "assess_performance_validation",
+    "assess_service_change",
+    "assess_spatial_index",
+    "assess_statements",
+    "describe",
+    "estimate_seconds",
+    "finding",
+    "overall",
+    "raise_for_environment",
+    "table_state",
+]
+
+
+class Level(IntEnum):
+    """Risk level; ordered so ``max`` gives the overall level."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    def raised(self, by: int = 1) -> Level:
+        return Level(max(Level.LOW, min(Level.CRITICAL, int(self) + by)))
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, name: str) -> Level:
+        return cls[name.strip().upper()]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One risk rule. ``raises`` > 0 marks a modifier: the finding's level is the level
+    of what it applies to, raised by that many steps (``level`` is then the floor)."""
+
+    code: str
+    level: Level
+    title: str
+    message: str  # str.format template: {table} {index} {column} {rows} {count} …
+    suggestion: str = ""
+    irreversible: bool = False
+    error: bool = False  # the plan cannot be applied as written
+    raises: int = 0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule that fired, rendered for people (same fields as the plan's FindingRecord)."""
+
+    code: str
+    level: Level
+    message: str
+    suggestion: str = ""
+    irreversible: bool = False
+    error: bool = False
+    subject: str = ""
+
+
+_RULE_LIST = (
+    Rule("PG101", Level.HIGH, "CREATE INDEX without CONCURRENTLY on a populated table",
+         "CREATE INDEX {index} on {table} without CONCURRENTLY takes a SHARE lock that "
+         "blocks writes for the whole build ({rows})",
+         "Consider creating index with CONCURRENTLY option (in its own step, outside a "
+         "transaction), then check pg_index.indisvalid and ANALYZE"),
+    Rule("PG102", Level.HIGH, "statement cannot run inside a transaction block",
+         "{keyword} cannot run inside a transaction block, but {reason}",
+         "Put the statement alone in its own step; such steps run outside a transaction",
+         error=True),
+    Rule("PG103", Level.MEDIUM, "DROP INDEX without CONCURRENTLY",
+         "DROP INDEX {index} without CONCURRENTLY takes ACCESS EXCLUSIVE on its table and "
+         "blocks reads and writes until it finishes",
+         "Use DROP INDEX CONCURRENTLY IF EXISTS in its own step"),
+    Rule("PG104", Level.LOW, "non-blocking maintenance",
+         "{keyword} on {table} takes SHARE UPDATE EXCLUSIVE: reads and writes continue ({rows})"),
+    Rule("PG105", Level.HIGH, "REINDEX without CONCURRENTLY",
+         "REINDEX of {target} without CONCURRENTLY blocks writes, and reads that plan on the "
+         "index, for the rebuild ({rows})",
+         "Use REINDEX … CONCURRENTLY in its own step"),
+    Rule("PG200", Level.MEDIUM, "brief exclusive lock",
+         "{keyword} on {table} takes {lock} briefly; queued behind a long query it makes "
+         "every later query on the table wait",
+         "Keep lock_timeout short (1–2 s) and retry with backoff"),
+    Rule("PG201", Level.HIGH, "validation scan under an exclusive lock",
+         "{action} on {table} holds {lock} while it scans every row ({rows})",
+         "Add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later step; for SET "
+         "NOT NULL first add and validate CHECK (col IS NOT NULL) NOT VALID"),
+    Rule("PG202", Level.CRITICAL, "ADD COLUMN rewrites the table",
+         "ADD COLUMN {column} on {table} with a volatile default, serial/identity or stored "
+         "generated value rewrites the table under ACCESS EXCLUSIVE ({rows})",
+         "Add the column nullable without the default, SET DEFAULT, then backfill in batches"),
+    Rule("PG203", Level.CRITICAL, "ALTER COLUMN TYPE rewrites the table",
+         "ALTER COLUMN {column} TYPE {new_type} on {table} rewrites the table under ACCESS "
+         "EXCLUSIVE ({rows})",
+         "Add a new column, sync it with a trigger, backfill in batches and swap by rename"),
+    Rule("PG301", Level.CRITICAL, "table rewrite",
+         "{keyword} rewrites {table} under ACCESS EXCLUSIVE: reads and writes are blocked "
+         "for the whole rewrite ({rows})",
+         "Use pg_repack (or REPACK CONCURRENTLY on PostgreSQL ≥ 19) instead"),
+    Rule("PG302", Level.HIGH, "REFRESH MATERIALIZED VIEW without CONCURRENTLY",
+         "REFRESH MATERIALIZED VIEW {table} without CONCURRENTLY blocks its readers for "
+         "the whole refresh ({rows})",
+         "Use REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view)"),
+    Rule("DS101", Level.CRITICAL, "DROP TABLE",
+         "DROP TABLE {table} destroys the table and its data ({rows})",
+         "Rename it to <name>_deprecated first and drop it in a later release; keep a backup",
+         irreversible=True),
+    Rule("DS102", Level.CRITICAL, "DROP COLUMN or TRUNCATE",
+         "{action} on {table} destroys data ({rows})",
+         "Stop reads and writes of the data first and keep a backup; deprecate in two phases",
+         irreversible=True),
+    Rule("DS103", Level.CRITICAL, "other data-destroying statement",
+         "{keyword} destroys data: {what}",
+         "Name the objects explicitly instead of CASCADE, add a WHERE clause, keep a backup",
+         irreversible=True),
+    Rule("SQL001", Level.MEDIUM, "statement not analyzed",
+         "statement not analyzed, its locks and effects are unknown: {warning}",
+         "Prefer plain SQL statements that the planner can assess"),
+    Rule("GEO101", Level.MEDIUM, "invalid geometries present",
+         "{count} invalid geometries in {table}.{column}",
+         "Fix them with ST_MakeValid (keep the type with ST_CollectionExtract/ST_Multi) "
+         "before relying on spatial predicates"),
+    Rule("GEO201", Level.CRITICAL, "SRID or geometry type change",
+         "{what} changes the SRID or geometry type of {table}.{column}{change}: ACCESS "
+         "EXCLUSIVE + full table rewrite ({rows}), and clients see new coordinates/types",
+         "Use an expression index on ST_Transform(geom, srid), or add a new column, backfill "
+         "in batches and swap"),
+    Rule("GEO301", Level.MEDIUM, "published geometry column without spatial index",
+         "layer {layer}: geometry column {table}.{column} has no valid spatial index",
+         "Create a GIST index CONCURRENTLY on the geometry column"),
+    Rule("SVC101", Level.HIGH, "published collection breaks clients",
+         "{change}: breaks clients of collection {collection}",
+         "Publish the new shape as a new collection and retire the old one after notice"),
+    Rule("LOCK001", Level.MEDIUM, "strong lock without lock_timeout",
+         "{lock} on {table} without lock_timeout: queued behind a long query it blocks every "
+         "later query on the table",
+         "SET lock_timeout = '1s'–'2s' for the step and retry on lock timeout",
+         raises=1),
+    Rule("ENV001", Level.MEDIUM, "production environment", "production environment",
+         "Apply in a maintenance window with an approval", raises=1),
+    Rule("AI001", Level.LOW, "change proposed by AI",
+         "change proposed by an AI assistant{detail}",
+         "Review the SQL and the plan; policy may require a human approval"),
+    Rule("VAL001", Level.MEDIUM, "performance validation predicted to fail",
+         "performance validation on {table} expects an index scan, but with {rows} the "
+         "planner will prefer a sequential scan",
+         "Make the check structural (index exists, indisvalid, access method) or advisory; "
+         "or use EXPLAIN (FORMAT JSON) with enable_seqscan = off"),
+)
+
+RULES: dict[str, Rule] = {r.code: r for r in _RULE_LIST}
+
+
+class _Params(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def finding(code: str, subject: str = "", **params: Any) -> Finding:
+    """Render rule ``code`` with ``params``; ``level`` overrides the rule's level."""
+    rule = RULES[code]
+    level = params.pop("level", rule.level)
+    return Finding(code=rule.code, level=Level(level), message=rule.message.format_map(_Params(params)),
+                   suggestion=rule.suggestion, irreversible=rule.irreversible, error=rule.error,
+                   subject=subject)
+
+
+def overall(findings: Iterable[Finding], base: Level = Level.LOW) -> Level:
+    """The plan's (or action's) level: the highest finding, at least ``base``."""
+    return max([base, *(f.level for f in findings)])
+
+
+def raise_for_environment(level: Level, production: bool) -> Level:
+    return level.raised() if production else level
+
+
+# ------------------------------------------------------------------------- tables
+
+_PAGE = 8192
+
+
+def _is_empty(t: TableFacts) -> bool:
+    """reltuples is 0 both for empty and for never-analyzed tables (-1 is clamped to 0),
+    so also require no heap pages: an empty table is one page per index (+ TOAST index)."""
+    if t.row_estimate > 0:
+        return False
+    return t.total_bytes == 0 or t.total_bytes <= _PAGE * (len(t.indexes) + 2)
+
+
+def _same_table(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if "." in a and "." in b:
+        return False
+    return a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1]
+
+
+def table_state(name: str | None, facts: DatabaseFacts | None,
+                created: Iterable[str] = ()) -> tuple[str, int | None]:
+    """(``created`` | ``empty`` | ``populated`` | ``unknown``, row estimate or None)."""
+    if name is None:
+        return "unknown", None
+    if any(_same_table(name, c) for c in created):
+        return "created", 0
+    t = facts.table(name) if facts is not None else None
+    if t is None:
+        return "unknown", None
+    return ("empty" if _is_empty(t) else "populated"), t.row_estimate
+
+
+def _rows_text(state: str, rows: int | None) -> str:
+    if state == "created":
+        return "new table"
+    if state == "empty":
+        return "empty table"
+    if rows is None:
+        return "table size unknown"
+    return f"~{rows:,} rows"
+
+
+def _index_table(stmt: Statement, facts: DatabaseFacts | None) -> str | None:
+    """The table an index statement works on: written, or looked up in the facts."""
+    if stmt.table:
+        return stmt.table
+    if stmt.index and facts is not None:
+        found = facts.find_index(stmt.index.rsplit(".", 1)[-1])
+        if found is not None:
+            return found[0].qualified_name
+    return None
+
+
+def _catalog_only_type_change(col: ColumnFacts | None, new_type: str | None, using: bool) -> bool:
+    """Binary-coercible changes that skip the rewrite (measured: varchar widen, varchar →
+    text, same type). Anything we cannot prove stays a rewrite."""
+    if col is None or not new_type or using:
+        return False
+    new = new_type.replace(" ", "").lower()
+    old = col.data_type.replace(" ", "").lower()
+    if new == old:
+        return True
+    old_var = col.udt in ("varchar", "text")
+    if new in ("text", "varchar", "charactervarying") and old_var:
+        return True
+    for prefix in ("varchar(", "charactervarying("):
+        if new.startswith(prefix) and col.udt == "varchar" and new.endswith(")"):
+            try:
+                size = int(new[len(prefix):-1])
+            except ValueError:
+                return False
+            return col.max_length is not None and size >= col.max_length
+    return False
+
+
+# --------------------------------------------------------------------- statements
+
+_STRONG = LOCK_RANK[SHARE]
+_BRIEF = LOCK_RANK[SHARE_ROW_EXCLUSIVE]
+_NO_CONTENTION = frozenset({Op.create_table, Op.create_extension, Op.transaction,
+                            Op.set_config, Op.grant, Op.select, Op.insert, Op.update})
+_BEGIN = frozenset({"BEGIN", "START"})
+_END = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
+_ACTION_TEXT = {
+    Op.set_not_null: "SET NOT NULL", Op.add_constraint: "ADD CONSTRAINT",
+    Op.alter_column_type: "ALTER COLUMN TYPE", Op.drop_column: "DROP COLUMN",
+    Op.truncate: "TRUNCATE",
+}
+
+
+_LABELS = {
+    Op.create_index: "CREATE INDEX", Op.drop_index: "DROP INDEX", Op.reindex: "REINDEX",
+    Op.add_column: "ADD COLUMN", Op.drop_column: "DROP COLUMN",
+    Op.alter_column_type: "ALTER COLUMN TYPE", Op.set_not_null: "SET NOT NULL",
+    Op.drop_not_null: "DROP NOT NULL", Op.set_default: "SET/DROP DEFAULT",
+    Op.add_constraint: "ADD CONSTRAINT", Op.validate_constraint: "VALIDATE CONSTRAINT",
+    Op.drop_constraint: "DROP CONSTRAINT", Op.rename: "RENAME", Op.vacuum_full: "VACUUM FULL",
+    Op.refresh_matview: "REFRESH MATERIALIZED VIEW", Op.create_trigger: "CREATE TRIGGER",
+    Op.create_view: "CREATE VIEW", Op.drop_view: "DROP VIEW", Op.lock_table: "LOCK TABLE",
+    Op.create_table: "CREATE TABLE", Op.drop_table: "DROP TABLE",
+}
+
+
+def describe(s: Statement) -> str:
+    """A short human name for what the statement does (``CREATE INDEX CONCURRENTLY``)."""
+    label = _LABELS.get(s.op) or s.keyword or s.op.value.upper()
+    if s.op == Op.create_view and s.or_replace:
+        label = "CREATE OR REPLACE VIEW"
+    if s.concurrently:
+        label += " CONCURRENTLY"
+    return ("EXPLAIN ANALYZE " if s.explain else "") + label
+
+
+def _statement_findings(s: Statement, facts: DatabaseFacts | None, created: set[str]) -> list[Finding]:
+    """The per-statement rules (everything but PG102 and LOCK001)."""
+    out: list[Finding] = []
+    target = _index_table(s, facts) if s.op in (Op.drop_index, Op.reindex, Op.cluster) else s.table
+    state, rows = table_state(target, facts, created)
+    fresh = state in ("created", "empty")
+    subject = target or s.index or s.object_name or ""
+    p: dict[str, Any] = {"table": target or "?", "index": s.index or "(unnamed)",
+                         "column": s.column or "?", "rows": _rows_text(state, rows),
+                         "keyword": describe(s), "lock": s.lock,
+                         "new_type": s.new_type or "?"}
+    op = s.op
+
+    if op == Op.create_index and not s.concurrently and not fresh:
+        out.append(finding("PG101", subject, **p))
+    elif op == Op.drop_index and not s.concurrently and state != "created":
+        out.append(finding("PG103", s.index or subject, **p))
+    elif op == Op.reindex and not s.concurrently and not fresh:
+        out.append(finding("PG105", subject, target=s.index or target or s.object_name or "?", **p))
+    elif op in (Op.analyze, Op.vacuum, Op.validate_constraint):
+        out.append(finding("PG104", subject, **{**p, "table": target or "all tables"}))
+    elif op in (Op.vacuum_full, Op.cluster) and not fresh:
+        out.append(finding("PG301", subject, **p))
+    elif op == Op.refresh_matview and not s.concurrently and not fresh:
+        out.append(finding("PG302", subject, **p))
+    elif op == Op.drop_table:
+        out.append(finding("DS101", subject, **p))
+    elif op in (Op.drop_column, Op.truncate):
+        out.append(finding("DS102", subject, action=_ACTION_TEXT[op] + (
+            f" {s.column}" if op == Op.drop_column and s.column else ""), **p))
+    elif s.destructive:
+        what = "every row of " + (target or "the table") if op == Op.delete else (
+            s.object_name or target or "objects")
+        out.append(finding("DS103", subject, what=what, **p))
+
+    if op == Op.add_column and s.rewrites and not fresh:
+        out.append(finding("PG202", subject, **p))
+    if s.geometry_change and state != "created":
+        geo = _geometry_change_finding(s, facts, target, subject, p)
+        if geo is not None:
+            out.append(geo)
+    elif op == Op.alter_column_type and s.rewrites and not fresh:
+        tfacts = facts.table(target) if facts is not None and target else None
+        col = tfacts.column(s.column) if tfacts is not None and s.column else None
+        if not _catalog_only_type_change(col, s.new_type, s.using):
+            out.append(finding("PG203", subject, **p))
+    if op in (Op.set_not_null, Op.add_constraint) and s.scans and not fresh:
+        out.append(finding("PG201", subject, action=_ACTION_TEXT[op], **p))
+    if op == Op.other and s.rewrites and not fresh:
+        out.append(finding("PG301", subject, **p))
+    if s.warning and (op == Op.other or s.lock == UNKNOWN_LOCK):
+        out.append(finding("SQL001", subject, warning=s.warning))
+
+    if not out and state != "created" and LOCK_RANK.get(s.lock, 0) >= _BRIEF \
+            and s.lock != UNKNOWN_LOCK and op not in _NO_CONTENTION \
+            and not (op == Op.create_view and not _view_exists(s, facts)):
+        out.append(finding("PG200", subject, **p))
+    return out
+
+
+def _view_exists(s: Statement, facts: DatabaseFacts | None) -> bool:
+    """CREATE VIEW locks an existing view only when it replaces one."""
+    if not s.or_replace:
+        return False
+    return facts is None or (s.table is not None and facts.table(s.table) is not None)
+
+
+def _geometry_change_finding(s: Statement, facts: DatabaseFacts | None, target: str | None,
+                             subject: str, p: Mapping[str, Any]) -> Finding | None:
+    current = None
+    if facts is not None and target and s.column:
+        t = facts.table(target)
+        current = t.geometry(s.column) if t is not None else None
+    wanted = geometry_typmod(s.new_type) if s.new_type else None
+    change = ""
+    if current is not None and wanted is not None:
+        if not s.using and wanted[0] == current.geometry_type.upper() and wanted[1] == current.srid:
+            return None  # same typmod, no USING: catalog-only (measured i07)
+        srid = "" if wanted[1] is None else f",{wanted[1]}"
+        change = f" ({current.geometry_type},{current.srid} → {wanted[0]}{srid})"
+    what = s.object_name if s.keyword == "SELECT" and s.object_name else "ALTER COLUMN TYPE"
+    return finding("GEO201", subject, what=what, change=change, **p)
+
+
+def assess_statements(
+    stmts: Sequence[Statement],
+    facts: DatabaseFacts | None,
+    *,
+    created_tables: frozenset[str] = frozenset(),
+    lock_timeout_set: bool = True,
+    step_statement_count: int | None = None,
+    in_transaction: bool | None = None,
+) -> tuple[Finding, ...]:
+    """Findings for the statements of one step, in statement order.
+
+    ``created_tables``: tables an earlier step of the same plan creates (they count as
+    new and empty); tables created by earlier statements here are added as we go.
+    ``lock_timeout_set``: whether the executor sets lock_timeout for the step; a ``SET
+    lock_timeout`` among the statements counts too. ``step_statement_count``: statements
+    the step sends in one call (default ``len(stmts)``). ``in_transaction``: True/False
+    when the caller decides; None means the executor rule of the design (a step with a
+    non-transactional statement runs outside a transaction), so only explicit BEGIN
+    blocks and multi-statement steps trigger PG102.
+    """
+    created = set(created_tables)
+    timeout = lock_timeout_set
+    count = len(stmts) if step_statement_count is None else step_statement_count
+    in_block = False
+    out: list[Finding] = []
+    for s in stmts:
+        if s.op == Op.transaction:
+            in_block = (in_block or s.keyword in _BEGIN) and s.keyword not in _END
+            continue
+        if s.op == Op.set_config and s.object_name == "lock_timeout" and s.keyword != "RESET":
+            timeout = True
+        if s.explain and not s.executes:
+            continue
+        found = _statement_findings(s, facts, created)
+        if not s.transactional:
+            reason = ""
+            if in_block:
+                reason = "it follows BEGIN in the same step"
+            elif in_transaction:
+                reason = "the step runs inside a transaction"
+            elif count > 1:
+                reason = (f"the step sends {count} statements, which PostgreSQL runs as one "
+                          "implicit transaction")
+            if reason:
+                found.append(finding("PG102", s.table or s.index or "", keyword=describe(s),
+                                     reason=reason))
+        target = _index_table(s, facts) if s.op in (Op.drop_index, Op.reindex) else s.table
+        state, _ = table_state(target, facts, created)
+        if (not timeout and LOCK_RANK.get(s.lock, 0) >= _STRONG and s.lock != UNKNOWN_LOCK
+                and state != "created" and s.op not in _NO_CONTENTION):
+            base = overall([f for f in found if not f.error], base=Level.LOW)
+            found.append(finding("LOCK001", target or s.index or "", lock=s.lock,
+                                 table=target or s.index or "?", level=base.raised()))
+        if s.op == Op.create_table and s.table:
+            created.add(s.table)
+        out.extend(found)
+    return tuple(out)
+
+
+# ------------------------------------------------------------ non-SQL evaluators
+
+
+def assess_context(findings: Sequence[Finding], *, production: bool, provenance: str = "human",
+                   environment: str = "", detail: str = "") -> tuple[Finding, ...]:
+    """ENV001 (production raises the overall level one step) and AI001 (AI provenance)."""
+    out: list[Finding] = []
+    if provenance == "ai":
+        out.append(finding("AI001", environment, detail=f" ({detail})" if detail else ""))
+    if production:
+        level = overall([*findings, *out]).raised()
+        out.append(finding("ENV001", environment, level=level))
+    return tuple(out)
+
+
+def assess_invalid_geometries(table: str, column: str, count: int) -> Finding | None:
+    return finding("GEO101", f"{table}.{column}", table=table, column=column,
+                   count=f"{count:,}") if count > 0 else None
+
+
+_SPATIAL_METHODS = frozenset({"gist", "spgist", "brin"})
+
+
+def assess_spatial_index(layer: str, table: TableFacts | None, table_name: str, column: str,
+                         *, index_planned: bool = False) -> Finding | None:
+    """GEO301 unless a valid, ready GiST/SP-GiST/BRIN index covers the column (or the
+    plan creates one). ``table`` None: the table does not exist yet."""
+    if index_planned:
+        return None
+    if table is not None:
+        for idx in table.indexes:
+            if idx.method.lower() in _SPATIAL_METHODS and idx.is_valid and idx.is_ready and (
+                    column in idx.columns or (not idx.columns and column in idx.definition)):
+                return None
+    return finding("GEO301", layer, layer=layer, table=table_name, column=column)
+
+
+def assess_service_change(collection: str, *, removed: bool = False,
+                          geometry_type: tuple[str, str] | None = None,
+                          crs: tuple[str, str] | None = None,
+                          removed_fields: Sequence[str] = ()) -> tuple[Finding, ...]:
+    """SVC101 for each published-contract change clients can notice."""
+    changes: list[str] = []
+    if removed:
+        changes.append("collection removed")
+    if geometry_type is not None:
+        changes.append(f"geometry type {geometry_type[0]} → {geometry_type[1]}")
+    if crs is not None:
+        changes.append(f"CRS {crs[0]} → {crs[1]}")
+    if removed_fields:
+        changes.append("field" + ("s" if len(removed_fields) > 1 else "") + " removed: "
+                       + ", ".join(removed_fields))
+    return tuple(finding("SVC101", collection, change=c, collection=collection) for c in changes)
+
+
+PERF_MIN_ROWS = 10_000
+"""Below this many rows the planner usually prefers a sequential scan (measured: 300
+rows → Seq Scan even with a fresh GiST index and ANALYZE; 20,000 rows → Index Scan)."""
+
+
+def assess_performance_validation(table: str, facts: DatabaseFacts | None, *,
+                                  created_tables: frozenset[str] = frozenset(),
+                                  min_rows: int = PERF_MIN_ROWS) -> Finding | None:
+    """VAL001 when an index-scan expectation is predicted to fail on a small table.
+    Unknown size: no prediction."""
+    state, rows = table_state(table, facts, created_tables)
+    if state == "unknown" or (rows is not None and rows >= min_rows):
+        return None
+    return finding("VAL001", table, table=table, rows=_rows_text(state, rows))
+
+
+# ---------------------------------------------------------------------- estimates
+
+MIN_SECONDS = 0.1
+COST_US_PER_ROW: dict[str, float] = {
+    # index builds per access method (CONCURRENTLY scans twice: x2)
+    "index:gist": 20.0, "index:spgist": 15.0, "index:brin": 0.5, "index:btree": 4.0,
+    "index:hash": 4.0, "index:gin": 30.0, "index:other": 10.0,
+    "analyze": 2.0,  # rows capped at ANALYZE_ROW_CAP (ANALYZE samples), + 0.2 s
+    "vacuum": 3.0, "rewrite": 15.0, "geometry_rewrite": 25.0, "scan": 1.0,
+    "update": 10.0, "delete": 5.0, "refresh": 10.0, "select": 0.5,
+}
+ANALYZE_ROW_CAP = 1_000_000
+
+
+def estimate_seconds(stmt: Statement, facts: DatabaseFacts | None) -> float:
+    """Rough duration from the table's row estimate × a per-row cost (µs) of the
+    operation; at least MIN_SECONDS. Unknown size counts as 0 rows: only the floor."""
+    target = _index_table(stmt, facts) if stmt.op in (Op.drop_index, Op.reindex, Op.cluster) else stmt.table
+    _state, rows = table_state(target, facts)
+    n = float(rows or 0)
+    if stmt.explain and not stmt.executes:
+        return MIN_SECONDS
+    us = 0.0
+    extra = 0.0
+    op = stmt.op
+    if op in (Op.create_index, Op.reindex):
+        us = COST_US_PER_ROW.get(f"index:{stmt.method or 'btree'}", COST_US_PER_ROW["index:other"])
+        us *= 2 if stmt.concurrently else 1
+    elif op == Op.analyze:
+        n = min(n, ANALYZE_ROW_CAP)
+        us, extra = COST_US_PER_ROW["analyze"], 0.2
+    elif op == Op.vacuum:
+        us = COST_US_PER_ROW["vacuum"]
+    elif op == Op.refresh_matview:
+        us = COST_US_PER_ROW["refresh"]
+    elif stmt.rewrites:
+        us = COST_US_PER_ROW["geometry_rewrite" if stmt.geometry_change else "rewrite"]
+    elif stmt.scans:
+        us = COST_US_PER_ROW["scan"]
+    elif op == Op.update:
+        us = COST_US_PER_ROW["update"]
+    elif op == Op.delete:
+        us = COST_US_PER_ROW["delete"]
+    elif op == Op.select:
+        us = COST_US_PER_ROW["select"]
+    return max(MIN_SECONDS, n * us / 1e6 + extra)

@@ -1,0 +1,371 @@
+"""The local state backend: JSON files under ``state/``.
+
+Files, for environment ``dev``:
+
+* ``state/dev.json``      the document (pretty JSON, sorted keys: readable in a diff)
+* ``state/dev.json.bak``  the previous version, kept on every write
+* ``state/dev.lock``      the lock file: ``flock(LOCK_EX)`` on it is the lock; while
+  held it contains the holder as JSON (pid, host, since, command, user)
+
+A write goes to a temporary file in the same directory, is fsynced, then replaces the
+document with ``os.replace`` and the directory is fsynced: a crash leaves either the old
+or the new document, never a torn one. The lock is released by the kernel when the
+holding process dies, so a lock file left behind is not an error (its content is
+ignored unless the flock is actually held).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from honua_plan.errors import StateError, StateLockedError
+from honua_plan.secrets import redact
+from honua_plan.state import base
+from honua_plan.state.base import (
+    LockInfo,
+    StateBackend,
+    StateReader,
+    StateWriter,
+    locked_message,
+    parse_document,
+    prepare_write,
+    validate_environment,
+)
+from honua_plan.state.model import StateDocument
+
+_POLL_S = 0.05
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return os.path.abspath(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+class LocalReader(StateReader):
+    """Reads ``state/<env>.json``; never creates anything."""
+
+    def __init__(self, directory: Path, environment: str) -> None:
+        self.environment = validate_environment(environment)
+        self.directory = Path(directory)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.environment}.json"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.directory / f"{self.environment}.json.bak"
+
+    def describe(self) -> str:
+        return f"local {_display(self.path)}"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def read(self) -> StateDocument:
+        stored, _raw = self._load()
+        return stored if stored is not None else StateDocument.new(self.environment)
+
+    def _load(self) -> tuple[StateDocument | None, bytes | None]:
+        """The stored document and its raw bytes, or ``(None, None)`` when there is none."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise StateError(
+                f"cannot read state file {_display(self.path)}: {exc.strerror}"
+            ) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StateError(self._corrupt_message(exc)) from None
+        return parse_document(
+            data, where=f"state file {_display(self.path)}", environment=self.environment
+        ), raw
+
+    def _corrupt_message(self, exc: Exception) -> str:
+        where = (
+            f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        head = f"state file {_display(self.path)} is not valid JSON{where}"
+        if self.backup_path.is_file():
+            return (
+                f"{head}; the previous version is kept in {_display(self.backup_path)}: "
+                f"inspect it and copy it over {_display(self.path)} to restore it"
+            )
+        return f"{head}; no backup {_display(self.backup_path)} exists"
+
+
+class LocalWriter(LocalReader, StateWriter):
+    """A reader that can write while its lock is held."""
+
+    def __init__(self, backend: LocalBackend, lock_fd: int, info: LockInfo) -> None:
+        super().__init__(backend.directory, backend.environment)
+        self._backend = backend
+        self._lock_fd = lock_fd
+        self.lock_info = info
+        self._active = True
+
+    def _check_lock(self) -> None:
+        if not self._active:
+            raise StateError(
+                f"the state lock for '{self.environment}' was released; take it again to write"
+            )
+        try:
+            held = os.fstat(self._lock_fd)
+            now = os.stat(self._backend.lock_path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+            raise StateLockedError(
+                f"the state lock for '{self.environment}' was forcibly removed "
+                f"(honua state unlock) while this process held it; nothing was written"
+            )
+
+    def write(self, doc: StateDocument, *, expected_serial: int) -> StateDocument:
+        self._check_lock()
+        stored, old_raw = self._load()
+        new = prepare_write(self.environment, stored, doc, expected_serial)
+        mode = 0o644
+        with contextlib.suppress(OSError):
+            mode = self.path.stat().st_mode & 0o777
+
+        def dump(fh: TextIO) -> None:
+            data = base.document_to_json(new)
+            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            fh.write("\n")
+
+        try:
+            tmp = self._write_temp(dump, mode)
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateError(
+                f"could not write state file {_display(self.path)}: {redact(str(exc))}; "
+                "the stored state is unchanged"
+            ) from exc
+        try:
+            if old_raw is not None:
+                previous = old_raw.decode("utf-8")
+                bak_tmp = self._write_temp(lambda fh: fh.write(previous), mode)
+                os.replace(bak_tmp, self.backup_path)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(
+                f"could not write state file {_display(self.path)}: {exc.strerror}"
+            ) from exc
+        return new
+
+    def _write_temp(self, dump: Callable[[TextIO], object], mode: int) -> Path:
+        """Write via ``dump(fh)`` into a temp file beside the state file; fsync; return its path."""
+        fd, name = tempfile.mkstemp(
+            dir=self.directory, prefix=f".{self.environment}.json.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), mode)
+                dump(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+        return Path(name)
+
+
+class LocalBackend(StateBackend):
+    """State in ``<directory>/<env>.json``, locked with ``flock`` on ``<env>.lock``."""
+
+    kind = "local"
+
+    def __init__(self, directory: Path, environment: str, *, lock_timeout: float = 0) -> None:
+        self.environment = validate_environment(environment)
+        self.directory = Path(directory)
+        self.lock_timeout = lock_timeout
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.environment}.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / f"{self.environment}.lock"
+
+    def describe(self) -> str:
+        return f"local {_display(self.path)}"
+
+    def reader(self) -> LocalReader:
+        return LocalReader(self.directory, self.environment)
+
+    # -- lock ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, command: str, *, timeout: float | None = None) -> Iterator[LocalWriter]:
+        fd, info = self._acquire(command, self.lock_timeout if timeout is None else timeout)
+        writer = LocalWriter(self, fd, info)
+        try:
+            yield writer
+        finally:
+            writer._active = False
+            self._release(fd)
+
+    def _acquire(self, command: str, timeout: float) -> tuple[int, LockInfo]:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create state directory {_display(self.directory)}: {exc.strerror}"
+            ) from None
+        start = time.monotonic()
+        deadline = start + max(timeout, 0)
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot open lock file {_display(self.lock_path)}: {exc.strerror}"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read_holder(fd)
+                os.close(fd)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise StateLockedError(
+                        locked_message(
+                            self.environment,
+                            holder,
+                            waited=round(now - start, 2) if timeout > 0 else 0,
+                        ),
+                        hint="wait for it to finish; if that process is gone, run `honua state unlock`",
+                    ) from None
+                time.sleep(min(_POLL_S, deadline - now))
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            # The file may have been unlinked (force_unlock) between open and flock:
+            # only a lock on the file that is at the path counts.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            break
+        info = LockInfo.current(command)
+        try:
+            payload = json.dumps({**info.to_json_data(), "environment": self.environment}).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload + b"\n", 0)
+            os.fsync(fd)
+        except BaseException:
+            self._release(fd)
+            raise
+        return fd, info
+
+    def _release(self, fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _read_holder(self, fd: int) -> LockInfo | None:
+        """Parse the holder JSON from the lock file (``None`` if empty or unreadable)."""
+        for _ in range(5):
+            try:
+                raw = os.pread(fd, 64 * 1024, 0)
+                if raw.strip():
+                    return LockInfo.from_json_data(json.loads(raw.decode("utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            time.sleep(0.01)  # the holder may be writing its info right now
+        return None
+
+    def holder(self) -> LockInfo | None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(
+                f"cannot open lock file {_display(self.lock_path)}: {exc.strerror}"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                info = self._read_holder(fd)
+                if info is not None:
+                    return info
+                mtime = datetime.fromtimestamp(os.fstat(fd).st_mtime, UTC)
+                return LockInfo(pid=0, host="unknown", since=mtime, command="unknown")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None  # a lock file nobody holds: stale, not a lock
+        finally:
+            os.close(fd)
+
+    def force_unlock(self) -> str:
+        """Remove the lock file; a holder still running then fails on its next write."""
+        holder = self.holder()
+        if not self.lock_path.exists():
+            return f"state for '{self.environment}' is not locked"
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_path.unlink()
+        if holder is None:
+            return f"state for '{self.environment}' was not locked (removed a stale lock file)"
+        message = (
+            f"removed the lock on the state for '{self.environment}' held by {holder.describe()}; "
+            "if that process is still running it can no longer write the state"
+        )
+        if self.exists():  # leave a trace in the event log
+            try:
+                with self.lock("honua state unlock", timeout=5) as writer:
+                    current = writer.read()
+                    writer.write(
+                        current.record_event(
+                            "unlock",
+                            "forced unlock: " + message,
+                            actor=writer.lock_info.user,
+                            details={"holder": holder.to_json_data()},
+                        ),
+                        expected_serial=current.serial,
+                    )
+            except StateError as exc:
+                message += f" (the unlock could not be recorded in the event log: {exc})"
+        return message

@@ -1,0 +1,510 @@
+"""The recorded state of one environment, as pydantic models.
+
+A :class:`StateDocument` is what a state backend stores for one environment: its
+identity (``lineage``, created once) and version (``serial``, +1 on every successful
+write, never decreasing), the resources as last applied (with fingerprints), the
+migration history, an append-only event log, the backups index and the journal of an
+in-flight apply (``pending``).
+
+Every model is strict (``extra="forbid"``) and frozen: change a document by building a
+new one with the ``with_*`` helpers (or ``model_copy(update=...)``). Datetimes are
+timezone-aware UTC; a naive datetime is taken to be UTC.
+
+:func:`canonical_json` and :func:`fingerprint` are the one definition of "same value"
+used for resource fingerprints and migration checksums.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from honua_plan import __version__
+from honua_plan.secrets import redact
+
+FORMAT_VERSION = 1
+"""The state document format this engine reads and writes."""
+
+ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+"""Environment names double as file names (``state/<env>.json``) and table keys."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, to the microsecond."""
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A datetime normalised to timezone-aware UTC (naive values are taken as UTC)."""
+
+
+def _jsonable(obj: Any) -> Any:
+    """Turn ``obj`` into plain JSON values (dict/list/str/int/float/bool/None)."""
+    if isinstance(obj, BaseModel):
+        return _jsonable(obj.model_dump(mode="python"))
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"{obj!r} cannot be represented in JSON")
+        return obj
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, date):
+        return obj.isoformat()
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return _jsonable(obj.value)
+    if isinstance(obj, PurePath):
+        return obj.as_posix()
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ValueError(f"mapping key {key!r} is not a JSON object key")
+            out[key if isinstance(key, str) else json.dumps(key)] = _jsonable(value)
+        return out
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, set | frozenset):
+        items = [_jsonable(v) for v in obj]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, separators=(",", ":")))
+    raise ValueError(f"value of type {type(obj).__name__} cannot be represented in JSON")
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON text of ``obj``: sorted keys, no spaces, datetimes in ISO 8601.
+
+    Pydantic models are dumped first; tuples become lists; sets become sorted lists;
+    ``Path`` becomes a POSIX string. Raises ``ValueError`` for anything else that JSON
+    cannot represent (including NaN and infinity), so that a fingerprint never silently
+    depends on ``repr``.
+    """
+    return json.dumps(
+        _jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def fingerprint(obj: Any) -> str:
+    """``"sha256:" + hex`` digest of :func:`canonical_json` of ``obj``."""
+    return "sha256:" + hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def new_lineage() -> str:
+    """A fresh lineage: uuid4 in hex (32 characters)."""
+    return uuid.uuid4().hex
+
+
+def backup_id(environment: str, at: datetime | None = None) -> str:
+    """The id of a backup taken at ``at``: ``dev-backup-20251004-140530`` (UTC)."""
+    when = _as_utc(at) if at is not None else utcnow()
+    return f"{environment}-backup-{when:%Y%m%d-%H%M%S}"
+
+
+def check_environment_name(environment: str) -> str:
+    """Return ``environment`` or raise ``ValueError`` when it is not a usable name."""
+    if not ENVIRONMENT_NAME.match(environment):
+        raise ValueError(
+            f"invalid environment name {environment!r}: use letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit, at most 63 characters)"
+        )
+    return environment
+
+
+def _check_jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    canonical_json(value)  # raises ValueError with a readable message
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], AfterValidator(_check_jsonable)]
+
+
+def redact_strings(obj: Any) -> Any:
+    """Apply :func:`honua_plan.secrets.redact` to every string value (not keys) in ``obj``."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_strings(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_strings(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResourceRecord(_Model):
+    """One applied resource, keyed in the document by its address."""
+
+    address: str = Field(min_length=1)
+    """``layer.transportation::bike-lanes``, ``service.transportation``, ``table.public.bike_lanes`` …"""
+    kind: str = Field(min_length=1)
+    attributes: JSONObject = Field(default_factory=dict)
+    """The applied spec, as JSON values."""
+    fingerprint: str
+    """``sha256:…`` of :func:`canonical_json` of ``attributes``."""
+    source_path: str | None = None
+    applied_at: UTCDateTime
+    applied_by: str | None = None
+    serial: int = Field(ge=0)
+    """The state serial at which this resource was last applied."""
+
+    @classmethod
+    def create(
+        cls,
+        address: str,
+        kind: str,
+        attributes: Mapping[str, Any],
+        *,
+        serial: int,
+        source_path: str | None = None,
+        applied_by: str | None = None,
+        applied_at: datetime | None = None,
+    ) -> ResourceRecord:
+        """Build a record, computing the fingerprint from ``attributes``."""
+        attrs = _jsonable(dict(attributes))
+        return cls(
+            address=address,
+            kind=kind,
+            attributes=attrs,
+            fingerprint=fingerprint(attrs),
+            source_path=source_path,
+            applied_at=applied_at or utcnow(),
+            applied_by=applied_by,
+            serial=serial,
+        )
+
+
+MigrationStatus = Literal["applied", "failed", "rolled_back", "pending"]
+
+
+class MigrationRecord(_Model):
+    """One run of one migration (a migration id may appear several times in the history)."""
+
+    id: str = Field(min_length=1)
+    description: str = ""
+    checksum: str
+    """``sha256:…`` of the canonical spec of the migration."""
+    status: MigrationStatus
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+    duration_s: float | None = Field(default=None, ge=0)
+    applied_by: str | None = None
+    backup_id: str | None = None
+    error: str | None = None
+    """Why it failed (redacted), when ``status`` is ``failed``."""
+
+
+class Event(_Model):
+    """One entry of the append-only event log."""
+
+    at: UTCDateTime = Field(default_factory=utcnow)
+    kind: str = Field(min_length=1)
+    """plan, apply, rollback, drift, recover, lock, unlock, import, migrate, backup …"""
+    serial: int = Field(default=0, ge=0)
+    """The state serial of the write that recorded this event (stamped on append and write)."""
+    actor: str | None = None
+    message: str = ""
+    details: JSONObject = Field(default_factory=dict)
+
+
+class BackupRecord(_Model):
+    """One backup taken before a migration touched a table."""
+
+    id: str = Field(min_length=1)
+    """``<env>-backup-YYYYMMDD-HHMMSS`` (see :func:`backup_id`)."""
+    created_at: UTCDateTime
+    path: str
+    """Relative to the state directory (or the backup root)."""
+    size_bytes: int = Field(ge=0)
+    sha256: str
+    tables: list[str] = Field(default_factory=list)
+    migration_id: str | None = None
+    kind: Literal["pg_dump"] = "pg_dump"
+
+
+StepStatus = Literal["pending", "running", "done", "failed", "rolled_back"]
+
+
+class JournalStep(_Model):
+    """One mutating step of an apply, journaled before it runs."""
+
+    id: str = Field(min_length=1)
+    address: str | None = None
+    action: str | None = None
+    """create, update, delete, migrate, reload …"""
+    description: str = ""
+    status: StepStatus = "pending"
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+    error: str | None = None
+    details: JSONObject = Field(default_factory=dict)
+    """Whatever the apply engine needs to resume or roll back the step (JSON values)."""
+
+
+class JournalRecord(_Model):
+    """The journal of the in-flight apply; ``None`` in the document when none is running."""
+
+    plan_id: str = Field(min_length=1)
+    started_at: UTCDateTime = Field(default_factory=utcnow)
+    actor: str | None = None
+    command: str | None = None
+    steps: list[JournalStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_step_ids(self) -> JournalRecord:
+        ids = [s.id for s in self.steps]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"journal step ids must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def step(self, step_id: str) -> JournalStep:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def with_step(
+        self,
+        step_id: str,
+        status: StepStatus,
+        *,
+        error: str | None = None,
+        at: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> JournalRecord:
+        """A copy with step ``step_id`` moved to ``status`` (timestamps filled in)."""
+        when = at or utcnow()
+        steps: list[JournalStep] = []
+        found = False
+        for s in self.steps:
+            if s.id == step_id:
+                found = True
+                update: dict[str, Any] = {"status": status}
+                if status == "running" and s.started_at is None:
+                    update["started_at"] = when
+                if status in ("done", "failed", "rolled_back"):
+                    update["finished_at"] = when
+                if error is not None:
+                    update["error"] = redact(error)
+                if details is not None:
+                    update["details"] = {**s.details, **_jsonable(dict(details))}
+                s = JournalStep.model_validate({**s.model_dump(), **update})
+            steps.append(s)
+        if not found:
+            raise KeyError(step_id)
+        return self.model_copy(update={"steps": steps})
+
+    @property
+    def unfinished(self) -> list[JournalStep]:
+        """Steps not yet ``done`` or ``rolled_back`` (what a resume or rollback must look at)."""
+        return [s for s in self.steps if s.status in ("pending", "running", "failed")]
+
+
+class StateDocument(_Model):
+    """Everything recorded about one environment."""
+
+    format_version: int = FORMAT_VERSION
+    environment: str
+    lineage: str = Field(min_length=1)
+    serial: int = Field(default=0, ge=0)
+    engine_version: str = __version__
+    updated_at: UTCDateTime = Field(default_factory=utcnow)
+    config_commit: str | None = None
+    resources: dict[str, ResourceRecord] = Field(default_factory=dict)
+    migrations: list[MigrationRecord] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+    backups: list[BackupRecord] = Field(default_factory=list)
+    pending: JournalRecord | None = None
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value > FORMAT_VERSION:
+            raise ValueError(
+                f"state format {value} was written by a newer honua-plan "
+                f"(this one reads format {FORMAT_VERSION}); upgrade honua-plan"
+            )
+        if value < 1:
+            raise ValueError(f"unknown state format {value}")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return check_environment_name(value)
+
+    @model_validator(mode="after")
+    def _keys_match_addresses(self) -> StateDocument:
+        wrong = [k for k, r in self.resources.items() if k != r.address]
+        if wrong:
+            raise ValueError(
+                "resources must be keyed by their address; mismatched: " + ", ".join(sorted(wrong))
+            )
+        return self
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def new(cls, environment: str, *, engine_version: str | None = None) -> StateDocument:
+        """An empty document (serial 0) with a fresh lineage."""
+        return cls(
+            environment=environment,
+            lineage=new_lineage(),
+            serial=0,
+            engine_version=engine_version or __version__,
+            updated_at=utcnow(),
+        )
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def next_serial(self) -> int:
+        """The serial the next successful write of this document will get."""
+        return self.serial + 1
+
+    def resource(self, address: str) -> ResourceRecord | None:
+        return self.resources.get(address)
+
+    def latest_migration(self, migration_id: str) -> MigrationRecord | None:
+        """The most recent record of ``migration_id`` (its current status), if any."""
+        for rec in reversed(self.migrations):
+            if rec.id == migration_id:
+                return rec
+        return None
+
+    def applied_migrations(self) -> list[str]:
+        """Ids whose latest record is ``applied``, in the order they were first applied."""
+        seen: list[str] = []
+        for rec in self.migrations:
+            if rec.id not in seen:
+                seen.append(rec.id)
+        out: list[str] = []
+        for mid in seen:
+            latest = self.latest_migration(mid)
+            if latest is not None and latest.status == "applied":
+                out.append(mid)
+        return out
+
+    def backup(self, backup_id: str) -> BackupRecord | None:
+        for b in self.backups:
+            if b.id == backup_id:
+                return b
+        return None
+
+    def latest_backup(self) -> BackupRecord | None:
+        return max(self.backups, key=lambda b: b.created_at, default=None)
+
+    # -- copies with one change -------------------------------------------------
+
+    def with_resource(self, record: ResourceRecord) -> StateDocument:
+        return self.model_copy(update={"resources": {**self.resources, record.address: record}})
+
+    def without_resource(self, address: str) -> StateDocument:
+        return self.model_copy(
+            update={"resources": {k: v for k, v in self.resources.items() if k != address}}
+        )
+
+    def with_migration(self, record: MigrationRecord) -> StateDocument:
+        """Append ``record`` to the migration history."""
+        return self.model_copy(update={"migrations": [*self.migrations, record]})
+
+    def with_backup(self, record: BackupRecord) -> StateDocument:
+        return self.model_copy(update={"backups": [*self.backups, record]})
+
+    def with_event(self, event: Event) -> StateDocument:
+        """Append ``event``, stamped with :attr:`next_serial` (the log is append-only)."""
+        stamped = event.model_copy(update={"serial": self.next_serial})
+        return self.model_copy(update={"events": [*self.events, stamped]})
+
+    def record_event(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        actor: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> StateDocument:
+        """Append a new event stamped with :attr:`next_serial` (the serial of the next write)."""
+        event = Event(
+            at=at or utcnow(),
+            kind=kind,
+            actor=actor,
+            message=message,
+            details=_jsonable(dict(details or {})),
+        )
+        return self.with_event(event)
+
+    def with_pending(self, journal: JournalRecord | None) -> StateDocument:
+        return self.model_copy(update={"pending": journal})
+
+    def with_config_commit(self, commit: str | None) -> StateDocument:
+        return self.model_copy(update={"config_commit": commit})
+
+    # -- storage ---------------------------------------------------------------
+
+    def to_json_data(self) -> dict[str, Any]:
+        """The document as plain JSON values (what backends store)."""
+        data: dict[str, Any] = _jsonable(self)
+        return data
+
+    def redacted(self) -> StateDocument:
+        """A copy with every string value passed through :func:`~honua_plan.secrets.redact`.
+
+        Backends store only redacted documents, so no secret (a DSN password, a
+        registered secret value) ever reaches a state file or table.
+        """
+        plain = self.to_json_data()
+        data = redact_strings(plain)
+        if data == plain:
+            return self
+        return StateDocument.model_validate(data)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BackupRecord",
+    "Event",
+    "JournalRecord",
+    "JournalStep",
+    "MigrationRecord",
+    "MigrationStatus",
+    "ResourceRecord",
+    "StateDocument",
+    "StepStatus",
+    "UTCDateTime",
+    "backup_id",
+    "canonical_json",
+    "check_environment_name",
+    "fingerprint",
+    "new_lineage",
+    "redact_strings",
+    "utcnow",
+]

@@ -1,0 +1,37 @@
+"""Shared test helpers: a copy of the example repository and a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PARTS = ("honua.yaml", "providers", "environments", "migrations", "policies", "schemas")
+
+
+def copy_example(dest: Path) -> Path:
+    """Copy the example config repository (not the code, not the state) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in EXAMPLE_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part)
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+    (dest / "state").mkdir(exist_ok=True)
+    return dest
+
+
+def run(root: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    from honua_plan.cli import main
+
+    runner = CliRunner()
+    return runner.invoke(main, ["-C", str(root), *args], env=env, input=input, catch_exceptions=False)
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
