@@ -262,6 +262,139 @@ class Context:
             pass
         return getpass.getuser()
 
+    # ------------------------------------------------------------------ apply
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> None:
+        """Refuse a saved plan whose state, configuration or live objects changed since."""
+        from honua_plan.diff import table_attributes
+        from honua_plan.errors import StalePlanError
+        from honua_plan.state.model import fingerprint
+
+        problems: list[str] = []
+        if plan.environment != desired.environment:
+            raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
+        if plan.state_lineage != recorded.lineage:
+            problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
+        elif plan.state_serial != recorded.serial:
+            problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
+        if plan.config_hash != desired.config_hash:
+            problems.append("the configuration files changed since the plan was made")
+        if plan.fingerprints:
+            facts = self.read_facts(desired.environment)
+            for key, fp in sorted(plan.fingerprints.items()):
+                t = facts.table(key.removeprefix("table."))
+                now = fingerprint(table_attributes(t)) if t else "absent"
+                if now != fp:
+                    problems.append(f"{key} changed in the database since the plan was made")
+        if problems:
+            raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
+                                 hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
+
+    def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
+        from honua_plan.apply.executor import Services
+
+        svc = Services(session=session, dsn=dsn, state_dir=self.state_dir)
+        server = desired.server()
+        if server is None or server.spec.type == "none":
+            return svc
+        from honua_plan.apply.publish import publish_callbacks
+
+        publish, unpublish_to, read = publish_callbacks(self, desired, server)
+        svc.publish, svc.unpublish_to, svc.read_published = publish, unpublish_to, read
+        return svc
+
+    def apply(
+        self,
+        environment: str,
+        plan_file: Path | None = None,
+        *,
+        yes: bool = False,
+        resume: bool = False,
+        rollback: bool = False,
+        confirm: Any = None,
+        plan: Plan | None = None,
+        command: str = "honua apply",
+    ) -> Any:
+        """Plan (or load a saved plan), check it, and apply it under the state lock."""
+        from honua_plan.apply.executor import Executor
+        from honua_plan.errors import ApplyError, ApprovalRequired, PolicyError
+        from honua_plan.plan.render import render_text
+        from honua_plan.plan.store import load_plan, save_plan
+        from honua_plan.providers.sqlexec import Session, connect
+
+        desired = self.desired(environment)
+        con = self.console
+        backend = self.backend(environment)
+        with backend:
+            recorded = backend.read()
+            if recorded.pending is not None and not (resume or rollback):
+                steps = recorded.pending.steps
+                done = sum(1 for s in steps if s.status == "done")
+                failed = [s.id for s in steps if s.status in ("running", "failed")]
+                raise ApplyError(
+                    f"a previous apply of {environment} did not finish (plan {recorded.pending.plan_id[:12]}, "
+                    f"{done} of {len(steps)} steps done{', stopped at ' + failed[0] if failed else ''})",
+                    hint=f"continue it with `honua apply --env {environment} --resume`, or undo it with "
+                         f"`honua apply --env {environment} --rollback`",
+                )
+            if resume or rollback:
+                if recorded.pending is None:
+                    raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
+                saved = self.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
+                plan = load_plan(saved)
+            elif plan is None:
+                if plan_file is not None:
+                    plan = load_plan(plan_file)
+                    self.check_fresh(plan, desired, recorded)
+                else:
+                    plan = self.plan(environment)
+                    con.print(render_text(plan, colour=con.colour).rstrip("\n"))
+                    if plan.has_changes and plan.approvals_required and not plan.approved:
+                        raise ApprovalRequired(
+                            f"this plan needs {plan.approvals_required} approval(s)"
+                            + (f" from {', '.join(plan.approvers)}" if plan.approvers else ""),
+                            hint=f"save it with `honua plan --env {environment} --out plan.json`, approve it with "
+                                 f"`honua approve plan.json --by NAME`, then `honua apply --env {environment} plan.json`",
+                        )
+                    if plan.has_changes and confirm is not None:
+                        confirm("Continue?", yes)
+            if not plan.has_changes and not (resume or rollback):
+                con.print(f"No changes. The {environment} environment matches the configuration.")
+                return None
+            if not (resume or rollback):
+                if plan.approvals_required and not plan.approved:
+                    raise ApprovalRequired(
+                        f"the plan needs {plan.approvals_required} approval(s), it has {len(plan.approvals)}",
+                        hint="record one with `honua approve PLAN --by NAME`",
+                    )
+                failed_policy = [c for c in plan.policy if c.status == "fail"]
+                if failed_policy:
+                    raise PolicyError("policy forbids this apply: " + "; ".join(c.message for c in failed_policy))
+            resolved = self.resolve_dsn(environment)
+            with backend.lock(command) as writer, connect(resolved.dsn) as conn:
+                fresh = writer.read()
+                if not (resume or rollback) and (fresh.serial != plan.state_serial or fresh.lineage != plan.state_lineage):
+                    from honua_plan.errors import StalePlanError
+
+                    raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")
+                save_plan(plan, self.state_dir / "plans" / f"{plan.id}.json")
+                session = Session(conn)
+                executor = Executor(plan, desired, writer, self._services(desired, session, resolved.dsn), con,
+                                    actor=self.actor, command=command,
+                                    reload_desired=lambda: self._reload_desired(environment))
+                if rollback:
+                    return executor.rollback_all()
+                con.print(f"Applying changes to {environment} environment...")
+                return executor.run(resume=resume)
+
+    def _reload_desired(self, environment: str) -> DesiredState:
+        self._desired.pop(environment, None)
+        return self.desired(environment)
+
     # ------------------------------------------------------------------ scaffolding
 
     def init(self, target: Path | str, *, force: bool = False) -> list[Path]:

@@ -528,11 +528,18 @@ def _str_args(func: exp.Anonymous) -> list[str]:
 
 
 def _geo_table(names: Sequence[str], tail: int) -> str | None:
-    """Table from the name arguments: ``names[-tail-1]`` with its schema if given."""
+    """Table from the name arguments (schema.table when a schema is given). PostGIS
+    compares these strings with catalog names as they are: no case folding."""
     if len(names) <= tail:
         return None
     parts = names[: len(names) - tail]
-    return ".".join(p.lower() if p == p.lower() else p for p in parts[-2:]) or None
+    return ".".join(parts[-2:]) or None
+
+
+def _regclass_name(text: str) -> str:
+    """``'raw_geom'::regclass`` follows identifier rules: fold unless quoted."""
+    parts = [p[1:-1] if p.startswith('"') and p.endswith('"') else p.lower() for p in text.split(".")]
+    return ".".join(parts)
 
 
 def _from_query(tree: exp.Expr) -> _Draft:
@@ -546,21 +553,21 @@ def _from_query(tree: exp.Expr) -> _Draft:
         names = _str_args(func)
         if name == "updategeometrysrid":
             table = _geo_table(names, 1)
-            return _Draft(Op.alter_column_type, table=table, column=names[-1].lower() if names else None,
+            return _Draft(Op.alter_column_type, table=table, column=names[-1] if names else None,
                           lock=ACCESS_EXCLUSIVE, rewrites=True, scans=True, geometry_change=True,
                           object_name=func.this, tables=[table] if table else [])
         if name == "populate_geometry_columns":
-            table = names[0].lower() if names else None
+            table = _regclass_name(names[0]) if names else None
             return _Draft(Op.alter_column_type, table=table, lock=ACCESS_EXCLUSIVE, rewrites=True,
                           scans=True, geometry_change=True, object_name=func.this,
                           tables=[table] if table else [])
         if name == "addgeometrycolumn":
             table = _geo_table(names, 1)
-            return _Draft(Op.add_column, table=table, column=names[-1].lower() if names else None,
+            return _Draft(Op.add_column, table=table, column=names[-1] if names else None,
                           lock=ACCESS_EXCLUSIVE, object_name=func.this, tables=[table] if table else [])
         if name == "dropgeometrycolumn":
             table = _geo_table(names, 1)
-            return _Draft(Op.drop_column, table=table, column=names[-1].lower() if len(names) > 1 else None,
+            return _Draft(Op.drop_column, table=table, column=names[-1] if len(names) > 1 else None,
                           lock=ACCESS_EXCLUSIVE, destructive=True, object_name=func.this,
                           tables=[table] if table else [])
         if name == "dropgeometrytable":
@@ -1177,6 +1184,16 @@ def _g_create(c: _Cursor, sql: str) -> _Draft | None:
         return _g_create_index(c)
     if c.word() in ("TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED", "VIEW"):
         return _g_create_view(c, sql, replace_)
+    if c.word() in ("TABLE", "UNLOGGED", "TEMP", "TEMPORARY", "GLOBAL", "LOCAL") and (
+            "TABLE" in [c.word(k) for k in range(3)]):
+        while not c.accept("TABLE"):
+            c.i += 1
+        exists = c.accept("IF", "NOT", "EXISTS")
+        name = c.name()
+        if name is None or c.done():
+            return None
+        return _Draft(Op.create_table, table=name, if_not_exists=exists, lock=ACCESS_EXCLUSIVE,
+                      tables=[name])
     if c.accept("EXTENSION"):
         exists = c.accept("IF", "NOT", "EXISTS")
         name = c.name()

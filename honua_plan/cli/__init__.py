@@ -15,10 +15,12 @@ from honua_plan import __version__
 from honua_plan.cli.base import (
     AppState,
     HonuaGroup,
+    confirm,
     echo_json,
     env_option,
     format_option,
     state,
+    yes_option,
 )
 
 
@@ -352,3 +354,31 @@ def state_unlock(ctx: click.Context, environment: str) -> None:
     context = state(ctx).context()
     with context.backend(environment) as backend:
         context.console.print(backend.force_unlock())
+
+
+# --------------------------------------------------------------------------- apply
+
+
+@main.command()
+@env_option()
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@yes_option
+@click.option("--resume", is_flag=True, help="Continue an apply that was interrupted.")
+@click.option("--rollback", "rollback_", is_flag=True, help="Undo what an interrupted apply did.")
+@click.pass_context
+def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool,
+          rollback_: bool) -> None:
+    """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
+    from honua_plan.errors import UsageError
+
+    if resume and rollback_:
+        raise UsageError("--resume and --rollback exclude each other")
+    context = state(ctx).context()
+    result = context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
+                           confirm=confirm)
+    if result is not None:
+        context.console.print("")
+        context.console.print(
+            f"Apply complete: {sum(1 for o in result.outcomes if o.status == 'done')} action(s) in "
+            f"{result.seconds:.1f}s (state serial {result.serial})"
+        )

@@ -458,11 +458,7 @@ def _check_templates_and_sql(
     problems: list[Diagnostic],
     warnings: list[Diagnostic],
 ) -> None:
-    try:  # TEMP until sqlinfo lands
-        from honua_plan.sqlinfo import diagnose
-    except ImportError:
-        def diagnose(text: str) -> list[tuple[int, int, str, str]]:
-            return []
+    from honua_plan.sqlinfo import diagnose
 
     def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
         try:

@@ -166,7 +166,6 @@ def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_be
     ops: list[Operation] = []
     findings: list[risk.Finding] = []
     variables = desired.template_vars()
-    perf_tables: list[tuple[str, str]] = []
     for i, step in enumerate(m.spec.up):
         op, fs, stmts = _step_operation(desired, m, "up", i, step, live, created, errors)
         ops.append(op)
@@ -178,9 +177,10 @@ def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_be
                 if s.op == Op.create_table:
                     created.add(q)
                     created.add(s.table)
+    # the down steps run as written (the seed: drop the index, then revert the metadata)
     rollback = [
         _step_operation(desired, m, "down", i, step, live, created, errors)[0]
-        for i, step in reversed(list(enumerate(m.spec.down)))
+        for i, step in enumerate(m.spec.down)
     ]
     # preconditions at plan time, against facts plus what earlier migrations create
     pre_labels: list[str] = []
@@ -233,42 +233,35 @@ def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_be
 
             expectation = exp.parse(c.expected, "performance")
         if expectation is not None and expectation.kind == "index":
-            idx_table = next((tb for tb in touched), None)
-            for tb in touched:
-                perf_tables.append((tb, expectation.target))
-            rows = None
-            if idx_table is not None:
-                t = facts.table(idx_table) if facts else None
-                rows = 0 if (t is None or idx_table in created) else t.row_estimate
-            if rows is not None and rows < SMALL_TABLE_ROWS:
-                why = (f"{idx_table} has about {rows} rows: PostgreSQL will likely prefer a sequential scan, "
-                       f"so '{c.expected}' is expected to fail")
-                findings.append(risk.finding("VAL001", subject=idx_table, rows=rows, check=c.name))
-                c = c.model_copy(update={"predicted_failure": why})
+            # the table the check queries (EXPLAIN … FROM bike_lanes), else one the migration touches
+            queried = [st.table for st in analyze(c.query or "") if st.table]
+            idx_table = _qualify(queried[0], facts) if queried else next(iter(sorted(touched)), None)
+            f = risk.assess_performance_validation(idx_table, facts, created_tables=frozenset(created)) if idx_table else None
+            if f is not None:
+                findings.append(f)
+                c = c.model_copy(update={"predicted_failure": f.message})
         final.append(c)
     return _MigrationDraft(m, mc.checksum, mc.reason, ops, rollback, findings, created, touched, errors,
                            pre_labels, deferred, final, rollback_checks)
 
 
-def _has_spatial_index(t: TableFacts | None, column: str) -> bool:
-    if t is None:
-        return False
-    return any(i.method in SPATIAL_METHODS and column in i.columns and i.is_valid for i in t.indexes)
-
-
-def _svc_breaking(change: Change) -> list[str]:
-    """What in a layer update breaks clients of the published collection."""
-    out: list[str] = []
-    before, after = change.before or {}, change.after or {}
-    bs, as_ = before.get("spec", {}), after.get("spec", {})
-    if bs.get("geometryType") != as_.get("geometryType"):
-        out.append(f"geometry type {bs.get('geometryType')} → {as_.get('geometryType')}")
-    if bs.get("crs") != as_.get("crs") or (bs.get("storage", {}).get("srid") != as_.get("storage", {}).get("srid")):
-        out.append("CRS changed")
-    removed = {f["name"] for f in bs.get("fields", [])} - {f["name"] for f in as_.get("fields", [])}
-    if removed:
-        out.append(f"field(s) removed: {', '.join(sorted(removed))}")
-    return out
+def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
+    """SVC101 for what in a layer update breaks clients of the published collection."""
+    bs = (change.before or {}).get("spec", {})
+    as_ = (change.after or {}).get("spec", {})
+    gtype = (bs.get("geometryType"), as_.get("geometryType"))
+    b_crs = f"{bs.get('crs')} srid {bs.get('storage', {}).get('srid')}"
+    a_crs = f"{as_.get('crs')} srid {as_.get('storage', {}).get('srid')}"
+    removed = sorted({f["name"] for f in bs.get("fields", [])} - {f["name"] for f in as_.get("fields", [])})
+    found = risk.assess_service_change(
+        collection,
+        geometry_type=gtype if gtype[0] != gtype[1] else None,  # type: ignore[arg-type]
+        crs=(b_crs, a_crs) if b_crs != a_crs else None,
+        removed_fields=removed,
+    )
+    if not found and change.action == "replace":
+        found = (risk.finding("SVC101", collection, change="storage changed", collection=collection),)
+    return found
 
 
 # --------------------------------------------------------------------------- build
@@ -322,12 +315,10 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         return risk.overall(findings)
 
     def finish(findings: list[risk.Finding], subject: str) -> tuple[str, list[FindingRecord]]:
-        if production and findings is not None:
-            findings = [*findings, risk.finding("ENV001", subject=subject)]
-        lvl = level_of(findings)
-        if production:
-            lvl = lvl.raised()
-        return lvl.name, [_finding_record(f) for f in findings]
+        findings = [*findings, *risk.assess_context(findings, production=production,
+                                                    provenance=req.provenance.kind,
+                                                    environment=desired.environment)]
+        return level_of(findings).name, [_finding_record(f) for f in findings]
 
     # datasource / server resources
     for ch in changes:
@@ -342,7 +333,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         deps += ds_addresses
         actions[d.migration.address] = Action(
             address=d.migration.address, kind="migration", action="apply",
-            reason=f"migration {d.migration.metadata.id} ({d.migration.metadata.description or d.migration.stem}) {d.reason}",
+            reason=f"{d.migration.metadata.description or d.migration.stem} ({d.reason})",
             source=src(d.migration.address), depends_on=deps, risk=lvl, findings=frs,  # type: ignore[arg-type]
             estimated_s=round(sum(o.estimated_s for o in d.operations), 3),
             operations=d.operations, checks=d.checks, rollback=d.rollback, rollback_checks=d.rollback_checks,
@@ -377,16 +368,15 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             o.kind == "sql" and o.sql and "gist" in o.sql.lower() and table_name in o.tables
             for d in drafts for o in d.operations
         )
-        if not _has_spatial_index(t, geom) and not index_planned:
-            findings.append(risk.finding("GEO301", subject=table_name, table=table_name, column=geom))
+        f301 = risk.assess_spatial_index(layer.collection_id, t, table_name, geom, index_planned=index_planned)
+        if f301 is not None:
+            findings.append(f301)
         invalid = live.geometry_health.get(f"{table_name}.{geom}")
-        if invalid and invalid[0] > 0:
-            findings.append(risk.finding("GEO101", subject=table_name, table=table_name, count=invalid[0]))
+        f101 = risk.assess_invalid_geometries(table_name, geom, invalid[0]) if invalid else None
+        if f101 is not None:
+            findings.append(f101)
         if ch.action in ("update", "replace"):
-            breaking = _svc_breaking(ch)
-            if breaking or ch.action == "replace":
-                findings.append(risk.finding("SVC101", subject=layer.collection_id, collection=layer.collection_id,
-                                             detail="; ".join(breaking) or "storage changed"))
+            findings.extend(_svc_findings(layer.collection_id, ch))
         lvl, frs = finish(findings, address)
         deps = list(touched_by.get(table_name, [])) + ds_addresses
         actions[address] = Action(
@@ -408,8 +398,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             continue
         findings = []
         if ch.kind == "layer" and ch.action == "delete":
-            cid = ch.address.removeprefix("layer.")
-            findings.append(risk.finding("SVC101", subject=cid, collection=cid, detail="collection removed"))
+            findings.extend(risk.assess_service_change(ch.address.removeprefix("layer."), removed=True))
         lvl, frs = finish(findings, ch.address)
         deps: list[str] = []
         if ch.kind == "service":

@@ -161,7 +161,7 @@ _RULE_LIST = (
          "statement not analyzed, its locks and effects are unknown: {warning}",
          "Prefer plain SQL statements that the planner can assess"),
     Rule("GEO101", Level.MEDIUM, "invalid geometries present",
-         "{count} invalid geometries in {table}.{column}",
+         "{count} invalid geometries in {table}",
          "Fix them with ST_MakeValid (keep the type with ST_CollectionExtract/ST_Multi) "
          "before relying on spatial predicates"),
     Rule("GEO201", Level.CRITICAL, "SRID or geometry type change",
@@ -170,10 +170,10 @@ _RULE_LIST = (
          "Use an expression index on ST_Transform(geom, srid), or add a new column, backfill "
          "in batches and swap"),
     Rule("GEO301", Level.MEDIUM, "published geometry column without spatial index",
-         "layer {layer}: geometry column {table}.{column} has no valid spatial index",
+         "geometry column {table}.{column} of a published layer has no valid spatial index",
          "Create a GIST index CONCURRENTLY on the geometry column"),
     Rule("SVC101", Level.HIGH, "published collection breaks clients",
-         "{change}: breaks clients of collection {collection}",
+         "{detail}: breaks clients of collection {collection}",
          "Publish the new shape as a new collection and retire the old one after notice"),
     Rule("LOCK001", Level.MEDIUM, "strong lock without lock_timeout",
          "{lock} on {table} without lock_timeout: queued behind a long query it blocks every "
@@ -185,7 +185,7 @@ _RULE_LIST = (
     Rule("AI001", Level.LOW, "change proposed by AI",
          "change proposed by an AI assistant{detail}",
          "Review the SQL and the plan; policy may require a human approval"),
-    Rule("VAL001", Level.MEDIUM, "performance validation predicted to fail",
+    Rule("VAL001", Level.LOW, "performance validation predicted to fail",
          "performance validation on {table} expects an index scan, but with {rows} the "
          "planner will prefer a sequential scan",
          "Make the check structural (index exists, indisvalid, access method) or advisory; "
@@ -201,9 +201,18 @@ class _Params(dict[str, Any]):
 
 
 def finding(code: str, subject: str = "", **params: Any) -> Finding:
-    """Render rule ``code`` with ``params``; ``level`` overrides the rule's level."""
+    """Render rule ``code`` with ``params``; ``level`` overrides the rule's level.
+
+    Conveniences so callers can pass raw values: ``table`` defaults to ``subject``, an
+    int ``rows`` renders as "~N rows", an int ``count`` gets thousands separators."""
     rule = RULES[code]
     level = params.pop("level", rule.level)
+    if subject:
+        params.setdefault("table", subject)
+    if isinstance(params.get("rows"), int):
+        params["rows"] = f"~{params['rows']:,} rows"
+    if isinstance(params.get("count"), int):
+        params["count"] = f"{params['count']:,}"
     return Finding(code=rule.code, level=Level(level), message=rule.message.format_map(_Params(params)),
                    suggestion=rule.suggestion, irreversible=rule.irreversible, error=rule.error,
                    subject=subject)
@@ -492,8 +501,8 @@ def assess_context(findings: Sequence[Finding], *, production: bool, provenance:
 
 
 def assess_invalid_geometries(table: str, column: str, count: int) -> Finding | None:
-    return finding("GEO101", f"{table}.{column}", table=table, column=column,
-                   count=f"{count:,}") if count > 0 else None
+    return finding("GEO101", f"{table}.{column}", table=f"{table}.{column}",
+                   count=count) if count > 0 else None
 
 
 _SPATIAL_METHODS = frozenset({"gist", "spgist", "brin"})
@@ -510,7 +519,7 @@ def assess_spatial_index(layer: str, table: TableFacts | None, table_name: str, 
             if idx.method.lower() in _SPATIAL_METHODS and idx.is_valid and idx.is_ready and (
                     column in idx.columns or (not idx.columns and column in idx.definition)):
                 return None
-    return finding("GEO301", layer, layer=layer, table=table_name, column=column)
+    return finding("GEO301", layer, table=table_name, column=column)
 
 
 def assess_service_change(collection: str, *, removed: bool = False,
@@ -528,7 +537,7 @@ def assess_service_change(collection: str, *, removed: bool = False,
     if removed_fields:
         changes.append("field" + ("s" if len(removed_fields) > 1 else "") + " removed: "
                        + ", ".join(removed_fields))
-    return tuple(finding("SVC101", collection, change=c, collection=collection) for c in changes)
+    return tuple(finding("SVC101", collection, detail=c, collection=collection) for c in changes)
 
 
 PERF_MIN_ROWS = 10_000

@@ -330,3 +330,12 @@ def test_estimates_scale_with_rows() -> None:
     assert estimate_seconds(idx, None) == MIN_SECONDS
     (drop,) = analyze("DROP INDEX old_idx")
     assert estimate_seconds(drop, POPULATED) == MIN_SECONDS
+
+
+def test_finding_accepts_raw_values() -> None:
+    f = finding("VAL001", subject="public.bike_lanes", rows=300)
+    assert f.message.startswith("performance validation on public.bike_lanes") and "~300 rows" in f.message
+    g = finding("GEO101", subject="public.bike_lanes", count=12000)
+    assert g.message == "12,000 invalid geometries in public.bike_lanes"
+    assert finding("SVC101", subject="c", collection="c", detail="collection removed").message == (
+        "collection removed: breaks clients of collection c")

@@ -1,0 +1,631 @@
+"""The executor: walks a plan's actions in order and makes them so.
+
+Rules it keeps (DESIGN.md "Apply, state, rollback"):
+
+* it runs under the state lock, given only the writer;
+* every mutating step is journaled (``pending`` in the state document) *before* it
+  runs and marked done after; state is persisted after every step, so a crash at
+  any point leaves a valid state that ``apply --resume`` or ``--rollback`` resolves;
+* a failed step, validation or health check runs the rollback operations of the
+  action (when its migration says ``rollback.automatic``), restores edited metadata
+  files byte for byte from the journal, validates the rollback and writes an incident
+  report; irreversible operations are never rolled back automatically;
+* the console output mirrors what the plan showed: the same operations, in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from honua_plan.config.expected import format_duration
+from honua_plan.console import Console
+from honua_plan.errors import ApplyError, HonuaError, ValidationFailed
+from honua_plan.plan.model import Action, CheckRecord, Operation, Plan
+from honua_plan.secrets import redact
+from honua_plan.state.model import (
+    JournalRecord,
+    JournalStep,
+    MigrationRecord,
+    ResourceRecord,
+    StateDocument,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from honua_plan.config.loader import DesiredState
+    from honua_plan.providers.sqlexec import Session
+    from honua_plan.state.base import StateWriter
+
+_GERUNDS = {"create": "Creating", "analyze": "Analyzing", "update": "Updating", "drop": "Dropping",
+            "revert": "Reverting", "add": "Adding", "remove": "Removing", "reload": "Reloading",
+            "publish": "Publishing", "alter": "Altering", "insert": "Inserting", "delete": "Deleting",
+            "restore": "Restoring", "rename": "Renaming", "set": "Setting", "run": "Running",
+            "load": "Loading", "backfill": "Backfilling", "vacuum": "Vacuuming", "fix": "Fixing",
+            "health": "Checking health"}
+
+
+def gerund(name: str) -> str:
+    """``Create spatial index`` → ``Creating spatial index`` (the seed's progress lines)."""
+    head, _, rest = name.partition(" ")
+    g = _GERUNDS.get(head.lower())
+    return f"{g} {rest}".strip() if g else name
+
+
+@dataclass
+class Outcome:
+    """What happened to one action."""
+
+    address: str
+    status: str  # done, failed, rolled_back, skipped
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class ApplyResult:
+    plan_id: str
+    environment: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+    serial: int = 0
+    incident_report: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status in ("done", "skipped") for o in self.outcomes)
+
+
+class StepFailed(Exception):
+    """Internal: an action failed; ``trigger`` names the rollback trigger."""
+
+    def __init__(self, message: str, trigger: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.trigger = trigger
+        self.detail = detail
+
+
+@dataclass
+class Services:
+    """The I/O the executor needs, injected so tests and dry runs can swap parts."""
+
+    session: Session
+    dsn: str
+    state_dir: Path
+    publish: Callable[[DesiredState], None] | None = None  # compile + publish + reload + health
+    unpublish_to: Callable[[dict[str, Any] | None], None] | None = None  # restore a published doc
+    read_published: Callable[[], dict[str, Any] | None] | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        plan: Plan,
+        desired: DesiredState,
+        writer: StateWriter,
+        services: Services,
+        console: Console,
+        *,
+        actor: str,
+        command: str = "honua apply",
+        reload_desired: Callable[[], DesiredState] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.desired = desired
+        self.writer = writer
+        self.svc = services
+        self.con = console
+        self.actor = actor
+        self.command = command
+        self.reload_desired = reload_desired
+        self.doc = writer.read()
+        self.edited_files: dict[str, bytes] = {}
+
+    # ------------------------------------------------------------------ state
+
+    def _save(self, doc: StateDocument) -> None:
+        self.doc = self.writer.write(doc, expected_serial=self.doc.serial)
+
+    def _journal(self, step_id: str, status: str, **kw: Any) -> None:
+        assert self.doc.pending is not None
+        journal = self.doc.pending.with_step(step_id, status, **kw)  # type: ignore[arg-type]
+        self._save(self.doc.with_pending(journal))
+
+    def begin(self, *, resume: bool = False) -> None:
+        """Write the journal of this apply (all steps pending) before anything runs."""
+        if resume and self.doc.pending is not None and self.doc.pending.plan_id == self.plan.id:
+            return
+        steps = [JournalStep(id=a.address, address=a.address, action=a.action, description=a.reason)
+                 for a in self.plan.actions]
+        journal = JournalRecord(plan_id=self.plan.id, actor=self.actor, command=self.command, steps=steps)
+        self._save(self.doc.with_pending(journal).record_event(
+            "apply-start", f"apply of plan {self.plan.id[:12]} started ({len(steps)} steps)", actor=self.actor))
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, *, resume: bool = False) -> ApplyResult:
+        started = time.perf_counter()
+        result = ApplyResult(self.plan.id, self.plan.environment)
+        self.begin(resume=resume)
+        assert self.doc.pending is not None
+        done = {s.id for s in self.doc.pending.steps if s.status == "done"}
+        for action in self.plan.actions:
+            if action.address in done:
+                result.outcomes.append(Outcome(action.address, "skipped", message="already done"))
+                continue
+            t0 = time.perf_counter()
+            self._journal(action.address, "running")
+            try:
+                self._dispatch(action)
+            except StepFailed as exc:
+                outcome = self._handle_failure(action, exc, result, t0)
+                result.outcomes.append(outcome)
+                result.seconds = time.perf_counter() - started
+                if outcome.status == "rolled_back":
+                    self._finish(result, kind="rollback", message=f"{action.address} rolled back: {exc.message}")
+                    raise ValidationFailed(
+                        f"{action.address} was rolled back: {exc.message}",
+                        hint=f"incident report: {result.incident_report}" if result.incident_report else "",
+                    ) from None
+                raise ApplyError(
+                    f"{action.address} failed: {exc.message}",
+                    hint=f"state is saved; fix the cause and run `honua apply --env {self.plan.environment} --resume`, "
+                         f"or undo what this apply did with `honua apply --env {self.plan.environment} --rollback`",
+                ) from None
+            except HonuaError as exc:
+                self._journal(action.address, "failed", error=exc.message)
+                raise
+            self._journal(action.address, "done")
+            result.outcomes.append(Outcome(action.address, "done", time.perf_counter() - t0))
+        result.seconds = time.perf_counter() - started
+        self._finish(result, kind="apply", message=f"applied plan {self.plan.id[:12]}")
+        return result
+
+    def rollback_all(self) -> ApplyResult:
+        """Undo what an unfinished apply did, newest first (``honua apply --rollback``)."""
+        started = time.perf_counter()
+        result = ApplyResult(self.plan.id, self.plan.environment)
+        assert self.doc.pending is not None
+        touched = {s.id for s in self.doc.pending.steps if s.status in ("done", "running", "failed")}
+        self.con.print(f"Rolling back the unfinished apply of {self.plan.environment} (plan {self.plan.id[:12]})...")
+        for action in reversed(self.plan.actions):
+            if action.address not in touched:
+                continue
+            t0 = time.perf_counter()
+            if action.kind == "migration":
+                self.rollback_action(action, reason="rollback requested after an interrupted apply")
+            elif action.kind in ("server", "validation"):
+                self._rollback_publication(action)
+            else:
+                self._rollback_resource(action)
+            result.outcomes.append(Outcome(action.address, "rolled_back", time.perf_counter() - t0))
+        result.seconds = time.perf_counter() - started
+        self._finish(result, kind="rollback", message=f"rolled back plan {self.plan.id[:12]}")
+        return result
+
+    def _rollback_resource(self, action: Action) -> None:
+        assert self.doc.pending is not None
+        prev = self.doc.pending.step(action.address).details.get("previous", "missing")
+        if prev == "missing":
+            return  # the step never wrote its record
+        doc = self.doc.with_resource(ResourceRecord.model_validate(prev)) if prev else self.doc.without_resource(action.address)
+        self._save(doc)
+        self.con.ok(f"Restored {action.address}")
+
+    def _finish(self, result: ApplyResult, *, kind: str, message: str) -> None:
+        """Record tables and edited layers, clear the journal, log the event."""
+        doc = self.doc
+        if self.reload_desired is not None and self.edited_files:
+            # metadata steps edited layer files: record what the files say now
+            from honua_plan.diff import desired_resources
+
+            self.desired = self.reload_desired()
+            current = desired_resources(self.desired)
+            for address, (kind_, attrs) in current.items():
+                rec = doc.resources.get(address)
+                src = self.desired.source(address)
+                if rec is not None and src is not None and src.path in self.edited_files:
+                    doc = doc.with_resource(ResourceRecord.create(address, kind_, attrs, serial=doc.next_serial,
+                                                                  source_path=src.path, applied_by=self.actor))
+        doc = self._record_tables(doc)
+        doc = doc.with_pending(None).with_config_commit(self.plan.config_commit).record_event(
+            kind, message, actor=self.actor,
+            details={"plan_id": self.plan.id, "seconds": round(result.seconds, 3),
+                     "outcomes": {o.address: o.status for o in result.outcomes}})
+        self._save(doc)
+        result.serial = self.doc.serial
+
+    def _record_tables(self, doc: StateDocument) -> StateDocument:
+        """Remember the shape of every served or migrated table, for drift detection."""
+        from honua_plan.diff import table_address, table_attributes
+        from honua_plan.providers import postgis
+
+        facts = postgis.refresh(self.svc.session)
+        wanted = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
+        for a in self.plan.actions:
+            for op in a.operations:
+                wanted |= set(op.tables)
+        wanted |= {k.removeprefix("table.") for k, r in doc.resources.items() if r.kind == "table"}
+        for name in sorted(wanted):
+            t = facts.table(name)
+            address = f"table.{name}"
+            if t is None:
+                if address in doc.resources:
+                    doc = doc.without_resource(address)
+                continue
+            attrs = table_attributes(t)
+            rec = doc.resources.get(table_address(t))
+            if rec is None or rec.attributes != attrs:
+                doc = doc.with_resource(ResourceRecord.create(table_address(t), "table", attrs,
+                                                              serial=doc.next_serial, applied_by=self.actor))
+        return doc
+
+    # ------------------------------------------------------------------ dispatch (the apply visitor)
+
+    def _dispatch(self, action: Action) -> None:
+        if action.kind == "migration":
+            self._migration(action)
+        elif action.kind == "server":
+            self._reload(action)
+        elif action.kind == "validation":
+            self._health(action)
+        else:
+            self._resource(action)
+
+    def _resource(self, action: Action) -> None:
+        doc = self.doc
+        if action.action == "delete":
+            doc = doc.without_resource(action.address)
+            self.con.ok(f"Removed {action.kind}: {action.address.split('.', 1)[1]}")
+        else:
+            assert action.after is not None
+            src = self.desired.source(action.address)
+            doc = doc.with_resource(ResourceRecord.create(
+                action.address, action.kind, action.after, serial=doc.next_serial,
+                source_path=src.path if src else None, applied_by=self.actor))
+            verb = "Created" if action.action == "create" else "Updated"
+            self.con.ok(f"{verb} {action.kind}: {action.address.split('.', 1)[1]}")
+        # keep the previous record in the journal so a rollback can restore it
+        prev = self.doc.resources.get(action.address)
+        assert doc.pending is not None
+        journal = doc.pending.with_step(action.address, "running", details={
+            "previous": prev.model_dump(mode="json") if prev else None})
+        self._save(doc.with_pending(journal))
+
+    def _reload(self, action: Action) -> None:
+        if self.svc.publish is None:
+            self.con.ok("No GIS server to reload")
+            return
+        previous = self.svc.read_published() if self.svc.read_published else None
+        assert self.doc.pending is not None
+        self._save(self.doc.with_pending(self.doc.pending.with_step(
+            action.address, "running", details={"previous_published": previous})))
+        t0 = time.perf_counter()
+        try:
+            self.svc.publish(self.desired)
+        except HonuaError as exc:
+            self.con.fail("Services reloaded", time.perf_counter() - t0)
+            raise StepFailed(f"server reload or health check failed: {exc.message}", "health-check-failure") from None
+        self.con.ok("Services reloaded", time.perf_counter() - t0)
+
+    def _health(self, action: Action) -> None:
+        from honua_plan.apply.validate import run_check
+
+        failed: list[str] = []
+        for c in action.checks:
+            r = run_check(self.svc.session, c)
+            (self.con.ok if r.ok else self.con.fail)(f"Health check {'passed' if r.ok else 'FAILED'}: {c.name} ({r.message})")
+            if not r.ok:
+                failed.append(f"{c.name}: {r.message}")
+        if failed:
+            raise StepFailed("health check failed: " + "; ".join(failed), "health-check-failure")
+
+    # ------------------------------------------------------------------ migrations
+
+    def _migration(self, action: Action) -> None:
+        from honua_plan.apply.validate import measure_query_ms, run_check
+
+        mid = action.address.removeprefix("migration.")
+        migration = self.desired.migration(mid)
+        assert migration is not None
+        con = self.con
+        started_at = utcnow()
+        t_start = time.perf_counter()
+        con.print(f"Deploying migration {mid} to {self.plan.environment}...")
+        self._preconditions(action, migration)
+        if action.preconditions:
+            con.ok("Pre-conditions verified")
+        backup_id = self._backup(action, mid)
+
+        # a performance check's "before" timing, for "Performance improved (250ms → 12ms)"
+        before_ms: dict[str, float | None] = {}
+        for c in action.checks:
+            if c.type == "performance" and c.query:
+                try:
+                    before_ms[c.name] = measure_query_ms(self.svc.session, c.query)
+                except HonuaError:
+                    before_ms[c.name] = None
+
+        con.print("")
+        con.print("Executing:")
+        ops = action.operations
+        done_ops: list[int] = self._done_ops(action.address)
+        for i, op in enumerate(ops, 1):
+            if i - 1 in done_ops:
+                con.ok(f"[{i}/{len(ops)}] {gerund(op.name)} (already done)", indent=2)
+                continue
+            try:
+                with con.step(i, len(ops), gerund(op.name)):
+                    self._run_operation(action, i - 1, op)
+            except HonuaError as exc:
+                self._record_migration(migration, action, "failed", started_at, t_start, backup_id, exc.message)
+                raise StepFailed(f"step '{op.name}' failed: {exc.message}", "step-failure") from None
+            done_ops.append(i - 1)
+            self._mark_op(action.address, done_ops)
+            timeout = migration.spec.rollback.timeout
+            if timeout and time.perf_counter() - t_start > timeout:
+                raise StepFailed(f"migration exceeded its timeout of {format_duration(timeout)}", "timeout")
+
+        if action.checks:
+            con.print("")
+            con.print("Validating:")
+        failures: list[tuple[CheckRecord, Any]] = []
+        for c in action.checks:
+            r = run_check(self.svc.session, c)
+            label = _check_label(c, r, before_ms.get(c.name))
+            (con.ok if r.ok else con.fail)(label, indent=2)
+            if not r.ok:
+                failures.append((c, r))
+        if failures:
+            c, r = failures[0]
+            kind = "Performance" if c.type == "performance" else "Validation"
+            self._record_migration(migration, action, "failed", started_at, t_start, backup_id, r.message)
+            raise StepFailed(f"{kind} validation failed: {c.name}: {r.message}", "validation-failure",
+                             detail=getattr(r, "detail", "") or r.message)
+        self._record_migration(migration, action, "applied", started_at, t_start, backup_id, None)
+        con.print("")
+        con.print(f"Migration {mid} completed successfully on {self.plan.environment} "
+                  f"({format_duration(time.perf_counter() - t_start)})")
+
+    def _done_ops(self, address: str) -> list[int]:
+        assert self.doc.pending is not None
+        try:
+            return list(self.doc.pending.step(address).details.get("ops_done", []))
+        except KeyError:
+            return []
+
+    def _mark_op(self, address: str, done: list[int]) -> None:
+        assert self.doc.pending is not None
+        self._save(self.doc.with_pending(self.doc.pending.with_step(address, "running",
+                                                                    details={"ops_done": sorted(done)})))
+
+    def _preconditions(self, action: Action, migration: Any) -> None:
+        """Re-check preconditions against the database as it is now."""
+        from honua_plan.plan.builder import LiveState, _migration_draft
+        from honua_plan.diff import MigrationChange
+        from honua_plan.providers import postgis
+
+        if not migration.spec.preConditions:
+            return
+        facts = postgis.refresh(self.svc.session)
+        draft = _migration_draft(self.desired, MigrationChange(migration, "", ""), LiveState(facts=facts), set())
+        if draft.errors:
+            raise ApplyError("; ".join(d.message for d in draft.errors))
+
+    def _backup(self, action: Action, mid: str) -> str | None:
+        if not action.backup_tables:
+            return None
+        from honua_plan.apply.backup import pg_dump_available, take_backup
+
+        required = bool(self.desired.policy and self.desired.policy.spec.requireBackup)
+        if not pg_dump_available():
+            if required:
+                raise ApplyError("policy requires a backup but pg_dump is not installed")
+            self.con.warn("pg_dump is not installed: no backup taken")
+            return None
+        rec = take_backup(self.svc.dsn, action.backup_tables, directory=self.svc.state_dir / "backups",
+                          environment=self.plan.environment, migration_id=mid)
+        self._save(self.doc.with_backup(rec))
+        self.con.ok(f"Backup created: {rec.id}")
+        return rec.id
+
+    def _run_operation(self, action: Action, index: int, op: Operation) -> None:
+        if op.kind == "sql":
+            from honua_plan.apply.sqlsteps import run_sql_operation
+
+            run_sql_operation(self.svc.session, op)
+        elif op.kind == "metadata":
+            self._metadata(action, index, op)
+        elif op.kind == "reload" and self.svc.publish is not None:
+            self.svc.publish(self.desired)
+
+    def _metadata(self, action: Action, index: int, op: Operation) -> None:
+        from honua_plan.providers.metadata import edit_text, write_atomic
+
+        assert op.path is not None and op.changes is not None
+        path = self.desired.root / op.path
+        original = path.read_bytes()
+        # journal the original bytes first: rollback restores them exactly
+        key = f"file:{op.path}"
+        assert self.doc.pending is not None
+        step = self.doc.pending.step(action.address)
+        if key not in step.details:
+            self._save(self.doc.with_pending(self.doc.pending.with_step(
+                action.address, "running", details={key: base64.b64encode(original).decode()})))
+        self.edited_files.setdefault(op.path, original)
+        new = edit_text(original.decode(), op.changes, where=op.path)
+        write_atomic(path, new.encode())
+
+    def _record_migration(self, migration: Any, action: Action, status: str, started_at: datetime,
+                          t_start: float, backup_id: str | None, error: str | None) -> None:
+        from honua_plan.diff import migration_checksum
+
+        rec = MigrationRecord(
+            id=migration.metadata.id, description=migration.metadata.description or "",
+            checksum=migration_checksum(migration), status=status,  # type: ignore[arg-type]
+            started_at=started_at, finished_at=utcnow(), duration_s=round(time.perf_counter() - t_start, 3),
+            applied_by=self.actor, backup_id=backup_id, error=redact(error) if error else None,
+        )
+        self._save(self.doc.with_migration(rec))
+
+    # ------------------------------------------------------------------ failure and rollback
+
+    def _handle_failure(self, action: Action, exc: StepFailed, result: ApplyResult, t0: float) -> Outcome:
+        self._journal(action.address, "failed", error=exc.message)
+        triggers: list[str] = []
+        automatic = action.automatic_rollback
+        if action.kind == "migration":
+            m = self.desired.migration(action.address.removeprefix("migration."))
+            if m is not None:
+                triggers = list(m.spec.rollback.triggers)
+        elif action.kind in ("server", "validation"):
+            automatic, triggers = True, ["health-check-failure", "validation-failure"]
+        if not automatic or exc.trigger not in triggers:
+            self.con.fail(exc.message)
+            return Outcome(action.address, "failed", time.perf_counter() - t0, exc.message)
+        self.con.print("")
+        label = "Validation failed" if exc.trigger == "validation-failure" else (
+            "Health check failed" if exc.trigger == "health-check-failure" else "Step failed")
+        self.con.warn(f" {label}! Automatic rollback initiated...")
+        report = self.rollback_action(action, reason=exc.message, detail=exc.detail, elapsed=time.perf_counter() - t0)
+        result.incident_report = report
+        return Outcome(action.address, "rolled_back", time.perf_counter() - t0, exc.message)
+
+    def rollback_action(self, action: Action, *, reason: str, detail: str = "", elapsed: float = 0.0) -> Path | None:
+        """Undo one action: inverse operations, files restored byte for byte, rollback validated."""
+        from honua_plan.apply.validate import run_check
+
+        con = self.con
+        t0 = time.perf_counter()
+        assert self.doc.pending is not None
+        step = self.doc.pending.step(action.address)
+        files = {k.removeprefix("file:"): base64.b64decode(v) for k, v in step.details.items() if k.startswith("file:")}
+        irreversible = [op.name for op in action.operations if op.irreversible]
+        con.print("")
+        con.print("Rolling back:")
+        ops = action.rollback if action.kind == "migration" else []
+        if action.kind == "migration" and irreversible:
+            con.warn(f"irreversible step(s) not rolled back automatically: {', '.join(irreversible)}")
+            ops = []
+        ok = True
+        for i, op in enumerate(ops, 1):
+            try:
+                with con.step(i, len(ops), gerund(op.name)):
+                    if op.kind == "metadata" and op.path in files:
+                        self._restore_file(op.path, files.pop(op.path))
+                    elif op.kind == "metadata":
+                        self._metadata(action, 0, op)
+                    else:
+                        self._run_operation(action, i - 1, op)
+            except HonuaError as exc:
+                ok = False
+                con.fail(f"rollback step failed: {exc.message}", indent=2)
+                break
+        for path, data in files.items():  # anything a down step did not cover
+            self._restore_file(path, data)
+        if action.kind in ("server", "validation"):
+            ok = self._rollback_publication(action) and ok
+        checks_ok = True
+        if action.rollback_checks:
+            con.print("")
+            con.print("Validating rollback:")
+            for c in action.rollback_checks:
+                r = run_check(self.svc.session, c)
+                (con.ok if r.ok else con.fail)(_rollback_label(c, r), indent=2)
+                checks_ok = checks_ok and r.ok
+        status = "ROLLED BACK" if ok and checks_ok else "ROLLBACK FAILED"
+        if action.kind == "migration":
+            m = self.desired.migration(action.address.removeprefix("migration."))
+            if m is not None:
+                self._record_migration(m, action, "rolled_back" if ok else "failed", utcnow(), t0, None, reason)
+        self._journal(action.address, "rolled_back" if ok else "failed", error=reason)
+        con.print("")
+        if ok and checks_ok:
+            con.print(f"Rollback completed successfully ({format_duration(time.perf_counter() - t0)})")
+        else:
+            con.fail("Rollback did not complete: restore from the backup with `honua recover`")
+        return self._incident_report(action, reason, detail, status, elapsed + time.perf_counter() - t0,
+                                     irreversible)
+
+    def _restore_file(self, rel: str, data: bytes) -> None:
+        from honua_plan.providers.metadata import write_atomic
+
+        write_atomic(self.desired.root / rel, data)
+        self.edited_files.pop(rel, None)
+
+    def _rollback_publication(self, action: Action) -> bool:
+        """Put back the published document and resource records of this apply."""
+        assert self.doc.pending is not None
+        doc = self.doc
+        for s in self.doc.pending.steps:
+            if s.status == "done" and "previous" in s.details and s.address:
+                prev = s.details["previous"]
+                doc = doc.with_resource(ResourceRecord.model_validate(prev)) if prev else doc.without_resource(s.address)
+        self._save(doc)
+        previous = None
+        try:
+            previous = self.doc.pending.step(next(a.address for a in self.plan.actions if a.kind == "server")).details.get(
+                "previous_published") if self.doc.pending else None
+        except (StopIteration, KeyError):
+            previous = None
+        if self.svc.unpublish_to is not None:
+            try:
+                self.svc.unpublish_to(previous)
+            except HonuaError as exc:
+                self.con.fail(f"could not restore the previous publication: {exc.message}", indent=2)
+                return False
+            self.con.ok("Previous publication restored and services reloaded", indent=2)
+        return True
+
+    def _incident_report(self, action: Action, reason: str, detail: str, status: str, seconds: float,
+                         irreversible: list[str]) -> Path:
+        from honua_plan.apply.incident import write_incident_report
+
+        path = write_incident_report(
+            self.svc.state_dir, plan=self.plan, action=action, desired=self.desired, reason=reason,
+            detail=detail, status=status, seconds=seconds, irreversible=irreversible, actor=self.actor,
+            backups=[b.id for b in self.doc.backups[-1:]],
+        )
+        self.con.print("")
+        self.con.print("Incident Report:")
+        mig = self.desired.migration(action.address.removeprefix("migration.")) if action.kind == "migration" else None
+        self.con.print(f"  Migration: {mig.stem}" if mig else f"  Action: {action.address}")
+        self.con.print(f"  Environment: {self.plan.environment}")
+        self.con.print(f"  Status: {status}")
+        self.con.print(f"  Reason: {reason}")
+        self.con.print(f"  Duration: {format_duration(seconds)}")
+        self.con.print(f"  Report: {path}")
+        from honua_plan.apply.incident import recommendations
+
+        recs = recommendations(action, reason)
+        if recs:
+            self.con.print("")
+            self.con.print("Recommendations:")
+            for i, r in enumerate(recs, 1):
+                self.con.print(f"  {i}. {r}")
+        return path
+
+
+def _check_label(c: CheckRecord, r: Any, before_ms: float | None) -> str:
+    if c.type == "performance":
+        if r.ok:
+            after = getattr(r, "observed_ms", None)
+            if before_ms is not None and after is not None:
+                return f"Performance improved ({before_ms:.0f}ms → {after:.0f}ms): {r.message}"
+            return f"Performance validated: {r.message}"
+        return f"Performance test FAILED: {r.message}"
+    if c.query and "pg_indexes" in c.query and r.ok:
+        return "Index exists"
+    return f"{c.name}: {r.message}" if r.ok else f"{c.name} FAILED: {r.message}"
+
+
+def _rollback_label(c: CheckRecord, r: Any) -> str:
+    if c.query and "pg_indexes" in c.query and r.ok:
+        return "Index removed"
+    return f"{c.name}: {r.message}"
