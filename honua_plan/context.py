@@ -71,6 +71,7 @@ class Context:
     def validate(self, environment: str | None = None) -> ValidateResult:
         """Schema, references, SQL parse and templates; raises ConfigError listing every problem."""
         states = self.load(environment)
+        self._check_history(states)
         first = states[0]
         counts = {
             "datasources": len(first.datasources),
@@ -81,6 +82,22 @@ class Context:
             "policies": sum(1 for s in states if s.policy is not None),
         }
         return ValidateResult(tuple(s.environment for s in states), counts, first.warnings)
+
+    def _check_history(self, states: list[DesiredState]) -> None:
+        """Like Flyway's validate: an applied migration whose spec changed is an error."""
+        from honua_plan.diff import diff_migrations
+
+        problems: list[Diagnostic] = []
+        for desired in states:
+            if desired.project.spec.state.backend != "local":
+                continue  # reading a remote state needs the database: plan does it
+            backend = self.backend(desired.environment)
+            if not backend.exists():
+                continue
+            _, _, errs = diff_migrations(desired, backend.read())
+            problems.extend(errs)
+        if problems:
+            raise ConfigError(list(dict.fromkeys(problems)))
 
     # ------------------------------------------------------------------ databases
 
@@ -277,7 +294,7 @@ class Context:
         problems: list[str] = []
         if plan.environment != desired.environment:
             raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
-        if plan.state_lineage != recorded.lineage:
+        if recorded.serial and plan.state_lineage != recorded.lineage:
             problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
         elif plan.state_serial != recorded.serial:
             problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
@@ -377,7 +394,8 @@ class Context:
             resolved = self.resolve_dsn(environment)
             with backend.lock(command) as writer, connect(resolved.dsn) as conn:
                 fresh = writer.read()
-                if not (resume or rollback) and (fresh.serial != plan.state_serial or fresh.lineage != plan.state_lineage):
+                if not (resume or rollback) and (fresh.serial != plan.state_serial or (
+                        fresh.serial and fresh.lineage != plan.state_lineage)):
                     from honua_plan.errors import StalePlanError
 
                     raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")

@@ -29,16 +29,16 @@ CREATE TABLE IF NOT EXISTS {table} (
 INSERT_LANES = """
 INSERT INTO {table} (name, lane_type, width_ft, last_updated, geom)
 SELECT 'Street ' || g,
-       (ARRAY['protected','buffered','painted','shared'])[1 + g % 4],
-       4 + (g % 5),
+       (ARRAY['protected','buffered','painted','shared'])[1 + g %% 4],
+       4 + (g %% 5),
        timestamptz '2025-10-01 00:00:00+00' + g * interval '1 minute',
        ST_SetSRID(ST_MakeLine(ST_MakePoint(x, y), ST_MakePoint(x + dx, y + dy)), 4326)
 FROM (
   SELECT g,
-         -122.495 + ((g * 7919) % 9001) / 9001.0 * 0.09 AS x,
-         45.505 + ((g * 104729) % 8999) / 8999.0 * 0.09 AS y,
-         (((g * 31) % 81) - 40) / 10000.0 AS dx,
-         (((g * 17) % 81) - 40) / 10000.0 + 0.0001 AS dy
+         -122.495 + ((g * 7919) %% 9001) / 9001.0 * 0.09 AS x,
+         45.505 + ((g * 104729) %% 8999) / 8999.0 * 0.09 AS y,
+         (((g * 31) %% 81) - 40) / 10000.0 AS dx,
+         (((g * 17) %% 81) - 40) / 10000.0 + 0.0001 AS dy
   FROM generate_series(1, %(rows)s) AS g
 ) s
 """

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -209,6 +209,8 @@ def prune_backups(
     if not records:
         return [], []
     when = now or utcnow()
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     newest = max(records, key=lambda r: r.created_at)
     kept: list[BackupRecord] = []
     removed: list[BackupRecord] = []

@@ -200,7 +200,7 @@ class Executor:
             t0 = time.perf_counter()
             if action.kind == "migration":
                 self.rollback_action(action, reason="rollback requested after an interrupted apply")
-            elif action.kind in ("server", "validation"):
+            elif action.action in ("reload", "validate"):
                 self._rollback_publication(action)
             else:
                 self._rollback_resource(action)
@@ -271,32 +271,53 @@ class Executor:
     def _dispatch(self, action: Action) -> None:
         if action.kind == "migration":
             self._migration(action)
-        elif action.kind == "server":
+        elif action.action == "reload":
             self._reload(action)
-        elif action.kind == "validation":
+        elif action.action == "validate":
             self._health(action)
         else:
             self._resource(action)
 
-    def _resource(self, action: Action) -> None:
+    def _resource(self, action: Action, *, quiet: bool = False) -> None:
         doc = self.doc
+        name = action.address.split(".", 1)[1]
         if action.action == "delete":
             doc = doc.without_resource(action.address)
-            self.con.ok(f"Removed {action.kind}: {action.address.split('.', 1)[1]}")
+            if not quiet:
+                self.con.ok(f"Removed {action.kind}: {name}")
         else:
             assert action.after is not None
+            if action.kind == "layer" and not quiet:
+                self._verify_layer(action)
             src = self.desired.source(action.address)
             doc = doc.with_resource(ResourceRecord.create(
                 action.address, action.kind, action.after, serial=doc.next_serial,
                 source_path=src.path if src else None, applied_by=self.actor))
-            verb = "Created" if action.action == "create" else "Updated"
-            self.con.ok(f"{verb} {action.kind}: {action.address.split('.', 1)[1]}")
+            if not quiet:
+                self.con.ok(f"{'Created' if action.action == 'create' else 'Updated'} {action.kind}: {name}")
         # keep the previous record in the journal so a rollback can restore it
         prev = self.doc.resources.get(action.address)
         assert doc.pending is not None
         journal = doc.pending.with_step(action.address, "running", details={
             "previous": prev.model_dump(mode="json") if prev else None})
         self._save(doc.with_pending(journal))
+
+    def _verify_layer(self, action: Action) -> None:
+        """Check the layer against its table as it is now (migrations of this apply ran)."""
+        from honua_plan.diff import check_layer
+        from honua_plan.providers import postgis
+
+        layer = self.desired.layers.get(action.address)
+        if layer is None:
+            return
+        facts = postgis.refresh(self.svc.session)
+        st = layer.spec.storage
+        table = facts.table(st.qualified_table)
+        errors, _warnings, _ = check_layer(self.desired, layer, table, created_in_plan=False)
+        if errors:
+            raise StepFailed("; ".join(str(e) for e in errors), "step-failure")
+        self.con.ok(f"Verified table exists: {st.table}")
+        self.con.ok(f"Validated geometry column: {st.geometryColumn}")
 
     def _reload(self, action: Action) -> None:
         if self.svc.publish is None:
@@ -313,6 +334,8 @@ class Executor:
             self.con.fail("Services reloaded", time.perf_counter() - t0)
             raise StepFailed(f"server reload or health check failed: {exc.message}", "health-check-failure") from None
         self.con.ok("Services reloaded", time.perf_counter() - t0)
+        if action.after is not None:  # the server's own settings changed too: record them
+            self._resource(action, quiet=True)
 
     def _health(self, action: Action) -> None:
         from honua_plan.apply.validate import run_check
@@ -484,7 +507,7 @@ class Executor:
             m = self.desired.migration(action.address.removeprefix("migration."))
             if m is not None:
                 triggers = list(m.spec.rollback.triggers)
-        elif action.kind in ("server", "validation"):
+        elif action.action in ("reload", "validate"):
             automatic, triggers = True, ["health-check-failure", "validation-failure"]
         if not automatic or exc.trigger not in triggers:
             self.con.fail(exc.message)
@@ -529,7 +552,7 @@ class Executor:
                 break
         for path, data in files.items():  # anything a down step did not cover
             self._restore_file(path, data)
-        if action.kind in ("server", "validation"):
+        if action.action in ("reload", "validate"):
             ok = self._rollback_publication(action) and ok
         checks_ok = True
         if action.rollback_checks:
@@ -570,7 +593,7 @@ class Executor:
         self._save(doc)
         previous = None
         try:
-            previous = self.doc.pending.step(next(a.address for a in self.plan.actions if a.kind == "server")).details.get(
+            previous = self.doc.pending.step(next(a.address for a in self.plan.actions if a.action == "reload")).details.get(
                 "previous_published") if self.doc.pending else None
         except (StopIteration, KeyError):
             previous = None

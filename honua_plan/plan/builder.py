@@ -174,7 +174,8 @@ def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_be
             if s.table:
                 q = _qualify(s.table, facts)
                 touched.add(q)
-                if s.op == Op.create_table:
+                # CREATE TABLE IF NOT EXISTS on an existing table creates nothing
+                if s.op == Op.create_table and (facts is None or facts.table(q) is None):
                     created.add(q)
                     created.add(s.table)
     # the down steps run as written (the seed: drop the index, then revert the metadata)
@@ -430,6 +431,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         actions[addr] = Action(
             address=addr, kind="server", action="reload",
             reason=(existing.reason + "; " if existing else "") + why, source=src(addr), depends_on=deps,
+            before=existing.before if existing else None, after=existing.after if existing else None,
+            changed_paths=existing.changed_paths if existing else [],
             estimated_s=1.5, operations=[Operation(kind="reload", name="Reload services", estimated_s=1.5)],
             rollback=[Operation(kind="reload", name="Reload services with the previous configuration")],
         )
