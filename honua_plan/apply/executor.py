@@ -430,8 +430,8 @@ class Executor:
 
     def _preconditions(self, action: Action, migration: Any) -> None:
         """Re-check preconditions against the database as it is now."""
-        from honua_plan.plan.builder import LiveState, _migration_draft
         from honua_plan.diff import MigrationChange
+        from honua_plan.plan.builder import LiveState, _migration_draft
         from honua_plan.providers import postgis
 
         if not migration.spec.preConditions:
@@ -491,7 +491,7 @@ class Executor:
 
         rec = MigrationRecord(
             id=migration.metadata.id, description=migration.metadata.description or "",
-            checksum=migration_checksum(migration), status=status,  # type: ignore[arg-type]
+            checksum=migration_checksum(migration), status=status,
             started_at=started_at, finished_at=utcnow(), duration_s=round(time.perf_counter() - t_start, 3),
             applied_by=self.actor, backup_id=backup_id, error=redact(error) if error else None,
         )

@@ -69,7 +69,7 @@ def publish_callbacks(context: Context, desired: DesiredState, server: Server) -
     def read() -> dict[str, Any] | None:
         p = provider(desired)
         try:
-            return p.read()  # type: ignore[no-any-return]
+            return p.read()
         finally:
             p.close()
 

@@ -204,7 +204,7 @@ def _provenance(kind: str | None, actor: str | None) -> object:
 
     if kind is None:
         return None
-    return Provenance(kind=kind, actor=actor)  # type: ignore[arg-type]
+    return Provenance(kind=kind, actor=actor)
 
 
 @main.command()

@@ -124,7 +124,7 @@ def format_duration(seconds: float) -> str:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s".replace(".0s", "s")
-    minutes, sec = divmod(int(round(seconds)), 60)
+    minutes, sec = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {sec}s" if sec else f"{minutes}m"
     hours, minutes = divmod(minutes, 60)

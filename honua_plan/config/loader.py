@@ -273,8 +273,8 @@ class _Loader:
                 kind = _expect_kind(doc, ("Datasource", "Server"), "providers/", self.problems)
                 if kind is None:
                     continue
-                model_cls = Datasource if kind == "Datasource" else Server
-                m = _validate(model_cls, doc, self.problems)
+                model_cls: type[Datasource] | type[Server] = Datasource if kind == "Datasource" else Server
+                m: Datasource | Server | None = _validate(model_cls, doc, self.problems)
                 if m is None:
                     continue
                 table: dict[str, Any] = datasources if kind == "Datasource" else servers
@@ -553,7 +553,8 @@ def load(root: Path | str, environment: str | None = None) -> list[DesiredState]
             )
         )
     errors = [d for d in ld.problems if d.severity == "error"]
-    warnings = tuple(sorted(set(ld.warnings) | {d for d in ld.problems if d.severity != "error"}))
+    warnings = tuple(sorted(set(ld.warnings) | {d for d in ld.problems if d.severity != "error"},
+                            key=lambda d: (d.location, d.message)))
     if errors:
         raise ConfigError(list(dict.fromkeys(ld.problems + list(warnings))))
     digest = hashlib.sha256()

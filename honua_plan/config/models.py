@@ -458,19 +458,27 @@ class Precondition(Strict):
             "srid-is": ("table", "srid"),
             "extension-exists": ("extension",),
         }
-        missing = [k for k in need[self.type] if getattr(self, k) is None]
+        missing: list[str] = [k for k in need[self.type] if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.type} precondition needs {', '.join(repr(m) for m in missing)}")
         return self
 
     @property
     def label(self) -> str:
-        bits = [self.type]
-        for k in ("table", "column", "index", "extension"):
-            v = getattr(self, k)
-            if v:
-                bits.append(f"{k}={v}")
-        return " ".join(bits)
+        if self.message:
+            return self.message
+        labels = {
+            "table-exists": f"table {self.table} exists",
+            "table-not-exists": f"table {self.table} does not exist",
+            "column-exists": f"column {self.table}.{self.column} exists",
+            "index-exists": f"index {self.index} exists",
+            "index-not-exists": f"index {self.index} does not exist",
+            "srid-is": f"SRID of {self.table}{'.' + self.column if self.column else ''} is {self.srid}",
+            "extension-exists": f"extension {self.extension} is installed",
+            "row-count": f"row count of {self.table} is {self.expected}",
+            "sql-check": f"sql-check {' '.join((self.query or '').split())[:50]} is {self.expected}",
+        }
+        return labels[self.type]
 
 
 class MigrationStep(Strict):
@@ -508,13 +516,12 @@ class MigrationValidation(Strict):
 
 
 RollbackTrigger = Literal["validation-failure", "health-check-failure", "step-failure", "timeout"]
+ALL_TRIGGERS: tuple[RollbackTrigger, ...] = ("validation-failure", "health-check-failure", "step-failure", "timeout")
 
 
 class RollbackPolicy(Strict):
     automatic: bool = False
-    triggers: list[RollbackTrigger] = Field(
-        default_factory=lambda: ["validation-failure", "health-check-failure", "step-failure", "timeout"]
-    )
+    triggers: list[RollbackTrigger] = Field(default_factory=lambda: list(ALL_TRIGGERS))
     timeout: Duration | None = None
 
 

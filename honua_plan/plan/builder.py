@@ -91,7 +91,7 @@ def _qualify(name: str, facts: DatabaseFacts | None) -> str:
 
 def _check_record(c: Check, phase: str, variables: dict[str, Any]) -> CheckRecord:
     return CheckRecord(name=c.label, type=c.type, query=templating.render(c.query, variables) if c.query else None,
-                       expected=c.expected, phase=phase, timeout_s=c.timeout)  # type: ignore[arg-type]
+                       expected=c.expected, phase=phase, timeout_s=c.timeout)
 
 
 @dataclass
@@ -256,7 +256,7 @@ def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
     removed = sorted({f["name"] for f in bs.get("fields", [])} - {f["name"] for f in as_.get("fields", [])})
     found = risk.assess_service_change(
         collection,
-        geometry_type=gtype if gtype[0] != gtype[1] else None,  # type: ignore[arg-type]
+        geometry_type=gtype if gtype[0] != gtype[1] else None,
         crs=(b_crs, a_crs) if b_crs != a_crs else None,
         removed_fields=removed,
     )
@@ -324,7 +324,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     # datasource / server resources
     for ch in changes:
         if ch.action == "no-op":
-            no_ops.append(NoOp(address=ch.address, kind=ch.kind, reason=ch.reason))  # type: ignore[arg-type]
+            no_ops.append(NoOp(address=ch.address, kind=ch.kind, reason=ch.reason))
 
     ds_addresses = [f"datasource.{n}" for n in desired.datasources]
     for d in drafts:
@@ -335,7 +335,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         actions[d.migration.address] = Action(
             address=d.migration.address, kind="migration", action="apply",
             reason=f"{d.migration.metadata.description or d.migration.stem} ({d.reason})",
-            source=src(d.migration.address), depends_on=deps, risk=lvl, findings=frs,  # type: ignore[arg-type]
+            source=src(d.migration.address), depends_on=deps, risk=lvl, findings=frs,
             estimated_s=round(sum(o.estimated_s for o in d.operations), 3),
             operations=d.operations, checks=d.checks, rollback=d.rollback, rollback_checks=d.rollback_checks,
             irreversible=irreversible, automatic_rollback=d.migration.spec.rollback.automatic and not irreversible,
@@ -352,16 +352,16 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     variables = desired.template_vars()
     for address, layer in desired.layers.items():
         table_name = layer.spec.storage.qualified_table
-        t = facts.table(table_name) if facts else None
+        live_table = facts.table(table_name) if facts else None
         created_in_plan = table_name in created or layer.spec.storage.table in created
         if facts is not None:
-            errs, warns, deferred = check_layer(desired, layer, t, created_in_plan=created_in_plan)
+            errs, warns, deferred = check_layer(desired, layer, live_table, created_in_plan=created_in_plan)
             errors.extend(errs)
             warnings.extend(str(w) for w in warns)
         else:
             deferred = ["live table not read (no datasource facts)"]
-        ch = layer_changes.get(address)
-        if ch is None or ch.action == "no-op":
+        lch = layer_changes.get(address)
+        if lch is None or lch.action == "no-op":
             continue
         findings: list[risk.Finding] = []
         geom = layer.spec.storage.geometryColumn
@@ -369,28 +369,28 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             o.kind == "sql" and o.sql and "gist" in o.sql.lower() and table_name in o.tables
             for d in drafts for o in d.operations
         )
-        f301 = risk.assess_spatial_index(layer.collection_id, t, table_name, geom, index_planned=index_planned)
+        f301 = risk.assess_spatial_index(layer.collection_id, live_table, table_name, geom, index_planned=index_planned)
         if f301 is not None:
             findings.append(f301)
         invalid = live.geometry_health.get(f"{table_name}.{geom}")
         f101 = risk.assess_invalid_geometries(table_name, geom, invalid[0]) if invalid else None
         if f101 is not None:
             findings.append(f101)
-        if ch.action in ("update", "replace"):
-            findings.extend(_svc_findings(layer.collection_id, ch))
+        if lch.action in ("update", "replace"):
+            findings.extend(_svc_findings(layer.collection_id, lch))
         lvl, frs = finish(findings, address)
-        deps = list(touched_by.get(table_name, [])) + ds_addresses
+        layer_deps = list(touched_by.get(table_name, [])) + ds_addresses
         actions[address] = Action(
-            address=address, kind="layer", action=ch.action, reason=ch.reason, changed_paths=list(ch.changed_paths),
-            before=dict(ch.before) if ch.before else None, after=dict(ch.after) if ch.after else None,
-            source=src(address), depends_on=deps, risk=lvl, findings=frs,  # type: ignore[arg-type]
+            address=address, kind="layer", action=lch.action, reason=lch.reason, changed_paths=list(lch.changed_paths),
+            before=dict(lch.before) if lch.before else None, after=dict(lch.after) if lch.after else None,
+            source=src(address), depends_on=layer_deps, risk=lvl, findings=frs,
             estimated_s=0.05,
-            operations=[Operation(kind="publish", name=f"{'Create' if ch.action == 'create' else 'Update'} layer: {layer.metadata.name}")],
-            rollback=[Operation(kind="publish", name=f"{'Remove' if ch.action == 'create' else 'Restore'} layer: {layer.metadata.name}")],
+            operations=[Operation(kind="publish", name=f"{'Create' if lch.action == 'create' else 'Update'} layer: {layer.metadata.name}")],
+            rollback=[Operation(kind="publish", name=f"{'Remove' if lch.action == 'create' else 'Restore'} layer: {layer.metadata.name}")],
             deferred=deferred,
         )
         order_key[address] = kinds_order["layer"]
-        edges += [(d, address) for d in deps]
+        edges += [(d, address) for d in layer_deps]
         health_checks += [_check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
 
     # deleted layers, services; created/updated services, datasources, servers
@@ -401,14 +401,14 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         if ch.kind == "layer" and ch.action == "delete":
             findings.extend(risk.assess_service_change(ch.address.removeprefix("layer."), removed=True))
         lvl, frs = finish(findings, ch.address)
-        deps: list[str] = []
+        deps = []
         if ch.kind == "service":
             deps = [a for a, lyr in desired.layers.items() if lyr.metadata.service == ch.address.removeprefix("service.") and a in actions]
         verb = {"create": "Create", "update": "Update", "delete": "Remove", "replace": "Replace"}[ch.action]
         actions[ch.address] = Action(
-            address=ch.address, kind=ch.kind, action=ch.action, reason=ch.reason,  # type: ignore[arg-type]
+            address=ch.address, kind=ch.kind, action=ch.action, reason=ch.reason,
             changed_paths=list(ch.changed_paths), before=dict(ch.before) if ch.before else None,
-            after=dict(ch.after) if ch.after else None, source=src(ch.address), depends_on=deps, risk=lvl,  # type: ignore[arg-type]
+            after=dict(ch.after) if ch.after else None, source=src(ch.address), depends_on=deps, risk=lvl,
             findings=frs, estimated_s=0.05,
             operations=[Operation(kind="publish" if ch.kind in ("layer", "service") else "record",
                                   name=f"{verb} {ch.kind}: {ch.address.split('.', 1)[1]}")],
@@ -492,10 +492,10 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
 
     fingerprints: dict[str, str] = {}
     if facts is not None:
-        tables_read = set(served_tables) | {t for d in drafts for t in d.touched}
+        tables_read = set(served_tables) | {name for d in drafts for name in d.touched}
         for name in sorted(tables_read):
-            t = facts.table(name)
-            fingerprints[f"table.{name}"] = fingerprint(table_attributes(t)) if t else "absent"
+            read = facts.table(name)
+            fingerprints[f"table.{name}"] = fingerprint(table_attributes(read)) if read else "absent"
 
     return Plan(
         id=req.plan_id or uuid.uuid4().hex,
@@ -512,7 +512,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         actions=ordered,
         no_ops=no_ops,
         drift=drift_records,
-        risk=plan_risk.name,  # type: ignore[arg-type]
+        risk=plan_risk.name,
         estimated_s=round(sum(a.estimated_s for a in ordered), 3),
         policy=checks,
         approvals_required=required,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -104,7 +105,7 @@ def _last_apply(state: StateDocument | None) -> datetime | None:
     return None
 
 
-def _in_window(now: datetime, days: list[str], start: str, end: str, tz: str) -> bool:
+def _in_window(now: datetime, days: Sequence[str], start: str, end: str, tz: str) -> bool:
     local = now.astimezone(ZoneInfo(tz))
     wanted = {_DAYS[d[:3].lower()] for d in days}
     if local.weekday() not in wanted:

@@ -11,7 +11,7 @@ import difflib
 import io
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +53,16 @@ def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
         raise ApplyError(f"{where or 'metadata file'} is empty")
     for dotted, value in changes.items():
         parts = dotted.split(".")
-        node = doc
+        node: Any = doc
         for p in parts[:-1]:
-            if not isinstance(node, Mapping):
+            if not isinstance(node, MutableMapping):
                 raise ApplyError(f"{where}: cannot set {dotted}: {p} is not a mapping")
             if p not in node:
                 from ruamel.yaml.comments import CommentedMap
 
                 node[p] = CommentedMap()
             node = node[p]
-        if not isinstance(node, Mapping):
+        if not isinstance(node, MutableMapping):
             raise ApplyError(f"{where}: cannot set {dotted}: parent is not a mapping")
         if value is None and parts[-1] in node:
             del node[parts[-1]]
