@@ -226,6 +226,28 @@ class Context:
 
     # ------------------------------------------------------------------ plan
 
+    def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
+                 provenance: Provenance | None = None) -> Any:
+        from datetime import UTC, datetime
+
+        from honua_plan.apply.backup import pg_dump_available
+        from honua_plan.plan.builder import PlanRequest
+        from honua_plan.plan.model import Provenance as Prov
+
+        source_state = None
+        pol = desired.policy
+        if pol is not None and pol.spec.cooldown is not None:
+            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment)
+        return PlanRequest(
+            now=datetime.now(UTC),
+            provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
+            target=target,
+            refresh_only=refresh_only,
+            config_commit=self.git_commit,
+            source_state=source_state,
+            pg_dump_available=pg_dump_available(),
+        )
+
     def plan(
         self,
         environment: str,
@@ -235,29 +257,50 @@ class Context:
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
     ) -> Plan:
-        import shutil
-        from datetime import UTC, datetime
-
-        from honua_plan.plan.builder import PlanRequest, build_plan
-        from honua_plan.plan.model import Provenance as Prov
+        from honua_plan.plan.builder import build_plan
 
         desired = self.desired(environment)
         recorded = self.recorded(environment)
         live = self.refresh(desired, recorded, log=log)
-        source_state = None
-        pol = desired.policy
-        if pol is not None and pol.spec.cooldown is not None:
-            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment)
-        req = PlanRequest(
-            now=datetime.now(UTC),
-            provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
-            target=target,
-            refresh_only=refresh_only,
-            config_commit=self.git_commit,
-            source_state=source_state,
-            pg_dump_available=shutil.which("pg_dump") is not None,
-        )
+        req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)
+
+    def down_plan(self, environment: str, migration_id: str) -> Plan:
+        from honua_plan.plan.builder import build_down_plan
+
+        desired = self.desired(environment)
+        recorded = self.recorded(environment)
+        live = self.refresh(desired, recorded)
+        return build_down_plan(desired, recorded, live, self._request(desired), migration_id)
+
+    def migration_address(self, environment: str, ref: str) -> str:
+        m = self.desired(environment).migration(ref)
+        if m is None:
+            raise UsageError(f"no migration {ref} in migrations/")
+        return m.address
+
+    def migrate_status(self, environment: str) -> list[dict[str, Any]]:
+        from honua_plan.diff import migration_checksum
+
+        desired = self.desired(environment)
+        recorded = self.recorded(environment)
+        rows = []
+        for m in desired.migrations:
+            latest = recorded.latest_migration(m.metadata.id)
+            listed = not m.metadata.environments or environment in m.metadata.environments
+            status = latest.status if latest else ("pending" if listed else "not for this environment")
+            changed = bool(latest and latest.status == "applied" and latest.checksum != migration_checksum(m))
+            rows.append({
+                "id": m.metadata.id, "name": m.stem, "description": m.metadata.description or "",
+                "status": "CHANGED AFTER APPLY" if changed else status,
+                "applied_at": latest.finished_at.isoformat() if latest and latest.finished_at else None,
+                "applied_by": latest.applied_by if latest else None,
+                "duration_s": latest.duration_s if latest else None,
+            })
+        return rows
+
+    def backups(self, environment: str) -> list[Any]:
+        return list(self.recorded(environment).backups)
 
     def drift(self, environment: str) -> list[DriftRecord]:
         return self.plan(environment, refresh_only=True).drift
@@ -335,6 +378,8 @@ class Context:
         confirm: Any = None,
         plan: Plan | None = None,
         command: str = "honua apply",
+        show: bool = True,
+        banner: bool = True,
     ) -> Any:
         """Plan (or load a saved plan), check it, and apply it under the state lock."""
         from honua_plan.apply.executor import Executor
@@ -363,22 +408,25 @@ class Context:
                     raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
                 saved = self.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
                 plan = load_plan(saved)
-            elif plan is None:
-                if plan_file is not None:
-                    plan = load_plan(plan_file)
-                    self.check_fresh(plan, desired, recorded)
-                else:
+            elif plan_file is not None:
+                plan = load_plan(plan_file)
+                self.check_fresh(plan, desired, recorded)
+                if plan.approvals:
+                    con.ok(f"Approval verified (approved by: {', '.join(a.by for a in plan.approvals)})")
+            else:
+                if plan is None:
                     plan = self.plan(environment)
+                if show:
                     con.print(render_text(plan, colour=con.colour).rstrip("\n"))
-                    if plan.has_changes and plan.approvals_required and not plan.approved:
-                        raise ApprovalRequired(
-                            f"this plan needs {plan.approvals_required} approval(s)"
-                            + (f" from {', '.join(plan.approvers)}" if plan.approvers else ""),
-                            hint=f"save it with `honua plan --env {environment} --out plan.json`, approve it with "
-                                 f"`honua approve plan.json --by NAME`, then `honua apply --env {environment} plan.json`",
-                        )
-                    if plan.has_changes and confirm is not None:
-                        confirm("Continue?", yes)
+                if plan.has_changes and plan.approvals_required and not plan.approved:
+                    raise ApprovalRequired(
+                        f"this plan needs {plan.approvals_required} approval(s)"
+                        + (f" from {', '.join(plan.approvers)}" if plan.approvers else ""),
+                        hint=f"save it with `honua plan --env {environment} --out plan.json`, approve it with "
+                             f"`honua approve plan.json --by NAME`, then `honua apply --env {environment} plan.json`",
+                    )
+                if plan.has_changes and confirm is not None:
+                    confirm("Continue?", yes)
             if not plan.has_changes and not (resume or rollback):
                 con.print(f"No changes. The {environment} environment matches the configuration.")
                 return None
@@ -406,7 +454,8 @@ class Context:
                                     reload_desired=lambda: self._reload_desired(environment))
                 if rollback:
                     return executor.rollback_all()
-                con.print(f"Applying changes to {environment} environment...")
+                if banner:
+                    con.print(f"Applying changes to {environment} environment...")
                 return executor.run(resume=resume)
 
     def _reload_desired(self, environment: str) -> DesiredState:

@@ -150,14 +150,24 @@ class Executor:
     # ------------------------------------------------------------------ run
 
     def run(self, *, resume: bool = False) -> ApplyResult:
+        """Apply every action in order. A failed action skips what depends on it (like
+        Terraform); independent actions still run. Raises at the end if anything failed."""
         started = time.perf_counter()
         result = ApplyResult(self.plan.id, self.plan.environment)
         self.begin(resume=resume)
         assert self.doc.pending is not None
         done = {s.id for s in self.doc.pending.steps if s.status == "done"}
+        failed: dict[str, str] = {}
         for action in self.plan.actions:
             if action.address in done:
                 result.outcomes.append(Outcome(action.address, "skipped", message="already done"))
+                continue
+            blocked = [d for d in action.depends_on if d in failed]
+            if blocked:
+                msg = f"not applied: it depends on {', '.join(blocked)}, which did not apply"
+                self.con.fail(f"{action.address} {msg}")
+                failed[action.address] = msg
+                result.outcomes.append(Outcome(action.address, "blocked", message=msg))
                 continue
             t0 = time.perf_counter()
             self._journal(action.address, "running")
@@ -166,25 +176,36 @@ class Executor:
             except StepFailed as exc:
                 outcome = self._handle_failure(action, exc, result, t0)
                 result.outcomes.append(outcome)
-                result.seconds = time.perf_counter() - started
-                if outcome.status == "rolled_back":
-                    self._finish(result, kind="rollback", message=f"{action.address} rolled back: {exc.message}")
-                    raise ValidationFailed(
-                        f"{action.address} was rolled back: {exc.message}",
-                        hint=f"incident report: {result.incident_report}" if result.incident_report else "",
-                    ) from None
-                raise ApplyError(
-                    f"{action.address} failed: {exc.message}",
-                    hint=f"state is saved; fix the cause and run `honua apply --env {self.plan.environment} --resume`, "
-                         f"or undo what this apply did with `honua apply --env {self.plan.environment} --rollback`",
-                ) from None
+                failed[action.address] = exc.message
+                continue
             except HonuaError as exc:
                 self._journal(action.address, "failed", error=exc.message)
                 raise
             self._journal(action.address, "done")
             result.outcomes.append(Outcome(action.address, "done", time.perf_counter() - t0))
         result.seconds = time.perf_counter() - started
-        self._finish(result, kind="apply", message=f"applied plan {self.plan.id[:12]}")
+        unresolved = [o for o in result.outcomes if o.status == "failed"]
+        rolled_back = [o for o in result.outcomes if o.status == "rolled_back"]
+        if unresolved:
+            # leave the journal: the next apply offers --resume / --rollback
+            self._save(self.doc.record_event("apply-failed", f"{unresolved[0].address} failed: {unresolved[0].message}",
+                                             actor=self.actor))
+            result.serial = self.doc.serial
+            raise ApplyError(
+                f"{unresolved[0].address} failed: {unresolved[0].message}",
+                hint=f"state is saved; fix the cause and run `honua apply --env {self.plan.environment} --resume`, "
+                     f"or undo what this apply did with `honua apply --env {self.plan.environment} --rollback`",
+            )
+        self._finish(result, kind="apply" if not rolled_back else "rollback",
+                     message=f"applied plan {self.plan.id[:12]}" + (
+                         f"; rolled back {', '.join(o.address for o in rolled_back)}" if rolled_back else ""))
+        if rolled_back:
+            first = rolled_back[0]
+            raise ValidationFailed(
+                f"{first.address} was rolled back: {first.message}"
+                + (f" ({len(result.outcomes) - len(rolled_back)} other action(s) processed)" if len(result.outcomes) > 1 else ""),
+                hint=f"incident report: {result.incident_report}" if result.incident_report else "",
+            )
         return result
 
     def rollback_all(self) -> ApplyResult:
@@ -281,6 +302,8 @@ class Executor:
     def _resource(self, action: Action, *, quiet: bool = False) -> None:
         doc = self.doc
         name = action.address.split(".", 1)[1]
+        if action.kind == "layer":
+            name = name.split("::", 1)[-1]
         if action.action == "delete":
             doc = doc.without_resource(action.address)
             if not quiet:
@@ -360,8 +383,11 @@ class Executor:
         con = self.con
         started_at = utcnow()
         t_start = time.perf_counter()
-        con.print(f"Deploying migration {mid} to {self.plan.environment}...")
-        self._preconditions(action, migration)
+        down = action.action == "delete"
+        con.print(f"{'Rolling back' if down else 'Deploying'} migration {mid} "
+                  f"{'on' if down else 'to'} {self.plan.environment}...")
+        if not down:
+            self._preconditions(action, migration)
         if action.preconditions:
             con.ok("Pre-conditions verified")
         backup_id = self._backup(action, mid)
@@ -409,12 +435,14 @@ class Executor:
             c, r = failures[0]
             kind = "Performance" if c.type == "performance" else "Validation"
             self._record_migration(migration, action, "failed", started_at, t_start, backup_id, r.message)
-            raise StepFailed(f"{kind} validation failed: {c.name}: {r.message}", "validation-failure",
+            named = "" if c.name.startswith(f"{c.type}: ") else f" ({c.name})"
+            raise StepFailed(f"{kind} validation failed{named}: {r.message}", "validation-failure",
                              detail=getattr(r, "detail", "") or r.message)
-        self._record_migration(migration, action, "applied", started_at, t_start, backup_id, None)
+        self._record_migration(migration, action, "rolled_back" if down else "applied", started_at, t_start,
+                               backup_id, None)
         con.print("")
-        con.print(f"Migration {mid} completed successfully on {self.plan.environment} "
-                  f"({format_duration(time.perf_counter() - t_start)})")
+        con.print(f"Migration {mid} {'rolled back' if down else 'completed'} successfully on "
+                  f"{self.plan.environment} ({format_duration(time.perf_counter() - t_start)})")
 
     def _done_ops(self, address: str) -> list[int]:
         assert self.doc.pending is not None
@@ -645,10 +673,12 @@ def _check_label(c: CheckRecord, r: Any, before_ms: float | None) -> str:
         return f"Performance test FAILED: {r.message}"
     if c.query and "pg_indexes" in c.query and r.ok:
         return "Index exists"
-    return f"{c.name}: {r.message}" if r.ok else f"{c.name} FAILED: {r.message}"
+    name = f"{c.type.capitalize()} check" if c.name.startswith(f"{c.type}: ") else c.name
+    return f"{name} passed ({r.message})" if r.ok else f"{name} FAILED: {r.message}"
 
 
 def _rollback_label(c: CheckRecord, r: Any) -> str:
     if c.query and "pg_indexes" in c.query and r.ok:
         return "Index removed"
-    return f"{c.name}: {r.message}"
+    name = f"{c.type.capitalize()} check" if c.name.startswith(f"{c.type}: ") else c.name
+    return f"{name} {'passed' if r.ok else 'FAILED'} ({r.message})"

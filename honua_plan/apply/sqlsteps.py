@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from psycopg import sql
+from psycopg import pq, sql
 
 from honua_plan import sqlinfo
 from honua_plan.errors import ApplyError, HonuaError
@@ -98,7 +98,10 @@ class SqlStepError(ApplyError):
 
 
 def _ms(seconds: float) -> str:
-    """A timeout setting value; 0 would mean "no timeout", so round up to at least 1ms."""
+    """A timeout setting value. 0 means "no timeout" (as in PostgreSQL); any positive
+    value rounds up to at least 1ms so a tiny timeout never silently becomes none."""
+    if seconds <= 0:
+        return "0"
     return f"{max(1, round(seconds * 1000))}ms"
 
 
@@ -188,6 +191,43 @@ def drop_invalid_indexes(session: Session, names: Sequence[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- running
 
+_OPENERS = frozenset({"BEGIN", "START"})
+_CLOSERS = frozenset({"COMMIT", "END"})
+
+
+def _ends_transaction(st: sqlinfo.Statement) -> bool:
+    words = st.sql.split()
+    if st.keyword in _OPENERS | _CLOSERS | {"ABORT"}:
+        return True
+    if st.keyword == "ROLLBACK":  # ROLLBACK TO SAVEPOINT stays inside the transaction
+        return not (len(words) > 1 and words[1].upper() == "TO")
+    return st.keyword == "PREPARE" and len(words) > 1 and words[1].upper() == "TRANSACTION"
+
+
+def _unwrap(op: Operation, statements: Sequence[sqlinfo.Statement]) -> list[sqlinfo.Statement]:
+    """The step's statements without a ``BEGIN; … COMMIT;`` wrapper the author may have written.
+
+    The engine owns the transaction (one per step, with its timeouts); any other
+    transaction control inside a step would end it early, so it is refused.
+    """
+    body = list(statements)
+    if (
+        len(body) >= 2
+        and body[0].op is sqlinfo.Op.transaction and body[0].keyword in _OPENERS
+        and body[-1].op is sqlinfo.Op.transaction and body[-1].keyword in _CLOSERS
+    ):
+        body = body[1:-1]
+    stray = [st for st in body if st.op is sqlinfo.Op.transaction and _ends_transaction(st)]
+    if stray:
+        raise ApplyError(
+            f"step '{op.name}': remove {stray[0].sql!r}: each step already runs in its own "
+            "transaction (or in autocommit for CONCURRENTLY), so transaction control inside "
+            "a step would end it early"
+        )
+    if not body:
+        raise ApplyError(f"step '{op.name}' has no SQL to run")
+    return body
+
 
 @contextlib.contextmanager
 def _autocommit(session: Session) -> Iterator[None]:
@@ -196,7 +236,7 @@ def _autocommit(session: Session) -> Iterator[None]:
     if conn is None or session.dry_run or conn.autocommit:
         yield
         return
-    if conn.info.transaction_status != 0:  # pq.TransactionStatus.IDLE
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
         raise ApplyError(
             "a non-transactional SQL step (CONCURRENTLY, VACUUM …) cannot run while the "
             "connection is inside a transaction"
@@ -260,23 +300,27 @@ def run_sql_operation(
     if op.sql is None or not op.sql.strip():
         raise ApplyError(f"step '{op.name}' has no SQL to run")
     started = time.perf_counter()
-    statements = sqlinfo.analyze(op.sql)
+    analysed = sqlinfo.analyze(op.sql)
+    statements = _unwrap(op, analysed)
+    # unchanged SQL is sent as written (one round trip); an unwrapped one is rebuilt
+    text = op.sql if len(statements) == len(analysed) else ";\n".join(st.sql for st in statements)
     # A statement that refuses a transaction block makes the whole step non-transactional,
     # whatever the plan says: inside BEGIN it could only fail.
     transactional = op.transactional and all(st.transactional for st in statements)
     if transactional:
-        retried = _retry_transactional(session, op, retries, backoff)
+        retried = _retry_transactional(session, op, text, retries, backoff)
         return SqlResult(time.perf_counter() - started, len(statements), retried, [])
     retried, cleaned = _run_autocommit(session, op, statements, retries, backoff)
     return SqlResult(time.perf_counter() - started, len(statements), retried, cleaned)
 
 
-def _retry_transactional(session: Session, op: Operation, retries: int, backoff: float) -> int:
-    assert op.sql is not None
+def _retry_transactional(
+    session: Session, op: Operation, text: str, retries: int, backoff: float
+) -> int:
     attempt = 0
     while True:
         try:
-            _run_transactional(session, op, op.sql)
+            _run_transactional(session, op, text)
             return attempt
         except StatementError as exc:
             if exc.sqlstate == LOCK_TIMEOUT and attempt < retries:
@@ -309,7 +353,10 @@ def _run_autocommit(
                     _ms(op.statement_timeout_s) if op.statement_timeout_s is not None else None,
                 )
                 short_lock = op.lock_timeout_s is not None and not st.concurrently
-                settings.want("lock_timeout", _ms(op.lock_timeout_s or 0) if short_lock else None)
+                settings.want(
+                    "lock_timeout",
+                    _ms(op.lock_timeout_s) if short_lock and op.lock_timeout_s is not None else None,
+                )
                 if real and key is not None and st.if_not_exists:
                     # IF NOT EXISTS would accept an INVALID leftover and exit 0 (4.2)
                     cleaned += _drop_invalid(session, [key])

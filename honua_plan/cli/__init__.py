@@ -374,11 +374,139 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
     if resume and rollback_:
         raise UsageError("--resume and --rollback exclude each other")
     context = state(ctx).context()
-    result = context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
-                           confirm=confirm)
-    if result is not None:
-        context.console.print("")
-        context.console.print(
-            f"Apply complete: {sum(1 for o in result.outcomes if o.status == 'done')} action(s) in "
-            f"{result.seconds:.1f}s (state serial {result.serial})"
-        )
+    _apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
+                                     confirm=confirm))
+
+
+def _apply_result(ctx: click.Context, result: object) -> None:
+    if result is None:
+        return
+    context = state(ctx).context()
+    outcomes = getattr(result, "outcomes", [])
+    context.console.print("")
+    context.console.print(
+        f"Apply complete: {sum(1 for o in outcomes if o.status == 'done')} action(s) in "
+        f"{getattr(result, 'seconds', 0.0):.1f}s (state serial {getattr(result, 'serial', 0)})"
+    )
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+@main.group()
+def migrate() -> None:
+    """Database migrations (migrations/NNN_name.yaml): status, plan, up, down."""
+
+
+@migrate.command("status")
+@env_option()
+@format_option(("text", "json"))
+@click.pass_context
+def migrate_status(ctx: click.Context, environment: str, fmt: str) -> None:
+    """Which migrations are applied, pending, rolled back or changed since applied."""
+    context = state(ctx).context(quiet=fmt == "json")
+    rows = context.migrate_status(environment)
+    if fmt == "json":
+        echo_json({"environment": environment, "migrations": rows})
+        return
+    for r in rows:
+        when = (r["applied_at"] or "")[:19].replace("T", " ")
+        click.echo(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
+
+
+@migrate.command("plan")
+@env_option()
+@click.argument("migration_id", required=False)
+@format_option()
+@click.pass_context
+def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None, fmt: str) -> None:
+    """Plan pending migrations (or one, with its dependencies)."""
+    from honua_plan.plan.render import render
+
+    context = state(ctx).context(quiet=fmt != "text")
+    targets = (context.migration_address(environment, migration_id),) if migration_id else tuple(
+        f"migration.{r['id']}" for r in context.migrate_status(environment) if r["status"] in ("pending", "rolled_back", "failed"))
+    if not targets:
+        context.console.print(f"No pending migrations in {environment}.")
+        return
+    click.echo(render(context.plan(environment, target=targets), fmt, colour=context.console.colour), nl=False)
+
+
+@migrate.command("up")
+@env_option()
+@click.argument("migration_id", required=False)
+@yes_option
+@click.pass_context
+def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, yes: bool) -> None:
+    """Apply pending migrations (or one, with its dependencies)."""
+    context = state(ctx).context()
+    targets = (context.migration_address(environment, migration_id),) if migration_id else tuple(
+        f"migration.{r['id']}" for r in context.migrate_status(environment) if r["status"] in ("pending", "rolled_back", "failed"))
+    if not targets:
+        context.console.print(f"No pending migrations in {environment}.")
+        return
+    plan_ = context.plan(environment, target=targets)
+    _apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_, command="honua migrate up",
+                                     banner=False))
+
+
+@migrate.command("down")
+@env_option()
+@click.argument("migration_id")
+@yes_option
+@click.pass_context
+def migrate_down(ctx: click.Context, environment: str, migration_id: str, yes: bool) -> None:
+    """Run the down steps of an applied migration, then its post-down validations."""
+    context = state(ctx).context()
+    plan_ = context.down_plan(environment, migration_id)
+    _apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_,
+                                     command="honua migrate down", banner=False))
+
+
+@main.group()
+def deploy() -> None:
+    """Deploy one thing (the seed's `honua deploy migration 003 --environment dev`)."""
+
+
+@deploy.command("migration")
+@click.argument("migration_id")
+@env_option()
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A saved, approved plan for this migration (needed where policy requires approval).")
+@yes_option
+@click.pass_context
+def deploy_migration(ctx: click.Context, migration_id: str, environment: str, plan_file: Path | None,
+                     yes: bool) -> None:
+    """Deploy a migration (and its pending dependencies) with backup, validation and rollback."""
+    context = state(ctx).context()
+    if plan_file is not None:
+        _apply_result(ctx, context.apply(environment, plan_file, yes=True, command="honua deploy migration",
+                                         banner=False))
+        return
+    plan_ = context.plan(environment, target=(context.migration_address(environment, migration_id),))
+    _apply_result(ctx, context.apply(environment, yes=True if yes or plan_.approvals_required == 0 else yes,
+                                     confirm=confirm, plan=plan_, command="honua deploy migration",
+                                     show=False, banner=False))
+
+
+@main.group()
+def backup() -> None:
+    """Backups taken before migrations (pg_dump, under state/backups)."""
+
+
+@backup.command("list")
+@env_option()
+@format_option(("text", "json"))
+@click.pass_context
+def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
+    """List the backups of an environment, newest last."""
+    context = state(ctx).context(quiet=fmt == "json")
+    records = context.backups(environment)
+    if fmt == "json":
+        echo_json([r.model_dump(mode="json") for r in records])
+        return
+    if not records:
+        click.echo(f"No backups for {environment}.")
+    for r in records:
+        click.echo(f"{r.id:<34} {r.created_at:%Y-%m-%d %H:%M:%S}  {r.size_bytes / 1024:>8.1f} KiB  "
+                   f"{','.join(r.tables)}  (migration {r.migration_id or '-'})")

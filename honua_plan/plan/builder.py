@@ -294,14 +294,15 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         created |= d.created
         errors.extend(d.errors)
         drafts.append(d)
-    touched_by: dict[str, list[str]] = {}
+    created_by: dict[str, list[str]] = {}
     for d in drafts:
-        for t in d.touched:
-            touched_by.setdefault(t, []).append(d.migration.address)
+        for t in d.created - created_before_plan(d, drafts):
+            created_by.setdefault(t, []).append(d.migration.address)
 
     actions: dict[str, Action] = {}
     no_ops: list[NoOp] = []
-    edges: list[tuple[str, str]] = []
+    edges: list[tuple[str, str]] = []  # hard: the target needs the source to succeed
+    soft_edges: list[tuple[str, str]] = []  # ordering only
     order_key: dict[str, int] = {}
     kinds_order = {"datasource": 0, "migration": 1, "table": 2, "layer": 3, "service": 4, "server": 5, "validation": 6}
 
@@ -379,7 +380,9 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         if lch.action in ("update", "replace"):
             findings.extend(_svc_findings(layer.collection_id, lch))
         lvl, frs = finish(findings, address)
-        layer_deps = list(touched_by.get(table_name, [])) + ds_addresses
+        # a layer needs the migration that creates its table; other migrations on the table
+        # (an index, say) do not block it: the server reload runs after them anyway
+        layer_deps = list(created_by.get(table_name, [])) + ds_addresses
         actions[address] = Action(
             address=address, kind="layer", action=lch.action, reason=lch.reason, changed_paths=list(lch.changed_paths),
             before=dict(lch.before) if lch.before else None, after=dict(lch.after) if lch.after else None,
@@ -425,12 +428,13 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     migr_on_served = [d.migration.address for d in drafts if d.touched & served_tables]
     if server is not None and server.spec.type != "none" and (publishing or migr_on_served):
         addr = f"server.{server.metadata.name}"
-        deps = publishing + migr_on_served
+        deps = publishing
         why = "published layers changed" if publishing else "a migration altered a served table (schemas are cached per worker)"
         existing = actions.get(addr)
         actions[addr] = Action(
             address=addr, kind="server", action="reload",
             reason=(existing.reason + "; " if existing else "") + why, source=src(addr), depends_on=deps,
+            runs_after=migr_on_served,
             before=existing.before if existing else None, after=existing.after if existing else None,
             changed_paths=existing.changed_paths if existing else [],
             estimated_s=1.5, operations=[Operation(kind="reload", name="Reload services", estimated_s=1.5)],
@@ -438,6 +442,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         )
         order_key[addr] = kinds_order["server"]
         edges += [(d, addr) for d in deps]
+        soft_edges += [(d, addr) for d in migr_on_served]
         if health_checks:
             vaddr = f"validation.{desired.environment}"
             actions[vaddr] = Action(
@@ -457,19 +462,26 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         raise PlanError(f"the plan for {desired.environment} cannot be built ({len(errors)} problem(s))",
                         diagnostics=list(dict.fromkeys(errors)))
 
-    g = graph.build(actions.keys(), edges)
+    hard = graph.build(actions.keys(), edges)
+    keep = set(hard.nodes)
     if req.target:
-        missing = [t for t in req.target if t not in g and t not in {n.address for n in no_ops}]
-        keep = graph.ancestors_closure(g, req.target)
+        missing = [t for t in req.target if t not in hard and t not in {n.address for n in no_ops}]
+        keep = graph.ancestors_closure(hard, req.target)
         if missing and not keep:
             raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
-        g = g.subgraph(keep).copy()
+    hard = hard.subgraph(keep).copy()
+    g = graph.build(keep, edges + soft_edges)
     generations = graph.levels(g, order_key)
     ordered: list[Action] = []
     for lvl_no, gen in enumerate(generations):
         for address in gen:
             a = actions[address]
-            ordered.append(a.model_copy(update={"level": lvl_no, "depends_on": sorted(p for p in g.predecessors(address))}))
+            hard_preds = set(hard.predecessors(address))
+            ordered.append(a.model_copy(update={
+                "level": lvl_no,
+                "depends_on": sorted(hard_preds),
+                "runs_after": sorted(set(g.predecessors(address)) - hard_preds),
+            }))
     if req.refresh_only:
         ordered = []
 
@@ -522,5 +534,65 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     )
 
 
+def created_before_plan(draft: _MigrationDraft, drafts: list[_MigrationDraft]) -> set[str]:
+    """Tables in ``draft.created`` that an earlier migration of the plan already created."""
+    earlier: set[str] = set()
+    for d in drafts:
+        if d is draft:
+            break
+        earlier |= d.created
+    return earlier
+
+
 def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
     return detect_drift(recorded, facts)
+
+
+def build_down_plan(
+    desired: DesiredState, recorded: StateDocument, live: LiveState, req: PlanRequest, migration_id: str
+) -> Plan:
+    """A plan with one action: the ``down`` steps of an applied migration, then ``post-down``."""
+    m = desired.migration(migration_id)
+    if m is None:
+        raise PlanError(f"no migration {migration_id} in migrations/")
+    latest = recorded.latest_migration(m.metadata.id)
+    if latest is None or latest.status != "applied":
+        raise PlanError(f"migration {m.metadata.id} is not applied in {desired.environment} "
+                        f"({latest.status if latest else 'never applied'}): nothing to roll back")
+    if not m.spec.down:
+        raise PlanError(f"migration {m.metadata.id} has no down steps: restore from a backup with honua recover")
+    errors: list[Diagnostic] = []
+    ops: list[Operation] = []
+    findings: list[risk.Finding] = []
+    for i, step in enumerate(m.spec.down):
+        op, _fs, stmts = _step_operation(desired, m, "down", i, step, live, set(), errors)
+        ops.append(op)
+        findings.extend(risk.assess_statements(stmts, live.facts, step_statement_count=len(stmts),
+                                               in_transaction=op.transactional) if stmts else ())
+    if errors:
+        raise PlanError("the down plan cannot be built", diagnostics=errors)
+    production = bool(desired.policy and desired.policy.spec.production)
+    findings += risk.assess_context(findings, production=production, provenance=req.provenance.kind,
+                                    environment=desired.environment)
+    level = risk.overall(findings)
+    variables = desired.template_vars()
+    tables = sorted({t for o in ops for t in o.tables})
+    action = Action(
+        address=m.address, kind="migration", action="delete",
+        reason=f"roll back migration {m.metadata.id} ({m.metadata.description or m.stem})",
+        source=None, risk=level.name, findings=[_finding_record(f) for f in findings],  # type: ignore[arg-type]
+        estimated_s=round(sum(o.estimated_s for o in ops), 3), operations=ops,
+        checks=[_check_record(c, "post-down", variables) for c in m.spec.validation.post_down],
+        irreversible=any(o.irreversible for o in ops),
+        backup_tables=[t for t in tables if live.facts is None or live.facts.table(t) is not None],
+    )
+    checks, required, approvers = policy_mod.evaluate(
+        desired.policy, risk=level.name, provenance=req.provenance.kind, now=req.now, has_changes=True,
+        source_state=None, backup_needed=bool(action.backup_tables), pg_dump_available=req.pg_dump_available)
+    return Plan(
+        id=req.plan_id or uuid.uuid4().hex, created_at=req.now, environment=desired.environment,
+        engine_version=__version__, config_commit=req.config_commit, config_hash=desired.config_hash,
+        state_lineage=recorded.lineage, state_serial=recorded.serial, target=[m.address], actions=[action],
+        risk=level.name, estimated_s=action.estimated_s,  # type: ignore[arg-type]
+        policy=checks, approvals_required=required, approvers=approvers, provenance=req.provenance,
+    )

@@ -76,7 +76,8 @@ class Action(_Frozen):
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     source: str | None = None  # path:line of the YAML that asks for it
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)  # must succeed first (a failure skips this)
+    runs_after: list[str] = Field(default_factory=list)  # ordering only (a failure does not skip this)
     level: int = 0  # graph generation: actions of one level are independent
     risk: LevelName = "LOW"
     findings: list[FindingRecord] = Field(default_factory=list)

@@ -42,9 +42,11 @@ def test_empty_database_plan_in_dependency_order(repo: Path, env: dict[str, str]
     order = [a["address"] for a in plan["actions"]]
     for before, after in [("migration.001", "migration.002"), ("migration.002", "migration.003"),
                           ("migration.001", "layer.transportation::bike-lanes"),
-                          ("migration.003", "layer.transportation::bike-lanes"),
                           ("layer.transportation::bike-lanes", "service.transportation")]:
         assert order.index(before) < order.index(after), order
+    layer = next(a for a in plan["actions"] if a["address"] == "layer.transportation::bike-lanes")
+    # the layer needs the migration that creates its table, not the one that indexes it
+    assert "migration.001" in layer["depends_on"] and "migration.003" not in layer["depends_on"]
     m3 = next(a for a in plan["actions"] if a["address"] == "migration.003")
     # the GIST index goes on the table migration 001 creates in the same plan: empty, so LOW
     assert m3["risk"] == "LOW", m3["findings"]

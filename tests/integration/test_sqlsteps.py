@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from honua_plan.apply.sqlsteps import (
     SqlStepError,
@@ -165,9 +166,15 @@ def test_failed_unique_cic_leaves_no_invalid_index(session: Session) -> None:
 
 def _leave_invalid_index(dsn: str, name: str) -> None:
     """What a crashed or failed earlier run leaves: an INVALID unique index."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON bike_lanes (name)")
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(
+            sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON bike_lanes (name)").format(
+                sql.Identifier(name)
+            )
+        )
 
 
 def test_rerun_after_invalid_leftover_drops_it_and_builds(session: Session, pg_dsn: str) -> None:
@@ -264,3 +271,38 @@ def test_dry_run_logs_and_runs_nothing() -> None:
     assert "CREATE INDEX CONCURRENTLY i ON t (a);" in rendered
     assert "ANALYZE t;" in rendered
     assert all(not e.executed for e in session.log)
+
+
+def test_begin_commit_wrapper_is_unwrapped(session: Session) -> None:
+    op = _op("BEGIN;\nCREATE TABLE w (id int);\nINSERT INTO w VALUES (1);\nCOMMIT;",
+             lock_timeout_s=1)
+    result = run_sql_operation(session, op)
+    assert result.statements == 2
+    assert _one(session, "SELECT count(*) FROM w") == 1
+    assert "BEGIN" not in session.log.texts and "COMMIT" not in session.log.texts
+
+
+def test_transaction_control_inside_a_step_is_refused(session: Session) -> None:
+    op = _op("CREATE TABLE w (id int);\nCOMMIT;\nCREATE TABLE v (id int);")
+    with pytest.raises(ApplyError, match="COMMIT"):
+        run_sql_operation(session, op)
+    assert _one(session, "SELECT to_regclass('w')") is None  # refused before running anything
+    savepoints = _op("CREATE TABLE w (id int); SAVEPOINT s; INSERT INTO w VALUES (1); "
+                     "ROLLBACK TO SAVEPOINT s; INSERT INTO w VALUES (2)")
+    run_sql_operation(session, savepoints)
+    assert _one(session, "SELECT array_agg(id) FROM w") == [2]
+
+
+def test_non_autocommit_session(pg_dsn: str) -> None:
+    with open_session(pg_dsn, autocommit=False) as s:
+        run_sql_operation(s, _op("CREATE TABLE t (id int); INSERT INTO t VALUES (1)"))
+        run_sql_operation(s, _op("CREATE INDEX CONCURRENTLY t_id ON t (id)", transactional=False))
+        assert s.conn is not None and s.conn.autocommit is False  # restored
+    with psycopg.connect(pg_dsn) as other:  # both steps were committed
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        assert other.execute("SELECT to_regclass('t_id')::text").fetchone() == ("t_id",)
+
+
+def test_zero_timeout_means_none(session: Session) -> None:
+    run_sql_operation(session, _op("CREATE TABLE z (id int)", lock_timeout_s=0))
+    assert """SET LOCAL "lock_timeout" = '0'""" in session.log.texts

@@ -1,0 +1,763 @@
+"""The embedded default server: pygeoapi under gunicorn, configured from the published document.
+
+Files, all under ``state/<env>/server/`` and all written atomically (temp + rename)::
+
+    pygeoapi-config.yml   rendered from the published document (no secret in it)
+    openapi.yml           ``pygeoapi openapi generate … --no-fail-on-invalid-collection``
+    gunicorn.pid          the gunicorn master
+    server.log            gunicorn's error log, with pygeoapi's own output (--capture-output)
+
+Why it works the way it does (``reference/pygeoapi.md``):
+
+* pygeoapi reads its config once per worker at import, so a reload is: write the
+  files, ``SIGHUP`` the gunicorn master (graceful worker replacement, no dropped
+  requests), wait until the old workers are gone, then :meth:`health` polls
+  ``/ogc/collections/<id>``. The same HUP clears pygeoapi's per-worker table-model
+  cache, so a column added by a migration is served after the reload.
+* URLs live under ``/ogc``: ``server.url`` is ``http://host:port/ogc`` (or
+  ``spec.publicUrl``) for the links pygeoapi writes, and gunicorn strips the prefix
+  from the request path because its environment has ``SCRIPT_NAME=/ogc``.
+* SRID 4326 is announced as CRS84 (lon, lat); ``EPSG/0/4326`` would swap axes.
+* The database password never enters the file: the provider's ``data.password`` is
+  ``${HONUA_PYGEOAPI_DB_PASSWORD}`` (pygeoapi interpolates ``${VAR}``), and the value
+  is put in the environment of gunicorn and of ``openapi generate`` only. Several
+  datasources with passwords get ``HONUA_PYGEOAPI_DB_PASSWORD_<DATASOURCE>`` each.
+* A Unix-socket DSN works: pygeoapi passes ``host`` to SQLAlchemy's ``URL.create``,
+  and psycopg2/libpq take a directory as host. Other libpq keywords of the DSN
+  (sslmode, connect_timeout, …) go to the provider's ``options``, which pygeoapi
+  hands to ``psycopg2.connect``.
+* A change of port, workers, base path or password needs a restart, not a HUP (the
+  master keeps its argv and environment): :meth:`reload` compares and restarts.
+
+pygeoapi (``pip install 'honua-plan[server]'``) is imported only here, lazily; the
+server runs in its own processes (``python -m gunicorn``), never in ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from honua_plan.errors import ServerError
+from honua_plan.providers.server.base import (
+    HealthResult,
+    PlanEntry,
+    PublishResult,
+    ServerProvider,
+    call_resolver,
+    diff_published,
+    http_request,
+    merge_published,
+    poll_collections,
+)
+from honua_plan.providers.server.compile import CRS84, storage_crs_uri
+from honua_plan.secrets import redact, register
+
+INSTALL_HINT = "pip install 'honua-plan[server]'"
+PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
+CONFIG_FILE = "pygeoapi-config.yml"
+OPENAPI_FILE = "openapi.yml"
+PID_FILE = "gunicorn.pid"
+LOG_FILE = "server.log"
+DEFAULT_PORT = 5555
+MAP_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+MAP_ATTRIBUTION = '&copy; <a href="https://openstreetmap.org/copyright">OpenStreetMap contributors</a>'
+_LIBPQ_DATA_KEYS = ("host", "port", "dbname", "user")
+
+__all__ = [
+    "PASSWORD_ENV",
+    "ConnParams",
+    "PygeoapiServer",
+    "connection_params",
+    "password_env_names",
+    "render_config",
+    "require_pygeoapi",
+]
+
+
+def require_pygeoapi() -> str:
+    """pygeoapi's version; ServerError with the install command when it or gunicorn is missing."""
+    try:
+        import pygeoapi
+    except ImportError:
+        raise ServerError(f"pygeoapi is not installed: {INSTALL_HINT}") from None
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        raise ServerError(f"gunicorn is not installed (it serves pygeoapi): {INSTALL_HINT}") from None
+    return str(getattr(pygeoapi, "__version__", "unknown"))
+
+
+# --------------------------------------------------------------------------- connection
+
+
+@dataclass(frozen=True)
+class ConnParams:
+    """A DSN split for pygeoapi's PostgreSQL provider; ``password`` never goes in the file."""
+
+    data: dict[str, Any]
+    options: dict[str, Any]
+    password: str | None
+
+    def __repr__(self) -> str:
+        return f"ConnParams(data={self.data!r}, options={self.options!r}, password={'***' if self.password else None})"
+
+
+def connection_params(dsn: str) -> ConnParams:
+    """Parse a libpq conninfo (``host=/sock port=5432 dbname=x``) or URL DSN."""
+    from psycopg import conninfo
+
+    try:
+        parts = conninfo.conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg.ProgrammingError
+        raise ServerError(redact(f"the datasource connection string cannot be parsed: {exc}")) from None
+    password = parts.pop("password", None)
+    password = str(password) if password not in (None, "") else None
+    if password:
+        register(password)
+    data: dict[str, Any] = {}
+    for key in _LIBPQ_DATA_KEYS:
+        value = parts.pop(key, None)
+        if value not in (None, ""):
+            data[key] = int(value) if key == "port" and str(value).isdigit() else str(value)
+    options = {k: (str(v) if v is not None else v) for k, v in sorted(parts.items())}
+    return ConnParams(data, options, password)
+
+
+def password_env_names(datasources_with_password: Sequence[str]) -> dict[str, str]:
+    """The environment variable each datasource's password is passed in."""
+    names = sorted(set(datasources_with_password))
+    if len(names) == 1:
+        return {names[0]: PASSWORD_ENV}
+    return {n: f"{PASSWORD_ENV}_{re.sub(r'[^A-Za-z0-9]', '_', n).upper()}" for n in names}
+
+
+def _typed_by_pygeoapi(value: str) -> bool:
+    """pygeoapi turns an interpolated '123', '1.5' or 'true' into a number/bool (util.get_typed_value)."""
+    if value.lower() in ("true", "false"):
+        return True
+    if "." in value:
+        try:
+            float(value)
+            return True
+        except ValueError:
+            return False
+    if len(value) > 1 and value.startswith("0"):
+        return False
+    try:
+        int(value)
+        return True
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- config (pure)
+
+
+def render_config(
+    doc: Mapping[str, Any],
+    *,
+    host: str,
+    port: int,
+    url: str,
+    connections: Mapping[str, ConnParams],
+    password_envs: Mapping[str, str],
+    log_level: str = "WARNING",
+) -> dict[str, Any]:
+    """pygeoapi's configuration for the published document (schema pygeoapi-config-0.x)."""
+    project = str(doc.get("project") or "honua-plan")
+    env = str(doc.get("environment") or "")
+    services: Mapping[str, Any] = doc.get("services") or {}
+    collections: Mapping[str, Any] = doc.get("collections") or {}
+    keywords = sorted({k for s in services.values() for k in (s.get("keywords") or [])}) or ["gis"]
+    limits = [int(c["item_limit"]) for c in collections.values() if c.get("item_limit")]
+    resources: dict[str, Any] = {}
+    for cid in sorted(collections):
+        c = collections[cid]
+        conn = connections.get(c.get("datasource") or "")
+        if conn is None:
+            raise ServerError(f"collection {cid}: no connection for datasource '{c.get('datasource')}'")
+        schema = c.get("schema") or str(c["table"]).split(".", 1)[0]
+        table = str(c["table"]).split(".", 1)[-1]
+        data: dict[str, Any] = dict(conn.data)
+        if conn.password:
+            data["password"] = "${" + password_envs[c["datasource"]] + "}"
+        data["search_path"] = [schema] if schema == "public" else [schema, "public"]
+        provider: dict[str, Any] = {
+            "type": "feature",
+            "name": "PostgreSQL",
+            "data": data,
+            "id_field": c["id_field"],
+            "table": table,
+            "geom_field": c["geom_field"],
+        }
+        if conn.options:
+            provider["options"] = dict(conn.options)
+        if c.get("title_field"):
+            provider["title_field"] = c["title_field"]
+        # no `properties`: every column is served, so a column added by a migration
+        # appears after the reload without a config change
+        provider["storage_crs"] = storage_crs_uri(int(c.get("srid") or 4326))
+        provider["crs"] = list(c.get("crs") or [CRS84])
+        bbox = c.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
+        resource: dict[str, Any] = {
+            "type": "collection",
+            "title": c.get("title") or cid,
+            "description": c.get("description") or c.get("title") or cid,
+            "keywords": list(c.get("keywords") or []) or [c.get("service") or "gis"],
+            "links": [],
+            "extents": {"spatial": {"bbox": [float(v) for v in bbox], "crs": CRS84}},
+            "providers": [provider],
+        }
+        if c.get("item_limit"):
+            resource["limits"] = {"max_items": int(c["item_limit"])}
+        resources[cid] = resource
+    title = f"{project} ({env})" if env else project
+    return {
+        "server": {
+            "bind": {"host": host, "port": int(port)},
+            "url": url,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "language": "en-US",
+            "pretty_print": False,
+            "limits": {"default_items": 10, "max_items": max([1000, *limits]), "on_exceed": "throttle"},
+            "map": {"url": MAP_URL, "attribution": MAP_ATTRIBUTION},
+            "admin": False,
+        },
+        "logging": {"level": log_level},
+        "metadata": {
+            "identification": {
+                "title": title,
+                "description": f"OGC API - Features for {title}, published by honua-plan",
+                "keywords": keywords,
+                "keywords_type": "theme",
+                "terms_of_service": "https://creativecommons.org/licenses/by/4.0/",
+                "url": url,
+            },
+            "license": {"name": "CC-BY 4.0 license", "url": "https://creativecommons.org/licenses/by/4.0/"},
+            "provider": {"name": project, "url": url},
+            "contact": {"name": project, "position": "GIS", "email": "gis@example.invalid", "url": url,
+                        "role": "pointOfContact"},
+        },
+        "resources": resources,
+    }
+
+
+def dump_config(config: Mapping[str, Any]) -> str:
+    header = "# Written by honua-plan from state/<env>/published.json: edits are overwritten.\n"
+    return header + yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True, width=120)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    out: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        if b"=" in item:
+            k, v = item.split(b"=", 1)
+            out[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
+    return out
+
+
+def _children(pid: int) -> set[int] | None:
+    """Child pids of ``pid`` (from /proc); None where /proc is not available."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    out: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.add(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _gunicorn_supports(flag: str) -> bool:
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return False
+    return any(flag in (getattr(s, "cli", None) or []) for s in KNOWN_SETTINGS)
+
+
+def _pygeoapi_cli() -> list[str]:
+    exe = Path(sys.executable).parent / "pygeoapi"
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from pygeoapi import cli; sys.exit(cli())"]
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class PygeoapiServer(ServerProvider):
+    """pygeoapi under gunicorn, one per environment, files under ``state/<env>/server/``."""
+
+    kind = "pygeoapi"
+
+    def __init__(self, server: Any, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        from honua_plan.config.models import PygeoapiOptions
+
+        self.options = server.spec.pygeoapi if server is not None else PygeoapiOptions()
+        self.server_dir = self.state_dir / "server"
+        self.config_path = self.server_dir / CONFIG_FILE
+        self.openapi_path = self.server_dir / OPENAPI_FILE
+        self.pid_path = self.server_dir / PID_FILE
+        self.log_path = self.server_dir / LOG_FILE
+        self.timings: dict[str, float] = {}
+
+    # -- addresses --------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return str(self.options.host)
+
+    @property
+    def port(self) -> int:
+        name = self.options.portEnv
+        if name and os.environ.get(name):
+            value = os.environ[name]
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ServerError(f"{name}={value!r} is not a TCP port")
+            return int(value)
+        return int(self.options.port or DEFAULT_PORT)
+
+    @property
+    def base_path(self) -> str:
+        path = "/" + str(self.options.basePath or "").strip("/")
+        return "" if path == "/" else path
+
+    @property
+    def local_url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "", "*"):
+            host = "127.0.0.1"
+        elif host in ("::", "[::]"):
+            host = "[::1]"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}{self.base_path}"
+
+    @property
+    def ogc_url(self) -> str:
+        return self.local_url
+
+    @property
+    def public_url(self) -> str:
+        public = self.server.spec.publicUrl if self.server is not None else None
+        return (public or self.local_url).rstrip("/")
+
+    # -- read / plan ------------------------------------------------------------
+
+    def read(self) -> dict[str, Any] | None:
+        """``published.json``, corrected by the pygeoapi config actually on disk.
+
+        A collection the config no longer has is not published; a resource in the
+        config that the document does not know is reported with what the config says.
+        """
+        doc = self.read_published_file()
+        config = self._read_config()
+        if config is None:
+            return doc if doc is None or not doc.get("collections") else {**doc, "collections": {}}
+        doc = doc or {"format_version": 1, "environment": self.environment, "services": {}, "collections": {}}
+        resources: Mapping[str, Any] = config.get("resources") or {}
+        collections: dict[str, Any] = dict(doc.get("collections") or {})
+        for cid in list(collections):
+            if cid not in resources:
+                del collections[cid]
+        for cid, res in resources.items():
+            prov = ((res or {}).get("providers") or [{}])[0]
+            entry = dict(collections.get(cid) or {})
+            schema = ((prov.get("data") or {}).get("search_path") or ["public"])[0]
+            seen = {
+                "title": res.get("title"),
+                "table": f"{schema}.{prov.get('table')}",
+                "id_field": prov.get("id_field"),
+                "geom_field": prov.get("geom_field", "geom"),
+                "title_field": prov.get("title_field"),
+                "item_limit": (res.get("limits") or {}).get("max_items"),
+            }
+            if not entry:
+                service, _, layer = cid.partition("::")
+                entry = {"service": service, "layer": layer, "description": res.get("description"),
+                         "schema": schema, "crs": prov.get("crs"), "bbox": (res.get("extents") or {}).get(
+                             "spatial", {}).get("bbox")}
+            entry.update(seen)
+            collections[cid] = entry
+        return {**doc, "collections": collections}
+
+    def _read_config(self) -> dict[str, Any] | None:
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ServerError(f"cannot read {self.config_path}: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ServerError(f"{self.config_path} is not valid YAML: {exc}") from None
+        return data if isinstance(data, dict) else None
+
+    def plan(self, doc: Mapping[str, Any]) -> list[PlanEntry]:
+        return diff_published(self.read(), doc, prune=True)
+
+    # -- publish ------------------------------------------------------------------
+
+    def _connections(self, doc: Mapping[str, Any]) -> dict[str, ConnParams]:
+        names = sorted({str(c.get("datasource") or "") for c in (doc.get("collections") or {}).values()})
+        return {name: connection_params(call_resolver(self.dsn_resolver, name)) for name in names}
+
+    def _password_env(self, connections: Mapping[str, ConnParams]) -> tuple[dict[str, str], dict[str, str]]:
+        """(datasource → variable name, variable name → value)."""
+        with_pw = [n for n, c in connections.items() if c.password]
+        names = password_env_names(with_pw)
+        values: dict[str, str] = {}
+        for ds, var in names.items():
+            pw = connections[ds].password or ""
+            if _typed_by_pygeoapi(pw):
+                raise ServerError(
+                    f"the password of datasource '{ds}' looks like a number or boolean, which pygeoapi's "
+                    "config loader would convert (it interpolates ${VAR} and then types the value)",
+                    hint="use a password with at least one letter, or connect without one (peer/trust/.pgpass)",
+                )
+            values[var] = pw
+        return names, values
+
+    def render(self, doc: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The pygeoapi config for ``doc`` and the secret environment it needs."""
+        connections = self._connections(doc)
+        names, values = self._password_env(connections)
+        config = render_config(
+            doc, host=self.host, port=self.port, url=self.public_url, connections=connections, password_envs=names,
+        )
+        return config, values
+
+    def publish(self, doc: Mapping[str, Any], *, prune: bool = True) -> PublishResult:
+        require_pygeoapi()
+        started = time.perf_counter()
+        desired = self._normalized(doc)
+        current = self.read()
+        entries = diff_published(current, desired, prune=prune)
+        merged = merge_published(current, desired, prune=prune)
+        warnings = self.fill_extents(merged)
+        config, secret_env = self.render(merged)
+        self.server_dir.mkdir(parents=True, exist_ok=True)
+        self._write_files(config, secret_env)
+        self.write_published(merged)
+        return PublishResult(
+            tuple(entries), merged, time.perf_counter() - started,
+            files=(str(self.config_path), str(self.openapi_path), str(self.published_path)),
+            warnings=tuple(warnings),
+        )
+
+    def _write_files(self, config: Mapping[str, Any], secret_env: Mapping[str, str]) -> None:
+        """Config and OpenAPI, each to a temp file, then both renamed into place."""
+        from honua_plan.providers.metadata import write_atomic
+
+        tmp_cfg = self.server_dir / f".{CONFIG_FILE}.new"
+        tmp_oas = self.server_dir / f".{OPENAPI_FILE}.new"
+        try:
+            write_atomic(tmp_cfg, dump_config(config).encode("utf-8"))
+            self._generate_openapi(tmp_cfg, tmp_oas, secret_env)
+            os.replace(tmp_oas, self.openapi_path)
+            os.replace(tmp_cfg, self.config_path)
+        finally:
+            tmp_cfg.unlink(missing_ok=True)
+            tmp_oas.unlink(missing_ok=True)
+
+    def _generate_openapi(self, config: Path, output: Path, secret_env: Mapping[str, str]) -> None:
+        argv = [*_pygeoapi_cli(), "openapi", "generate", str(config), "--output-file", str(output),
+                "--no-fail-on-invalid-collection"]
+        env = {**os.environ, **secret_env, "PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(output)}
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                                  cwd=self.server_dir, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ServerError("pygeoapi openapi generate did not finish within 120s") from None
+        except OSError as exc:
+            raise ServerError(f"cannot run pygeoapi: {exc.strerror}", hint=INSTALL_HINT) from None
+        self.timings["openapi_generate"] = time.perf_counter() - started
+        if proc.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
+            tail = redact((proc.stderr or proc.stdout or "").strip())[-1500:]
+            raise ServerError(f"pygeoapi openapi generate failed (exit {proc.returncode}):\n{tail}")
+
+    # -- process ------------------------------------------------------------------
+
+    def _argv(self, *, daemon: bool) -> list[str]:
+        argv = [
+            sys.executable, "-m", "gunicorn", "pygeoapi.flask_app:APP",
+            "--bind", f"{self.host}:{self.port}",
+            "--workers", str(self.options.workers),
+            "--pid", str(self.pid_path),
+            "--graceful-timeout", "10",
+            "--timeout", "60",
+            "--chdir", str(self.server_dir),
+        ]
+        if _gunicorn_supports("--no-control-socket"):
+            argv.append("--no-control-socket")
+        if daemon:
+            argv += ["--daemon", "--error-logfile", str(self.log_path), "--capture-output"]
+        return argv
+
+    def _process_env(self, secret_env: Mapping[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PASSWORD_ENV)}
+        env.update(secret_env)
+        env["PYGEOAPI_CONFIG"] = str(self.config_path)
+        env["PYGEOAPI_OPENAPI"] = str(self.openapi_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.base_path:
+            env["SCRIPT_NAME"] = self.base_path
+        else:
+            env.pop("SCRIPT_NAME", None)
+        return env
+
+    def pid(self) -> int | None:
+        """The gunicorn master's pid when it runs (a stale pid file is removed)."""
+        try:
+            text = self.pid_path.read_text().strip()
+        except OSError:
+            return None
+        if not text.isdigit():
+            return None
+        pid = int(text)
+        cmd = _cmdline(pid)
+        if _pid_alive(pid) and (not cmd or (any("gunicorn" in p for p in cmd) and str(self.pid_path) in cmd)):
+            return pid
+        self.pid_path.unlink(missing_ok=True)
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def _secret_env_now(self) -> dict[str, str]:
+        doc = self.read()
+        if not doc or not doc.get("collections"):
+            return {}
+        _, values = self._password_env(self._connections(doc))
+        return values
+
+    def _ensure_files(self) -> None:
+        if not (self.config_path.is_file() and self.openapi_path.is_file()):
+            self.publish(self.read() or {}, prune=True)
+
+    def _port_free(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((self.host, self.port))
+            except OSError as exc:
+                hint = "set spec.pygeoapi.port in the Server file" + (
+                    f" or {self.options.portEnv}" if self.options.portEnv else "")
+                raise ServerError(f"cannot serve on {self.host}:{self.port}: {exc.strerror}", hint=hint) from None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return redact("\n".join(text.splitlines()[-lines:]))
+
+    def start(self, *, timeout_s: float | None = None) -> None:
+        """Start gunicorn in the background and wait until the landing page answers."""
+        require_pygeoapi()
+        if self.is_running():
+            return
+        self._ensure_files()
+        self._port_free()
+        secret_env = self._secret_env_now()
+        self.server_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        t0 = time.monotonic()
+        mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        try:
+            proc = subprocess.run(self._argv(daemon=True), env=self._process_env(secret_env), cwd=self.server_dir,
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise ServerError("gunicorn did not daemonize within 60s") from None
+        if proc.returncode != 0:
+            raise ServerError(redact(f"gunicorn failed to start (exit {proc.returncode}): "
+                                     f"{(proc.stderr or proc.stdout).strip()[-1500:]}"))
+        timeout = float(timeout_s if timeout_s is not None else max(self.health_timeout, 30.0))
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.pid()
+            if pid is not None:
+                try:
+                    resp = http_request("GET", self.local_url + "/", timeout=2.0, what="pygeoapi")
+                    if resp.status == 200:
+                        break
+                except ServerError:
+                    pass
+            elif time.monotonic() > t0 + 10.0:
+                raise ServerError("pygeoapi (gunicorn) exited during start-up:\n" + self._log_since(mark))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(f"pygeoapi did not answer on {self.local_url}/ within {timeout:g}s:\n"
+                                  + self._log_since(mark))
+            time.sleep(0.1)
+        self.timings["start"] = time.perf_counter() - started
+
+    def _log_since(self, mark: int) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(mark)
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return redact("\n".join(text.splitlines()[-30:]))
+
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """Stop the gunicorn master (SIGTERM, then SIGKILL) and its workers; False if none ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        workers = _children(pid) or set()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for p in [pid, *workers]:
+            if _pid_alive(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while any(_pid_alive(p) for p in [pid, *workers]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pid_path.unlink(missing_ok=True)
+        return True
+
+    def _needs_restart(self, pid: int, secret_env: Mapping[str, str]) -> str | None:
+        cmd = _cmdline(pid)
+        want = self._argv(daemon=True)
+        if cmd and "-m" in cmd and cmd[cmd.index("-m"):] != want[want.index("-m"):]:
+            return "its command line changed (port, workers or paths)"
+        env = _environ(pid)
+        if env is None:
+            return None
+        if env.get("SCRIPT_NAME", "") != self.base_path:
+            return "the base path changed"
+        now = {k: v for k, v in env.items() if k.startswith(PASSWORD_ENV)}
+        if now != dict(secret_env):
+            return "the database password changed"
+        return None
+
+    def reload(self) -> None:
+        """Serve what was published: SIGHUP a running server (restart if needed), or start one."""
+        require_pygeoapi()
+        pid = self.pid()
+        if pid is None:
+            self.start()
+            return
+        started = time.perf_counter()
+        secret_env = self._secret_env_now()
+        reason = self._needs_restart(pid, secret_env)
+        if reason:
+            self.stop()
+            self.start()
+            self.timings["reload"] = time.perf_counter() - started
+            return
+        old = _children(pid)
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30.0
+        if old is None:  # no /proc: give gunicorn its usual time
+            time.sleep(1.5)
+        else:
+            while time.monotonic() < deadline:
+                if not _pid_alive(pid):
+                    raise ServerError("pygeoapi (gunicorn) exited on reload:\n" + self.log_tail())
+                now = _children(pid) or set()
+                if not (old & now) and now:
+                    break
+                time.sleep(0.05)
+            else:
+                raise ServerError("pygeoapi did not replace its workers within 30s of SIGHUP:\n" + self.log_tail())
+        self.timings["reload"] = time.perf_counter() - started
+
+    def _alive_problem(self) -> str | None:
+        if self.pid() is None:
+            return "pygeoapi (gunicorn) is not running:\n" + self.log_tail()
+        return None
+
+    def health(self, collection_ids: Sequence[str], timeout_s: float = 30.0) -> HealthResult:
+        started = time.perf_counter()
+        result = poll_collections(self.local_url, collection_ids, timeout_s, what="pygeoapi",
+                                  alive=self._alive_problem)
+        self.timings["health"] = time.perf_counter() - started
+        return result
+
+    def serve_foreground(self, doc: Mapping[str, Any] | None = None) -> int:
+        """``honua serve``: run gunicorn in this terminal until Ctrl-C; its exit code back."""
+        require_pygeoapi()
+        if doc is not None:
+            self.publish(doc, prune=True)
+        pid = self.pid()
+        if pid is not None:
+            raise ServerError(f"pygeoapi already runs for {self.environment} (pid {pid}) on {self.local_url}",
+                              hint="stop it with `honua serve --env ENV --stop`")
+        self._ensure_files()
+        self._port_free()
+        argv = self._argv(daemon=False)
+        proc = subprocess.Popen(argv, env=self._process_env(self._secret_env_now()), cwd=self.server_dir)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+            try:
+                return proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
