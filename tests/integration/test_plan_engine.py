@@ -118,3 +118,54 @@ def test_layer_mismatch_is_a_plan_error_with_location(repo: Path, env: dict[str,
     assert "declares SRID 3857 but public.bike_lanes.geom has SRID 4326" in result.output
     assert "environments/dev/layers/bike-lanes.yaml:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_password_never_printed_or_saved(repo: Path, pg_dsn: str, tmp_path: Path) -> None:
+    secret = "s3cret-pw-plan-77"
+    env = {"HONUA_PG_DSN": f"{pg_dsn} password={secret}"}
+    out = tmp_path / "plan.json"
+    outputs = [
+        run(repo, "validate", env=env).output,
+        run(repo, "plan", "--env", "dev", "--out", str(out), env=env).output,
+        run(repo, "plan", "--env", "dev", "--format", "markdown", env=env).output,
+        run(repo, "plan", "--env", "dev", "--format", "json", env=env).output,
+        run(repo, "drift", "--env", "dev", env=env).output,
+    ]
+    assert out.exists()
+    assert all(secret not in o for o in outputs)
+    assert secret not in out.read_text()
+
+
+def test_drift_after_out_of_band_changes(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
+    seed(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE INDEX idx_lanes_name ON bike_lanes (name)")
+    # apply records the tables (003 rolls back on 42 rows; the rest applies)
+    result = run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert "Applying changes to dev" in result.output
+    clean = run(repo, "drift", "--env", "dev", env=env)
+    assert clean.exit_code == 0, clean.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE bike_lanes ADD COLUMN x int")
+    drifted = run(repo, "drift", "--env", "dev", env=env)
+    assert drifted.exit_code == 2, drifted.output
+    assert "column x added: integer" in drifted.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE bike_lanes DROP COLUMN x")
+        conn.execute("DROP INDEX idx_lanes_name")
+    drifted = run(repo, "drift", "--env", "dev", "--format", "json", env=env)
+    assert drifted.exit_code == 2
+    data = json.loads(drifted.output)
+    assert data["drifted"] and any("index idx_lanes_name removed" in d for d in data["drift"][0]["details"])
+
+
+def test_changed_applied_migration_fails_validation(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
+    seed(pg_dsn)
+    run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    edit(repo / "migrations/002_add_parcels_layer.yaml", "owner_name varchar(200)", "owner_name varchar(250)")
+    result = run(repo, "validate", "--env", "dev", env=env)
+    assert result.exit_code == 1
+    assert "migration 002 was applied to dev" in result.output
+    assert "migrations/002_add_parcels_layer.yaml:" in result.output
+    plan = run(repo, "plan", "--env", "dev", env=env)
+    assert plan.exit_code == 1 and "migration 002 was applied to dev" in plan.output
