@@ -175,10 +175,10 @@ class Context:
 
     def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only."""
-        from honua_plan import checks
         from honua_plan.config import templating
         from honua_plan.diff import desired_resources, diff_migrations
         from honua_plan.plan.builder import LiveState
+        from honua_plan.preconditions import query_preconditions
         from honua_plan.providers import postgis
         from honua_plan.providers.sqlexec import Session, connect
         from honua_plan.state.model import fingerprint
@@ -205,17 +205,7 @@ class Context:
                     health[f"{table}.{col}"] = postgis.count_invalid_geometries(session, table, col)
             for mc in pending:
                 m = mc.migration
-                for i, p in enumerate(m.spec.preConditions):
-                    if p.type == "sql-check" and p.query and p.expected:
-                        from honua_plan.config.expected import parse
-
-                        try:
-                            rows = session.execute(templating.render(p.query, variables), read=True)
-                        except Exception as exc:  # a failing check query is a failed precondition
-                            pre[f"{m.metadata.id}#{i}"] = (False, f"{p.label}: {exc}")
-                            continue
-                        v = checks.evaluate(parse(p.expected), rows)
-                        pre[f"{m.metadata.id}#{i}"] = (v.ok, f"{p.message or p.label}: {v.message}")
+                pre.update(query_preconditions(session, m, variables))
                 for step in m.spec.up:
                     if step.type == "metadata" and step.path:
                         rel = templating.render(step.path, variables)

@@ -460,12 +460,15 @@ class Executor:
         """Re-check preconditions against the database as it is now."""
         from honua_plan.diff import MigrationChange
         from honua_plan.plan.builder import LiveState, _migration_draft
+        from honua_plan.preconditions import query_preconditions
         from honua_plan.providers import postgis
 
         if not migration.spec.preConditions:
             return
         facts = postgis.refresh(self.svc.session)
-        draft = _migration_draft(self.desired, MigrationChange(migration, "", ""), LiveState(facts=facts), set())
+        results = query_preconditions(self.svc.session, migration, self.desired.template_vars())
+        live = LiveState(facts=facts, precondition_results=results)
+        draft = _migration_draft(self.desired, MigrationChange(migration, "", ""), live, set())
         if draft.errors:
             raise ApplyError("; ".join(d.message for d in draft.errors))
 
@@ -484,6 +487,13 @@ class Executor:
                           environment=self.plan.environment, migration_id=mid)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id}")
+        if self.desired.policy is not None:
+            from honua_plan.apply.backup import prune_backups
+
+            kept, removed = prune_backups(self.doc.backups, retention_s=self.desired.policy.spec.backupRetention,
+                                          state_dir=self.svc.state_dir)
+            if removed:
+                self._save(self.doc.model_copy(update={"backups": kept}))
         return rec.id
 
     def _run_operation(self, action: Action, index: int, op: Operation) -> None:
@@ -580,6 +590,15 @@ class Executor:
                 break
         for path, data in files.items():  # anything a down step did not cover
             self._restore_file(path, data)
+        served = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
+        touched = {t for op in action.operations for t in op.tables}
+        if action.kind == "migration" and touched & served and self.svc.publish is not None and self._published():
+            try:  # served table schemas are cached per worker: reload after the down steps
+                self.svc.publish(self.desired)
+                con.ok("Services reloaded", indent=2)
+            except HonuaError as exc:
+                ok = False
+                con.fail(f"services reload failed: {exc.message}", indent=2)
         if action.action in ("reload", "validate"):
             ok = self._rollback_publication(action) and ok
         checks_ok = True
@@ -603,6 +622,13 @@ class Executor:
             con.fail("Rollback did not complete: restore from the backup with `honua recover`")
         return self._incident_report(action, reason, detail, status, elapsed + time.perf_counter() - t0,
                                      irreversible)
+
+    def _published(self) -> bool:
+        """Whether this environment has anything published yet (nothing to reload otherwise)."""
+        try:
+            return bool(self.svc.read_published and self.svc.read_published())
+        except HonuaError:
+            return False
 
     def _restore_file(self, rel: str, data: bytes) -> None:
         from honua_plan.providers.metadata import write_atomic

@@ -15,6 +15,7 @@ from honua_plan import __version__
 from honua_plan.cli.base import (
     AppState,
     HonuaGroup,
+    by_option,
     confirm,
     echo_json,
     env_option,
@@ -365,6 +366,7 @@ def state_unlock(ctx: click.Context, environment: str) -> None:
 @yes_option
 @click.option("--resume", is_flag=True, help="Continue an apply that was interrupted.")
 @click.option("--rollback", "rollback_", is_flag=True, help="Undo what an interrupted apply did.")
+@by_option
 @click.pass_context
 def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool,
           rollback_: bool) -> None:
@@ -436,6 +438,7 @@ def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None,
 @env_option()
 @click.argument("migration_id", required=False)
 @yes_option
+@by_option
 @click.pass_context
 def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, yes: bool) -> None:
     """Apply pending migrations (or one, with its dependencies)."""
@@ -454,6 +457,7 @@ def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, y
 @env_option()
 @click.argument("migration_id")
 @yes_option
+@by_option
 @click.pass_context
 def migrate_down(ctx: click.Context, environment: str, migration_id: str, yes: bool) -> None:
     """Run the down steps of an applied migration, then its post-down validations."""
@@ -474,6 +478,7 @@ def deploy() -> None:
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A saved, approved plan for this migration (needed where policy requires approval).")
 @yes_option
+@by_option
 @click.pass_context
 def deploy_migration(ctx: click.Context, migration_id: str, environment: str, plan_file: Path | None,
                      yes: bool) -> None:

@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class AppState:
     root: Path
     debug: bool = False
+    actor: str | None = None
     _context: Context | None = None
 
     def context(self, *, quiet: bool = False) -> Context:
@@ -35,6 +36,8 @@ class AppState:
 
         if self._context is None:
             self._context = Context(self.root, console=Console(quiet=quiet), debug=self.debug)
+            if self.actor:
+                self._context.actor = self.actor
         elif quiet:
             self._context.console.quiet = True
         return self._context
@@ -95,6 +98,20 @@ def format_option(choices: tuple[str, ...] = ("text", "markdown", "json")) -> Ca
         "--format", "fmt", type=click.Choice(choices), default="text", show_default=True,
         help="Output format; json is a versioned contract for machines.",
     )
+
+
+def by_option(f: F) -> F:
+    """``--by NAME``: who applies, recorded in the history (default: git user.email)."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            obj = ctx.find_object(AppState)
+            if obj is not None:
+                obj.actor = value
+        return value
+
+    return click.option("--by", "by", expose_value=False, callback=remember, metavar="NAME",
+                        help="Who applies (recorded in the history; default: git user.email).")(f)
 
 
 def state(ctx: click.Context) -> AppState:

@@ -66,25 +66,22 @@ def open_server(
 
     ``state_dir`` defaults to ``<root>/state/<environment>``.
     """
-    kwargs = {
-        "root": Path(root),
-        "environment": environment,
-        "dsn_resolver": dsn_resolver,
-        "state_dir": Path(state_dir) if state_dir is not None else None,
-    }
     kind = server.spec.type if server is not None else "none"
+    common = {"root": Path(root), "environment": environment, "dsn_resolver": dsn_resolver,
+              "state_dir": Path(state_dir) if state_dir is not None else None}
     if kind == "none":
-        return NoopServer(server, **kwargs)  # type: ignore[arg-type]
+        return NoopServer(server, root=Path(root), environment=environment, dsn_resolver=dsn_resolver,
+                          state_dir=Path(state_dir) if state_dir is not None else None)
     if kind == "pygeoapi":
         from honua_plan.providers.server.pygeoapi import PygeoapiServer
 
-        return PygeoapiServer(server, **kwargs)
+        return PygeoapiServer(server, **common)
     if kind == "honua":
         from honua_plan.providers.server.honua import open_honua
 
-        return open_honua(server, **kwargs)  # type: ignore[arg-type]
+        return open_honua(server, **common)
     if kind == "command":
         from honua_plan.providers.server.command import CommandServer
 
-        return CommandServer(server, **kwargs)  # type: ignore[arg-type]
+        return CommandServer(server, **common)
     raise ServerError(f"unknown server type {kind!r}")

@@ -25,7 +25,6 @@ import copy
 import inspect
 import ipaddress
 import json
-import os
 import time
 import urllib.error
 import urllib.parse
@@ -144,23 +143,25 @@ def diff_published(
     """
     cur = current or {}
     entries: list[PlanEntry] = []
-    for kind, key in (("service", "services"), ("collection", "collections")):
+    kinds: tuple[tuple[Literal["collection", "service"], str], ...] = (
+        ("service", "services"), ("collection", "collections"))
+    for kind, key in kinds:
         before: Mapping[str, Any] = cur.get(key) or {}
         after: Mapping[str, Any] = desired.get(key) or {}
         for name in sorted(set(before) | set(after)):
             if name not in before:
-                entries.append(PlanEntry("create", name, "not published yet", kind))  # type: ignore[arg-type]
+                entries.append(PlanEntry("create", name, "not published yet", kind))
             elif name not in after:
                 if prune:
-                    entries.append(PlanEntry("delete", name, "published but no longer declared", kind))  # type: ignore[arg-type]
+                    entries.append(PlanEntry("delete", name, "published but no longer declared", kind))
                 else:
-                    entries.append(PlanEntry("skip", name, "no longer declared; kept (prune is off)", kind))  # type: ignore[arg-type]
+                    entries.append(PlanEntry("skip", name, "no longer declared; kept (prune is off)", kind))
             else:
                 changed = _changed_keys(before[name], after[name])
                 if changed:
-                    entries.append(PlanEntry("update", name, f"{', '.join(changed)} changed", kind))  # type: ignore[arg-type]
+                    entries.append(PlanEntry("update", name, f"{', '.join(changed)} changed", kind))
                 else:
-                    entries.append(PlanEntry("skip", name, "no changes", kind))  # type: ignore[arg-type]
+                    entries.append(PlanEntry("skip", name, "no changes", kind))
     return entries
 
 
@@ -328,14 +329,14 @@ def call_resolver(resolver: DsnResolver | None, datasource: str) -> str:
     if resolver is None:
         raise ServerError(f"no connection for datasource '{datasource}' (no DSN resolver was given)")
     try:
-        params = [
-            p for p in inspect.signature(resolver).parameters.values()
-            if p.default is inspect.Parameter.empty
+        takes_name = any(
+            p.default is inspect.Parameter.empty
             and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        params = [None]  # type: ignore[list-item]
-    return resolver(datasource) if params else resolver()
+            for p in inspect.signature(resolver).parameters.values()
+        )
+    except (TypeError, ValueError):  # no signature (a builtin): assume it takes the name
+        takes_name = True
+    return resolver(datasource) if takes_name else resolver()
 
 
 def compute_extents(
@@ -518,7 +519,3 @@ class NoopServer(ServerProvider):
 
     def health(self, collection_ids: Sequence[str], timeout_s: float = 30.0) -> HealthResult:
         return HealthResult(True)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

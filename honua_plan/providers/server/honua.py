@@ -47,10 +47,12 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
+    ACTIONS,
+    Action,
     HealthResult,
     HttpResponse,
     PlanEntry,
@@ -523,18 +525,18 @@ class HonuaManifestServer(_HonuaBase):
         res = raw.get("resource") or {}
         kind = str(res.get("kind") or "")
         name = str(res.get("name") or "")
-        action = str(raw.get("action") or "skip").lower()
-        if action not in ("create", "update", "delete", "skip"):
+        action = cast(Action, str(raw.get("action") or "skip").lower())
+        if action not in ACTIONS:
             action = "skip"
         default = {"create": "not published yet", "update": "spec changed", "delete": "pruned: no longer declared",
                    "skip": "no changes"}[action]
         message = str(raw.get("message") or default)
         if kind == "Service":
-            return PlanEntry(action, name, message, "service")  # type: ignore[arg-type]
+            return PlanEntry(action, name, message, "service")
         cid = names.get((kind, name)) or name.replace(".", "::", 1)
         if kind != "Layer":
             message = f"{kind} {name}: {message}"
-        return PlanEntry(action, cid, message, "collection")  # type: ignore[arg-type]
+        return PlanEntry(action, cid, message, "collection")
 
     def _apply(self, doc: Mapping[str, Any], *, dry_run: bool, prune: bool) -> list[PlanEntry]:
         resources = to_manifest(doc, namespace=self.namespace, environment=self.environment)

@@ -42,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -348,7 +349,7 @@ class PygeoapiServer(ServerProvider):
         from honua_plan.config.models import PygeoapiOptions
 
         self.options = server.spec.pygeoapi if server is not None else PygeoapiOptions()
-        self.server_dir = self.state_dir / "server"
+        self.server_dir = (self.state_dir / "server").absolute()  # gunicorn runs with --chdir
         self.config_path = self.server_dir / CONFIG_FILE
         self.openapi_path = self.server_dir / OPENAPI_FILE
         self.pid_path = self.server_dir / PID_FILE
@@ -602,6 +603,11 @@ class PygeoapiServer(ServerProvider):
                     f" or {self.options.portEnv}" if self.options.portEnv else "")
                 raise ServerError(f"cannot serve on {self.host}:{self.port}: {exc.strerror}", hint=hint) from None
 
+    def _rotate_log(self, max_bytes: int = 10 * 1024 * 1024) -> None:
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size > max_bytes:
+                os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -618,6 +624,7 @@ class PygeoapiServer(ServerProvider):
         self._port_free()
         secret_env = self._secret_env_now()
         self.server_dir.mkdir(parents=True, exist_ok=True)
+        self._rotate_log()
         started = time.perf_counter()
         t0 = time.monotonic()
         mark = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -751,6 +758,14 @@ class PygeoapiServer(ServerProvider):
         self._port_free()
         argv = self._argv(daemon=False)
         proc = subprocess.Popen(argv, env=self._process_env(self._secret_env_now()), cwd=self.server_dir)
+
+        def forward(signum: int, _frame: Any) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, forward)  # `kill <honua serve>` stops gunicorn too
         try:
             return proc.wait()
         except KeyboardInterrupt:
@@ -761,3 +776,6 @@ class PygeoapiServer(ServerProvider):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 return proc.wait()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
