@@ -327,7 +327,7 @@ class Context:
         problems: list[str] = []
         if plan.environment != desired.environment:
             raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
-        if recorded.serial and plan.state_lineage != recorded.lineage:
+        if recorded.serial and plan.state_serial and plan.state_lineage != recorded.lineage:
             problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
         elif plan.state_serial != recorded.serial:
             problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
@@ -398,6 +398,8 @@ class Context:
                     raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
                 saved = self.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
                 plan = load_plan(saved)
+                if resume:
+                    plan = self._resumable(plan, desired, recorded)
             elif plan_file is not None:
                 plan = load_plan(plan_file)
                 self.check_fresh(plan, desired, recorded)
@@ -447,6 +449,155 @@ class Context:
                 if banner:
                     con.print(f"Applying changes to {environment} environment...")
                 return executor.run(resume=resume)
+
+    # ------------------------------------------------------------------ served layers
+
+    def server_provider(self, environment: str) -> Any:
+        from honua_plan.providers.server import open_server
+
+        desired = self.desired(environment)
+        return open_server(desired.server(), root=self.root, environment=environment,
+                           dsn_resolver=lambda *_: self.resolve_dsn(environment).dsn)
+
+    def serve(self, environment: str, *, port: int | None = None, stop: bool = False, foreground: bool = True) -> Any:
+        """Run (or stop) the local OGC API server of an environment."""
+        from honua_plan.errors import ServerError
+
+        provider = self.server_provider(environment)
+        if port is not None:
+            provider.port_override = port
+        if stop:
+            return provider.stop() if hasattr(provider, "stop") else False
+        if not hasattr(provider, "serve_foreground"):
+            raise ServerError(f"the {environment} server is not a local pygeoapi: nothing to serve here")
+        if provider.read() is None:
+            raise ServerError(f"nothing is published for {environment} yet",
+                              hint=f"run `honua apply --env {environment}` (or `honua dev apply`) first")
+        if foreground:
+            return provider.serve_foreground()
+        if not provider.is_running():
+            provider.start()
+        return provider
+
+    def test_layers(self, environment: str, layer: str | None = None) -> Any:
+        from honua_plan.layertest import test_layers
+
+        return test_layers(self, environment, layer)
+
+    def dev_apply(self, environment: str, *, confirm: Any = None, yes: bool = True) -> Any:
+        """The seed's local loop: validate, apply layers/services (+ what they need), then test them."""
+        import time
+
+        from honua_plan import ogctest
+        from honua_plan.errors import HonuaError
+
+        con = self.console
+        con.print(f"Applying changes to {environment} environment...")
+        t0 = time.perf_counter()
+        self.validate(environment)
+        con.ok("Validated metadata syntax", time.perf_counter() - t0)
+        desired = self.desired(environment)
+        ds_name = desired.project.spec.defaultDatasource or next(iter(desired.datasources))
+        t0 = time.perf_counter()
+        facts = self.read_facts(environment)
+        con.ok(f"Connected to datasource: {ds_name}", time.perf_counter() - t0)
+        full = self.plan(environment)
+        targets = tuple(a.address for a in full.actions if a.kind in ("layer", "service", "server", "validation",
+                                                                       "datasource"))
+        plan = self.plan(environment, target=targets) if targets else None
+        skipped = [a.address for a in full.actions if a.kind == "migration"
+                   and (plan is None or a.address not in {b.address for b in plan.actions})]
+        result = None
+        if plan is not None and plan.has_changes:
+            result = self.apply(environment, plan=plan, yes=yes, confirm=confirm, show=False, banner=False,
+                                command="honua dev apply")
+        else:
+            con.ok("Layers and services already up to date")
+        for address in skipped:
+            mid = address.removeprefix("migration.")
+            con.print(f"  Pending migration {mid} was not applied: `honua deploy migration {mid} --environment {environment}`")
+        provider = self.server_provider(environment)
+        try:
+            if getattr(provider, "manages_publication", True) and hasattr(provider, "is_running") \
+                    and provider.read() is not None and not provider.is_running():
+                provider.start()
+            con.print("")
+            con.print("Testing layer...")
+            variables = desired.template_vars()
+            from honua_plan.apply.validate import run_check
+            from honua_plan.plan.builder import _check_record
+            from honua_plan.providers.sqlexec import Session, connect
+
+            ok = True
+            with connect(self.resolve_dsn(environment).dsn) as conn:
+                session = Session(conn)
+                for layer in desired.layers.values():
+                    results = [run_check(session, _check_record(c, "health", variables))
+                               for c in layer.spec.validation.healthChecks]
+                    failed = [r for r in results if not r.ok]
+                    if failed:
+                        ok = False
+                        con.fail(f"Health check failed: {failed[0].name}: {failed[0].message}")
+                    elif results:
+                        con.ok("Health check passed")
+            if getattr(provider, "manages_publication", True) and provider.ogc_url:
+                url = provider.ogc_url
+                for layer in desired.layers.values():
+                    cid = layer.collection_id
+                    con.ok(f"OGC endpoint: {url.rstrip('/')}/collections/{cid}")
+                    limit = min(layer.spec.ogc.itemLimit or 1000, 10_000)
+                    try:
+                        n = ogctest.sample_query(url, cid, limit)
+                        con.ok(f"Sample query returned {n} features")
+                    except HonuaError as exc:
+                        ok = False
+                        con.fail(exc.message)
+        finally:
+            provider.close()
+        _ = facts
+        return result, ok
+
+    def _resumable(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> Plan:
+        """--resume re-runs the saved plan. A migration edited since (to fix the step that
+        failed) takes its new steps, as long as the steps already done are unchanged."""
+        from honua_plan.diff import MigrationChange, migration_checksum
+        from honua_plan.errors import StalePlanError
+        from honua_plan.plan.builder import LiveState, _migration_draft
+
+        assert recorded.pending is not None
+        actions = []
+        facts = None
+        for action in plan.actions:
+            if action.kind != "migration" or action.action != "apply":
+                actions.append(action)
+                continue
+            m = desired.migration(action.address.removeprefix("migration."))
+            if m is None:
+                raise StalePlanError(f"{action.address} no longer exists in migrations/: use --rollback")
+            if facts is None:
+                facts = self.read_facts(desired.environment)
+            draft = _migration_draft(desired, MigrationChange(m, migration_checksum(m), "resume"),
+                                     LiveState(facts=facts), set())
+            old = [(o.kind, o.sql, o.path, o.changes) for o in action.operations]
+            new = [(o.kind, o.sql, o.path, o.changes) for o in draft.operations]
+            if old == new:
+                actions.append(action)
+                continue
+            try:
+                done = recorded.pending.step(action.address).details.get("ops_done", [])
+            except KeyError:
+                done = []
+            if any(i >= len(new) or old[i] != new[i] for i in done):
+                raise StalePlanError(
+                    f"migration {m.metadata.id} changed in steps that already ran: --resume cannot continue it",
+                    hint=f"undo the interrupted apply with `honua apply --env {desired.environment} --rollback`, "
+                         "then apply again")
+            self.console.warn(f"migration {m.metadata.id} changed since the interrupted apply: "
+                              "resuming with its new steps")
+            actions.append(action.model_copy(update={
+                "operations": draft.operations, "rollback": draft.rollback, "checks": draft.checks,
+                "rollback_checks": draft.rollback_checks}))
+        return plan.model_copy(update={"actions": actions})
 
     def _reload_desired(self, environment: str) -> DesiredState:
         self._desired.pop(environment, None)

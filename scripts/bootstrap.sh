@@ -67,7 +67,8 @@ if direct.get("url") != root.as_uri() or not direct.get("dir_info", {}).get("edi
 scripts = {ep.name for ep in dist.entry_points if ep.group == "console_scripts"}
 if scripts != set(project.get("scripts", {})):
     sys.exit(1)
-wanted = [*project.get("dependencies", []), *project.get("optional-dependencies", {}).get("dev", [])]
+extras = project.get("optional-dependencies", {})
+wanted = [*project.get("dependencies", []), *extras.get("dev", []), *extras.get("server", [])]
 for line in wanted:
     req = Requirement(line)
     if req.marker is not None and not req.marker.evaluate({"extra": ""}):
@@ -82,8 +83,8 @@ PY
 }
 
 if ! python_is_current; then
-  echo "bootstrap: pip install -e '.[dev]'" >&2
-  "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[dev]'
+  echo "bootstrap: pip install -e '.[dev,server]'" >&2
+  "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[dev,server]'
   if command -v pyenv >/dev/null 2>&1; then
     pyenv rehash >/dev/null 2>&1 || true  # expose the new `honua` console script
   fi

@@ -90,7 +90,7 @@ class FakeHonua:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeHonua:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-honua", daemon=True)
@@ -348,7 +348,7 @@ class FakeHonua:
                     self._send(200, _ok({"resourceKinds": list(REQUIRED_SPEC), "manifestSupported": True,
                                          "manifestDryRunSupported": True, "manifestPruneSupported": True}))
                 elif sub == "/manifest" and method == "GET":
-                    ns = (query.get("namespace") or [None])[0] or None
+                    ns = (query.get("namespace") or [""])[0] or None
                     self._send(200, _ok(fake.manifest(ns)))
                 elif sub == "/manifest/apply" and method == "POST":
                     if not isinstance(body, dict):

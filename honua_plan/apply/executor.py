@@ -187,14 +187,17 @@ class Executor:
         unresolved = [o for o in result.outcomes if o.status == "failed"]
         rolled_back = [o for o in result.outcomes if o.status == "rolled_back"]
         if unresolved:
-            # leave the journal: the next apply offers --resume / --rollback
+            # leave the journal: the next apply offers --resume / --rollback; record the
+            # tables as they are now, so what this apply did is not reported as drift
+            self._save(self._record_tables(self.doc))
             self._save(self.doc.record_event("apply-failed", f"{unresolved[0].address} failed: {unresolved[0].message}",
                                              actor=self.actor))
             result.serial = self.doc.serial
             raise ApplyError(
                 f"{unresolved[0].address} failed: {unresolved[0].message}",
-                hint=f"state is saved; fix the cause and run `honua apply --env {self.plan.environment} --resume`, "
-                     f"or undo what this apply did with `honua apply --env {self.plan.environment} --rollback`",
+                hint=f"state is saved; fix the cause in the database or its environment and run `honua apply --env "
+                     f"{self.plan.environment} --resume` (it re-runs the saved plan), or undo what this apply did "
+                     f"with `honua apply --env {self.plan.environment} --rollback` and apply again",
             )
         self._finish(result, kind="apply" if not rolled_back else "rollback",
                      message=f"applied plan {self.plan.id[:12]}" + (
@@ -366,7 +369,7 @@ class Executor:
         failed: list[str] = []
         for c in action.checks:
             r = run_check(self.svc.session, c)
-            (self.con.ok if r.ok else self.con.fail)(f"Health check {'passed' if r.ok else 'FAILED'}: {c.name} ({r.message})")
+            (self.con.ok if r.ok else self.con.fail)(_check_label(c, r, None))
             if not r.ok:
                 failed.append(f"{c.name}: {r.message}")
         if failed:
@@ -414,7 +417,8 @@ class Executor:
                     self._run_operation(action, i - 1, op)
             except HonuaError as exc:
                 self._record_migration(migration, action, "failed", started_at, t_start, backup_id, exc.message)
-                raise StepFailed(f"step '{op.name}' failed: {exc.message}", "step-failure") from None
+                raise StepFailed(exc.message if op.name in exc.message else f"step '{op.name}' failed: {exc.message}",
+                                 "step-failure") from None
             done_ops.append(i - 1)
             self._mark_op(action.address, done_ops)
             timeout = migration.spec.rollback.timeout
@@ -427,7 +431,7 @@ class Executor:
         failures: list[tuple[CheckRecord, Any]] = []
         for c in action.checks:
             r = run_check(self.svc.session, c)
-            label = _check_label(c, r, before_ms.get(c.name))
+            label = _rollback_label(c, r) if down else _check_label(c, r, before_ms.get(c.name))
             (con.ok if r.ok else con.fail)(label, indent=2)
             if not r.ok:
                 failures.append((c, r))

@@ -44,6 +44,10 @@ def write_incident_report(
 ) -> Path:
     now = datetime.now(UTC)
     name = action.address.split(".", 1)[1].replace("::", "-").replace("/", "-")
+    if action.kind == "validation":
+        name = "health-checks"
+    elif action.kind == "server":
+        name = f"reload-{name}"
     folder = state_dir / "incidents"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-{plan.environment}-rollback-{now:%Y%m%d-%H%M%S}.md"

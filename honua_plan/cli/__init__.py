@@ -385,11 +385,13 @@ def _apply_result(ctx: click.Context, result: object) -> None:
         return
     context = state(ctx).context()
     outcomes = getattr(result, "outcomes", [])
+    done = sum(1 for o in outcomes if o.status == "done")
+    undone = sum(1 for o in outcomes if o.status == "rolled_back")
     context.console.print("")
-    context.console.print(
-        f"Apply complete: {sum(1 for o in outcomes if o.status == 'done')} action(s) in "
-        f"{getattr(result, 'seconds', 0.0):.1f}s (state serial {getattr(result, 'serial', 0)})"
-    )
+    what = f"Rollback complete: {undone} action(s) undone" if undone and not done else \
+        f"Apply complete: {done} action(s)"
+    context.console.print(f"{what} in {getattr(result, 'seconds', 0.0):.1f}s "
+                          f"(state serial {getattr(result, 'serial', 0)})")
 
 
 # --------------------------------------------------------------------------- migrations
@@ -515,3 +517,85 @@ def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
     for r in records:
         click.echo(f"{r.id:<34} {r.created_at:%Y-%m-%d %H:%M:%S}  {r.size_bytes / 1024:>8.1f} KiB  "
                    f"{','.join(r.tables)}  (migration {r.migration_id or '-'})")
+
+
+# --------------------------------------------------------------------------- served layers
+
+
+def _default_env(ctx: click.Context, environment: str | None) -> str:
+    """Commands of the local loop default to the first environment (dev in the example)."""
+    if environment:
+        return environment
+    context = state(ctx).context()
+    from honua_plan.config.loader import load
+
+    return load(context.root)[0].project.spec.environments[0]
+
+
+@dev.command("apply")
+@env_option(required=False)
+@yes_option
+@by_option
+@click.pass_context
+def dev_apply(ctx: click.Context, environment: str | None, yes: bool) -> None:
+    """Apply layers and services (and what they need), start the local server, test the layers."""
+    env = _default_env(ctx, environment)
+    context = state(ctx).context()
+    _result, ok = context.dev_apply(env, confirm=confirm, yes=True)
+    if not ok:
+        ctx.exit(1)
+
+
+@main.command("test")
+@env_option(required=False)
+@click.option("--layer", "layer", metavar="NAME", help="One layer (name or collection id); default: all.")
+@format_option(("text", "json"))
+@click.pass_context
+def test_cmd(ctx: click.Context, environment: str | None, layer: str | None, fmt: str) -> None:
+    """Test served layers: metadata, connectivity, geometry, OGC API conformance, performance."""
+    env = _default_env(ctx, environment)
+    context = state(ctx).context(quiet=fmt == "json")
+    con = context.console
+    reports = context.test_layers(env, layer)
+    if fmt == "json":
+        echo_json({"environment": env, "ok": all(r.ok for r in reports), "layers": [r.to_json() for r in reports]})
+    else:
+        for r in reports:
+            con.print(f"Running layer tests for {r.layer}...")
+            for c in r.checks:
+                label = c.name
+                if c.name == "Performance benchmark" and c.ok:
+                    label = f"Performance benchmark ({c.message.split(',')[0]})"
+                if c.ok:
+                    con.ok(label)
+                else:
+                    con.fail(f"{label}: {c.message}")
+                    for d in c.details:
+                        con.print(f"    {d}")
+            con.print("")
+        failed = [c for r in reports for c in r.checks if not c.ok]
+        if failed:
+            con.print(f"{len(failed)} check(s) failed.")
+        else:
+            con.print("All tests passed!")
+    if not all(r.ok for r in reports):
+        ctx.exit(1)
+
+
+@main.command()
+@env_option(required=False)
+@click.option("--port", type=int, default=None, help="Port (default: the server's, 5555 in the example).")
+@click.option("--stop", is_flag=True, help="Stop the background server of the environment.")
+@click.option("--background", is_flag=True, help="Start in the background and return.")
+@click.pass_context
+def serve(ctx: click.Context, environment: str | None, port: int | None, stop: bool, background: bool) -> None:
+    """Run the local OGC API server (pygeoapi) for an environment; Ctrl-C stops it."""
+    env = _default_env(ctx, environment)
+    context = state(ctx).context()
+    if stop:
+        stopped = context.serve(env, stop=True)
+        context.console.print("Server stopped." if stopped else "No server was running.")
+        return
+    provider = context.serve(env, port=port, foreground=not background)
+    if background and provider is not None:
+        context.console.ok(f"Serving {env} at {provider.ogc_url}")

@@ -580,7 +580,7 @@ def build_down_plan(
     action = Action(
         address=m.address, kind="migration", action="delete",
         reason=f"roll back migration {m.metadata.id} ({m.metadata.description or m.stem})",
-        source=None, risk=level.name, findings=[_finding_record(f) for f in findings],  # type: ignore[arg-type]
+        source=None, risk=level.name, findings=[_finding_record(f) for f in findings],
         estimated_s=round(sum(o.estimated_s for o in ops), 3), operations=ops,
         checks=[_check_record(c, "post-down", variables) for c in m.spec.validation.post_down],
         irreversible=any(o.irreversible for o in ops),
@@ -593,6 +593,6 @@ def build_down_plan(
         id=req.plan_id or uuid.uuid4().hex, created_at=req.now, environment=desired.environment,
         engine_version=__version__, config_commit=req.config_commit, config_hash=desired.config_hash,
         state_lineage=recorded.lineage, state_serial=recorded.serial, target=[m.address], actions=[action],
-        risk=level.name, estimated_s=action.estimated_s,  # type: ignore[arg-type]
+        risk=level.name, estimated_s=action.estimated_s,
         policy=checks, approvals_required=required, approvers=approvers, provenance=req.provenance,
     )

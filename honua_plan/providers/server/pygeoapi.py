@@ -355,6 +355,7 @@ class PygeoapiServer(ServerProvider):
         self.pid_path = self.server_dir / PID_FILE
         self.log_path = self.server_dir / LOG_FILE
         self.timings: dict[str, float] = {}
+        self.port_override: int | None = None  # `honua serve --port`
 
     # -- addresses --------------------------------------------------------------
 
@@ -364,6 +365,8 @@ class PygeoapiServer(ServerProvider):
 
     @property
     def port(self) -> int:
+        if self.port_override is not None:
+            return self.port_override
         name = self.options.portEnv
         if name and os.environ.get(name):
             value = os.environ[name]
@@ -380,8 +383,8 @@ class PygeoapiServer(ServerProvider):
     @property
     def local_url(self) -> str:
         host = self.host
-        if host in ("0.0.0.0", "", "*"):
-            host = "127.0.0.1"
+        if host in ("0.0.0.0", "", "*", "127.0.0.1"):
+            host = "localhost"  # as people type it (and the seed shows it); resolves to loopback
         elif host in ("::", "[::]"):
             host = "[::1]"
         elif ":" in host and not host.startswith("["):
@@ -390,7 +393,11 @@ class PygeoapiServer(ServerProvider):
 
     @property
     def ogc_url(self) -> str:
-        return self.local_url
+        """Where clients (and ``honua test``) reach the landing page: ``publicUrl`` if set.
+
+        :meth:`health` always polls :attr:`local_url`, the process just (re)started.
+        """
+        return self.public_url
 
     @property
     def public_url(self) -> str:
