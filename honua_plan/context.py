@@ -212,7 +212,29 @@ class Context:
                         path = self.root / rel
                         if path.exists():
                             texts[rel] = path.read_text()
-        return LiveState(facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts)
+        entries, server_error = self._server_dry_run(desired)
+        return LiveState(facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
+                         server_entries=entries, server_error=server_error)
+
+    def _server_dry_run(self, desired: DesiredState) -> tuple[tuple[Any, ...], str | None]:
+        """Ask the server what publishing the layers would do (Honua: manifest dryRun)."""
+        from honua_plan.errors import HonuaError
+        from honua_plan.plan.model import ServerEntry
+        from honua_plan.providers.server.compile import compile_published
+
+        server = desired.server()
+        if server is None or server.spec.type == "none":
+            return (), None
+        try:
+            provider = self.server_provider(desired.environment)
+            try:
+                entries = provider.plan(compile_published(desired))
+            finally:
+                provider.close()
+        except HonuaError as exc:
+            return (), f"publish dry run failed: {exc.message}"
+        return tuple(ServerEntry(action=e.action, kind=e.kind, name=e.collection, message=e.message)
+                     for e in entries), None
 
     # ------------------------------------------------------------------ plan
 

@@ -40,6 +40,7 @@ from honua_plan.plan.model import (
     Operation,
     Plan,
     Provenance,
+    ServerEntry,
 )
 from honua_plan.sqlinfo import Op, Statement, analyze
 from honua_plan.state.model import StateDocument, fingerprint
@@ -56,7 +57,8 @@ class LiveState:
     geometry_health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # "schema.table.col"
     precondition_results: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # "003#0"
     file_texts: Mapping[str, str] = field(default_factory=dict)  # metadata files steps edit
-    published: Mapping[str, Any] | None = None
+    server_entries: tuple[ServerEntry, ...] = ()  # the server's publish dry run
+    server_error: str | None = None  # the server could not be asked
 
 
 @dataclass(frozen=True)
@@ -421,15 +423,26 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         order_key[ch.address] = kinds_order.get(ch.kind, 3)
         edges += [(d, ch.address) for d in deps]
 
-    # the server reload after anything served changed
+    # the server reload after anything served changed (or when what it serves drifted)
     server = desired.server()
+    server_changes = [e for e in live.server_entries if e.action != "skip"]
+    layer_work = any(a.kind in ("layer", "service") for a in actions.values())
+    if server is not None and server_changes and not layer_work:
+        drift_records.append(DriftRecord(
+            address=f"server.{server.metadata.name}", kind="server", change="modified",
+            summary="the published configuration differs from the recorded layers",
+            details=[f"{e.action} {e.kind} {e.name}: {e.message}".rstrip(": ") for e in server_changes]))
+    if live.server_error:
+        warnings.append(f"server.{server.metadata.name if server else '?'}: {live.server_error}")
     served_tables = {lyr.spec.storage.qualified_table for lyr in desired.layers.values()}
     publishing = [a for a, act in actions.items() if act.kind in ("layer", "service")]
     migr_on_served = [d.migration.address for d in drafts if d.touched & served_tables]
-    if server is not None and server.spec.type != "none" and (publishing or migr_on_served):
+    if server is not None and server.spec.type != "none" and (publishing or migr_on_served or server_changes):
         addr = f"server.{server.metadata.name}"
         deps = publishing
-        why = "published layers changed" if publishing else "a migration altered a served table (schemas are cached per worker)"
+        why = ("published layers changed" if publishing else
+               "a migration altered a served table (schemas are cached per worker)" if migr_on_served else
+               "the published configuration drifted from the layers: republish")
         existing = actions.get(addr)
         actions[addr] = Action(
             address=addr, kind="server", action="reload",
@@ -469,6 +482,11 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         keep = graph.ancestors_closure(hard, req.target)
         if missing and not keep:
             raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
+        # a targeted migration on a served table still gets its server reload (and checks)
+        for a, b in soft_edges:
+            if a in keep and actions[b].action == "reload":
+                keep.add(b)
+                keep |= {v for v in actions if actions[v].action == "validate" and b in actions[v].depends_on}
     hard = hard.subgraph(keep).copy()
     g = graph.build(keep, edges + soft_edges)
     generations = graph.levels(g, order_key)
@@ -524,6 +542,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         actions=ordered,
         no_ops=no_ops,
         drift=drift_records,
+        server=list(live.server_entries),
         risk=plan_risk.name,
         estimated_s=round(sum(a.estimated_s for a in ordered), 3),
         policy=checks,

@@ -114,6 +114,15 @@ class DriftRecord(_Frozen):
     last_applied: datetime | None = None
 
 
+class ServerEntry(_Frozen):
+    """What publishing would do on the GIS server (the server's own dry run where it has one)."""
+
+    action: Literal["create", "update", "delete", "skip"]
+    kind: Literal["collection", "service"] = "collection"
+    name: str
+    message: str = ""
+
+
 class PolicyCheck(_Frozen):
     name: str
     status: Literal["pass", "fail", "warn", "skip"]
@@ -148,6 +157,7 @@ class Plan(_Frozen):
     actions: list[Action] = Field(default_factory=list)  # in execution (topological) order
     no_ops: list[NoOp] = Field(default_factory=list)
     drift: list[DriftRecord] = Field(default_factory=list)
+    server: list[ServerEntry] = Field(default_factory=list)  # publish dry run (created/updated/deleted)
     risk: LevelName = "LOW"
     estimated_s: float = 0.0
     policy: list[PolicyCheck] = Field(default_factory=list)

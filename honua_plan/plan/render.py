@@ -361,12 +361,34 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
             why = [f.message for f in a.findings if f.irreversible]
             lines.append(f"    - {a.address}" + (f": {'; '.join(why)}" if why else ""))
 
+    if _server_changes(plan):
+        lines += ["", *_server_text(plan)]
     if plan.policy:
         lines += ["", "Policy Check:"]
         lines += [f"  {s(_POLICY_MARK[p.status], **_POLICY_STYLE[p.status])} {_policy_text(p)}" for p in plan.policy]
     if plan.warnings:
         lines += ["", *_warnings_text(plan, s)]
     return _finish(lines)
+
+
+_SERVER_SYMBOL = {"create": "+", "update": "~", "delete": "-", "skip": " "}
+
+
+def _server_changes(plan: Plan) -> list[Any]:
+    return [e for e in plan.server if e.action != "skip"]
+
+
+def _server_counts(plan: Plan) -> str:
+    n = {k: sum(1 for e in plan.server if e.action == k) for k in ("create", "update", "delete", "skip")}
+    return f"{n['create']} created, {n['update']} updated, {n['delete']} deleted, {n['skip']} skipped"
+
+
+def _server_text(plan: Plan) -> list[str]:
+    """The GIS server's own dry run of the publish (Honua: manifest apply with dryRun)."""
+    lines = [f"GIS server (publish dry run): {_server_counts(plan)}"]
+    lines += [f"  {_SERVER_SYMBOL[e.action]} {e.kind} {e.name}" + (f": {e.message}" if e.message else "")
+              for e in _server_changes(plan)]
+    return lines
 
 
 def _policy_text(p: PolicyCheck) -> str:
@@ -565,6 +587,12 @@ def render_markdown(plan: Plan) -> str:
 
     if plan.drift:
         lines += _md_drift(plan.drift)
+
+    if _server_changes(plan):
+        lines += ["### GIS server (publish dry run)", "", _server_counts(plan), ""]
+        lines += [f"- `{_SERVER_SYMBOL[e.action]} {e.kind} {e.name}`" + (f": {_cell(e.message)}" if e.message else "")
+                  for e in _server_changes(plan)]
+        lines.append("")
 
     if plan.policy:
         lines += ["### Policy", ""]
