@@ -51,7 +51,16 @@ def resolve(ds: Datasource, environment: str, root: Path, *, start_embedded: boo
         )
     from honua_plan.pgserver import EmbeddedCluster
 
-    cluster = EmbeddedCluster(embedded_root(root))
+    # one embedded cluster per repository, one database per environment: dev, staging
+    # and production never share tables
+    dbname = embedded_database(environment)
+    cluster = EmbeddedCluster(embedded_root(root), dbname=dbname)
     if start_embedded:
         cluster.start()
-    return ResolvedDsn(cluster.dsn, "embedded state/.pg")
+        if not cluster.database_exists(dbname):
+            cluster.create_database(dbname, exist_ok=True, extensions=("postgis",))
+    return ResolvedDsn(cluster.dsn, f"embedded state/.pg database {dbname}")
+
+
+def embedded_database(environment: str) -> str:
+    return "honua_" + "".join(c if c.isalnum() else "_" for c in environment.lower())

@@ -621,6 +621,269 @@ class Context:
                 "rollback_checks": draft.rollback_checks}))
         return plan.model_copy(update={"actions": actions})
 
+    # ------------------------------------------------------------------ promotion
+
+    def promote(self, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
+                yes: bool = False, confirm: Any = None) -> Any:
+        """Compare ``src`` with ``dst``, carry the layers and services over, plan and apply ``dst``."""
+        import time
+
+        from honua_plan.config.expected import format_duration
+        from honua_plan.errors import ApprovalRequired, PlanError
+        from honua_plan.promote import compare, healthy_for, pending_deployments
+        from honua_plan.providers.metadata import write_atomic
+
+        con = self.console
+        started = time.perf_counter()
+        envs = self.load()[0].project.spec.environments
+        if src == dst:
+            raise UsageError("source and target environment are the same")
+        if envs.index(dst) < envs.index(src):
+            con.warn(f"{dst} comes before {src} in the promotion order ({' → '.join(envs)})")
+        src_d, dst_d = self.desired(src), self.desired(dst)
+        src_state, dst_state = self.recorded(src), self.recorded(dst)
+        con.print("Comparing environments...")
+        con.print("")
+        cmp = compare(self.root, src_d, dst_d, src_state, dst_state, migration=migration)
+        if cmp.problems:
+            raise PlanError("cannot promote: " + "; ".join(cmp.problems))
+        con.print("Changes to be promoted:")
+        con.rule()
+        con.print("Metadata Changes:")
+        shown = [f for f in cmp.files if f.change != "unchanged"]
+        for f in shown:
+            sym = {"new": "+", "modified": "~", "removed": "-"}[f.change]
+            extra = " (kept: promotion never deletes)" if f.change == "removed" else ""
+            con.print(f"  {sym} {f.path} ({f.change}){extra}")
+        if not shown:
+            con.print("  (none)")
+        con.print("")
+        con.print("Migrations:")
+        for mid in cmp.migrations:
+            m = dst_d.migration(mid)
+            con.print(f"  + {m.stem if m else mid} (new)")
+        if not cmp.migrations:
+            con.print("  (none)")
+        deployments = pending_deployments(src_d, dst_d, src_state, dst_state) if migration is None else []
+        if deployments:
+            con.print("")
+            con.print(f"Applied in {src}, not yet in {dst}:")
+            for address in deployments:
+                con.print(f"  + {address}")
+        con.print("")
+        con.print("Configuration Diff:")
+        con.print(f"  {src} → {dst}")
+        new = sum(1 for f in cmp.files if f.change == "new") + len(cmp.migrations)
+        modified = sum(1 for f in cmp.files if f.change == "modified")
+        con.print(f"  - {new} new resource(s)")
+        con.print(f"  - {modified} modified resource(s)")
+        con.print(f"  - {len(cmp.removed)} removal(s)")
+        if not cmp.changed and not cmp.migrations and not deployments:
+            con.print("")
+            con.print(f"Nothing to promote: {dst} already has what {src} has.")
+            return None
+
+        con.print("")
+        con.print("Safety Checks:")
+        problems: list[str] = []
+
+        def check(ok: bool, text: str, bad: str) -> None:
+            (con.ok if ok else con.fail)(text if ok else bad, indent=2)
+            if not ok:
+                problems.append(bad)
+
+        age = healthy_for(src_state)
+        check(src_state.pending is None, f"No unfinished apply in {src}", f"{src} has an unfinished apply")
+        check(age is not None, f"{src.capitalize()} healthy for {format_duration(age or 0)}",
+              f"{src} has no successful apply since its last failure")
+        src_drift = self.plan(src, refresh_only=True).drift
+        check(not src_drift, f"No drift in {src}", f"{src} drifted: {src_drift[0].summary if src_drift else ''}")
+        if auto_validate:
+            reports = self.test_layers(src)
+            failed = [c.name for r in reports for c in r.checks if not c.ok]
+            check(not failed, f"All layer tests passed in {src}", f"layer tests failed in {src}: {', '.join(failed)}")
+        if problems:
+            raise PlanError(f"promotion {src} → {dst} stopped by its safety checks", hint="; ".join(problems))
+
+        # carry the files over, then plan the target like any other change
+        for f in cmp.changed:
+            assert f.source_text is not None
+            write_atomic(self.root / "environments" / dst / f.kind / f.name, f.source_text.encode())
+        dst_d = self._reload_desired(dst)
+        # what was proven in the source: its changed files, its deployments, its migrations
+        changed_files = {f"environments/{dst}/{f.kind}/{f.name}" for f in cmp.changed}
+        targets = {a for a in [*dst_d.layers, *(f"service.{s}" for s in dst_d.services)]
+                   if (src_map := dst_d.source(a)) is not None and src_map.path in changed_files}
+        targets |= set(deployments) | {f"migration.{m}" for m in cmp.migrations}
+        plan = self.plan(dst, target=tuple(sorted(targets)))
+        breaking = [f for a in plan.actions for f in a.findings if f.code == "SVC101"]
+        check(not breaking, "No breaking changes", f"breaking change: {breaking[0].message if breaking else ''}")
+        con.print("")
+        policy_name = f"{dst}-policy.yaml" if dst_d.policy else "no policy"
+        con.print(f"Policy Check ({policy_name}):")
+        for p in plan.policy:
+            mark = {"pass": "✓", "fail": "✗", "warn": "⚠", "skip": "-"}[p.status]
+            con.print(f"  {mark} {p.message}")
+        con.print("")
+        con.print("Deployment Plan:")
+        con.rule()
+        backup_tables = sorted({t for a in plan.actions for t in a.backup_tables})
+        con.print(f"Phase 1: Backup (est. {format_duration(max(1.0, 0.5 * len(backup_tables)))})")
+        con.print(f"  - Database snapshot of {', '.join(backup_tables)}" if backup_tables else "  - No table touched: no database snapshot")
+        con.print(f"  - Metadata backup (state serial {dst_state.serial}, git {self.git_commit or 'working tree'})")
+        con.print(f"Phase 2: Apply (est. {format_duration(plan.estimated_s)})")
+        for a in plan.actions:
+            con.print(f"  - {a.action} {a.address}")
+        checks = sum(len(a.checks) for a in plan.actions)
+        con.print(f"Phase 3: Validate ({checks} check(s))")
+        con.print(f"Total estimated time: {format_duration(plan.estimated_s + 2)}")
+        con.print(f"Rollback available: {'Yes (automatic on failure)' if any(a.automatic_rollback for a in plan.actions) or not any(a.kind == 'migration' for a in plan.actions) else 'Partial'}")
+        if plan.approvals_required and not plan.approved:
+            from honua_plan.plan.store import save_plan
+
+            path = self.state_dir / "plans" / f"promote-{src}-{dst}-{plan.id[:8]}.json"
+            save_plan(plan, path)
+            rel = path.relative_to(self.root) if path.is_relative_to(self.root) else path
+            raise ApprovalRequired(
+                f"the promotion to {dst} needs {plan.approvals_required} approval(s)"
+                + (f" from {', '.join(plan.approvers)}" if plan.approvers else "")
+                + f"; the {dst} files were updated and the plan saved to {rel}",
+                hint=f"honua approve {rel} --by NAME && honua apply --env {dst} {rel}",
+            )
+        if confirm is not None:
+            confirm("Proceed with promotion?", yes)
+        con.print("")
+        con.print(f"Starting promotion {src} → {dst}")
+        result = self.apply(dst, plan=plan, yes=True, show=False, banner=False, command="honua promote")
+        con.print("")
+        con.print(f"Promotion completed successfully! ({format_duration(time.perf_counter() - started)})")
+        return result
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self, environment: str, *, backup_id: str | None = None, latest: bool = False,
+                commit: str | None = None, yes: bool = False, confirm: Any = None, reason: str = "") -> Any:
+        """Disaster recovery: restore tables from a backup and/or metadata from a git commit."""
+        import time
+
+        from honua_plan.apply.backup import restore_backup
+        from honua_plan.config.expected import format_duration
+        from honua_plan.errors import HonuaError, StateError
+
+        con = self.console
+        if not (backup_id or latest or commit):
+            raise UsageError("say what to recover from: --latest-backup, --backup ID or --commit SHA")
+        recorded = self.recorded(environment)
+        record = None
+        if latest or backup_id:
+            record = recorded.latest_backup() if latest else recorded.backup(backup_id or "")
+            if record is None:
+                known = ", ".join(b.id for b in recorded.backups[-5:]) or "none"
+                raise StateError(f"no backup {'at all' if latest else backup_id} for {environment} (recent: {known})")
+        con.print("Recovery Plan:")
+        con.rule()
+        steps = [f"Put {environment} in maintenance mode (stop serving)"]
+        if record is not None:
+            steps.append(f"Restore database from backup {record.id} ({record.created_at:%Y-%m-%d %H:%M:%S} UTC; "
+                         f"{', '.join(record.tables)})")
+        if commit:
+            steps.append(f"Restore metadata from Git (commit: {commit[:12]})")
+        steps += ["Validate data integrity", "Run health checks", "Exit maintenance mode (publish and reload)"]
+        for i, s in enumerate(steps, 1):
+            con.print(f"{i}. {s}")
+        con.print("")
+        if confirm is not None:
+            confirm("Proceed?", yes)
+        started = time.perf_counter()
+        resolved = self.resolve_dsn(environment)
+        provider = self.server_provider(environment)
+        try:
+            with self.backend(environment).lock("honua recover") as writer:
+                doc = writer.read()
+                if getattr(provider, "manages_publication", False) and hasattr(provider, "stop"):
+                    provider.stop()
+                con.ok("Maintenance mode activated", time.perf_counter() - started)
+                if record is not None:
+                    t0 = time.perf_counter()
+                    restore_backup(resolved.dsn, record, state_dir=self.state_dir)
+                    con.ok(f"Database restored from backup {record.id}", time.perf_counter() - t0)
+                if commit:
+                    t0 = time.perf_counter()
+                    self._restore_from_git(environment, commit)
+                    con.ok(f"Metadata restored from Git ({commit[:12]})", time.perf_counter() - t0)
+                desired = self._reload_desired(environment)
+                t0 = time.perf_counter()
+                reports_ok = True
+                from honua_plan.providers import postgis
+                from honua_plan.providers.sqlexec import Session, connect
+
+                with connect(resolved.dsn) as conn:
+                    session = Session(conn)
+                    facts = postgis.refresh(session)
+                    bad = []
+                    for layer in desired.layers.values():
+                        st = layer.spec.storage
+                        if facts.table(st.qualified_table) is None:
+                            bad.append(f"{st.qualified_table} missing")
+                            continue
+                        invalid, _, _ = postgis.count_invalid_geometries(session, st.qualified_table, st.geometryColumn)
+                        if invalid:
+                            bad.append(f"{invalid} invalid geometries in {st.qualified_table}")
+                (con.ok if not bad else con.fail)("Data integrity validated" if not bad else "Data integrity: " + "; ".join(bad),
+                                                  time.perf_counter() - t0)
+                reports_ok = not bad
+                t0 = time.perf_counter()
+                try:
+                    if getattr(provider, "manages_publication", False):
+                        from honua_plan.apply.publish import publish_callbacks
+
+                        publish, _, _ = publish_callbacks(self, desired, desired.server())  # type: ignore[arg-type]
+                        publish(desired)
+                    con.ok("Health checks passed", time.perf_counter() - t0)
+                except HonuaError as exc:
+                    reports_ok = False
+                    con.fail(f"Health checks failed: {exc.message}", time.perf_counter() - t0)
+                con.ok("Maintenance mode deactivated")
+                doc = self._record_recovery(doc, desired, facts, record, commit, reason, reports_ok)
+                writer.write(doc, expected_serial=writer.read().serial)
+        finally:
+            provider.close()
+        con.print("")
+        con.print("Recovery completed successfully!" if reports_ok else "Recovery completed with problems (see above).")
+        con.print(f"  Downtime: {format_duration(time.perf_counter() - started)}")
+        if record is not None:
+            lost = (time.time() - record.created_at.timestamp())
+            con.print(f"  Data loss window: changes after {record.created_at:%Y-%m-%d %H:%M} UTC "
+                      f"({format_duration(lost)} ago) are not in the backup")
+        return reports_ok
+
+    def _restore_from_git(self, environment: str, commit: str) -> None:
+        from honua_plan.errors import StateError
+
+        paths = [f"environments/{environment}", "migrations", "providers", "honua.yaml"]
+        proc = subprocess.run(["git", "-C", str(self.root), "checkout", commit, "--", *paths],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise StateError(f"cannot restore the metadata of commit {commit}: {proc.stderr.strip()}")
+
+    def _record_recovery(self, doc: StateDocument, desired: DesiredState, facts: Any, record: Any,
+                         commit: str | None, reason: str, ok: bool) -> StateDocument:
+        from honua_plan.diff import table_address, table_attributes
+        from honua_plan.state.model import ResourceRecord
+
+        for layer in desired.layers.values():
+            t = facts.table(layer.spec.storage.qualified_table)
+            if t is not None:
+                doc = doc.with_resource(ResourceRecord.create(table_address(t), "table", table_attributes(t),
+                                                              serial=doc.next_serial, applied_by=self.actor))
+        if commit:
+            doc = doc.with_config_commit(commit)
+        return doc.record_event("recover", f"recovered {'from ' + record.id if record else ''}"
+                                           f"{' and ' if record and commit else ''}{'commit ' + commit if commit else ''}",
+                                actor=self.actor, details={"reason": reason, "ok": ok,
+                                                           "backup": record.id if record else None,
+                                                           "commit": commit})
+
     def _reload_desired(self, environment: str) -> DesiredState:
         self._desired.pop(environment, None)
         return self.desired(environment)

@@ -136,9 +136,19 @@ def _print_status(ctx: click.Context, fmt: str, action: str) -> None:
                    "socket_dir": str(st.socket_dir), "port": st.port, "dsn": st.dsn})
         return
     if st.running:
+        from honua_plan.connections import embedded_database
+        from honua_plan.errors import HonuaError
+
         context.console.ok(f"Embedded PostGIS running (pid {st.pid})")
-        context.console.print(f"  data:   {st.data_dir}")
-        context.console.print(f"  dsn:    {st.dsn}")
+        context.console.print(f"  data:    {st.data_dir}")
+        context.console.print(f"  socket:  {st.socket_dir} (port {st.port})")
+        try:
+            envs = context.load()[0].project.spec.environments
+        except HonuaError:  # a broken config must not hide the database status
+            envs = []
+        if envs:
+            context.console.print("  databases (one per environment): "
+                                  + ", ".join(embedded_database(e) for e in envs))
     else:
         context.console.print(f"Embedded PostGIS is not running (data: {st.data_dir})")
         if action == "status":
@@ -599,3 +609,41 @@ def serve(ctx: click.Context, environment: str | None, port: int | None, stop: b
     provider = context.serve(env, port=port, foreground=not background)
     if background and provider is not None:
         context.console.ok(f"Serving {env} at {provider.ogc_url}")
+
+
+# --------------------------------------------------------------------------- promote, recover
+
+
+@main.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--migration", "migration", metavar="ID", help="Promote only this migration (and no files).")
+@click.option("--auto-validate", is_flag=True, help="Run the layer tests of SOURCE first.")
+@yes_option
+@by_option
+@click.pass_context
+def promote(ctx: click.Context, source: str, target: str, migration: str | None, auto_validate: bool,
+            yes: bool) -> None:
+    """Compare SOURCE with TARGET, carry layers, services and migrations over, and apply TARGET."""
+    context = state(ctx).context()
+    _apply_result(ctx, context.promote(source, target, migration=migration, auto_validate=auto_validate,
+                                       yes=yes, confirm=confirm))
+
+
+@main.command()
+@env_option()
+@click.option("--latest-backup", "latest", is_flag=True, help="Restore the newest backup.")
+@click.option("--backup", "backup_id", metavar="ID", help="Restore this backup (see honua backup list).")
+@click.option("--commit", "commit", metavar="SHA", help="Restore the environment's metadata from this git commit.")
+@click.option("--reason", default="", help="What happened (recorded in the state's event log).")
+@yes_option
+@by_option
+@click.pass_context
+def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str | None, commit: str | None,
+            reason: str, yes: bool) -> None:
+    """Disaster recovery: restore tables from a backup and/or metadata from git, then republish."""
+    context = state(ctx).context()
+    ok = context.recover(environment, backup_id=backup_id, latest=latest, commit=commit, yes=yes,
+                         confirm=confirm, reason=reason)
+    if not ok:
+        ctx.exit(1)

@@ -230,6 +230,8 @@ class PygeoapiOptions(Strict):
     basePath: str = "/ogc"
     workers: int = Field(default=2, ge=1, le=16)
     portEnv: EnvVar | None = None
+    environmentPorts: dict[str, int] = Field(
+        default_factory=dict, description="a port per environment (each runs its own server); default: port")
 
 
 class HonuaOptions(Strict):

@@ -1,15 +1,40 @@
 """Fast YAML reading that keeps every value's line and column.
 
-libyaml (PyYAML's ``CSafeLoader``) composes the node tree in C; we walk the nodes once
-to record where each key and value sits, so that a pydantic error on
-``spec.storage.srid`` can be reported as ``path:line:column``. ruamel.yaml is kept
-for round-trip edits only (``metadata`` steps): it measured ~15x slower here.
+libyaml (PyYAML's ``CSafeLoader``) composes the node tree in C; one Python pass over
+the nodes then builds the plain data, records where each key and value sits (so that a
+pydantic error on ``spec.storage.srid`` can be reported as ``path:line:column``) and
+finds duplicate keys. ruamel.yaml is kept for round-trip edits only (``metadata``
+steps): it measured ~15x slower here.
+
+Why it looks like this (see README "Performance"): reading YAML was the first wall of a
+plan over thousands of layers. Three things keep it down:
+
+* the single pass replaces PyYAML's generic constructor for the plain tags (str, int,
+  float, bool, null, timestamp, map, seq); anything else (merge keys, aliases, ``!!set``,
+  ``!!binary``, …) falls back to PyYAML's own constructor, so results are identical;
+* implicit tag resolution (a dozen regular expressions per scalar) is memoized;
+* :class:`ParseCache`: the parsed data of a file is kept, keyed by the sha256 of its
+  bytes, in a JSON file outside the repository (``$HONUA_CACHE_DIR``, else
+  ``$XDG_CACHE_HOME/honua-plan``, else ``~/.cache/honua-plan``; ``HONUA_CACHE=off``
+  turns it off). An unchanged file is then not parsed at all; its positions are
+  computed again from the text only when an error needs them. Only files that parsed
+  without any problem are cached, so every diagnostic is still produced by the parser.
+  The cache never lives in the config repository: a committed cache file could make the
+  engine see something other than the reviewed YAML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,24 +42,63 @@ import yaml
 from honua_plan.errors import Diagnostic, Location
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
 
 PathKey = tuple[str | int, ...]
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _MAP, _SEQ = (
+    _TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp", "map", "seq")
+)
+_RESOLVED: dict[tuple[str, bool], str] = {}  # (plain scalar, implicit) -> tag
+_RESOLVED_MAX = 200_000
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """``CSafeLoader`` with implicit scalar resolution memoized (no path resolvers are used)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and not self.yaml_path_resolvers:
+            key = (value, bool(implicit[0]))
+            tag = _RESOLVED.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(_RESOLVED) >= _RESOLVED_MAX:
+                    _RESOLVED.clear()
+                _RESOLVED[key] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
 
 
 @dataclass
 class SourceMap:
-    """Line/column of every key path in one YAML document."""
+    """Line/column of every key path in one YAML document.
+
+    ``positions`` may be filled lazily: a document read from the :class:`ParseCache`
+    keeps its text and computes them on the first :meth:`locate` that needs them.
+    """
 
     path: str
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     start: tuple[int, int] = (1, 1)
+    _lazy: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def _fill(self) -> None:
+        if self._lazy is None:
+            return
+        text, index = self._lazy
+        self._lazy = None
+        docs = load_documents(text, self.path, [])
+        if index < len(docs):
+            self.positions = docs[index].source.positions
 
     def locate(self, key: PathKey) -> Location:
         """The closest known position for ``key`` (walking up to its parents)."""
         k = tuple(key)
+        if k and self._lazy is not None:
+            self._fill()
         while k:
             pos = self.positions.get(k)
             if pos is not None:
@@ -82,6 +146,95 @@ def _walk(
             _walk(item, child, src, problems)
 
 
+class _Fallback(Exception):
+    """A node the single pass does not handle: use PyYAML's constructor for the document."""
+
+
+class _Builder:
+    """Data, positions and duplicate keys in one pass over a composed document."""
+
+    __slots__ = ("loader", "path", "positions", "problems", "seen")
+
+    def __init__(self, loader: Any, path: str) -> None:
+        self.loader = loader
+        self.path = path
+        self.positions: dict[PathKey, tuple[int, int]] = {}
+        self.problems: list[Diagnostic] = []
+        self.seen: set[int] = set()
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return self.loader.bool_values[node.value.lower()]
+        if tag == _INT:
+            return self.loader.construct_yaml_int(node)
+        if tag == _FLOAT:
+            return self.loader.construct_yaml_float(node)
+        if tag == _TIMESTAMP:
+            return self.loader.construct_yaml_timestamp(node)
+        raise _Fallback
+
+    def build(self, node: yaml.Node, key: PathKey) -> Any:
+        cls = node.__class__
+        if cls is yaml.ScalarNode:
+            return self.scalar(node)  # type: ignore[arg-type]
+        if id(node) in self.seen:  # an alias: keep PyYAML's shared/recursive objects
+            raise _Fallback
+        self.seen.add(id(node))
+        positions = self.positions
+        if cls is yaml.MappingNode:
+            if node.tag != _MAP:
+                raise _Fallback
+            out: dict[Any, Any] = {}
+            first: dict[str, tuple[int, int]] = {}
+            for k_node, v_node in node.value:
+                if k_node.__class__ is not yaml.ScalarNode:
+                    raise _Fallback
+                k = k_node.value
+                m = k_node.start_mark
+                pos = (m.line + 1, m.column + 1)
+                if k in first and k != "<<":
+                    self.problems.append(Diagnostic(
+                        Location(self.path, *pos),
+                        f"duplicate key '{k}' (first defined on line {first[k][0]})",
+                    ))
+                first[k] = pos
+                child = (*key, k)
+                positions[child] = pos
+                out[self.scalar(k_node)] = self.build(v_node, child)
+            return out
+        if cls is yaml.SequenceNode:
+            if node.tag != _SEQ:
+                raise _Fallback
+            items = []
+            for i, item in enumerate(node.value):
+                child = (*key, i)
+                m = item.start_mark
+                positions[child] = (m.line + 1, m.column + 1)
+                items.append(self.build(item, child))
+            return items
+        raise _Fallback  # pragma: no cover - no other node kinds
+
+
+def _document(loader: Any, node: yaml.Node, path: str, index: int,
+              problems: list[Diagnostic]) -> Document:
+    src = SourceMap(path, start=_mark(node))
+    builder = _Builder(loader, path)
+    try:
+        data = builder.build(node, ())
+    except _Fallback:
+        _walk(node, (), src, problems)
+        data = loader.construct_document(node)
+    else:
+        src.positions = builder.positions
+        problems.extend(builder.problems)
+    return Document(data, src, index)
+
+
 def load_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
     """Parse every document of ``text``; syntax errors become diagnostics, not exceptions."""
     loader = _Loader(text)
@@ -92,10 +245,7 @@ def load_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Doc
             node = loader.get_node()
             if node is None:  # pragma: no cover - defensive
                 break
-            src = SourceMap(path, start=_mark(node))
-            _walk(node, (), src, problems)
-            data = loader.construct_document(node)
-            docs.append(Document(data, src, index))
+            docs.append(_document(loader, node, path, index, problems))
             index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -112,3 +262,234 @@ def load_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Doc
 def iter_documents(paths: Iterator[str], read: Any, problems: list[Diagnostic]) -> Iterator[Document]:
     for p in paths:
         yield from load_documents(read(p), p, problems)
+
+
+# --------------------------------------------------------------------------- parse cache
+
+_CACHE_FORMAT = 1
+_CACHE_FILES_KEPT = 64  # one file per repository root; the least recently used go first
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _encodable(value: Any, path: list[Any], patches: list[list[Any]]) -> bool:
+    """True when ``value`` survives a JSON round trip; datetimes/dates become patches."""
+    t = type(value)
+    if t in _JSON_SCALARS:
+        return True
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                return False
+            path.append(k)
+            ok = _encodable(v, path, patches)
+            path.pop()
+            if not ok:
+                return False
+        return True
+    if t is list:
+        for i, v in enumerate(value):
+            path.append(i)
+            ok = _encodable(v, path, patches)
+            path.pop()
+            if not ok:
+                return False
+        return True
+    if t is datetime:
+        patches.append([list(path), "datetime"])
+        return True
+    if t is date:
+        patches.append([list(path), "date"])
+        return True
+    return False
+
+
+def _apply_patches(data: Any, patches: list[list[Any]]) -> Any:
+    for path, kind in patches:
+        convert: Callable[[str], Any] = datetime.fromisoformat if kind == "datetime" else date.fromisoformat
+        if not path:
+            data = convert(data)
+            continue
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = convert(parent[path[-1]])
+    return data
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, date):  # datetime is a date too
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not cacheable")
+
+
+def cache_directory() -> Path | None:
+    """Where parse caches live, or None when ``HONUA_CACHE`` turns them off."""
+    if os.environ.get("HONUA_CACHE", "").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    explicit = os.environ.get("HONUA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "honua-plan"
+
+
+def _salt() -> str:
+    """What cached results depend on besides the input: the parsing code and libraries."""
+    here = Path(__file__).resolve().parent
+    parts = [str(_CACHE_FORMAT), yaml.__version__]
+    for p in (here / "yamlload.py", here / "loader.py", here.parent / "sqlinfo.py"):
+        try:
+            st = p.stat()
+            parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p.name}:?")
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("sqlglot")
+        if spec is not None and spec.origin:
+            st = Path(spec.origin).stat()
+            parts.append(f"sqlglot:{spec.origin}:{st.st_mtime_ns}")
+    except (ImportError, OSError, ValueError):
+        parts.append("sqlglot:?")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+class ParseCache:
+    """Parsed YAML files and SQL diagnostics of one repository, keyed by content hash.
+
+    Loaded once per run (one JSON file), written back only when something new was
+    parsed. Entries not used by a run are dropped when they outnumber the used ones, so
+    the file follows the repository instead of growing with its history.
+    """
+
+    def __init__(self, root: Path, directory: Path | None = None) -> None:
+        self.directory = directory if directory is not None else cache_directory()
+        digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:24]
+        self.file = self.directory / f"{digest}.json" if self.directory is not None else None
+        self._yaml: dict[str, Any] = {}
+        self._sql: dict[str, Any] = {}
+        self._used: set[str] = set()
+        self._dirty = False
+        self._salt = ""
+        if self.file is not None:
+            self._salt = _salt()
+            self._read()
+
+    @property
+    def enabled(self) -> bool:
+        return self.file is not None
+
+    def _read(self) -> None:
+        assert self.file is not None
+        try:
+            raw = json.loads(self.file.read_bytes())
+        except (OSError, ValueError):
+            return
+        if not isinstance(raw, dict) or raw.get("salt") != self._salt:
+            return
+        y, s = raw.get("yaml"), raw.get("sql")
+        if isinstance(y, dict) and isinstance(s, dict):
+            self._yaml, self._sql = y, s
+
+    # -- YAML -------------------------------------------------------------------
+
+    def documents(self, digest: str, text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
+        """The documents of a file whose bytes hash to ``digest`` (parsed only on a miss)."""
+        if self.file is None:
+            return load_documents(text, path, problems)
+        entry = self._yaml.get(digest)
+        if isinstance(entry, str):
+            try:
+                docs = [
+                    Document(_apply_patches(data, patches),
+                             SourceMap(path, start=(line, col), _lazy=(text, index)), index)
+                    for index, (data, line, col, patches) in enumerate(json.loads(entry))
+                ]
+            except (TypeError, ValueError, KeyError, IndexError):
+                docs = None  # a damaged entry: parse again
+            if docs is not None:
+                self._used.add(digest)
+                return docs
+        found: list[Diagnostic] = []
+        docs = load_documents(text, path, found)
+        problems.extend(found)
+        if not found:
+            encoded = []
+            for d in docs:
+                patches: list[list[Any]] = []
+                if not _encodable(d.data, [], patches):
+                    break
+                encoded.append([d.data, d.source.start[0], d.source.start[1], patches])
+            else:
+                try:
+                    self._yaml[digest] = json.dumps(encoded, default=_iso, separators=(",", ":"))
+                except (TypeError, ValueError):  # e.g. a recursive structure
+                    return docs
+                self._used.add(digest)
+                self._dirty = True
+        return docs
+
+    # -- SQL diagnostics ----------------------------------------------------------
+
+    def diagnose(self, sql_text: str, compute: Callable[[str], list[tuple[int, int, str, str]]]
+                 ) -> list[tuple[int, int, str, str]]:
+        if self.file is None:
+            return compute(sql_text)
+        key = "sql:" + hashlib.sha256(sql_text.encode("utf-8", "surrogatepass")).hexdigest()
+        hit = self._sql.get(key)
+        if isinstance(hit, list):
+            self._used.add(key)
+            return [tuple(x) for x in hit]  # type: ignore[misc]
+        result = compute(sql_text)
+        self._sql[key] = [list(x) for x in result]
+        self._used.add(key)
+        self._dirty = True
+        return result
+
+    # -- storage ------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the cache when something was added (best effort: errors are ignored)."""
+        if self.file is None or not self._dirty:
+            return
+        yaml_entries, sql_entries = self._yaml, self._sql
+        unused = (len(yaml_entries) + len(sql_entries)) - len(self._used)
+        if unused > len(self._used):
+            yaml_entries = {k: v for k, v in yaml_entries.items() if k in self._used}
+            sql_entries = {k: v for k, v in sql_entries.items() if k in self._used}
+        try:
+            text = json.dumps({"format": _CACHE_FORMAT, "salt": self._salt, "yaml": yaml_entries,
+                               "sql": sql_entries}, separators=(",", ":"))
+        except (TypeError, ValueError):  # pragma: no cover - entries are JSON already
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".cache-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, self.file)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._dirty = False
+            self._prune()
+        except OSError:
+            return
+
+    def _prune(self) -> None:
+        assert self.directory is not None
+        try:
+            files = [p for p in self.directory.glob("*.json") if p != self.file]
+            if len(files) < _CACHE_FILES_KEPT:
+                return
+            now = time.time()
+            files.sort(key=lambda p: p.stat().st_mtime if p.exists() else now)
+            for p in files[: len(files) - _CACHE_FILES_KEPT + 1]:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        except OSError:
+            return

@@ -471,7 +471,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         for f in act.findings:
             if f.error:
                 errors.append(Diagnostic(desired.locate(act.address), f"{f.code} {f.message}"))
-    if errors:
+    if errors and not req.refresh_only:  # drift is reported even when the plan could not be built
         raise PlanError(f"the plan for {desired.environment} cannot be built ({len(errors)} problem(s))",
                         diagnostics=list(dict.fromkeys(errors)))
 
@@ -483,10 +483,10 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         if missing and not keep:
             raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
         # a targeted migration on a served table still gets its server reload (and checks)
-        for a, b in soft_edges:
-            if a in keep and actions[b].action == "reload":
-                keep.add(b)
-                keep |= {v for v in actions if actions[v].action == "validate" and b in actions[v].depends_on}
+        for before, after in soft_edges:
+            if before in keep and actions[after].action == "reload":
+                keep.add(after)
+                keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
     hard = hard.subgraph(keep).copy()
     g = graph.build(keep, edges + soft_edges)
     generations = graph.levels(g, order_key)

@@ -39,7 +39,7 @@ def get(url: str) -> tuple[int, dict]:
 def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, dict[str, str], str]]:
     repo = copy_example(tmp_path / "repo")
     port = free_port()
-    edit(repo / "providers/gis-server.yaml", "    port: 5555", f"    port: {port}")
+    edit(repo / "providers/gis-server.yaml", "{dev: 5555,", f"{{dev: {port},")
     # Example 1 comes before Example 2: the index migration is not part of this story
     (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
     env = {"HONUA_PG_DSN": pg_dsn}

@@ -77,7 +77,7 @@ def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[PygeoapiServer, Path, 
     assert server is not None and server.spec.type == "pygeoapi"
     port = free_port()
     server = Server.model_validate({**server.model_dump(by_alias=True), "spec": {
-        **server.spec.model_dump(by_alias=True), "pygeoapi": {**server.spec.pygeoapi.model_dump(), "port": port}}})
+        **server.spec.model_dump(by_alias=True), "pygeoapi": {**server.spec.pygeoapi.model_dump(), "port": port, "environmentPorts": {}}}})
     dsn = f"{pg_dsn} password={PASSWORD}"
     provider = open_server(server, root=repo, environment="dev", dsn_resolver=lambda: dsn)
     assert isinstance(provider, PygeoapiServer)

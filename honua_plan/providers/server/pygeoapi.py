@@ -373,6 +373,9 @@ class PygeoapiServer(ServerProvider):
             if not value.isdigit() or not 0 < int(value) < 65536:
                 raise ServerError(f"{name}={value!r} is not a TCP port")
             return int(value)
+        by_env = self.options.environmentPorts.get(self.environment)
+        if by_env:
+            return int(by_env)
         return int(self.options.port or DEFAULT_PORT)
 
     @property
