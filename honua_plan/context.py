@@ -715,6 +715,8 @@ class Context:
         targets = {a for a in [*dst_d.layers, *(f"service.{s}" for s in dst_d.services)]
                    if (src_map := dst_d.source(a)) is not None and src_map.path in changed_files}
         targets |= set(deployments) | {f"migration.{m}" for m in cmp.migrations}
+        if targets:  # the shared provider settings travel with them
+            targets |= {f"datasource.{n}" for n in dst_d.datasources} | {f"server.{n}" for n in dst_d.servers}
         plan = self.plan(dst, target=tuple(sorted(targets)))
         breaking = [f for a in plan.actions for f in a.findings if f.code == "SVC101"]
         check(not breaking, "No breaking changes", f"breaking change: {breaking[0].message if breaking else ''}")
