@@ -291,6 +291,13 @@ class Context:
             raise UsageError(f"no migration {ref} in migrations/")
         return m.address
 
+    def migration_targets(self, environment: str, migration_id: str | None = None) -> tuple[str, ...]:
+        """One migration (with what it needs), or every migration still to apply."""
+        if migration_id:
+            return (self.migration_address(environment, migration_id),)
+        return tuple(f"migration.{r['id']}" for r in self.migrate_status(environment)
+                     if r["status"] in ("pending", "rolled_back", "failed"))
+
     def migrate_status(self, environment: str) -> list[dict[str, Any]]:
         from honua_plan.diff import migration_checksum
 
