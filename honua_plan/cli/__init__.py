@@ -438,8 +438,7 @@ def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None,
     from honua_plan.plan.render import render
 
     context = state(ctx).context(quiet=fmt != "text")
-    targets = (context.migration_address(environment, migration_id),) if migration_id else tuple(
-        f"migration.{r['id']}" for r in context.migrate_status(environment) if r["status"] in ("pending", "rolled_back", "failed"))
+    targets = context.migration_targets(environment, migration_id)
     if not targets:
         context.console.print(f"No pending migrations in {environment}.")
         return
@@ -455,8 +454,7 @@ def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None,
 def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, yes: bool) -> None:
     """Apply pending migrations (or one, with its dependencies)."""
     context = state(ctx).context()
-    targets = (context.migration_address(environment, migration_id),) if migration_id else tuple(
-        f"migration.{r['id']}" for r in context.migrate_status(environment) if r["status"] in ("pending", "rolled_back", "failed"))
+    targets = context.migration_targets(environment, migration_id)
     if not targets:
         context.console.print(f"No pending migrations in {environment}.")
         return
@@ -647,3 +645,6 @@ def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str |
                          confirm=confirm, reason=reason)
     if not ok:
         ctx.exit(1)
+
+
+import honua_plan.cli.ai as _ai_commands  # noqa: E402,F401

@@ -1,0 +1,415 @@
+"""``honua-ai …`` (= ``honua ai …``): the AI consultant's commands, on the existing ``ai`` group.
+
+Thin like the other commands: flags in, one call into :mod:`honua_plan.ai` or the
+Context, text out. Everything works offline except ``chat``'s free-text answers
+(and ``explain``'s model mode), which need the extra ``ai`` and ``HONUA_AI_MODEL``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from honua_plan.cli import main
+from honua_plan.cli.base import confirm, echo_json, env_option, format_option, state, yes_option
+
+_group = main.commands["ai"]
+assert isinstance(_group, click.Group)
+ai_group: click.Group = _group
+
+
+def _split(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+# --------------------------------------------------------------------------- propose
+
+
+@ai_group.group("propose")
+def propose() -> None:
+    """Propose a change: written as files, then validated and planned (provenance ai)."""
+
+
+@propose.command("layer")
+@click.option("--table", required=True, metavar="[SCHEMA.]TABLE", help="The live table to publish.")
+@click.option("--service", required=True, metavar="NAME", help="The service the layer belongs to.")
+@click.option("--name", metavar="LAYER", help="Layer name (default: from the table, bike_lanes → bike-lanes).")
+@click.option("--title", help="Title (default: from the table name).")
+@click.option("--description", help="Description (default: generated).")
+@click.option("--environments", metavar="ENV,ENV", help="Environments to write (default: all, in promotion order).")
+@click.option("--branch", is_flag=False, flag_value="", default=None, metavar="BRANCH",
+              help="Commit the files on a new git branch (default name: feature/add-<name>-layer).")
+@click.option("--env-for-introspection", "introspect_env", metavar="ENV",
+              help="Environment whose database is read (default: the first one).")
+@click.option("--geometry-column", metavar="COLUMN", help="Geometry column (default: the table's first).")
+@click.option("--force", is_flag=True, help="Replace layer files that exist.")
+@click.pass_context
+def propose_layer_cmd(ctx: click.Context, table: str, service: str, name: str | None, title: str | None,
+                      description: str | None, environments: str | None, branch: str | None,
+                      introspect_env: str | None, geometry_column: str | None, force: bool) -> None:
+    """Generate a Layer for a live PostGIS table in every environment, validate it and plan it."""
+    from honua_plan.ai.propose import default_branch, layer_name_for, print_proposal, propose_layer
+
+    context = state(ctx).context()
+    if branch == "":
+        branch = default_branch(name or layer_name_for(table))
+    proposal = propose_layer(context, table=table, service=service, name=name, title=title,
+                             description=description, environments=_split(environments),
+                             introspect_env=introspect_env, geometry_column=geometry_column, branch=branch,
+                             force=force)
+    print_proposal(context.console, proposal)
+
+
+# --------------------------------------------------------------------------- migrate plan
+
+
+@ai_group.group("migrate")
+def migrate() -> None:
+    """Plan migrations across the environments."""
+
+
+@migrate.command("plan")
+@click.argument("migration_id", required=False)
+@format_option(("text", "json"))
+@yes_option
+@click.pass_context
+def migrate_plan_cmd(ctx: click.Context, migration_id: str | None, fmt: str, yes: bool) -> None:
+    """Plan pending migrations (or one) in every environment; on yes, deploy to the first."""
+    from honua_plan.ai.migrations import analyze, render_block
+    from honua_plan.errors import NotInteractiveError
+
+    context = state(ctx).context(quiet=fmt == "json")
+    con = context.console
+    analysis = analyze(context, migration_id)
+    if fmt == "json":
+        echo_json(analysis.to_json())
+        return
+    for line in render_block(analysis):
+        con.print(line)
+    first = analysis.first
+    if first is None:
+        return
+    env = first.environment
+    con.print("")
+    if first.plan is None or not first.plan.has_changes:
+        # never skip an environment of the promotion order: nothing is deployed further on
+        con.print(f"{env} could not be planned: nothing was deployed.")
+        ctx.exit(1)
+    plan = first.plan
+    blocked = [p.message for p in plan.policy if p.status == "fail"]
+    if plan.approvals_required and not plan.approved:
+        con.print(f"{env} needs {plan.approvals_required} approval(s) before it can be deployed:")
+        con.print(f"  honua plan --env {env} --target {' --target '.join(first.targets)} --out plan.json")
+        con.print(f"  honua approve plan.json --by NAME && honua apply --env {env} plan.json")
+        return
+    if blocked:
+        con.print(f"The {env} policy refuses a deployment now: {'; '.join(blocked)}")
+        return
+    try:
+        confirm("Continue?", yes)
+    except NotInteractiveError:
+        con.print("Continue? (yes/no): stdin is not a terminal, nothing was deployed.")
+        con.print(f"Deploy to {env} with: honua-ai migrate plan{' ' + migration_id if migration_id else ''} --yes")
+        return
+    result = context.apply(env, plan=plan, yes=True, show=False, command="honua-ai migrate plan")
+    if result is not None:
+        done = sum(1 for o in getattr(result, "outcomes", []) if o.status == "done")
+        con.print("")
+        con.print(f"Deployed to {env}: {done} action(s) in {getattr(result, 'seconds', 0.0):.1f}s "
+                  f"(state serial {getattr(result, 'serial', 0)})")
+    later = [e.environment for e in analysis.environments if e.environment != env and e.plan is not None]
+    if later:
+        mig = f" --migration {migration_id}" if migration_id else ""
+        con.print(f"Next: honua-ai promote {env} {later[0]}{mig}")
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@ai_group.command("explain")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def explain_cmd(ctx: click.Context, plan_file: Path) -> None:
+    """Explain a saved plan in plain language (offline unless a model is configured)."""
+    from honua_plan.ai.explain import explain
+    from honua_plan.plan.store import load_plan
+
+    context = state(ctx).context()
+    result = explain(load_plan(plan_file))
+    context.console.print(result.mode)
+    context.console.print("")
+    context.console.print(result.text.rstrip("\n"))
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+@ai_group.group("schedule")
+def schedule() -> None:
+    """Schedule deployments into a policy's deployment windows."""
+
+
+@schedule.command("migration")
+@click.argument("migration_id")
+@env_option()
+@click.option("--window", required=True, metavar="WINDOW",
+              help='"next-tuesday 10:00-12:00" or "2025-10-08 10:00-12:00" (time zone: the policy\'s).')
+@click.option("--approval-required", is_flag=True, help="Require an approval even where the policy does not.")
+@click.pass_context
+def schedule_migration_cmd(ctx: click.Context, migration_id: str, environment: str, window: str,
+                           approval_required: bool) -> None:
+    """Record a deployment window for a migration (a 'schedule' event in the state)."""
+    from honua_plan.ai.schedule import render_scheduled, schedule_migration
+
+    context = state(ctx).context()
+    con = context.console
+    result = schedule_migration(context, migration_id, environment, window, approval_required=approval_required)
+    for line in render_scheduled(result):
+        con.print(line)
+    con.print("")
+    if not result.fits:
+        con.warn(f"The window is {result.why}: the policy will refuse the apply then.")
+    con.print(f"Recorded as a 'schedule' event in the {environment} state (serial {result.serial}). "
+              "Nothing runs by itself at that time:")
+    if result.approval_required:
+        con.print(f"  honua plan --env {environment} --target {result.migration.address} --out plan.json && "
+                  "honua approve plan.json --by NAME")
+        con.print(f"  then in the window: honua deploy migration {result.migration.metadata.id} "
+                  f"--environment {environment} --plan plan.json")
+    else:
+        con.print(f"  in the window: honua deploy migration {result.migration.metadata.id} --environment {environment}")
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@ai_group.command("chat")
+@click.option("--service", metavar="NAME", help="Service for proposed layers (default: ask, or the first).")
+@click.pass_context
+def chat_cmd(ctx: click.Context, service: str | None) -> None:
+    """Talk to the AI consultant (one request from stdin when it is not a terminal)."""
+    from honua_plan.ai import llm
+
+    context = state(ctx).context()
+    con = context.console
+    interactive = sys.stdin.isatty()
+    if not interactive:
+        ok = _chat_turn(context, sys.stdin.read(), service=service, interactive=False)
+        if not ok:
+            ctx.exit(1)
+        return
+    con.print(f"honua-ai chat ({llm.status().mode_line.removeprefix('Mode: ')}). Type exit to leave.")
+    while True:
+        try:
+            text = click.prompt("User", prompt_suffix=": ", default="", show_default=False)
+        except (EOFError, click.exceptions.Abort):
+            con.print("")
+            break
+        if text.strip().lower() in ("exit", "quit", "bye", ":q"):
+            break
+        if text.strip():
+            _chat_turn(context, text, service=service, interactive=True)
+
+
+def _chat_turn(context: Any, text: str, *, service: str | None, interactive: bool) -> bool:
+    """Answer one request; False when a requested action failed."""
+    from honua_plan.ai import llm
+    from honua_plan.ai.chat import HELP, parse_intent, system_prompt
+    from honua_plan.errors import AIUnavailable, HonuaError
+
+    con = context.console
+    intent = parse_intent(text)
+    if intent.kind == "exit":
+        if not interactive:
+            con.print("AI: " + HELP.format(why=llm.status().why))
+        return True
+    if intent.kind == "propose-layer":
+        try:
+            return _chat_propose(context, intent, service=service, interactive=interactive)
+        except HonuaError as exc:
+            con.print("")
+            con.print(f"AI: I could not create the proposal: {exc.message}")
+            if exc.details:
+                con.print(exc.details)
+            if exc.hint:
+                con.print(f"    Hint: {exc.hint}")
+            return False
+    st = llm.status()
+    if intent.kind == "free" and st.available:
+        try:
+            answer = llm.complete(system_prompt(context), text)
+        except AIUnavailable as exc:
+            con.print("AI: " + HELP.format(why=exc.message))
+            return True
+        con.print("AI: " + answer)
+        return True
+    con.print("AI: " + HELP.format(why=st.why))
+    return True
+
+
+def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive: bool) -> bool:
+    from honua_plan.ai import gitops
+    from honua_plan.ai.propose import (
+        default_branch,
+        layer_name_for,
+        print_proposal,
+        propose_layer,
+        title_for,
+    )
+
+    con = context.console
+    states = context.load()
+    first = states[0]
+    table = intent.table if "." in intent.table else f"public.{intent.table}"
+    published = [(d.environment, lyr) for d in states for lyr in d.layers.values()
+                 if lyr.spec.storage.qualified_table == table]
+    if published and intent.name is None:
+        env, lyr = published[0]
+        src = first.source(lyr.address) if env == first.environment else None
+        where = f" ({src.path})" if src is not None else ""
+        con.print(f"AI: {table} is already published as {lyr.collection_id} in {env}{where}.")
+        con.print(f"    To publish it again under another name, say: add a layer named NAME for the table {table}")
+        return True
+    services = list(first.services)
+    chosen = intent.service if intent.service in services else service
+    if not services:
+        con.print(f"AI: the {first.environment} environment has no service yet: create one under "
+                  f"environments/{first.environment}/services/ first.")
+        return False
+    if intent.service and intent.service not in services:
+        con.print(f"AI: there is no service '{intent.service}' in {first.environment} "
+                  f"(services: {', '.join(services)}).")
+    name = intent.name or layer_name_for(table)
+    con.print(f"AI: I'll help you add the {title_for(name).lower()} layer. Let me create a proposal.")
+    if chosen is None:
+        if interactive and len(services) > 1:
+            chosen = click.prompt(f"AI: Which service should it belong to? ({', '.join(services)})",
+                                  default=services[0])
+        else:
+            chosen = services[0]
+            which = "the only service" if len(services) == 1 else "the project's first service"
+            con.print(f"AI: I'll put it in the service '{chosen}' ({which}).")
+    con.print("")
+    branch = default_branch(name) if gitops.is_repository(context.root) else None
+    if branch is None:
+        con.print("(not a git repository: the files go to the working tree, no branch)")
+    proposal = propose_layer(context, table=table, service=chosen, name=intent.name, branch=branch)
+    print_proposal(con, proposal)
+    return True
+
+
+# --------------------------------------------------------------------------- promote, recovery
+
+
+@ai_group.command("promote")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--migration", metavar="ID", help="Promote this migration only.")
+@click.option("--auto-validate", is_flag=True, help="Run the layer tests of SRC first.")
+@yes_option
+@click.pass_context
+def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, auto_validate: bool,
+                yes: bool) -> None:
+    """Promote what SRC runs to DST: compare, safety and policy checks, plan and apply DST."""
+    context = state(ctx).context()
+    context.promote(src, dst, migration=migration, auto_validate=auto_validate, yes=yes, confirm=confirm)
+
+
+@ai_group.command("disaster-recovery")
+@env_option(required=False)
+@click.option("--option", "choice", type=click.IntRange(1, 3), help="1 latest backup, 2 last deployment, 3 a commit.")
+@click.option("--commit", metavar="SHA", help="The commit for option 3.")
+@click.option("--backup", "backup_id", metavar="ID", help="A specific backup for option 1 (default: the latest).")
+@click.option("--what", "reason", metavar="TEXT", help="What happened (recorded in the recovery event).")
+@yes_option
+@click.pass_context
+def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: int | None, commit: str | None,
+                          backup_id: str | None, reason: str | None, yes: bool) -> None:
+    """Analyze an environment, offer the recovery options, and recover."""
+    from honua_plan.ai.recovery import analyze, options
+    from honua_plan.errors import UsageError
+    from honua_plan.state.model import utcnow
+
+    context = state(ctx).context()
+    con = context.console
+    env = environment or context.load()[0].project.spec.environments[-1]
+    interactive = sys.stdin.isatty()
+    con.warn(" Disaster Recovery Mode Activated")
+    con.print("")
+    con.print("What happened?")
+    if reason is None:
+        if interactive:
+            reason = click.prompt("", prompt_suffix="> ", default="", show_default=False)
+        else:
+            reason = sys.stdin.readline().strip()
+            con.print(f"> {reason}")
+    else:
+        con.print(f"> {reason}")
+    reason = reason or "(not described)"
+    con.print("")
+    con.print("AI: I'll help you recover. Let me analyze the situation.")
+    con.print("")
+    con.print(f"Analyzing {env} state...")
+    now = utcnow()
+    analysis = analyze(context, env, now=now)
+    for c in analysis.checks:
+        con.print(c.line())
+    con.print("")
+    d = analysis.last_deployment
+    if d is not None:
+        con.print("Last successful deployment:")
+        con.print(f"  - Commit: {d.commit[:9] if d.commit else 'unknown (not recorded)'}")
+        con.print(f"  - Date: {d.at:%Y-%m-%d %H:%M:%S} UTC")
+        con.print(f"  - Environment: {env}")
+        con.print(f"  - Status: {'recovered' if d.kind == 'recover' else 'applied without failures'}")
+    else:
+        con.print(f"Last successful deployment: none recorded in the {env} state")
+    con.print("")
+    offered = options(analysis, now=now)
+    con.print("Recovery options:")
+    for i, (text, available) in enumerate(offered, 1):
+        con.print(f"  {i}. {text}" + ("" if available else "  [unavailable]"))
+    con.print("")
+    if choice is None:
+        if not interactive:
+            raise UsageError("no recovery option chosen and stdin is not a terminal", hint="pass --option 1|2|3")
+        choice = click.prompt("Which option? (1/2/3)", type=click.IntRange(1, 3))
+    if not offered[choice - 1][1]:
+        raise UsageError(f"option {choice} is not available: {offered[choice - 1][0]}")
+    kwargs: dict[str, Any] = {"yes": yes, "confirm": confirm}
+    if choice == 1:
+        con.print("Initiating recovery from backup...")
+        kwargs.update(backup_id=backup_id, latest=backup_id is None)
+    elif choice == 2:
+        assert d is not None and d.commit
+        con.print(f"Initiating recovery of the last successful deployment (commit {d.commit[:9]})...")
+        kwargs.update(commit=d.commit)
+    else:
+        if commit is None:
+            if not interactive:
+                raise UsageError("option 3 needs a commit", hint="pass --commit SHA")
+            commit = click.prompt("Which commit?").strip()
+        con.print(f"Initiating recovery from commit {commit}...")
+        kwargs.update(commit=commit)
+    con.print("")
+    if "reason" in inspect.signature(context.recover).parameters:
+        kwargs["reason"] = reason
+    else:
+        _record_reason(context, env, reason, choice)
+    ok = context.recover(env, **kwargs)
+    if ok is False:
+        ctx.exit(1)
+
+
+def _record_reason(context: Any, env: str, reason: str, choice: int) -> None:
+    """Fallback when ``Context.recover`` takes no reason: record it as its own event."""
+    with context.backend(env) as backend, backend.lock("honua-ai disaster-recovery") as writer:
+        doc = writer.read()
+        doc = doc.record_event("recover-request", reason, actor=context.actor, details={"option": choice})
+        writer.write(doc, expected_serial=doc.serial)
