@@ -169,3 +169,20 @@ def test_changed_applied_migration_fails_validation(repo: Path, env: dict[str, s
     assert "migrations/002_add_parcels_layer.yaml:" in result.output
     plan = run(repo, "plan", "--env", "dev", env=env)
     assert plan.exit_code == 1 and "migration 002 was applied to dev" in plan.output
+
+
+def test_state_commands(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
+    seed(pg_dsn)
+    run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    listed = run(repo, "state", "list", "--env", "dev", env=env)
+    assert listed.exit_code == 0 and "layer.transportation::bike-lanes" in listed.output
+    assert "migration.001" in listed.output and "table.public.bike_lanes" in listed.output
+    shown = json.loads(run(repo, "state", "show", "--env", "dev", "layer.transportation::bike-lanes", env=env).output)
+    assert shown["kind"] == "layer" and shown["fingerprint"].startswith("sha256:")
+    history = run(repo, "state", "history", "--env", "dev", "--format", "json", env=env)
+    kinds = [e["kind"] for e in json.loads(history.output)]
+    assert "apply-start" in kinds
+    missing = run(repo, "state", "show", "--env", "dev", "layer.nope", env=env)
+    assert missing.exit_code == 1 and "no resource layer.nope" in missing.output
+    unlocked = run(repo, "state", "unlock", "--env", "dev", env=env)
+    assert unlocked.exit_code == 0
