@@ -7,13 +7,15 @@ plan, and the builder is testable without a database.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from honua_plan import __version__, graph
+from honua_plan import __version__
 from honua_plan.config import templating
 from honua_plan.config.loader import DesiredState
 from honua_plan.config.models import Check, Migration, MigrationStep
@@ -30,7 +32,6 @@ from honua_plan.diff import (
 from honua_plan.errors import Diagnostic, PlanError
 from honua_plan.facts import DatabaseFacts, TableFacts
 from honua_plan.plan import policy as policy_mod
-from honua_plan.plan import risk
 from honua_plan.plan.model import (
     Action,
     CheckRecord,
@@ -42,8 +43,34 @@ from honua_plan.plan.model import (
     Provenance,
     ServerEntry,
 )
-from honua_plan.sqlinfo import Op, Statement, analyze
 from honua_plan.state.model import StateDocument, fingerprint
+
+if TYPE_CHECKING:
+    from honua_plan import graph
+    from honua_plan.plan import risk
+    from honua_plan.sqlinfo import Statement
+else:
+
+    class _Lazy:
+        """A module imported on first use: a no-op plan needs neither sqlglot nor networkx."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+            self._module: ModuleType | None = None
+
+        def __getattr__(self, attr: str) -> Any:
+            if self._module is None:
+                self._module = importlib.import_module(self._name)
+            return getattr(self._module, attr)
+
+    graph = _Lazy("honua_plan.graph")
+    risk = _Lazy("honua_plan.plan.risk")
+
+
+def analyze(text: str) -> tuple[Statement, ...]:
+    from honua_plan.sqlinfo import analyze as _analyze
+
+    return _analyze(text)
 
 SPATIAL_METHODS = frozenset({"gist", "spgist", "brin"})
 SMALL_TABLE_ROWS = 1000  # below this the planner tends to prefer a sequential scan
@@ -177,7 +204,7 @@ def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_be
                 q = _qualify(s.table, facts)
                 touched.add(q)
                 # CREATE TABLE IF NOT EXISTS on an existing table creates nothing
-                if s.op == Op.create_table and (facts is None or facts.table(q) is None):
+                if s.op == "create_table" and (facts is None or facts.table(q) is None):
                     created.add(q)
                     created.add(s.table)
     # the down steps run as written (the seed: drop the index, then revert the metadata)
@@ -475,40 +502,39 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         raise PlanError(f"the plan for {desired.environment} cannot be built ({len(errors)} problem(s))",
                         diagnostics=list(dict.fromkeys(errors)))
 
-    hard = graph.build(actions.keys(), edges)
-    keep = set(hard.nodes)
-    if req.target:
-        missing = [t for t in req.target if t not in hard and t not in {n.address for n in no_ops}]
-        keep = graph.ancestors_closure(hard, req.target)
-        if missing and not keep:
-            raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
-        # a targeted migration on a served table still gets its server reload (and checks)
-        for before, after in soft_edges:
-            if before in keep and actions[after].action == "reload":
-                keep.add(after)
-                keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
-    hard = hard.subgraph(keep).copy()
-    g = graph.build(keep, edges + soft_edges)
-    generations = graph.levels(g, order_key)
     ordered: list[Action] = []
-    for lvl_no, gen in enumerate(generations):
-        for address in gen:
-            a = actions[address]
-            hard_preds = set(hard.predecessors(address))
-            ordered.append(a.model_copy(update={
-                "level": lvl_no,
-                "depends_on": sorted(hard_preds),
-                "runs_after": sorted(set(g.predecessors(address)) - hard_preds),
-            }))
+    if actions:  # a no-op plan needs no graph (nor networkx)
+        hard = graph.build(actions.keys(), edges)
+        keep = set(hard.nodes)
+        if req.target:
+            missing = [t for t in req.target if t not in hard and t not in {n.address for n in no_ops}]
+            keep = graph.ancestors_closure(hard, req.target)
+            if missing and not keep:
+                raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
+            # a targeted migration on a served table still gets its server reload (and checks)
+            for before, after in soft_edges:
+                if before in keep and actions[after].action == "reload":
+                    keep.add(after)
+                    keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
+        hard = hard.subgraph(keep).copy()
+        g = graph.build(keep, edges + soft_edges)
+        generations = graph.levels(g, order_key)
+        for lvl_no, gen in enumerate(generations):
+            for address in gen:
+                a = actions[address]
+                hard_preds = set(hard.predecessors(address))
+                ordered.append(a.model_copy(update={
+                    "level": lvl_no,
+                    "depends_on": sorted(hard_preds),
+                    "runs_after": sorted(set(g.predecessors(address)) - hard_preds),
+                }))
     if req.refresh_only:
         ordered = []
 
-    plan_risk = risk.Level.LOW
-    for a in ordered:
-        plan_risk = max(plan_risk, risk.Level[a.risk])
+    plan_risk = max((a.risk for a in ordered), key=policy_mod.LEVELS.index, default="LOW")
     backup_needed = any(a.backup_tables for a in ordered)
     checks, required, approvers = policy_mod.evaluate(
-        desired.policy, risk=plan_risk.name, provenance=req.provenance.kind, now=req.now,
+        desired.policy, risk=plan_risk, provenance=req.provenance.kind, now=req.now,
         has_changes=bool(ordered), source_state=req.source_state, backup_needed=backup_needed,
         pg_dump_available=req.pg_dump_available,
     )
@@ -543,7 +569,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         no_ops=no_ops,
         drift=drift_records,
         server=list(live.server_entries),
-        risk=plan_risk.name,
+        risk=plan_risk,
         estimated_s=round(sum(a.estimated_s for a in ordered), 3),
         policy=checks,
         approvals_required=required,

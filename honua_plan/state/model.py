@@ -101,9 +101,23 @@ def canonical_json(obj: Any) -> str:
     cannot represent (including NaN and infinity), so that a fingerprint never silently
     depends on ``repr``.
     """
+    try:  # fast path: plain JSON values (what model_dump(mode="json") gives) go straight to C
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_json_default)
+    except (TypeError, ValueError):
+        pass  # odd keys, NaN, ...: the slow path says precisely what is wrong
     return json.dumps(
         _jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
+
+
+def _json_default(obj: Any) -> Any:
+    """Values json cannot encode itself, as :func:`_jsonable` turns them (same canonical text)."""
+    if isinstance(obj, BaseModel | datetime | date | Decimal | enum.Enum | PurePath | set | frozenset):
+        return _jsonable(obj)
+    if isinstance(obj, Mapping):
+        return _jsonable(obj)
+    raise TypeError(f"value of type {type(obj).__name__} cannot be represented in JSON")
 
 
 def fingerprint(obj: Any) -> str:
