@@ -173,7 +173,20 @@ class Context:
         with connect(resolved.dsn) as conn:
             return postgis.refresh(Session(conn, log=log))
 
-    def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None) -> LiveState:
+    def _open_catalog(self, environment: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
+        """Connect and read the catalog (run in a thread while the state is read)."""
+        from honua_plan.providers import postgis
+        from honua_plan.providers.sqlexec import Session, connect
+
+        conn = connect(self.resolve_dsn(environment).dsn)
+        try:
+            return conn, postgis.refresh(Session(conn, log=log))
+        except BaseException:
+            conn.close()
+            raise
+
+    def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
+                *, opened: tuple[Any, DatabaseFacts | None] | None = None) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only."""
         from honua_plan.config import templating
         from honua_plan.diff import desired_resources, diff_migrations
@@ -184,15 +197,17 @@ class Context:
         from honua_plan.state.model import fingerprint
 
         env = desired.environment
-        resolved = self.resolve_dsn(env)
         pending, _, _ = diff_migrations(desired, recorded)
         variables = desired.template_vars()
         health: dict[str, tuple[int, int, int]] = {}
         pre: dict[str, tuple[bool, str]] = {}
         texts: dict[str, str] = {}
-        with connect(resolved.dsn) as conn:
+        if opened is None:
+            opened = (connect(self.resolve_dsn(env).dsn), None)
+        conn, known = opened
+        with conn:
             session = Session(conn, log=log)
-            facts = postgis.refresh(session)
+            facts = known if known is not None else postgis.refresh(session)
             resources = desired_resources(desired)
             for address, layer in desired.layers.items():
                 rec = recorded.resources.get(address)
@@ -271,9 +286,20 @@ class Context:
     ) -> Plan:
         from honua_plan.plan.builder import build_plan
 
+        from concurrent.futures import ThreadPoolExecutor
+
         desired = self.desired(environment)
-        recorded = self.recorded(environment)
-        live = self.refresh(desired, recorded, log=log)
+        # the catalog query runs in the database while this process reads the state
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            catalog = pool.submit(self._open_catalog, environment, log)
+            try:
+                recorded = self.recorded(environment)
+            except BaseException:
+                conn, _ = catalog.result()
+                conn.close()
+                raise
+            opened = catalog.result()
+        live = self.refresh(desired, recorded, log=log, opened=opened)
         req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)
 
