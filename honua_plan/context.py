@@ -209,15 +209,18 @@ class Context:
             session = Session(conn, log=log)
             facts = known if known is not None else postgis.refresh(session)
             resources = desired_resources(desired)
+            to_count: list[tuple[str, str]] = []
             for address, layer in desired.layers.items():
                 rec = recorded.resources.get(address)
                 if rec is not None and rec.fingerprint == fingerprint(resources[address][1]):
-                    continue  # unchanged layer: no per-table query
+                    continue  # unchanged layer: nothing to count
                 table = layer.spec.storage.qualified_table
                 t = facts.table(table)
                 col = layer.spec.storage.geometryColumn
                 if t is not None and t.geometry(col) is not None:
-                    health[f"{table}.{col}"] = postgis.count_invalid_geometries(session, table, col)
+                    to_count.append((table, col))
+            for (table, col), counts in postgis.count_invalid_geometries_many(session, to_count).items():
+                health[f"{table}.{col}"] = counts
             for mc in pending:
                 m = mc.migration
                 pre.update(query_preconditions(session, m, variables))
