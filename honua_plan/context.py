@@ -189,12 +189,11 @@ class Context:
                 *, opened: tuple[Any, DatabaseFacts | None] | None = None) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only."""
         from honua_plan.config import templating
-        from honua_plan.diff import desired_resources, diff_migrations
+        from honua_plan.diff import attributes_fingerprint, desired_resources, diff_migrations
         from honua_plan.plan.builder import LiveState
         from honua_plan.preconditions import query_preconditions
         from honua_plan.providers import postgis
         from honua_plan.providers.sqlexec import Session, connect
-        from honua_plan.state.model import fingerprint
 
         env = desired.environment
         pending, _, _ = diff_migrations(desired, recorded)
@@ -212,7 +211,7 @@ class Context:
             to_count: list[tuple[str, str]] = []
             for address, layer in desired.layers.items():
                 rec = recorded.resources.get(address)
-                if rec is not None and rec.fingerprint == fingerprint(resources[address][1]):
+                if rec is not None and rec.fingerprint == attributes_fingerprint(resources[address][1]):
                     continue  # unchanged layer: nothing to count
                 table = layer.spec.storage.qualified_table
                 t = facts.table(table)
@@ -287,9 +286,9 @@ class Context:
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
     ) -> Plan:
-        from honua_plan.plan.builder import build_plan
-
         from concurrent.futures import ThreadPoolExecutor
+
+        from honua_plan.plan.builder import build_plan
 
         desired = self.desired(environment)
         # the catalog query runs in the database while this process reads the state

@@ -175,6 +175,9 @@ class _Files:
     cache: ParseCache | None = None
 
     def rel(self, p: Path) -> str:
+        text, root = str(p), str(self.root)
+        if text.startswith(root) and text[len(root):len(root) + 1] == os.sep:
+            return text[len(root) + 1:]  # what relative_to gives, without its cost per file
         try:
             return str(p.relative_to(self.root))
         except ValueError:
@@ -183,7 +186,8 @@ class _Files:
     def read(self, p: Path, problems: list[Diagnostic]) -> list[Document]:
         rel = self.rel(p)
         try:
-            raw = p.read_bytes()
+            with open(p, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             problems.append(Diagnostic(Location(rel), f"cannot read file: {exc.strerror}"))
             return []
@@ -472,9 +476,14 @@ def _check_templates_and_sql(
     warnings: list[Diagnostic],
     cache: ParseCache | None = None,
 ) -> None:
-    def diagnose(sql_text: str) -> list[tuple[int, int, str, str]]:
-        from honua_plan.sqlinfo import diagnose as compute  # sqlglot: imported on a cache miss only
+    def compute(sql_text: str) -> list[tuple[int, int, str, str]]:
+        from honua_plan.sqlinfo import (
+            diagnose as sql_diagnose,  # sqlglot: imported on a cache miss only
+        )
 
+        return sql_diagnose(sql_text)
+
+    def diagnose(sql_text: str) -> list[tuple[int, int, str, str]]:
         return cache.diagnose(sql_text, compute) if cache is not None else compute(sql_text)
 
     def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:

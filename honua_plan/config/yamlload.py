@@ -441,7 +441,7 @@ class ParseCache:
         hit = self._sql.get(key)
         if isinstance(hit, list):
             self._used.add(key)
-            return [tuple(x) for x in hit]  # type: ignore[misc]
+            return [tuple(x) for x in hit]
         result = compute(sql_text)
         self._sql[key] = [list(x) for x in result]
         self._used.add(key)

@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,7 +71,61 @@ def resource_attributes(model: Any) -> dict[str, Any]:
     return {"metadata": meta, "spec": data["spec"]}
 
 
+def plain_fingerprint(value: Any) -> str:
+    """:func:`~honua_plan.state.model.fingerprint` of a value built only of JSON types with
+    ``str`` keys (``model_dump(mode="json")`` output, :func:`table_attributes`), without
+    the generic conversion walk: for such values ``canonical_json`` is exactly this
+    ``json.dumps``. Anything else takes the generic path."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return fingerprint(value)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# desired_resources() of a DesiredState, computed once (the refresh and the diff both need
+# it); dropped when the DesiredState is. The attribute dicts also remember their
+# fingerprint, keyed by id while the cache holds them.
+_RESOURCES: dict[int, dict[str, tuple[str, dict[str, Any]]]] = {}
+_ATTR_FINGERPRINTS: dict[int, str] = {}
+
+
+def _forget(key: int) -> None:
+    for _kind, attrs in _RESOURCES.pop(key, {}).values():
+        _ATTR_FINGERPRINTS.pop(id(attrs), None)
+
+
+def attributes_fingerprint(attrs: dict[str, Any]) -> str:
+    """The fingerprint of attributes from :func:`desired_resources` (computed once per run)."""
+    fp = _ATTR_FINGERPRINTS.get(id(attrs))
+    if fp is None:
+        fp = plain_fingerprint(attrs)
+    return fp
+
+
+_attributes_fingerprint = attributes_fingerprint
+
+
 def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Address → (kind, attributes) of every managed resource ``desired`` declares.
+
+    Memoized per DesiredState (a frozen value); callers get a fresh outer dict, the
+    attribute dicts are shared and must not be modified."""
+    key = id(desired)
+    cached = _RESOURCES.get(key)
+    if cached is None:
+        cached = _desired_resources(desired)
+        try:
+            weakref.finalize(desired, _forget, key)
+        except TypeError:  # not weak-referenceable: do not cache
+            return cached
+        _RESOURCES[key] = cached
+        for _kind, attrs in cached.values():
+            _ATTR_FINGERPRINTS[id(attrs)] = plain_fingerprint(attrs)
+    return dict(cached)
+
+
+def _desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, Any]]]:
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, ds in desired.datasources.items():
         out[f"datasource.{name}"] = ("datasource", resource_attributes(ds))
@@ -111,7 +168,8 @@ def diff_resources(
         if rec is None:
             changes.append(Change(address, kind, "create", f"{address} is new", after=attrs))
             continue
-        if rec.fingerprint == fingerprint(attrs):
+        if rec.fingerprint == _attributes_fingerprint(attrs):
+            # same canonical hash: no deep diff (deepdiff is only for what changed)
             changes.append(Change(address, kind, "no-op", f"unchanged since serial {rec.serial}"))
             continue
         paths = _paths(rec.attributes, attrs)
@@ -299,7 +357,7 @@ def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[D
                                 recorded_fingerprint=rec.fingerprint))
             continue
         attrs = table_attributes(live)
-        live_fp = fingerprint(attrs)
+        live_fp = plain_fingerprint(attrs)
         if live_fp == rec.fingerprint:
             continue
         details: list[str] = []

@@ -406,6 +406,16 @@ def count_invalid_geometries_many(
     session = _session(session_or_conn)
     out: dict[tuple[str, str], tuple[int, int, int]] = {}
     pairs = list(dict.fromkeys(columns))
+    if not pairs:
+        return out
+    # JIT compiles each of the 250 aggregates with inlining and optimization: 20 s per
+    # chunk instead of 0.3 s. One statement turns it off for the session; the last chunk
+    # puts the previous value back (set_config runs after that statement was planned).
+    [(jit, _)] = session.execute(
+        "SELECT current_setting('jit', true),"
+        " CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', false) END",
+        read=True,
+    )
     for start in range(0, len(pairs), chunk):
         parts = []
         for i, (table, column) in enumerate(pairs[start:start + chunk]):
@@ -414,6 +424,11 @@ def count_invalid_geometries_many(
                 "SELECT {i}, count(*) FILTER (WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND NOT ST_IsValid({g}, 0)),"
                 " count(*) FILTER (WHERE ST_IsEmpty({g})), count(*) FILTER (WHERE {g} IS NULL) FROM {t}"
             ).format(i=sql.Literal(start + i), g=g, t=qualified(table)))
+        if start + chunk >= len(pairs) and jit is not None:
+            parts.append(sql.SQL(
+                "SELECT -1::bigint, 0::bigint, 0::bigint, 0::bigint FROM (SELECT set_config('jit', {}, false)) restore"
+            ).format(sql.Literal(jit)))
         for i, invalid, empty, null in session.execute(sql.SQL(" UNION ALL ").join(parts), read=True):
-            out[pairs[int(i)]] = (int(invalid), int(empty), int(null))
+            if int(i) >= 0:
+                out[pairs[int(i)]] = (int(invalid), int(empty), int(null))
     return out

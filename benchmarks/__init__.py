@@ -1,0 +1,1 @@
+"""Scaling benchmarks of honua-plan: ``python -m benchmarks.run`` (see README "Performance")."""

@@ -1,0 +1,175 @@
+"""Structural scaling checks (README "Performance"): what must not grow with the number of layers.
+
+Wall times are measured by ``python -m benchmarks.run``; this test locks down the
+shape behind them, on two synthetic repositories (N = 20 and N = 200 layers, from
+:mod:`benchmarks.generate`, tables in the throwaway PostGIS):
+
+* a refresh sends a constant number of SQL statements;
+* a no-op plan and a drift check send exactly the refresh's statements: no per-table
+  query, whatever N;
+* the first plan sends one per-table check per new layer, and nothing else per layer;
+* a no-op plan runs no deep diff, and a second load of an unchanged repository parses
+  no YAML and no SQL (parse cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from benchmarks import generate
+from benchmarks.state import record_applied_state
+from honua_plan.context import Context
+from honua_plan.providers import postgis
+from honua_plan.providers.sqlexec import Session, StatementLog, connect
+
+SMALL, LARGE = 20, 200
+ENV = generate.ENVIRONMENT
+REFRESH_STATEMENTS = 3  # server facts, relations, geometry columns (PostGIS installed)
+
+
+@dataclass
+class Sized:
+    n: int
+    repo: Path
+    dsn: str
+    first_plan_statements: int
+    first_plan_actions: int
+    specs: list[generate.SyntheticLayer]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HONUA_CACHE_DIR", str(tmp_path_factory.mktemp("parse-cache")))
+        mp.delenv("HONUA_CACHE", raising=False)
+        mp.setenv("HONUA_ACTOR", "test_scaling")
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def repos(pg_cluster, env: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Sized]]:
+    from tests.conftest import TEMPLATE_DB
+
+    out: dict[int, Sized] = {}
+    names = []
+    try:
+        for n in (SMALL, LARGE):
+            name = f"scaling_{n}"
+            pg_cluster.drop_database(name)
+            dsn = pg_cluster.create_database(name, template=TEMPLATE_DB)
+            names.append(name)
+            specs = generate.layers(n)
+            repo = generate.write_repo(tmp_path_factory.mktemp(f"repo{n}"), specs)
+            generate.create_tables(dsn, specs, workers=1)
+            env.setenv("HONUA_PG_DSN", dsn)
+            log = StatementLog()
+            plan = Context(repo).plan(ENV, log=log)
+            record_applied_state(repo, ENV)
+            out[n] = Sized(n, repo, dsn, log.count, len(plan.actions), specs)
+        yield out
+    finally:
+        for name in names:
+            pg_cluster.drop_database(name)
+
+
+def _plan(sized: Sized, env: pytest.MonkeyPatch, *, refresh_only: bool = False):  # type: ignore[no-untyped-def]
+    env.setenv("HONUA_PG_DSN", sized.dsn)
+    log = StatementLog()
+    plan = Context(sized.repo).plan(ENV, refresh_only=refresh_only, log=log)
+    return plan, log
+
+
+def test_refresh_sends_a_constant_number_of_statements(repos: dict[int, Sized]) -> None:
+    counts = {}
+    for n, sized in repos.items():
+        log = StatementLog()
+        with connect(sized.dsn) as conn:
+            facts = postgis.refresh(Session(conn, log=log))
+        assert len([t for t in facts.tables if t.name.startswith("bm_")]) == n
+        counts[n] = log.count
+    assert counts == {SMALL: REFRESH_STATEMENTS, LARGE: REFRESH_STATEMENTS}
+
+
+def test_first_plan_checks_each_new_layer_once(repos: dict[int, Sized]) -> None:
+    # invalid-geometry counts of the created layers go in UNION ALL batches of 250 tables:
+    # a scan per table is unavoidable, a round trip per table is not
+    for n, sized in repos.items():
+        # (+ 1: JIT off for those counts; compiling 250 aggregates took 20 s per statement)
+        assert sized.first_plan_statements == REFRESH_STATEMENTS + 1 + -(-n // 250)
+        services = len({s.service for s in sized.specs})
+        assert sized.first_plan_actions == n + services + 2  # + datasource and server
+
+
+def test_noop_plan_sends_only_the_refresh(repos: dict[int, Sized], env: pytest.MonkeyPatch,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import honua_plan.diff as diff
+
+    deep_diffs: list[object] = []
+    real = diff._paths
+    monkeypatch.setattr(diff, "_paths", lambda a, b: deep_diffs.append(1) or real(a, b))
+    counts = {}
+    for n, sized in repos.items():
+        plan, log = _plan(sized, env)
+        assert not plan.has_changes, [a.address for a in plan.actions]
+        assert plan.drift == []
+        assert len(plan.no_ops) >= n
+        assert not any("ST_IsValid" in t for t in log.texts)  # no per-table query
+        counts[n] = log.count
+    assert counts == {SMALL: REFRESH_STATEMENTS, LARGE: REFRESH_STATEMENTS}
+    assert deep_diffs == []  # unchanged canonical hash: no deep diff
+
+
+def test_drift_sends_only_the_refresh_and_finds_what_changed(repos: dict[int, Sized],
+                                                             env: pytest.MonkeyPatch) -> None:
+    counts = {}
+    for n, sized in repos.items():
+        plan, log = _plan(sized, env, refresh_only=True)
+        assert plan.drift == []
+        counts[("clean", n)] = log.count
+        targets = generate.drift_targets(sized.specs)  # 1% (at least one table)
+        generate.alter_tables(sized.dsn, targets)
+        try:
+            plan, log = _plan(sized, env, refresh_only=True)
+        finally:
+            generate.alter_tables(sized.dsn, targets, revert=True)
+        assert sorted(d.address for d in plan.drift) == sorted(f"table.{s.qualified_table}" for s in targets)
+        counts[("drifted", n)] = log.count
+    assert set(counts.values()) == {REFRESH_STATEMENTS}
+
+
+def test_unchanged_repository_is_not_parsed_again(repos: dict[int, Sized],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import honua_plan.config.yamlload as yamlload
+    import honua_plan.sqlinfo as sqlinfo
+    from honua_plan.config.loader import load
+
+    parsed: list[str] = []
+    real_load, real_diagnose = yamlload.load_documents, sqlinfo.diagnose
+    monkeypatch.setattr(yamlload, "load_documents", lambda t, p, pr: parsed.append(p) or real_load(t, p, pr))
+    monkeypatch.setattr(sqlinfo, "diagnose", lambda t: parsed.append(t) or real_diagnose(t))
+    for sized in repos.values():
+        first = load(sized.repo, ENV)[0]
+        parsed.clear()
+        again = load(sized.repo, ENV)[0]
+        assert parsed == []  # neither YAML nor SQL parsed: every file came from the cache
+        assert dict(again.layers) == dict(first.layers)
+        assert again.config_hash == first.config_hash
+
+
+def test_cached_documents_locate_errors_like_parsed_ones(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    from honua_plan.config.yamlload import ParseCache, load_documents
+
+    text = "a: 1\nb:\n  c: [x, {d: 2020-01-02T03:04:05Z}]\n  e: 2021-05-06\n---\nf: !!str 3\n"
+    cache = ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
+    parsed = cache.documents("digest", text, "f.yaml", [])
+    cache.save()
+    again = ParseCache(tmp_path / "repo", directory=tmp_path / "cache").documents("digest", text, "f.yaml", [])
+    reference = load_documents(text, "f.yaml", [])
+    assert [d.data for d in again] == [d.data for d in parsed] == [d.data for d in reference]
+    for key in [("b", "c", 1, "d"), ("b", "e"), ("a",), ("zz",)]:
+        assert again[0].source.locate(key) == reference[0].source.locate(key)
+    assert again[1].source.locate(("f",)) == reference[1].source.locate(("f",))
