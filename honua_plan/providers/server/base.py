@@ -488,6 +488,18 @@ class ServerProvider(ABC):
             doc["collections"][cid]["bbox"] = list(box) if box else list(WORLD_BBOX)
         return warnings
 
+    def merged_for_publish(
+        self, doc: Mapping[str, Any], *, prune: bool
+    ) -> tuple[list[PlanEntry], dict[str, Any], list[str]]:
+        """What a file-based publish writes: its entries, the merged document (extents filled)
+        and warnings; shared by the adapters that publish a document they keep themselves."""
+        desired = self._normalized(doc)
+        current = self.read()
+        entries = diff_published(current, desired, prune=prune)
+        merged = merge_published(current, desired, prune=prune)
+        warnings = self.fill_extents(merged) if self.dsn_resolver is not None else []
+        return entries, merged, warnings
+
     def _normalized(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(dict(doc))
         if not out:

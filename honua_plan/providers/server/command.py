@@ -37,7 +37,6 @@ from honua_plan.providers.server.base import (
     ServerProvider,
     diff_published,
     http_request,
-    merge_published,
     poll_collections,
 )
 from honua_plan.secrets import redact
@@ -72,11 +71,7 @@ class CommandServer(ServerProvider):
 
     def publish(self, doc: Mapping[str, Any], *, prune: bool = True) -> PublishResult:
         started = time.perf_counter()
-        desired = self._normalized(doc)
-        current = self.read()
-        entries = diff_published(current, desired, prune=prune)
-        merged = merge_published(current, desired, prune=prune)
-        warnings = self.fill_extents(merged) if self.dsn_resolver is not None else []
+        entries, merged, warnings = self.merged_for_publish(doc, prune=prune)
         path = self.write_published(merged)
         return PublishResult(tuple(entries), merged, time.perf_counter() - started, files=(str(path),),
                              warnings=tuple(warnings))

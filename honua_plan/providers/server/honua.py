@@ -621,11 +621,7 @@ class HonuaLegacyServer(_HonuaBase):
         from honua_plan.providers.metadata import write_atomic
 
         started = time.perf_counter()
-        desired = self._normalized(doc)
-        current = self.read()
-        entries = diff_published(current, desired, prune=prune)
-        merged = merge_published(current, desired, prune=prune)
-        warnings = self.fill_extents(merged) if self.dsn_resolver is not None else []
+        entries, merged, warnings = self.merged_for_publish(doc, prune=prune)
         text = json.dumps(to_gen1(merged), indent=2, ensure_ascii=False) + "\n"
         write_atomic(self.metadata_path, redact(text).encode("utf-8"))
         path = self.write_published(merged)
