@@ -11,8 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PARTS = ("honua.yaml", "providers", "environments", "migrations", "policies", "schemas")
 
 
-def copy_example(dest: Path) -> Path:
-    """Copy the example config repository (not the code, not the state) into ``dest``."""
+def copy_example(dest: Path, *, server: bool = True) -> Path:
+    """Copy the example config repository (not the code, not the state) into ``dest``.
+
+    ``server=False`` switches the GIS server to ``type: none``, for tests where only the
+    database matters (the served-layer tests cover the server)."""
     dest.mkdir(parents=True, exist_ok=True)
     for part in EXAMPLE_PARTS:
         src = REPO / part
@@ -21,6 +24,8 @@ def copy_example(dest: Path) -> Path:
         elif src.exists():
             shutil.copy2(src, dest / part)
     (dest / "state").mkdir(exist_ok=True)
+    if not server:
+        edit(dest / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
     return dest
 
 

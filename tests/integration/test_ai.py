@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from honua_plan.config.models import Layer
-from tests.helpers import copy_example, edit, run
+from tests.helpers import copy_example, run
 
 ENVS = ("dev", "staging", "production")
 
@@ -29,8 +29,7 @@ def _never_litellm() -> Iterator[None]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = copy_example(tmp_path / "repo")
-    edit(r / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
+    r = copy_example(tmp_path / "repo", server=False)
     return r
 
 

@@ -38,9 +38,7 @@ FROM (SELECT g, -122.395 + (g %% 223) * 0.0004 AS x, 45.505 + ((g / 223) %% 223)
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = copy_example(tmp_path / "repo")
-    # the served-layers tests cover the GIS server; here only the database matters
-    edit(r / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
+    r = copy_example(tmp_path / "repo", server=False)
     return r
 
 

@@ -115,8 +115,7 @@ class StateWatch:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = copy_example(tmp_path / "repo")
-    edit(r / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
+    r = copy_example(tmp_path / "repo", server=False)
     path = r / "migrations/003_optimize_bike_lanes.yaml"
     text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
     assert n == 1

@@ -13,9 +13,7 @@ from tests.helpers import copy_example, edit, run
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = copy_example(tmp_path / "repo")
-    # the served-layers tests cover the GIS server; here only the database matters
-    edit(r / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
+    r = copy_example(tmp_path / "repo", server=False)
     return r
 
 

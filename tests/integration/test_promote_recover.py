@@ -34,8 +34,7 @@ def dbs(pg_cluster: EmbeddedCluster) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = copy_example(tmp_path / "repo")
-    edit(r / "providers/gis-server.yaml", "  type: pygeoapi", "  type: none")
+    r = copy_example(tmp_path / "repo", server=False)
     (r / "migrations/003_optimize_bike_lanes.yaml").unlink()  # 42 rows: it would roll back
     return r
 
