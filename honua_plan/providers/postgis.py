@@ -1,18 +1,18 @@
 """PostGIS provider, read side: turn the live catalog into frozen :mod:`honua_plan.facts`.
 
 Why it looks like this: a plan against a database with 10,000 tables must not send
-10,000 queries. :func:`refresh` sends a constant number of statements (3 with
-PostGIS, 2 without) whatever the number of tables:
+10,000 queries. :func:`refresh` sends a constant number of statements whatever the
+number of tables, in one read-only REPEATABLE READ transaction (one snapshot, so a table
+created or dropped meanwhile never shows up half):
 
-1. server version, ``current_schemas(false)``, extensions, where PostGIS lives;
-2. one ``pg_catalog`` query returning one row per relation with its columns,
-   indexes and constraints aggregated as JSON (``information_schema`` is avoided:
-   its views are slow on large catalogs);
-3. ``geometry_columns`` + ``geography_columns`` (only when PostGIS is installed).
-
-Statements 2 and 3 are separate snapshots in autocommit mode; geometry rows for a
-relation that statement 2 did not see are dropped, which is harmless for a plan
-(apply re-checks fingerprints anyway).
+1. ``BEGIN``; 2. server version, ``current_schemas(false)``, extensions, where PostGIS
+   lives (and JIT off for the transaction);
+3. relations, 4. columns (with the geometry type, SRID and dimensions read from the
+   typmod), 5. indexes, 6. constraints: flat rows from ``pg_catalog`` joined in Python
+   by relation oid (``information_schema`` is avoided: its views are slow on large
+   catalogs);
+7. ``geometry_columns`` / ``geography_columns``, only for the tables with a column whose
+   typmod leaves its type or SRID open (so usually not sent at all); 8. ``COMMIT``.
 
 Excluded: system schemas, ``topology``/``tiger``/``tiger_data``, every relation
 owned by an extension (``pg_depend.deptype = 'e'``) and ``spatial_ref_sys``.
@@ -20,13 +20,15 @@ owned by an extension (``pg_depend.deptype = 'e'``) and ``spatial_ref_sys``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from honua_plan.facts import (
     ColumnFacts,
@@ -58,9 +60,8 @@ EXCLUDED_SCHEMAS: tuple[str, ...] = (
 )
 EXCLUDED_TABLES: tuple[str, ...] = ("spatial_ref_sys",)
 
-# Statement 1 also turns JIT off for the session and returns the previous value, which
-# statement 2 restores once it runs: compiling the catalog query (~1.7 s at 10,000
-# tables, with inlining and optimization) costs more than it could ever save.
+# Statement 2 also turns JIT off for the rest of the snapshot's transaction: compiling
+# the catalog queries costs more than it could ever save.
 _SERVER_SQL = sql.SQL(
     """
 SELECT current_setting('server_version_num')::int,
@@ -74,136 +75,166 @@ SELECT current_setting('server_version_num')::int,
           FROM pg_catalog.pg_extension e
           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
          WHERE e.extname = 'postgis'),
-       current_setting('jit', true),
-       CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', false) END
+       CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END
 """
 )
 
-# One JSON array, one element per relation (a single json.loads is much cheaper than one
-# per row); the LATERAL subqueries are index scans on attrelid/indrelid/conrelid.
+# The catalog statements return flat rows, one per relation, column, index or constraint,
+# joined in Python by relation oid. Aggregating them per relation in SQL (LATERAL
+# subqueries building JSON) cost ~300 us per table: json_build_array looks up the output
+# function of every argument on every call. Flat rows cost ~3 us each to send and load.
+#
+# Which relations: the same predicate in every statement of the snapshot (rows of
+# relations statement 3 left out, e.g. those owned by an extension, are dropped in Python).
+_USER_RELATION = """
+       c.relkind IN ('r', 'v', 'm', 'p')
+   AND n.nspname <> ALL(%(excluded_schemas)s::text[])
+   AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+   AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+   {schema_filter}"""
+
 _RELATIONS_SQL = """
-WITH rel AS (
-    SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, c.relpages, c.reltoastrelid
-      FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'v', 'm', 'p')
-       AND n.nspname <> ALL(%(excluded_schemas)s::text[])
-       AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-       AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
-       AND c.relname <> ALL(%(excluded_tables)s::text[])
-       AND NOT EXISTS (
-             SELECT 1 FROM pg_catalog.pg_depend d
-              WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                AND d.objid = c.oid
-                AND d.deptype = 'e')
-       {schema_filter}
-)
-SELECT COALESCE(json_agg(json_build_array(
-           r.nspname, r.relname, r.relkind, r.reltuples, {size_expr}, cols.j, idx.j, con.j)
-         ORDER BY r.nspname, r.relname), '[]'::json),
-       CASE WHEN %(jit)s::text IS NOT NULL THEN set_config('jit', %(jit)s::text, false) END
-  FROM rel r
-  LEFT JOIN LATERAL (
-        SELECT json_agg(json_build_array(
-                   a.attname,
-                   pg_catalog.format_type(a.atttypid, a.atttypmod),
-                   t.typname,
-                   NOT a.attnotnull,
-                   pg_catalog.pg_get_expr(ad.adbin, ad.adrelid),
-                   CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod > 4
-                        THEN a.atttypmod - 4 END)
-               ORDER BY a.attnum) AS j
-          FROM pg_catalog.pg_attribute a
-          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-          LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-         WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped) cols ON true
-  LEFT JOIN LATERAL (
-        SELECT json_agg(json_build_array(
-                   ic.relname,
-                   am.amname,
-                   ARRAY(SELECT CASE WHEN k.attnum <> 0 THEN ka.attname::text
-                                     ELSE pg_catalog.pg_get_indexdef(i.indexrelid, k.ord::int, true) END
-                           FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                           LEFT JOIN pg_catalog.pg_attribute ka
-                                  ON ka.attrelid = i.indrelid AND ka.attnum = k.attnum
-                          WHERE k.ord <= i.indnkeyatts
-                          ORDER BY k.ord),
-                   i.indisvalid,
-                   i.indisready,
-                   i.indisunique,
-                   i.indisprimary,
-                   CASE WHEN plain.ok THEN
-                        'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
-                        || pg_catalog.quote_ident(ic.relname) || ' ON '
-                        || pg_catalog.quote_ident(r.nspname) || '.' || pg_catalog.quote_ident(r.relname)
-                        || ' USING ' || pg_catalog.quote_ident(am.amname) || ' (' || plain.cols || ')'
-                   ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END)
-               ORDER BY ic.relname) AS j
-          FROM pg_catalog.pg_index i
-          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-          JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-          -- a plain index (columns only, default opclass/order/collation, no options,
-          -- INCLUDE, predicate or expression): its definition is built here exactly as
-          -- pg_get_indexdef prints it (which costs ~60 us per index in a fresh session)
-          LEFT JOIN LATERAL (
-                SELECT COALESCE(bool_and(
-                           k.attnum > 0
-                           AND i.indoption[k.ord::int - 1] = 0
-                           AND (i.indcollation[k.ord::int - 1] = 0
-                                OR i.indcollation[k.ord::int - 1] = ka.attcollation)
-                           -- the default opclass of the column's type (uncorrelated: hashed once)
-                           AND (i.indclass[k.ord::int - 1], ka.atttypid, ic.relam) IN (
-                                 SELECT oc.oid, oc.opcintype, oc.opcmethod
-                                   FROM pg_catalog.pg_opclass oc WHERE oc.opcdefault)
-                       ), false)
-                       AND i.indexprs IS NULL AND i.indpred IS NULL
-                       AND i.indnkeyatts = i.indnatts
-                       AND ic.relkind = 'i' AND ic.reloptions IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute ia
-                                        WHERE ia.attrelid = i.indexrelid AND ia.attoptions IS NOT NULL)
-                       {nulls_distinct} AS ok,
-                       string_agg(pg_catalog.quote_ident(ka.attname), ', ' ORDER BY k.ord) AS cols
-                  FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                  LEFT JOIN pg_catalog.pg_attribute ka
-                         ON ka.attrelid = i.indrelid AND ka.attnum = k.attnum) plain ON true
-         WHERE i.indrelid = r.oid) idx ON true
-  LEFT JOIN LATERAL (
-        SELECT json_agg(json_build_array(
-                   co.conname,
-                   co.contype,
-                   ARRAY(SELECT ca.attname::text
-                           FROM unnest(co.conkey) WITH ORDINALITY AS k(attnum, ord)
-                           JOIN pg_catalog.pg_attribute ca
-                             ON ca.attrelid = co.conrelid AND ca.attnum = k.attnum
-                          ORDER BY k.ord),
-                   co.convalidated,
-                   pg_catalog.pg_get_constraintdef(co.oid))
-               ORDER BY co.conname) AS j
-          FROM pg_catalog.pg_constraint co
-         WHERE co.conrelid = r.oid AND co.contype <> 'n') con ON true
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, {size_expr}
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_class tc ON tc.oid = c.reltoastrelid
+  LEFT JOIN (SELECT xi.indrelid, sum(xc.relpages) AS pages
+               FROM pg_catalog.pg_index xi
+               JOIN pg_catalog.pg_class xc ON xc.oid = xi.indexrelid
+              GROUP BY xi.indrelid) ip ON ip.indrelid = c.oid
+ WHERE {user_relation}
+   AND c.relname <> ALL(%(excluded_tables)s::text[])
+   AND c.oid NOT IN (SELECT d.objid FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
 """
 
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typname, NOT a.attnotnull,
+       pg_catalog.pg_get_expr(ad.adbin, ad.adrelid),
+       CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod > 4 THEN a.atttypmod - 4 END,
+       {geometry}
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+ WHERE {user_relation} AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attrelid, a.attnum
+"""
+
+# A geometry column whose typmod names a type and an SRID is described by the typmod
+# alone, exactly as geometry_columns computes it; reading the view for every table costs
+# three pg_get_constraintdef scans per table (~40 us), so the views are only read for the
+# columns the typmod leaves open (no typmod, GEOMETRY or SRID 0: the view then looks at
+# CHECK constraints) and for geography columns. Columns: kind (NULL = not PostGIS,
+# 'view' = ask the views), type, srid, dims.
+_GEOMETRY_TYPMOD = """
+       CASE WHEN t.typnamespace <> (SELECT ns.oid FROM pg_catalog.pg_namespace ns WHERE ns.nspname = %(postgis_schema)s)
+                 OR t.typname NOT IN ('geometry', 'geography') THEN NULL
+            WHEN t.typname = 'geometry' AND a.atttypmod <> -1
+                 AND {ps}.postgis_typmod_srid(a.atttypmod) <> 0
+                 AND upper({ps}.postgis_typmod_type(a.atttypmod)) <> 'GEOMETRY' THEN 'typmod'
+            ELSE 'view' END AS gkind,
+       CASE WHEN t.typname = 'geometry' AND a.atttypmod <> -1
+                 AND t.typnamespace = (SELECT ns.oid FROM pg_catalog.pg_namespace ns WHERE ns.nspname = %(postgis_schema)s) THEN
+            replace(replace(upper({ps}.postgis_typmod_type(a.atttypmod)), 'ZM', ''), 'Z', '') END,
+       CASE WHEN t.typname = 'geometry' AND a.atttypmod <> -1
+                 AND t.typnamespace = (SELECT ns.oid FROM pg_catalog.pg_namespace ns WHERE ns.nspname = %(postgis_schema)s) THEN
+            {ps}.postgis_typmod_srid(a.atttypmod) END,
+       CASE WHEN t.typname = 'geometry' AND a.atttypmod <> -1
+                 AND t.typnamespace = (SELECT ns.oid FROM pg_catalog.pg_namespace ns WHERE ns.nspname = %(postgis_schema)s) THEN
+            {ps}.postgis_typmod_dims(a.atttypmod) END"""
+_NO_GEOMETRY = "NULL::text, NULL::text, NULL::int, NULL::int"
+
+_INDEXES_SQL = """
+WITH ix AS (
+    SELECT i.*, ic.relname AS iname, ic.relam, n.nspname, c.relname AS tname,
+           ic.relkind = 'i' AND ic.reloptions IS NULL AS plain_rel
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+     WHERE {user_relation}
+), keys AS (
+    SELECT ix.indexrelid,
+           array_agg(CASE WHEN k.attnum <> 0 THEN ka.attname::text
+                          ELSE pg_catalog.pg_get_indexdef(ix.indexrelid, k.ord::int, true) END
+                     ORDER BY k.ord) FILTER (WHERE k.ord <= ix.indnkeyatts) AS cols,
+           COALESCE(bool_and(
+               k.attnum > 0
+               AND ix.indoption[k.ord::int - 1] = 0
+               AND (ix.indcollation[k.ord::int - 1] = 0 OR ix.indcollation[k.ord::int - 1] = ka.attcollation)
+               AND (ix.indclass[k.ord::int - 1], ka.atttypid, ix.relam) IN (
+                     SELECT oc.oid, oc.opcintype, oc.opcmethod FROM pg_catalog.pg_opclass oc WHERE oc.opcdefault)
+               AND ia.attoptions IS NULL
+           ), false) AS ok,
+           string_agg(pg_catalog.quote_ident(ka.attname), ', ' ORDER BY k.ord) AS plain
+      FROM ix
+      CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+      -- LATERAL + OFFSET 0: one index probe per key, not a hash of all of pg_attribute
+      LEFT JOIN LATERAL (SELECT a.attname, a.attcollation, a.atttypid FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum OFFSET 0) ka ON true
+      LEFT JOIN LATERAL (SELECT a.attoptions FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = ix.indexrelid AND a.attnum = k.ord OFFSET 0) ia ON true
+     GROUP BY ix.indexrelid
+)
+SELECT ix.indrelid, ix.iname, am.amname, COALESCE(keys.cols, '{{}}'),
+       ix.indisvalid, ix.indisready, ix.indisunique, ix.indisprimary,
+       CASE WHEN keys.ok AND ix.plain_rel AND ix.indexprs IS NULL AND ix.indpred IS NULL
+                 AND ix.indnkeyatts = ix.indnatts {nulls_distinct}
+            THEN 'CREATE ' || CASE WHEN ix.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                 || pg_catalog.quote_ident(ix.iname) || ' ON '
+                 || pg_catalog.quote_ident(ix.nspname) || '.' || pg_catalog.quote_ident(ix.tname)
+                 || ' USING ' || pg_catalog.quote_ident(am.amname) || ' (' || keys.plain || ')'
+            ELSE pg_catalog.pg_get_indexdef(ix.indexrelid) END
+  FROM ix
+  JOIN pg_catalog.pg_am am ON am.oid = ix.relam
+  LEFT JOIN keys ON keys.indexrelid = ix.indexrelid
+ ORDER BY ix.indrelid, ix.iname
+"""
+
+_CONSTRAINTS_SQL = """
+WITH co AS (
+    SELECT co.*
+      FROM pg_catalog.pg_constraint co
+      JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE {user_relation} AND co.contype <> 'n'
+), keys AS (
+    SELECT co.oid, array_agg(ca.attname::text ORDER BY k.ord) AS cols
+      FROM co
+      CROSS JOIN LATERAL unnest(co.conkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN LATERAL (SELECT a.attname FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = co.conrelid AND a.attnum = k.attnum OFFSET 0) ca ON true
+     GROUP BY co.oid
+)
+SELECT co.conrelid, co.conname, co.contype, COALESCE(keys.cols, '{{}}'), co.convalidated,
+       pg_catalog.pg_get_constraintdef(co.oid)
+  FROM co
+  LEFT JOIN keys ON keys.oid = co.oid
+ ORDER BY co.conrelid, co.conname
+"""
 # pg_total_relation_size opens the table, its TOAST and every index and stats each fork
-# (~0.2 ms per table in a fresh session: 2 s of a 10,000-table refresh); the estimate
-# reads relpages only (as fresh as reltuples: VACUUM/ANALYZE).
-_ESTIMATED_SIZE = """(r.relpages::bigint
-        + COALESCE((SELECT tc.relpages FROM pg_catalog.pg_class tc WHERE tc.oid = r.reltoastrelid), 0)
-        + COALESCE((SELECT sum(xc.relpages) FROM pg_catalog.pg_index xi
-                      JOIN pg_catalog.pg_class xc ON xc.oid = xi.indexrelid
-                     WHERE xi.indrelid = r.oid), 0)
-       ) * current_setting('block_size')::bigint"""
+# (~0.2 ms per table in a fresh session); the estimate reads relpages only (as fresh as
+# reltuples: VACUUM/ANALYZE).
+_ESTIMATED_SIZE = ("((c.relpages::bigint + COALESCE(tc.relpages, 0) + COALESCE(ip.pages, 0))"
+                   " * current_setting('block_size')::bigint)")
 # "exact" where it matters: a table without statistics (reltuples <= 0, relpages = 0) may
 # hold rows nobody counted yet, and the risk rules then judge it by its size on disk; a
 # table with statistics is judged by reltuples, its size being informational, so the
 # relpages estimate is used for it.
 _EXACT_SIZE = (
-    "CASE WHEN r.relkind NOT IN ('r', 'm') THEN 0"
-    " WHEN r.reltuples > 0 AND r.relpages > 0 THEN " + _ESTIMATED_SIZE.replace("\n", " ") +
-    " ELSE pg_catalog.pg_total_relation_size(r.oid) END"
+    "CASE WHEN c.relkind NOT IN ('r', 'm') THEN 0"
+    " WHEN c.reltuples > 0 AND c.relpages > 0 THEN " + _ESTIMATED_SIZE +
+    " ELSE pg_catalog.pg_total_relation_size(c.oid) END"
 )
 
 _GEOMETRY_SQL = "SELECT f_table_schema::text, f_table_name::text, f_geometry_column::text, type, srid, coord_dimension FROM {}"
 _GEOGRAPHY_SQL = "SELECT f_table_schema::text, f_table_name::text, f_geography_column::text, type, srid, coord_dimension FROM {}"
+# only the tables whose geometry the typmod did not settle (the view's filter on schema
+# and table name is pushed down into its joins)
+_VIEW_FILTER = " WHERE (f_table_schema::text, f_table_name::text) IN (SELECT * FROM unnest({}::text[], {}::text[]))"
 
 
 def _session(session_or_conn: Session | Connection) -> Session:
@@ -227,101 +258,129 @@ def refresh(
     """
     session = _session(session_or_conn)
     before = session.log.count
+    conn = session.conn
+    # one snapshot for all statements: a table created or dropped between two of them
+    # must not appear without its columns
+    owned = conn is not None and conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    if owned:
+        session.execute(_BEGIN, read=True)
+    try:
+        facts = _read_catalog(session, schemas, exact_sizes)
+    except BaseException:
+        if owned and conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+        raise
+    if owned:
+        session.execute("COMMIT", read=True)
+    return replace(facts, statements=session.log.count - before)
 
-    version, search_path, extensions, postgis, jit, _ = session.execute(_SERVER_SQL, read=True)[0]
 
+_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def _read_catalog(session: Session, schemas: Sequence[str] | None, exact_sizes: bool) -> DatabaseFacts:
+    version, search_path, extensions, postgis, _ = session.execute(_SERVER_SQL, read=True)[0]
     schema_filter = "AND n.nspname = ANY(%(schemas)s::text[])" if schemas is not None else ""
-    params: dict[str, Any] = {
-        "excluded_schemas": list(EXCLUDED_SCHEMAS),
-        "excluded_tables": list(EXCLUDED_TABLES),
-        "jit": jit,
-    }
+    user_relation = _USER_RELATION.format(schema_filter=schema_filter)
+    params: dict[str, Any] = {"excluded_schemas": list(EXCLUDED_SCHEMAS)}
     if schemas is not None:
         params["schemas"] = list(schemas)
-    [(relations, _)] = session.execute(
-        sql.SQL(
-            _RELATIONS_SQL.format(
-                schema_filter=schema_filter,
-                size_expr=_EXACT_SIZE if exact_sizes else _ESTIMATED_SIZE,
-                nulls_distinct="AND NOT i.indnullsnotdistinct" if int(version) >= 150000 else "",
-            )
-        ),
-        params,
-        read=True,
-    )
 
-    geometry: dict[tuple[str, str], list[GeometryColumnFacts]] = {}
+    def rows(text: str, extra: dict[str, Any] | None = None, **fmt: str) -> list[tuple[Any, ...]]:
+        query = sql.SQL(text.format(user_relation=user_relation, **fmt))
+        return session.execute(query, {**params, **(extra or {})}, read=True)
+
+    relations = rows(_RELATIONS_SQL, {"excluded_tables": list(EXCLUDED_TABLES)},
+                     size_expr=_EXACT_SIZE if exact_sizes else _ESTIMATED_SIZE)
+    geometry: dict[int, list[GeometryColumnFacts]] = {}
+    ask_views: set[tuple[int, str]] = set()  # (relation, column) the typmod leaves open
+    columns: dict[int, list[ColumnFacts]] = {}
     if postgis is not None:
         postgis_schema, has_geometry, has_geography = postgis
+        column_rows = rows(_COLUMNS_SQL, {"postgis_schema": postgis_schema},
+                           geometry=_GEOMETRY_TYPMOD.format(ps=sql.Identifier(postgis_schema).as_string(None)))
+    else:
+        has_geometry = has_geography = False
+        column_rows = rows(_COLUMNS_SQL, geometry=_NO_GEOMETRY)
+    for oid, name, data_type, udt, nullable, default, max_length, gkind, gtype, srid, dims in column_rows:
+        columns.setdefault(oid, []).append(ColumnFacts(name, data_type, udt, nullable, default, max_length))
+        if gkind == "typmod":
+            geometry.setdefault(oid, []).append(
+                GeometryColumnFacts(column=name, geometry_type=gtype, srid=srid, dims=dims or 2))
+        elif gkind == "view":
+            ask_views.add((oid, name))
+    indexes: dict[int, list[IndexFacts]] = {}
+    for oid, name, method, cols, valid, ready, unique, primary, definition in rows(
+        _INDEXES_SQL, nulls_distinct="AND NOT ix.indnullsnotdistinct" if int(version) >= 150000 else ""
+    ):
+        indexes.setdefault(oid, []).append(IndexFacts(
+            name=name, method=method, columns=tuple(cols), is_valid=valid, is_ready=ready,
+            is_unique=unique, is_primary=primary, definition=definition))
+    constraints: dict[int, list[ConstraintFacts]] = {}
+    for oid, name, ctype, cols, validated, definition in rows(_CONSTRAINTS_SQL):
+        constraints.setdefault(oid, []).append(ConstraintFacts(
+            name=name, type=ctype, columns=tuple(cols), validated=validated, definition=definition))
+
+    named = {(schema, name): oid for oid, schema, name, *_ in relations}
+    if ask_views and postgis is not None:
+        open_relations = {oid for oid, _ in ask_views}
+        asked = [(schema, name) for (schema, name), oid in named.items() if oid in open_relations]
+        view_filter = sql.SQL(_VIEW_FILTER).format(sql.Literal([a for a, _ in asked]),
+                                                   sql.Literal([b for _, b in asked]))
         parts = []
         if has_geometry:
-            parts.append(
-                sql.SQL(_GEOMETRY_SQL).format(sql.Identifier(postgis_schema, "geometry_columns"))
-            )
+            parts.append(sql.SQL(_GEOMETRY_SQL).format(
+                sql.Identifier(postgis_schema, "geometry_columns")) + view_filter)
         if has_geography:
-            parts.append(
-                sql.SQL(_GEOGRAPHY_SQL).format(sql.Identifier(postgis_schema, "geography_columns"))
-            )
+            parts.append(sql.SQL(_GEOGRAPHY_SQL).format(
+                sql.Identifier(postgis_schema, "geography_columns")) + view_filter)
         if parts:
             for schema, table, column, gtype, srid, dims in session.execute(
                 sql.SQL(" UNION ALL ").join(parts), read=True
             ):
-                geometry.setdefault((schema, table), []).append(
-                    GeometryColumnFacts(
-                        column=column,
-                        geometry_type=str(gtype or "GEOMETRY").upper(),
-                        srid=int(srid or 0),
-                        dims=int(dims or 2),
-                    )
-                )
+                oid = named.get((schema, table))
+                if oid is not None and (oid, column) in ask_views:
+                    geometry.setdefault(oid, []).append(GeometryColumnFacts(
+                        column=column, geometry_type=str(gtype or "GEOMETRY").upper(),
+                        srid=int(srid or 0), dims=int(dims or 2)))
 
-    tables = tuple(_table(row, geometry) for row in relations)
+    tables = tuple(
+        _table(schema, name, kind, reltuples, total_bytes, columns.get(oid, ()), indexes.get(oid, ()),
+               constraints.get(oid, ()), geometry.get(oid, ()))
+        for oid, schema, name, kind, reltuples, total_bytes in relations
+    )
     return DatabaseFacts(
         server_version=int(version),
         extensions=tuple((str(name), str(ver)) for name, ver in extensions),
         tables=tables,
         search_path=tuple(search_path),
-        statements=session.log.count - before,
+        statements=0,
     )
 
 
 def _table(
-    row: Sequence[Any], geometry: dict[tuple[str, str], list[GeometryColumnFacts]]
+    schema: str,
+    name: str,
+    kind: str,
+    reltuples: float | None,
+    total_bytes: int | None,
+    columns: Sequence[ColumnFacts],
+    indexes: Sequence[IndexFacts],
+    constraints: Sequence[ConstraintFacts],
+    geoms: Sequence[GeometryColumnFacts],
 ) -> TableFacts:
-    schema, name, kind, reltuples, total_bytes, cols, idxs, cons = row
-    # JSON arrays are built in ColumnFacts field order: (name, data_type, udt, nullable, default, max_length).
-    columns = tuple(ColumnFacts(*c) for c in cols or ())
-    indexes = tuple(
-        IndexFacts(
-            name=i[0],
-            method=i[1],
-            columns=tuple(i[2] or ()),
-            is_valid=bool(i[3]),
-            is_ready=bool(i[4]),
-            is_unique=bool(i[5]),
-            is_primary=bool(i[6]),
-            definition=i[7],
-        )
-        for i in idxs or ()
-    )
-    constraints = tuple(
-        ConstraintFacts(
-            name=c[0], type=c[1], columns=tuple(c[2] or ()), validated=bool(c[3]), definition=c[4]
-        )
-        for c in cons or ()
-    )
     primary_key = next((c.columns for c in constraints if c.type == "p"), ())
-    geoms = geometry.get((schema, name), [])
     order = {c.name: n for n, c in enumerate(columns)}
     return TableFacts(
         schema=schema,
         name=name,
         kind=kind,
         row_estimate=max(0, round(float(reltuples or 0))),
-        columns=columns,
+        columns=tuple(columns),
         geometry_columns=tuple(sorted(geoms, key=lambda g: order.get(g.column, len(order)))),
-        indexes=indexes,
-        constraints=constraints,
+        indexes=tuple(indexes),
+        constraints=tuple(constraints),
         primary_key=primary_key,
         total_bytes=int(total_bytes or 0),
     )

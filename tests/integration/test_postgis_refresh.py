@@ -176,7 +176,10 @@ def test_statement_count_is_independent_of_table_count(conn: psycopg.Connection)
     large = postgis.refresh(Session(conn, log=log))
     assert len(large.tables) == 210
     assert log.count == small_count == large.statements
-    assert small_count <= 6
+    # BEGIN, server, relations, columns, indexes, constraints, COMMIT: every geometry column
+    # here has a typmod naming its type and SRID, so the geometry views are not read
+    assert small_count == 7
+    assert [e.text.split()[0] for e in log][::len(log.entries) - 1] == ["BEGIN", "COMMIT"]
     t = large.table("many.t200")
     assert t is not None and t.geometry("geom") is not None and len(t.indexes) == 2
 
@@ -207,7 +210,7 @@ def test_without_postgis_there_are_no_geometry_facts(conn: psycopg.Connection) -
     t = facts.table("plain")
     assert t is not None and t.geometry_columns == () and t.primary_key == ("id",)
     assert facts.extension_version("postgis") is None
-    assert facts.statements == log.count == 2
+    assert facts.statements == log.count == 7
 
 
 def test_fingerprint_tracks_shape_not_data(conn: psycopg.Connection) -> None:
@@ -263,3 +266,44 @@ def test_count_invalid_geometries_and_extent(conn: psycopg.Connection) -> None:
     execute(conn, "CREATE TABLE nothing (geom geometry(Point, 4326))", fetch=False)
     assert postgis.table_extent(session, "nothing", "geom") is None
     assert postgis.count_invalid_geometries(session, "nothing", "geom") == (0, 0, 0)
+
+
+GEOMETRY_DECLARATIONS = {
+    "p_z": "geometry(PointZ, 4326)",
+    "l_m": "geometry(LineStringM, 3857)",
+    "mp_zm": "geometry(MultiPolygonZM, 2154)",
+    "any_4326": "geometry(Geometry, 4326)",
+    "point_0": "geometry(Point)",
+    "bare": "geometry",
+    "geog": "geography(Point, 4326)",
+    "geog_bare": "geography",
+}
+
+
+def test_geometry_facts_match_the_postgis_views(conn: psycopg.Connection) -> None:
+    """The typmod shortcut and the views agree, constraint-typed (old-style) columns included."""
+    cols = ", ".join(f"{name} {decl}" for name, decl in GEOMETRY_DECLARATIONS.items())
+    execute(conn, f"CREATE TABLE shapes (id int PRIMARY KEY, {cols})", fetch=False)
+    execute(conn, "CREATE TABLE old_style (id int PRIMARY KEY, g geometry,"
+                  " CONSTRAINT enforce_geotype_g CHECK (geometrytype(g) = 'POLYGON'::text OR g IS NULL),"
+                  " CONSTRAINT enforce_srid_g CHECK (st_srid(g) = 2056),"
+                  " CONSTRAINT enforce_dims_g CHECK (st_ndims(g) = 2))", fetch=False)
+    log = StatementLog()
+    facts = postgis.refresh(Session(conn, log=log))
+    expected = {
+        (t, c): (str(gtype or "GEOMETRY").upper(), int(srid or 0), int(dims or 2))
+        for t, c, gtype, srid, dims in execute(
+            conn,
+            "SELECT f_table_name::text, f_geometry_column::text, type, srid, coord_dimension FROM geometry_columns"
+            " UNION ALL SELECT f_table_name::text, f_geography_column::text, type, srid, coord_dimension"
+            " FROM geography_columns")
+    }
+    got = {(t.name, g.column): (g.geometry_type, g.srid, g.dims)
+           for t in facts.tables for g in t.geometry_columns}
+    assert got == expected
+    assert got[("old_style", "g")] == ("POLYGON", 2056, 2)
+    assert got[("shapes", "p_z")] == ("POINT", 4326, 3)
+    shapes = facts.table("shapes")
+    assert shapes is not None and [g.column for g in shapes.geometry_columns] == list(GEOMETRY_DECLARATIONS)
+    # the views were read once, for the columns the typmod leaves open
+    assert log.count == 8

@@ -28,7 +28,7 @@ from honua_plan.providers.sqlexec import Session, StatementLog, connect
 
 SMALL, LARGE = 20, 200
 ENV = generate.ENVIRONMENT
-REFRESH_STATEMENTS = 3  # server facts, relations, geometry columns (PostGIS installed)
+REFRESH_STATEMENTS = 7  # BEGIN, server facts, relations, columns, indexes, constraints, COMMIT
 
 
 @dataclass
