@@ -9,13 +9,20 @@ then the embedded PostGIS under ``state/.pg``. Every resolved DSN is registered 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from honua_plan import secrets
 from honua_plan.config import templating
-from honua_plan.config.models import Datasource
 from honua_plan.errors import DatabaseError
+
+if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
+    from honua_plan.config.models import Datasource, Project
+
+DEFAULT_DSN_ENV = ("HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN")
+"""``connection.env`` when a datasource does not say."""
 
 
 @dataclass(frozen=True)
@@ -32,21 +39,29 @@ def embedded_root(root: Path) -> Path:
 
 
 def resolve(ds: Datasource, environment: str, root: Path, *, start_embedded: bool = True) -> ResolvedDsn:
+    c = ds.spec.connection
+    return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root,
+                              start_embedded=start_embedded)
+
+
+def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None, embedded: bool,
+                       environment: str, root: Path, *, start_embedded: bool = True) -> ResolvedDsn:
+    """The DSN of datasource ``name`` (its ``connection`` fields) for ``environment``."""
     variables = templating.variables_for(environment)
-    for name_tpl in ds.spec.connection.env:
-        name = templating.render(name_tpl, variables)
-        value = os.environ.get(name)
+    for name_tpl in env_names:
+        var = templating.render(name_tpl, variables)
+        value = os.environ.get(var)
         if value:
             secrets.register_dsn(value)
-            return ResolvedDsn(value, f"env {name}")
-    if ds.spec.connection.dsn:
-        value = secrets.resolve(ds.spec.connection.dsn)
+            return ResolvedDsn(value, f"env {var}")
+    if dsn_ref:
+        value = secrets.resolve(dsn_ref)
         secrets.register_dsn(value)
         return ResolvedDsn(value, "dsn reference")
-    if not ds.spec.connection.embedded:
-        names = ", ".join(templating.render(n, variables) for n in ds.spec.connection.env)
+    if not embedded:
+        names = ", ".join(templating.render(n, variables) for n in env_names)
         raise DatabaseError(
-            f"datasource '{ds.metadata.name}' has no connection for environment '{environment}'",
+            f"datasource '{name}' has no connection for environment '{environment}'",
             hint=f"set one of: {names}",
         )
     from honua_plan.pgserver import EmbeddedCluster
@@ -60,6 +75,49 @@ def resolve(ds: Datasource, environment: str, root: Path, *, start_embedded: boo
         if not cluster.database_exists(dbname):
             cluster.create_database(dbname, exist_ok=True, extensions=("postgis",))
     return ResolvedDsn(cluster.dsn, f"embedded state/.pg database {dbname}")
+
+
+def default_datasource(project: Project, datasources: Mapping[str, Datasource]) -> str | None:
+    """The datasource a plan reads: the project's default, else the first declared."""
+    return project.spec.defaultDatasource or next(iter(datasources), None)
+
+
+def early_dsn(root: Path, environment: str) -> str | None:
+    """The DSN a plan of ``environment`` will use, told from honua.yaml and providers/ alone.
+
+    Lets the catalog read start before the repository is loaded (and before pydantic is
+    even imported): the files are read as plain YAML. None whenever it cannot be told that
+    way (anything unexpected in those files, an embedded cluster not running yet): the
+    caller resolves the DSN after loading, as usual, and uses what was read early only
+    when both answers are the same.
+    """
+    from honua_plan.config.yamlload import YAML_SUFFIXES, plain_documents
+
+    project = [d for d in plain_documents(root / "honua.yaml") if isinstance(d, dict)]
+    if len(project) != 1:
+        return None
+    spec = project[0].get("spec")
+    if not isinstance(spec, dict) or environment not in (spec.get("environments") or ()):
+        return None
+    datasources: dict[str, dict[str, Any]] = {}
+    folder = root / "providers"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(YAML_SUFFIXES)) if folder.is_dir() else []
+    for file in names:
+        for doc in plain_documents(folder / file):
+            if isinstance(doc, dict) and doc.get("kind") == "Datasource":
+                name = (doc.get("metadata") or {}).get("name")
+                datasources.setdefault(str(name), doc)
+    wanted = spec.get("defaultDatasource") or next(iter(datasources), None)
+    ds = datasources.get(str(wanted))
+    if ds is None:
+        return None
+    c = (ds.get("spec") or {}).get("connection") or {}
+    env_names, dsn_ref, embedded = c.get("env", DEFAULT_DSN_ENV), c.get("dsn"), c.get("embedded", True)
+    if (not isinstance(env_names, list | tuple) or not all(isinstance(n, str) for n in env_names)
+            or not isinstance(dsn_ref, str | None) or not isinstance(embedded, bool)):
+        return None
+    return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root,
+                              start_embedded=False).dsn
 
 
 def embedded_database(environment: str) -> str:

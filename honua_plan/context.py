@@ -35,6 +35,67 @@ class ValidateResult:
     warnings: tuple[Diagnostic, ...]
 
 
+class _CatalogPrefetch:
+    """Read the catalog in a thread that starts before the repository is loaded.
+
+    The DSN is told from honua.yaml and providers/ (:func:`connections.early_dsn`); what
+    was read is used only if the DSN resolved after loading is the same one. Any failure
+    of the early read is dropped: the plan then reads the catalog itself and reports its
+    own errors. A daemon thread, so a configuration error never waits for a slow connect.
+    """
+
+    def __init__(self, ctx: Context, environment: str) -> None:
+        import threading
+
+        self.dsn: str | None = None
+        self.log: StatementLog | None = None  # psycopg is imported by the thread, not here
+        self._result: tuple[Any, DatabaseFacts] | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._discarded = False
+        threading.Thread(target=self._run, args=(ctx, environment), daemon=True,
+                         name="honua-catalog-prefetch").start()
+
+    def _run(self, ctx: Context, environment: str) -> None:
+        result = None
+        try:
+            from honua_plan.connections import early_dsn
+            from honua_plan.providers.sqlexec import StatementLog
+
+            self.log = StatementLog()
+            self.dsn = early_dsn(ctx.root, environment)
+            if self.dsn is not None:
+                result = ctx._read_catalog(self.dsn, self.log)
+        except Exception:  # the plan reads the catalog itself and reports why
+            result = None
+        with self._lock:
+            if self._discarded and result is not None:
+                result[0].close()
+            else:
+                self._result = result
+            self._done.set()
+
+    def take(self, dsn: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts] | None:
+        """What was read, if it was read from ``dsn``; None otherwise."""
+        self._done.wait()
+        if self._result is None or self.dsn != dsn:
+            self.discard()
+            return None
+        if log is not None and self.log is not None:
+            for entry in self.log:
+                log.record(entry)
+        result, self._result = self._result, None
+        return result
+
+    def discard(self) -> None:
+        """Close what was read (or, still reading, have the thread close it when done)."""
+        with self._lock:
+            self._discarded = True
+            if self._result is not None:
+                self._result[0].close()
+                self._result = None
+
+
 class Context:
     def __init__(self, root: Path | str = ".", *, console: Console | None = None, debug: bool = False) -> None:
         self.root = Path(root).resolve()
@@ -102,10 +163,10 @@ class Context:
     # ------------------------------------------------------------------ databases
 
     def resolve_dsn(self, environment: str, datasource: str | None = None, *, start_embedded: bool = True) -> ResolvedDsn:
-        from honua_plan.connections import resolve
+        from honua_plan.connections import default_datasource, resolve
 
         desired = self.desired(environment)
-        name = datasource or desired.project.spec.defaultDatasource or next(iter(desired.datasources), None)
+        name = datasource or default_datasource(desired.project, desired.datasources)
         if name is None or name not in desired.datasources:
             raise UsageError(f"no datasource '{name}' in providers/")
         return resolve(desired.datasources[name], environment, self.root, start_embedded=start_embedded)
@@ -174,11 +235,14 @@ class Context:
             return postgis.refresh(Session(conn, log=log))
 
     def _open_catalog(self, environment: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
-        """Connect and read the catalog (run in a thread while the state is read)."""
+        return self._read_catalog(self.resolve_dsn(environment).dsn, log)
+
+    def _read_catalog(self, dsn: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
+        """Connect and read the catalog; the open connection serves the plan's other reads."""
         from honua_plan.providers import postgis
         from honua_plan.providers.sqlexec import Session, connect
 
-        conn = connect(self.resolve_dsn(environment).dsn)
+        conn = connect(dsn)
         try:
             return conn, postgis.refresh(Session(conn, log=log))
         except BaseException:
@@ -286,21 +350,20 @@ class Context:
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
     ) -> Plan:
-        from concurrent.futures import ThreadPoolExecutor
-
+        # the catalog is read while this process imports the plan engine and loads the
+        # repository and the state
+        early = _CatalogPrefetch(self, environment)
         from honua_plan.plan.builder import build_plan
 
-        desired = self.desired(environment)
-        # the catalog query runs in the database while this process reads the state
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            catalog = pool.submit(self._open_catalog, environment, log)
-            try:
-                recorded = self.recorded(environment)
-            except BaseException:
-                conn, _ = catalog.result()
-                conn.close()
-                raise
-            opened = catalog.result()
+        try:
+            desired = self.desired(environment)
+            recorded = self.recorded(environment)
+            opened = early.take(self.resolve_dsn(environment).dsn, log)
+        except BaseException:
+            early.discard()
+            raise
+        if opened is None:
+            opened = self._open_catalog(environment, log)
         live = self.refresh(desired, recorded, log=log, opened=opened)
         req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)

@@ -232,12 +232,12 @@ def _provenance(kind: str | None, actor: str | None) -> object:
 def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
          refresh_only: bool, targets: tuple[str, ...], provenance: str | None) -> None:
     """Show what apply would change, with risk levels and a rollback plan."""
-    from honua_plan.plan.render import render
-    from honua_plan.plan.store import save_plan
-
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, target=targets, refresh_only=refresh_only,
                           provenance=_provenance(provenance, None))  # type: ignore[arg-type]
+    from honua_plan.plan.render import render  # after plan(): its catalog read overlaps this import
+    from honua_plan.plan.store import save_plan
+
     click.echo(render(result, fmt, colour=context.console.colour), nl=False)
     if out is not None:
         save_plan(result, out)
@@ -283,10 +283,9 @@ def approve(ctx: click.Context, plan_file: Path, by: str, comment: str) -> None:
 @click.pass_context
 def drift(ctx: click.Context, environment: str, fmt: str) -> None:
     """Compare live objects with the recorded state; exit 2 when something drifted."""
-    from honua_plan.plan.render import render
-
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, refresh_only=True)
+    from honua_plan.plan.render import render
     if fmt == "json":
         echo_json({"format_version": 1, "environment": environment, "drifted": bool(result.drift),
                    "drift": [d.model_dump(mode="json") for d in result.drift]})

@@ -38,11 +38,10 @@ from honua_plan.config.models import (
     Service,
     Strict,
 )
-from honua_plan.config.yamlload import Document, ParseCache, SourceMap
+from honua_plan.config.yamlload import YAML_SUFFIXES, Document, ParseCache, SourceMap
 from honua_plan.errors import ConfigError, Diagnostic, Location
 
 PROJECT_FILE = "honua.yaml"
-YAML_SUFFIXES = (".yaml", ".yml")
 M = TypeVar("M", bound=Strict)
 
 

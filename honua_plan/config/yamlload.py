@@ -235,6 +235,20 @@ def _document(loader: Any, node: yaml.Node, path: str, index: int,
     return Document(data, src, index)
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def plain_documents(path: Path) -> list[Any]:
+    """The documents of a YAML file as plain data, without positions or checks; [] on any problem.
+
+    Only for peeking at a file before it is loaded properly (see ``connections.early_dsn``).
+    """
+    try:
+        return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Base))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+
+
 def load_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
     """Parse every document of ``text``; syntax errors become diagnostics, not exceptions."""
     loader = _Loader(text)

@@ -37,6 +37,7 @@ from typing import Any
 from honua_plan.errors import StateError
 from honua_plan.secrets import redact
 from honua_plan.state.model import (
+    JSON_CONTEXT,
     Event,
     StateDocument,
     canonical_json,
@@ -260,11 +261,11 @@ def prepare_write(
 
 
 def parse_document(data: Any, *, where: str, environment: str) -> StateDocument:
-    """Validate stored JSON data into a document; :class:`StateError` naming ``where``."""
+    """Validate data parsed from stored JSON into a document; :class:`StateError` naming ``where``."""
     from pydantic import ValidationError
 
     try:
-        doc = StateDocument.model_validate(data)
+        doc = StateDocument.model_validate(data, context=JSON_CONTEXT)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<document>'}: {e['msg']}"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
@@ -101,8 +101,10 @@ class LocalReader(StateReader):
                 f"cannot read state file {_display(self.path)}: {exc.strerror}"
             ) from None
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # NaN and Infinity are not JSON: refused here, so the document needs no
+            # further JSON check (see JSON_CONTEXT)
+            data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise StateError(self._corrupt_message(exc)) from None
         return parse_document(
             data, where=f"state file {_display(self.path)}", environment=self.environment
@@ -121,6 +123,10 @@ class LocalReader(StateReader):
                 f"inspect it and copy it over {_display(self.path)} to restore it"
             )
         return f"{head}; no backup {_display(self.backup_path)} exists"
+
+
+def _not_json(token: str) -> NoReturn:
+    raise ValueError(f"{token} is not a JSON value")
 
 
 class LocalWriter(LocalReader, StateWriter):

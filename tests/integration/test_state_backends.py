@@ -613,6 +613,18 @@ def test_corrupt_stored_state_is_reported(store: dict[str, Any], backend: StateB
         w.write(StateDocument.new(ENV), expected_serial=2)
 
 
+def test_nan_in_a_state_file_is_refused(store: dict[str, Any], backend: StateBackend) -> None:
+    """Stored data skips the per-object JSON check, so the reader must refuse NaN itself."""
+    if store["kind"] != "local":
+        pytest.skip("jsonb cannot hold NaN")
+    doc = _write(backend, lambda d: d.with_resource(ResourceRecord.create("layer.a::b", "layer", {"x": 1}, serial=1)))
+    path = store["root"] / "state" / f"{ENV}.json"
+    path.write_text(path.read_text().replace('"x": 1', '"x": NaN'))
+    assert doc.resources["layer.a::b"].attributes == {"x": 1}
+    with pytest.raises(StateError, match=r"dev\.json is not valid JSON"):
+        backend.read()
+
+
 # --------------------------------------------------------------------------- events
 
 
