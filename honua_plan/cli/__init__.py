@@ -211,10 +211,10 @@ def ai_main() -> None:
 
 
 def _provenance(kind: str | None, actor: str | None) -> object:
-    from honua_plan.plan.model import Provenance
-
     if kind is None:
         return None
+    from honua_plan.plan.model import Provenance
+
     return Provenance(kind=kind, actor=actor)
 
 

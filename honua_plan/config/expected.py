@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -86,6 +87,13 @@ def parse(text: str, check_type: str = "query") -> Expectation:
         f"cannot parse expected {raw!r}: use a comparison ('> 0', '>= N'), "
         "a row count ('1 row', 'N rows') or 'all true'"
     )
+
+
+@lru_cache(maxsize=4096)
+def parse_cached(text: str, check_type: str) -> Expectation:
+    """:func:`parse`, memoised: the same few texts repeat across thousands of checks, and an
+    Expectation is a frozen dataclass of str/float, safe to share. Typos are not cached."""
+    return parse(text, check_type)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)

@@ -29,6 +29,7 @@ from honua_plan.config import templating
 from honua_plan.config.models import (
     API_VERSION,
     KINDS,
+    PATTERN_MESSAGES,
     Datasource,
     Layer,
     Migration,
@@ -142,6 +143,9 @@ def _pydantic_diagnostics(exc: pydantic.ValidationError, src: SourceMap) -> list
         elif typ == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
             msg = f"{key}: invalid value {err.get('input')!r}; expected {expected}"
+        elif typ == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in PATTERN_MESSAGES:
+            text = PATTERN_MESSAGES[err["ctx"]["pattern"]].format(err["input"])
+            msg = f"{key}: {text}" if key else text
         else:
             text = err["msg"]
             for prefix in ("Value error, ", "Assertion failed, "):

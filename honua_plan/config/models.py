@@ -8,16 +8,17 @@ to ``path:line:column``. Every model forbids unknown keys.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
+    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -28,54 +29,40 @@ from honua_plan.config import expected as exp
 
 API_VERSION = "honua.io/v1"
 
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-QUALIFIED_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CRS_RE = re.compile(r"^(EPSG:\d{4,6}|CRS84|OGC:CRS84|https?://www\.opengis\.net/def/crs/\S+)$")
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+QUALIFIED_PATTERN = r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# [0-9] and \x1c-\x1f excluded by hand: Rust's Unicode \d and \S accept a few characters re rejects
+CRS_PATTERN = r"^(EPSG:[0-9]{4,6}|CRS84|OGC:CRS84|https?://www\.opengis\.net/def/crs/[^\s\x1c-\x1f]+)$"
 
+IDENT_RE = re.compile(IDENT_PATTERN)
+QUALIFIED_RE = re.compile(QUALIFIED_PATTERN)
+NAME_RE = re.compile(NAME_PATTERN)
+ENV_VAR_RE = re.compile(ENV_VAR_PATTERN)
+CRS_RE = re.compile(CRS_PATTERN)
 
-def _ident(v: str) -> str:
-    if not IDENT_RE.match(v):
-        raise ValueError(f"{v!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)")
-    return v
-
-
-def _qualified(v: str) -> str:
-    if not QUALIFIED_RE.match(v):
-        raise ValueError(f"{v!r} is not a plain SQL table name (schema.table or table)")
-    return v
-
-
-def _name(v: str) -> str:
-    if not NAME_RE.match(v):
-        raise ValueError(
-            f"{v!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)"
-        )
-    return v
-
-
-def _crs(v: str) -> str:
-    if not CRS_RE.match(v):
-        raise ValueError(f"{v!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI")
-    return v
-
-
-def _env_var(v: str) -> str:
-    if not ENV_VAR_RE.match(v):
-        raise ValueError(f"{v!r} is not an environment variable name")
-    return v
+# The patterns run in pydantic-core (Rust regex, no Python call per value). Rust's ``$`` does
+# not match before a trailing newline, so they are a little stricter than ``re``, never looser.
+# The loader turns a ``string_pattern_mismatch`` back into these messages, keyed by pattern.
+PATTERN_MESSAGES: dict[str, str] = {
+    IDENT_PATTERN: "{!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)",
+    QUALIFIED_PATTERN: "{!r} is not a plain SQL table name (schema.table or table)",
+    NAME_PATTERN: "{!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)",
+    CRS_PATTERN: "{!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI",
+    ENV_VAR_PATTERN: "{!r} is not an environment variable name",
+}
 
 
 def _duration(v: Any) -> float:
     return exp.parse_duration(v)
 
 
-Ident = Annotated[str, AfterValidator(_ident)]
-TableName = Annotated[str, AfterValidator(_qualified)]
-Name = Annotated[str, AfterValidator(_name)]
-Crs = Annotated[str, AfterValidator(_crs)]
-EnvVar = Annotated[str, AfterValidator(_env_var)]
+Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]
+TableName = Annotated[str, StringConstraints(pattern=QUALIFIED_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Crs = Annotated[str, StringConstraints(pattern=CRS_PATTERN)]
+EnvVar = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
 Duration = Annotated[
     float,
     BeforeValidator(_duration),
@@ -102,18 +89,18 @@ class Check(Strict):
     expected: Annotated[str, WithJsonSchema({"type": "string"})]
     timeout: Duration | None = None
     url: str | None = None
-    _expectation: exp.Expectation | None = PrivateAttr(default=None)
 
     @field_validator("expected", mode="before")
     @classmethod
     def _parse_expected(cls, v: Any, info: ValidationInfo) -> str:
-        if isinstance(v, bool):
-            v = "all true" if v else "all false"
-        if isinstance(v, int | float):
-            v = f"= {v}"
-        if not isinstance(v, str):
-            raise ValueError("expected must be a string such as '> 0', '1 row' or 'all true'")
-        exp.parse(v, info.data.get("type", "query"))  # raises on a typo
+        if not isinstance(v, str):  # one test on the common path
+            if isinstance(v, bool):
+                v = "all true" if v else "all false"
+            elif isinstance(v, int | float):
+                v = f"= {v}"
+            else:
+                raise ValueError("expected must be a string such as '> 0', '1 row' or 'all true'")
+        exp.parse_cached(v, info.data.get("type", "query"))  # raises on a typo
         return v
 
     @model_validator(mode="after")
@@ -124,10 +111,8 @@ class Check(Strict):
 
     @property
     def expectation(self) -> exp.Expectation:
-        if self._expectation is None:
-            object.__setattr__(self, "_expectation", exp.parse(self.expected, self.type))
-        assert self._expectation is not None
-        return self._expectation
+        # cached by text, not per instance: a private attribute costs every Check at load
+        return exp.parse_cached(self.expected, self.type)
 
     @property
     def label(self) -> str:
@@ -362,6 +347,15 @@ class LayerOgc(Strict):
     collectionsEnabled: bool = True
 
 
+_LAYER_OGC = LayerOgc()
+
+
+def _layer_ogc() -> LayerOgc:
+    """The default ``ogc`` block, one shared instance (frozen, scalars only): building one per
+    layer that omits the block costs a Python ``__init__`` each."""
+    return _LAYER_OGC
+
+
 class LayerValidation(Strict):
     healthChecks: list[Check] = Field(default_factory=list)
 
@@ -382,7 +376,7 @@ class LayerSpec(Strict):
     crs: list[Crs] = Field(default_factory=lambda: ["EPSG:4326"])
     storage: Storage
     fields: list[LayerField] = Field(default_factory=list)
-    ogc: LayerOgc = Field(default_factory=LayerOgc)
+    ogc: LayerOgc = Field(default_factory=_layer_ogc)
     validation: LayerValidation = Field(default_factory=LayerValidation)
     performance: PerformanceBudget | None = None
     keywords: list[str] = Field(default_factory=list)
@@ -391,8 +385,8 @@ class LayerSpec(Strict):
     @classmethod
     def _unique_fields(cls, v: list[LayerField]) -> list[LayerField]:
         names = [f.name for f in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
+        if len(set(names)) != len(names):  # linear: names.count per name was O(n²)
+            dup = sorted(n for n, count in Counter(names).items() if count > 1)
             raise ValueError(f"field listed twice: {', '.join(dup)}")
         return v
 
@@ -444,7 +438,7 @@ class Precondition(Strict):
             v = f"= {v}"
         if isinstance(v, bool):
             v = "all true" if v else "all false"
-        exp.parse(str(v), "query")
+        exp.parse_cached(str(v), "query")
         return str(v)
 
     @model_validator(mode="after")
