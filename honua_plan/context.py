@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from honua_plan.pgserver import ClusterStatus, EmbeddedCluster
     from honua_plan.plan.builder import LiveState
     from honua_plan.plan.model import DriftRecord, Plan, Provenance
+    from honua_plan.prefetch import Prefetch
     from honua_plan.providers.sqlexec import StatementLog
     from honua_plan.state.base import StateBackend
     from honua_plan.state.model import StateDocument
@@ -33,67 +34,6 @@ class ValidateResult:
     environments: tuple[str, ...]
     counts: dict[str, int]
     warnings: tuple[Diagnostic, ...]
-
-
-class _CatalogPrefetch:
-    """Read the catalog in a thread that starts before the repository is loaded.
-
-    The DSN is told from honua.yaml and providers/ (:func:`connections.early_dsn`); what
-    was read is used only if the DSN resolved after loading is the same one. Any failure
-    of the early read is dropped: the plan then reads the catalog itself and reports its
-    own errors. A daemon thread, so a configuration error never waits for a slow connect.
-    """
-
-    def __init__(self, ctx: Context, environment: str) -> None:
-        import threading
-
-        self.dsn: str | None = None
-        self.log: StatementLog | None = None  # psycopg is imported by the thread, not here
-        self._result: tuple[Any, DatabaseFacts] | None = None
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._discarded = False
-        threading.Thread(target=self._run, args=(ctx, environment), daemon=True,
-                         name="honua-catalog-prefetch").start()
-
-    def _run(self, ctx: Context, environment: str) -> None:
-        result = None
-        try:
-            from honua_plan.connections import early_dsn
-            from honua_plan.providers.sqlexec import StatementLog
-
-            self.log = StatementLog()
-            self.dsn = early_dsn(ctx.root, environment)
-            if self.dsn is not None:
-                result = ctx._read_catalog(self.dsn, self.log)
-        except Exception:  # the plan reads the catalog itself and reports why
-            result = None
-        with self._lock:
-            if self._discarded and result is not None:
-                result[0].close()
-            else:
-                self._result = result
-            self._done.set()
-
-    def take(self, dsn: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts] | None:
-        """What was read, if it was read from ``dsn``; None otherwise."""
-        self._done.wait()
-        if self._result is None or self.dsn != dsn:
-            self.discard()
-            return None
-        if log is not None and self.log is not None:
-            for entry in self.log:
-                log.record(entry)
-        result, self._result = self._result, None
-        return result
-
-    def discard(self) -> None:
-        """Close what was read (or, still reading, have the thread close it when done)."""
-        with self._lock:
-            self._discarded = True
-            if self._result is not None:
-                self._result[0].close()
-                self._result = None
 
 
 class Context:
@@ -224,6 +164,19 @@ class Context:
         with self.backend(environment) as b:
             return b.reader().read()
 
+    def _recorded_early(self, environment: str, early: Prefetch) -> StateDocument:
+        """The recorded state, from what the prefetch parsed when it is the backend's file."""
+        from honua_plan.state.local import LocalBackend
+
+        with self.backend(environment) as b:
+            if isinstance(b, LocalBackend):
+                found = early.take_state(b.path)
+                if found is not None:
+                    doc = b.reader().read_prefetched(*found)
+                    if doc is not None:
+                        return doc
+            return b.reader().read()
+
     # ------------------------------------------------------------------ refresh (read-only I/O)
 
     def read_facts(self, environment: str, log: StatementLog | None = None) -> DatabaseFacts:
@@ -235,14 +188,11 @@ class Context:
             return postgis.refresh(Session(conn, log=log))
 
     def _open_catalog(self, environment: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
-        return self._read_catalog(self.resolve_dsn(environment).dsn, log)
-
-    def _read_catalog(self, dsn: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
         """Connect and read the catalog; the open connection serves the plan's other reads."""
         from honua_plan.providers import postgis
         from honua_plan.providers.sqlexec import Session, connect
 
-        conn = connect(dsn)
+        conn = connect(self.resolve_dsn(environment).dsn)
         try:
             return conn, postgis.refresh(Session(conn, log=log))
         except BaseException:
@@ -250,14 +200,16 @@ class Context:
             raise
 
     def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
-                *, opened: tuple[Any, DatabaseFacts | None] | None = None) -> LiveState:
-        """Read what the plan needs: one catalog pass, plus per-change checks only."""
+                *, opened: tuple[Any, DatabaseFacts | None] | None = None,
+                known: DatabaseFacts | None = None) -> LiveState:
+        """Read what the plan needs: one catalog pass, plus per-change checks only.
+
+        ``opened`` is a connection (and the facts read on it, if any); ``known`` are facts
+        read elsewhere, and a connection is then opened only when a change needs a query.
+        """
         from honua_plan.config import templating
         from honua_plan.diff import attributes_fingerprint, desired_resources, diff_migrations
         from honua_plan.plan.builder import LiveState
-        from honua_plan.preconditions import query_preconditions
-        from honua_plan.providers import postgis
-        from honua_plan.providers.sqlexec import Session, connect
 
         env = desired.environment
         pending, _, _ = diff_migrations(desired, recorded)
@@ -265,12 +217,14 @@ class Context:
         health: dict[str, tuple[int, int, int]] = {}
         pre: dict[str, tuple[bool, str]] = {}
         texts: dict[str, str] = {}
-        if opened is None:
-            opened = (connect(self.resolve_dsn(env).dsn), None)
-        conn, known = opened
-        with conn:
-            session = Session(conn, log=log)
-            facts = known if known is not None else postgis.refresh(session)
+        conn, facts = opened if opened is not None else (None, known)
+        try:
+            if facts is None:
+                from honua_plan.providers import postgis
+                from honua_plan.providers.sqlexec import Session, connect
+
+                conn = conn if conn is not None else connect(self.resolve_dsn(env).dsn)
+                facts = postgis.refresh(Session(conn, log=log))
             resources = desired_resources(desired)
             to_count: list[tuple[str, str]] = []
             for address, layer in desired.layers.items():
@@ -282,17 +236,27 @@ class Context:
                 col = layer.spec.storage.geometryColumn
                 if t is not None and t.geometry(col) is not None:
                     to_count.append((table, col))
-            for (table, col), counts in postgis.count_invalid_geometries_many(session, to_count).items():
-                health[f"{table}.{col}"] = counts
-            for mc in pending:
-                m = mc.migration
-                pre.update(query_preconditions(session, m, variables))
-                for step in m.spec.up:
-                    if step.type == "metadata" and step.path:
-                        rel = templating.render(step.path, variables)
-                        path = self.root / rel
-                        if path.exists():
-                            texts[rel] = path.read_text()
+            if to_count or pending:  # only a plan with work queries more than the catalog
+                from honua_plan.preconditions import query_preconditions
+                from honua_plan.providers import postgis
+                from honua_plan.providers.sqlexec import Session, connect
+
+                conn = conn if conn is not None else connect(self.resolve_dsn(env).dsn)
+                session = Session(conn, log=log)
+                for (table, col), counts in postgis.count_invalid_geometries_many(session, to_count).items():
+                    health[f"{table}.{col}"] = counts
+                for mc in pending:
+                    m = mc.migration
+                    pre.update(query_preconditions(session, m, variables))
+                    for step in m.spec.up:
+                        if step.type == "metadata" and step.path:
+                            rel = templating.render(step.path, variables)
+                            path = self.root / rel
+                            if path.exists():
+                                texts[rel] = path.read_text()
+        finally:
+            if conn is not None:
+                conn.close()
         entries, server_error = self._server_dry_run(desired)
         return LiveState(facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
                          server_entries=entries, server_error=server_error)
@@ -350,21 +314,28 @@ class Context:
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
     ) -> Plan:
-        # the catalog is read while this process imports the plan engine and loads the
-        # repository and the state
-        early = _CatalogPrefetch(self, environment)
+        from honua_plan.prefetch import Prefetch
+
+        # the catalog and the state file are read while this process imports the plan
+        # engine and loads the repository
+        early = Prefetch(self.root, environment)
         from honua_plan.plan.builder import build_plan
 
         try:
             desired = self.desired(environment)
-            recorded = self.recorded(environment)
-            opened = early.take(self.resolve_dsn(environment).dsn, log)
+            recorded = self._recorded_early(environment, early)
+            rows = early.take_catalog(self.resolve_dsn(environment).dsn, log)
         except BaseException:
             early.discard()
             raise
-        if opened is None:
-            opened = self._open_catalog(environment, log)
-        live = self.refresh(desired, recorded, log=log, opened=opened)
+        if rows is not None:
+            from honua_plan.facts import facts_from_rows
+
+            facts = facts_from_rows(rows)
+            del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
+            live = self.refresh(desired, recorded, log=log, known=facts)
+        else:
+            live = self.refresh(desired, recorded, log=log, opened=self._open_catalog(environment, log))
         req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)
 

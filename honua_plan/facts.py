@@ -6,7 +6,12 @@ code only reads them. Nothing here does I/O.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,23 @@ class TableFacts:
     def index(self, name: str) -> IndexFacts | None:
         return next((i for i in self.indexes if i.name == name), None)
 
+    @cached_property
+    def shape(self) -> dict[str, Any]:
+        """What drift compares and the state records (not sizes or row counts); plain JSON values."""
+        return {
+            "columns": {c.name: c.data_type + ("" if c.nullable else " not null") for c in self.columns},
+            "geometry": {g.column: f"{g.geometry_type},{g.srid},{g.dims}" for g in self.geometry_columns},
+            "indexes": {i.name: i.definition + ("" if i.is_valid else " INVALID") for i in self.indexes},
+            "constraints": {c.name: c.definition for c in self.constraints},
+            "primary_key": list(self.primary_key),
+        }
+
+    @cached_property
+    def shape_fingerprint(self) -> str:
+        """``sha256:`` of the canonical JSON of :attr:`shape` (the state's fingerprint), once per table."""
+        text = json.dumps(self.shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 @dataclass(frozen=True)
 class DatabaseFacts:
@@ -111,3 +133,76 @@ class DatabaseFacts:
 
     def extension_version(self, name: str) -> str | None:
         return dict(self.extensions).get(name)
+
+
+CatalogRows = dict[str, Any]
+"""The rows of the catalog statements (``providers.postgis.catalog_rows``), plain values."""
+
+
+def facts_from_rows(rows: CatalogRows) -> DatabaseFacts:
+    """Build the facts from the catalog rows: relations, columns, indexes, constraints joined by oid."""
+    columns: dict[int, list[ColumnFacts]] = {}
+    geometry: dict[int, list[GeometryColumnFacts]] = {}
+    from_views: set[tuple[int, str]] = set()  # (relation, column) the typmod left open
+    for oid, name, data_type, udt, nullable, default, max_length, gkind, gtype, srid, dims in rows["columns"]:
+        columns.setdefault(oid, []).append(ColumnFacts(name, data_type, udt, nullable, default, max_length))
+        if gkind == "typmod":
+            geometry.setdefault(oid, []).append(
+                GeometryColumnFacts(column=name, geometry_type=gtype, srid=srid, dims=dims or 2))
+        elif gkind == "view":
+            from_views.add((oid, name))
+    indexes: dict[int, list[IndexFacts]] = {}
+    for oid, name, method, cols, valid, ready, unique, primary, definition in rows["indexes"]:
+        indexes.setdefault(oid, []).append(IndexFacts(
+            name=name, method=method, columns=tuple(cols), is_valid=valid, is_ready=ready,
+            is_unique=unique, is_primary=primary, definition=definition))
+    constraints: dict[int, list[ConstraintFacts]] = {}
+    for oid, name, ctype, cols, validated, definition in rows["constraints"]:
+        constraints.setdefault(oid, []).append(ConstraintFacts(
+            name=name, type=ctype, columns=tuple(cols), validated=validated, definition=definition))
+    if from_views:
+        named = {(r[1], r[2]): r[0] for r in rows["relations"]}
+        for schema, table, column, gtype, srid, dims in rows["geometry_views"]:
+            oid = named.get((schema, table))
+            if oid is not None and (oid, column) in from_views:
+                geometry.setdefault(oid, []).append(GeometryColumnFacts(
+                    column=column, geometry_type=str(gtype or "GEOMETRY").upper(),
+                    srid=int(srid or 0), dims=int(dims or 2)))
+    return DatabaseFacts(
+        server_version=int(rows["server_version"]),
+        extensions=tuple((str(name), str(ver)) for name, ver in rows["extensions"]),
+        tables=tuple(
+            _table(schema, name, kind, reltuples, total_bytes, columns.get(oid, ()), indexes.get(oid, ()),
+                   constraints.get(oid, ()), geometry.get(oid, ()))
+            for oid, schema, name, kind, reltuples, total_bytes in rows["relations"]
+        ),
+        search_path=tuple(rows["search_path"]),
+        statements=int(rows["statements"]),
+    )
+
+
+def _table(
+    schema: str,
+    name: str,
+    kind: str,
+    reltuples: float | None,
+    total_bytes: int | None,
+    columns: Sequence[ColumnFacts],
+    indexes: Sequence[IndexFacts],
+    constraints: Sequence[ConstraintFacts],
+    geoms: Sequence[GeometryColumnFacts],
+) -> TableFacts:
+    primary_key = next((c.columns for c in constraints if c.type == "p"), ())
+    order = {c.name: n for n, c in enumerate(columns)}
+    return TableFacts(
+        schema=schema,
+        name=name,
+        kind=kind,
+        row_estimate=max(0, round(float(reltuples or 0))),
+        columns=tuple(columns),
+        geometry_columns=tuple(sorted(geoms, key=lambda g: order.get(g.column, len(order)))),
+        indexes=tuple(indexes),
+        constraints=tuple(constraints),
+        primary_key=primary_key,
+        total_bytes=int(total_bytes or 0),
+    )

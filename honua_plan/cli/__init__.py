@@ -597,6 +597,9 @@ def test_cmd(ctx: click.Context, environment: str | None, layer: str | None, fmt
 @click.pass_context
 def serve(ctx: click.Context, environment: str | None, port: int | None, stop: bool, background: bool) -> None:
     """Run the local OGC API server (pygeoapi) for an environment; Ctrl-C stops it."""
+    import gc
+
+    gc.enable()  # runs until stopped: the usual collector (see HonuaGroup.invoke)
     env = _default_env(ctx, environment)
     context = state(ctx).context()
     if stop:

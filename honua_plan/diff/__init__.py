@@ -313,14 +313,10 @@ def check_layer(
 
 
 def table_attributes(t: TableFacts) -> dict[str, Any]:
-    """The recorded shape of a table: what drift compares (not sizes or row counts)."""
-    return {
-        "columns": {c.name: c.data_type + ("" if c.nullable else " not null") for c in t.columns},
-        "geometry": {g.column: f"{g.geometry_type},{g.srid},{g.dims}" for g in t.geometry_columns},
-        "indexes": {i.name: i.definition + ("" if i.is_valid else " INVALID") for i in t.indexes},
-        "constraints": {c.name: c.definition for c in t.constraints},
-        "primary_key": list(t.primary_key),
-    }
+    """The recorded shape of a table: what drift compares (not sizes or row counts).
+
+    Shared per table (:attr:`TableFacts.shape`): callers must not modify it."""
+    return t.shape
 
 
 def table_address(t: TableFacts) -> str:
@@ -356,10 +352,10 @@ def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[D
             drifts.append(Drift(address, "table", "missing", f"table {name} no longer exists",
                                 recorded_fingerprint=rec.fingerprint))
             continue
-        attrs = table_attributes(live)
-        live_fp = plain_fingerprint(attrs)
+        live_fp = live.shape_fingerprint
         if live_fp == rec.fingerprint:
             continue
+        attrs = live.shape
         details: list[str] = []
         for section in ("columns", "geometry", "indexes", "constraints"):
             details += _describe_dict_change(section, rec.attributes.get(section, {}), attrs[section])

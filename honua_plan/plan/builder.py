@@ -27,7 +27,6 @@ from honua_plan.diff import (
     detect_drift,
     diff_migrations,
     diff_resources,
-    table_attributes,
 )
 from honua_plan.errors import Diagnostic, PlanError
 from honua_plan.facts import DatabaseFacts, TableFacts
@@ -43,7 +42,7 @@ from honua_plan.plan.model import (
     Provenance,
     ServerEntry,
 )
-from honua_plan.state.model import StateDocument, fingerprint
+from honua_plan.state.model import StateDocument
 
 if TYPE_CHECKING:
     from honua_plan import graph
@@ -551,7 +550,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         tables_read = set(served_tables) | {name for d in drafts for name in d.touched}
         for name in sorted(tables_read):
             read = facts.table(name)
-            fingerprints[f"table.{name}"] = fingerprint(table_attributes(read)) if read else "absent"
+            fingerprints[f"table.{name}"] = read.shape_fingerprint if read else "absent"
 
     return Plan(
         id=req.plan_id or uuid.uuid4().hex,

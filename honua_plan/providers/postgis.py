@@ -24,20 +24,13 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from honua_plan.facts import (
-    ColumnFacts,
-    ConstraintFacts,
-    DatabaseFacts,
-    GeometryColumnFacts,
-    IndexFacts,
-    TableFacts,
-)
+from honua_plan.facts import CatalogRows, DatabaseFacts, TableFacts, facts_from_rows
 from honua_plan.providers.sqlexec import Connection, Session, qualified, split_name
 
 __all__ = [
@@ -256,6 +249,20 @@ def refresh(
     estimate for one with (see ``_EXACT_SIZE``); ``exact_sizes=False`` estimates it for
     every table.
     """
+    return facts_from_rows(catalog_rows(session_or_conn, schemas=schemas, exact_sizes=exact_sizes))
+
+
+def catalog_rows(
+    session_or_conn: Session | Connection,
+    *,
+    schemas: Sequence[str] | None = None,
+    exact_sizes: bool = True,
+) -> CatalogRows:
+    """The catalog statements' rows as plain values (see :func:`refresh`).
+
+    Plain lists, tuples, strings and numbers, so that another process can read them and
+    hand them over with :mod:`marshal` (see :mod:`honua_plan.prefetch`).
+    """
     session = _session(session_or_conn)
     before = session.log.count
     conn = session.conn
@@ -265,7 +272,7 @@ def refresh(
     if owned:
         session.execute(_BEGIN, read=True)
     try:
-        facts = _read_catalog(session, schemas, exact_sizes)
+        rows = _catalog_rows(session, schemas, exact_sizes)
     except BaseException:
         if owned and conn is not None and not conn.closed:
             with contextlib.suppress(Exception):
@@ -273,13 +280,14 @@ def refresh(
         raise
     if owned:
         session.execute("COMMIT", read=True)
-    return replace(facts, statements=session.log.count - before)
+    rows["statements"] = session.log.count - before
+    return rows
 
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 
-def _read_catalog(session: Session, schemas: Sequence[str] | None, exact_sizes: bool) -> DatabaseFacts:
+def _catalog_rows(session: Session, schemas: Sequence[str] | None, exact_sizes: bool) -> CatalogRows:
     version, search_path, extensions, postgis, _ = session.execute(_SERVER_SQL, read=True)[0]
     schema_filter = "AND n.nspname = ANY(%(schemas)s::text[])" if schemas is not None else ""
     user_relation = _USER_RELATION.format(schema_filter=schema_filter)
@@ -293,39 +301,21 @@ def _read_catalog(session: Session, schemas: Sequence[str] | None, exact_sizes: 
 
     relations = rows(_RELATIONS_SQL, {"excluded_tables": list(EXCLUDED_TABLES)},
                      size_expr=_EXACT_SIZE if exact_sizes else _ESTIMATED_SIZE)
-    geometry: dict[int, list[GeometryColumnFacts]] = {}
-    ask_views: set[tuple[int, str]] = set()  # (relation, column) the typmod leaves open
-    columns: dict[int, list[ColumnFacts]] = {}
     if postgis is not None:
         postgis_schema, has_geometry, has_geography = postgis
-        column_rows = rows(_COLUMNS_SQL, {"postgis_schema": postgis_schema},
-                           geometry=_GEOMETRY_TYPMOD.format(ps=sql.Identifier(postgis_schema).as_string(None)))
+        columns = rows(_COLUMNS_SQL, {"postgis_schema": postgis_schema},
+                       geometry=_GEOMETRY_TYPMOD.format(ps=sql.Identifier(postgis_schema).as_string(None)))
     else:
         has_geometry = has_geography = False
-        column_rows = rows(_COLUMNS_SQL, geometry=_NO_GEOMETRY)
-    for oid, name, data_type, udt, nullable, default, max_length, gkind, gtype, srid, dims in column_rows:
-        columns.setdefault(oid, []).append(ColumnFacts(name, data_type, udt, nullable, default, max_length))
-        if gkind == "typmod":
-            geometry.setdefault(oid, []).append(
-                GeometryColumnFacts(column=name, geometry_type=gtype, srid=srid, dims=dims or 2))
-        elif gkind == "view":
-            ask_views.add((oid, name))
-    indexes: dict[int, list[IndexFacts]] = {}
-    for oid, name, method, cols, valid, ready, unique, primary, definition in rows(
-        _INDEXES_SQL, nulls_distinct="AND NOT ix.indnullsnotdistinct" if int(version) >= 150000 else ""
-    ):
-        indexes.setdefault(oid, []).append(IndexFacts(
-            name=name, method=method, columns=tuple(cols), is_valid=valid, is_ready=ready,
-            is_unique=unique, is_primary=primary, definition=definition))
-    constraints: dict[int, list[ConstraintFacts]] = {}
-    for oid, name, ctype, cols, validated, definition in rows(_CONSTRAINTS_SQL):
-        constraints.setdefault(oid, []).append(ConstraintFacts(
-            name=name, type=ctype, columns=tuple(cols), validated=validated, definition=definition))
+        columns = rows(_COLUMNS_SQL, geometry=_NO_GEOMETRY)
+    indexes = rows(_INDEXES_SQL, nulls_distinct="AND NOT ix.indnullsnotdistinct" if int(version) >= 150000 else "")
+    constraints = rows(_CONSTRAINTS_SQL)
 
-    named = {(schema, name): oid for oid, schema, name, *_ in relations}
-    if ask_views and postgis is not None:
-        open_relations = {oid for oid, _ in ask_views}
-        asked = [(schema, name) for (schema, name), oid in named.items() if oid in open_relations]
+    # the geometry views, only for the relations with a column its typmod leaves open
+    views: list[tuple[Any, ...]] = []
+    open_relations = {c[0] for c in columns if c[7] == "view"}
+    if open_relations and (has_geometry or has_geography):
+        asked = [(r[1], r[2]) for r in relations if r[0] in open_relations]
         view_filter = sql.SQL(_VIEW_FILTER).format(sql.Literal([a for a, _ in asked]),
                                                    sql.Literal([b for _, b in asked]))
         parts = []
@@ -335,55 +325,12 @@ def _read_catalog(session: Session, schemas: Sequence[str] | None, exact_sizes: 
         if has_geography:
             parts.append(sql.SQL(_GEOGRAPHY_SQL).format(
                 sql.Identifier(postgis_schema, "geography_columns")) + view_filter)
-        if parts:
-            for schema, table, column, gtype, srid, dims in session.execute(
-                sql.SQL(" UNION ALL ").join(parts), read=True
-            ):
-                oid = named.get((schema, table))
-                if oid is not None and (oid, column) in ask_views:
-                    geometry.setdefault(oid, []).append(GeometryColumnFacts(
-                        column=column, geometry_type=str(gtype or "GEOMETRY").upper(),
-                        srid=int(srid or 0), dims=int(dims or 2)))
-
-    tables = tuple(
-        _table(schema, name, kind, reltuples, total_bytes, columns.get(oid, ()), indexes.get(oid, ()),
-               constraints.get(oid, ()), geometry.get(oid, ()))
-        for oid, schema, name, kind, reltuples, total_bytes in relations
-    )
-    return DatabaseFacts(
-        server_version=int(version),
-        extensions=tuple((str(name), str(ver)) for name, ver in extensions),
-        tables=tables,
-        search_path=tuple(search_path),
-        statements=0,
-    )
-
-
-def _table(
-    schema: str,
-    name: str,
-    kind: str,
-    reltuples: float | None,
-    total_bytes: int | None,
-    columns: Sequence[ColumnFacts],
-    indexes: Sequence[IndexFacts],
-    constraints: Sequence[ConstraintFacts],
-    geoms: Sequence[GeometryColumnFacts],
-) -> TableFacts:
-    primary_key = next((c.columns for c in constraints if c.type == "p"), ())
-    order = {c.name: n for n, c in enumerate(columns)}
-    return TableFacts(
-        schema=schema,
-        name=name,
-        kind=kind,
-        row_estimate=max(0, round(float(reltuples or 0))),
-        columns=tuple(columns),
-        geometry_columns=tuple(sorted(geoms, key=lambda g: order.get(g.column, len(order)))),
-        indexes=tuple(indexes),
-        constraints=tuple(constraints),
-        primary_key=primary_key,
-        total_bytes=int(total_bytes or 0),
-    )
+        views = session.execute(sql.SQL(" UNION ALL ").join(parts), read=True)
+    return {
+        "server_version": int(version), "search_path": list(search_path),
+        "extensions": [list(e) for e in extensions], "relations": relations, "columns": columns,
+        "indexes": indexes, "constraints": constraints, "geometry_views": views, "statements": 0,
+    }
 
 
 def count_invalid_geometries(

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
@@ -90,6 +90,13 @@ class LocalReader(StateReader):
         stored, _raw = self._load()
         return stored if stored is not None else StateDocument.new(self.environment)
 
+    def read_prefetched(self, identity: FileIdentity, data: Any) -> StateDocument | None:
+        """The document from data another process parsed (:func:`read_state_data`), if the
+        file is still the one it read; None when it changed since (read it again)."""
+        if file_identity(self.path) != identity:
+            return None
+        return parse_document(data, where=f"state file {_display(self.path)}", environment=self.environment)
+
     def _load(self) -> tuple[StateDocument | None, bytes | None]:
         """The stored document and its raw bytes, or ``(None, None)`` when there is none."""
         try:
@@ -101,9 +108,7 @@ class LocalReader(StateReader):
                 f"cannot read state file {_display(self.path)}: {exc.strerror}"
             ) from None
         try:
-            # NaN and Infinity are not JSON: refused here, so the document needs no
-            # further JSON check (see JSON_CONTEXT)
-            data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+            data = parse_state_bytes(raw)
         except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise StateError(self._corrupt_message(exc)) from None
         return parse_document(
@@ -127,6 +132,36 @@ class LocalReader(StateReader):
 
 def _not_json(token: str) -> NoReturn:
     raise ValueError(f"{token} is not a JSON value")
+
+
+def parse_state_bytes(raw: bytes) -> Any:
+    """A state file's JSON; NaN and Infinity are refused here, so the document needs no
+    further JSON check (see ``JSON_CONTEXT``)."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+
+
+FileIdentity = tuple[int, int, int, int]
+"""(device, inode, size, mtime in ns): a state file is replaced by rename, never rewritten."""
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_state_data(path: Path) -> tuple[FileIdentity, Any] | None:
+    """Identity and parsed JSON of the state file at ``path``; None if absent or unreadable
+    (the reader that uses the data reports problems itself)."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            raw = fh.read()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), parse_state_bytes(raw)
+    except (OSError, ValueError):
+        return None
 
 
 class LocalWriter(LocalReader, StateWriter):

@@ -12,7 +12,9 @@ import pytest
 
 from honua_plan import connections
 from honua_plan.context import Context
+from honua_plan.prefetch import Prefetch
 from honua_plan.providers.sqlexec import StatementLog
+from honua_plan.state.local import LocalReader
 from tests.helpers import copy_example, edit
 
 
@@ -45,17 +47,38 @@ def test_early_dsn_gives_up_on_anything_unexpected(repo: Path, monkeypatch: pyte
     assert connections.early_dsn(repo, "dev") is None
 
 
-def test_plan_uses_the_early_read(repo: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["process", "thread"])
+def test_plan_uses_the_early_reads(repo: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, fork: bool) -> None:
     monkeypatch.setenv("HONUA_PG_DSN_DEV", pg_dsn)
-    asked: list[str] = []
-    real = connections.early_dsn
-    monkeypatch.setattr(connections, "early_dsn", lambda root, env: asked.append(env) or real(root, env))
+    ctx = Context(repo)
+    with ctx.backend("dev") as b, b.lock("test") as w:  # a state file for the reader to parse
+        w.write(w.read().record_event("plan", "earlier"), expected_serial=0)
+    real_init = Prefetch.__init__
+    monkeypatch.setattr(Prefetch, "__init__", lambda self, root, env: real_init(self, root, env, fork=fork))
+    monkeypatch.setattr(Context, "_open_catalog", lambda *a: pytest.fail("the catalog was read again"))
+    monkeypatch.setattr(LocalReader, "read", lambda self: pytest.fail("the state was parsed again"))
     log = StatementLog()
     plan = Context(repo).plan("dev", log=log)
-    assert asked == ["dev"]
-    assert plan.has_changes
+    assert plan.has_changes and plan.state_serial == 1
     texts = [e.text.split()[0] for e in log]
     assert texts.count("BEGIN") == 1  # one catalog read, the early one, merged into the log
+
+
+def test_a_state_written_meanwhile_is_read_again(repo: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONUA_PG_DSN_DEV", pg_dsn)
+    ctx = Context(repo)
+    with ctx.backend("dev") as b, b.lock("test") as w:
+        w.write(w.read().record_event("plan", "earlier"), expected_serial=0)
+    real_take = Prefetch.take_state
+
+    def take_then_write(self: Prefetch, path: Path) -> object:
+        found = real_take(self, path)
+        with ctx.backend("dev") as b, b.lock("test") as w:  # an apply elsewhere, just now
+            w.write(w.read().record_event("apply", "meanwhile"), expected_serial=1)
+        return found
+
+    monkeypatch.setattr(Prefetch, "take_state", take_then_write)
+    assert Context(repo).plan("dev").state_serial == 2
 
 
 def test_an_early_read_of_another_database_is_not_used(repo: Path, pg_dsn: str, pg_cluster: object,
