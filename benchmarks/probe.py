@@ -77,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _patch(sys.modules["psycopg"])
     else:
         sys.meta_path.insert(0, _Hook())
+    import honua_plan.prefetch
     from honua_plan.cli import main as honua
+
+    honua_plan.prefetch.FORK = False  # a forked reader's statements would not be counted here
 
     global _exit_code
     try:

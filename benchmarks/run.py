@@ -317,7 +317,7 @@ def machine_info(cluster: Any) -> dict[str, Any]:
         pass
     import importlib.metadata as md
 
-    libs = {}
+    libs: dict[str, str | None] = {}
     for dist in ("pydantic", "PyYAML", "psycopg", "sqlglot", "deepdiff", "networkx"):
         try:
             libs[dist] = md.version(dist)
@@ -397,6 +397,20 @@ def _cell(m: dict[str, Any] | None) -> str:
     return s + ("" if m["status"] == "ok" else f" ({m['status']})")
 
 
+_CALIBRATION = "import time; t = time.perf_counter(); sum(i * i for i in range(3_000_000)); print(time.perf_counter() - t)"
+
+
+def calibrate() -> float:
+    """Seconds a fixed pure-Python loop takes now: on a shared VM the same code runs up to
+    ~1.5x slower from one hour to the next, so a report says how fast the machine was."""
+    times = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", _CALIBRATION], capture_output=True, text=True, check=False)
+        with contextlib.suppress(ValueError):
+            times.append(float(out.stdout.strip()))
+    return round(statistics.median(times), 3) if times else 0.0
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     sizes = {int(k): v for k, v in report["sizes"].items()}
     ns = sorted(sizes)
@@ -411,6 +425,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Each cell: median wall time · peak RSS · SQL statements sent to PostgreSQL.",
         "",
+        *([f"Machine speed (a fixed pure-Python loop, median of 3): {cal.get('before_s')} s before the run, "
+           f"{cal.get('after_s')} s after it; compare reports by it, the host is a shared VM.", ""]
+          if (cal := report.get("calibration")) else []),
         *([f"Sizes {', '.join(f'{n:,}' for n in report['merged_from']['sizes'])} come from the run of "
            f"{report['merged_from']['started_at']} (same machine and commit), merged with `--merge`.", ""]
           if report.get("merged_from") else []),
@@ -513,10 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
     out = Path(args.out)
     if args.render:
-        report = json.loads(Path(args.render).read_text())
-        report["budgets"] = evaluate_budgets({int(k): v for k, v in report["sizes"].items()})
-        write_outputs(report, out, Path(args.report) if args.report else None)
-        print(render_markdown(report))
+        rendered: dict[str, Any] = json.loads(Path(args.render).read_text())
+        rendered["budgets"] = evaluate_budgets({int(k): v for k, v in rendered["sizes"].items()})
+        write_outputs(rendered, out, Path(args.report) if args.report else None)
+        print(render_markdown(rendered))
         return 0
 
     from honua_plan.pgserver import EmbeddedCluster
@@ -536,6 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "layers_per_service": generate.LAYERS_PER_SERVICE, "max_rows": generate.MAX_ROWS},
         "machine": machine_info(cluster),
         "import_time": import_time(),
+        "calibration": {"before_s": calibrate()},
         "sizes": {},
     }
     results: dict[int, dict[str, Any]] = {}
@@ -559,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["budgets"] = evaluate_budgets(results)
             write_outputs(report, out, Path(args.report) if args.report else None)  # partial results too
     finally:
+        report["calibration"]["after_s"] = calibrate()
+        if "budgets" in report:  # at least one size was measured
+            write_outputs(report, out, Path(args.report) if args.report else None)
         cluster.destroy()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

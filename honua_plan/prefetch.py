@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from honua_plan.facts import CatalogRows
     from honua_plan.providers.sqlexec import StatementLog
 
+FORK = True
+"""Read in a forked process where possible; False keeps the reads in this process (a
+thread), e.g. for a tool that counts the statements this process sends."""
+
 # (statement text, params text, seconds, executed, read_only) of each logged statement
 _Logged = tuple[str, str, float, bool, bool]
 _Catalog = tuple[str, "CatalogRows", list[_Logged]]  # dsn, rows, statements sent
@@ -100,7 +104,7 @@ class Prefetch:
         self._thread: threading.Thread | None = None
         self._state_taken = False
         if fork is None:
-            fork = sys.platform == "linux" and threading.active_count() == 1
+            fork = FORK and sys.platform == "linux" and threading.active_count() == 1
         if fork:
             self._start_process(root, environment)
         else:
