@@ -26,7 +26,7 @@ from typing import Any
 
 from honua_plan.errors import UsageError
 from honua_plan.plan.model import Action, CheckRecord, DriftRecord, Operation, Plan, PolicyCheck
-from honua_plan.secrets import redact
+from honua_plan.secrets import might_change, redact
 
 __all__ = [
     "FORMATS",
@@ -648,6 +648,8 @@ def _redact_tree(value: Any) -> Any:
 def redacted(plan: Plan) -> Plan:
     """The plan with every secret hidden in every string (the plan itself if none)."""
     data = plan.model_dump(mode="json")
+    if not might_change(json.dumps(data, ensure_ascii=False)):
+        return plan  # the common case, found in one pass over the text (keys included)
     clean = _redact_tree(data)
     if clean == data:
         return plan

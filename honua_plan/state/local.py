@@ -134,6 +134,35 @@ def _not_json(token: str) -> NoReturn:
     raise ValueError(f"{token} is not a JSON value")
 
 
+def state_json_text(data: dict[str, Any]) -> str:
+    """The text of a state file: a JSON object with one line per resource, event, migration
+    and backup, so that a diff of two state files shows what changed, line by line.
+
+    Each line is written by the C encoder (``indent=2`` makes json use its pure-Python
+    encoder: 2.4 s per write of a 10,000-layer state).
+    """
+    def enc(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+    lines = ["{"]
+    keys = sorted(data)
+    for i, key in enumerate(keys):
+        value, comma = data[key], "," if i < len(keys) - 1 else ""
+        if isinstance(value, dict) and value:
+            items = sorted(value.items())
+            lines.append(f"  {enc(key)}: {{")
+            lines += [f"    {enc(k)}: {enc(v)}{',' if j < len(items) - 1 else ''}" for j, (k, v) in enumerate(items)]
+            lines.append("  }" + comma)
+        elif isinstance(value, list) and value:
+            lines.append(f"  {enc(key)}: [")
+            lines += [f"    {enc(v)}{',' if j < len(value) - 1 else ''}" for j, v in enumerate(value)]
+            lines.append("  ]" + comma)
+        else:
+            lines.append(f"  {enc(key)}: {enc(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def parse_state_bytes(raw: bytes) -> Any:
     """A state file's JSON; NaN and Infinity are refused here, so the document needs no
     further JSON check (see ``JSON_CONTEXT``)."""
@@ -199,9 +228,7 @@ class LocalWriter(LocalReader, StateWriter):
             mode = self.path.stat().st_mode & 0o777
 
         def dump(fh: TextIO) -> None:
-            data = base.document_to_json(new)
-            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-            fh.write("\n")
+            fh.write(state_json_text(base.document_to_json(new)))
 
         try:
             tmp = self._write_temp(dump, mode)
