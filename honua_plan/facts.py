@@ -79,9 +79,12 @@ class TableFacts:
     def index(self, name: str) -> IndexFacts | None:
         return next((i for i in self.indexes if i.name == name), None)
 
-    @cached_property
+    @property
     def shape(self) -> dict[str, Any]:
-        """What drift compares and the state records (not sizes or row counts); plain JSON values."""
+        """What drift compares and the state records (not sizes or row counts); plain JSON values.
+
+        Built on each use (not kept: 20 MB at 10,000 tables, where only the fingerprint is
+        needed for every table)."""
         return {
             "columns": {c.name: c.data_type + ("" if c.nullable else " not null") for c in self.columns},
             "geometry": {g.column: f"{g.geometry_type},{g.srid},{g.dims}" for g in self.geometry_columns},

@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import marshal
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -238,6 +240,16 @@ def _document(loader: Any, node: yaml.Node, path: str, index: int,
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
+def _lazy_positions(docs: list[Document], text: str, problems: list[Diagnostic]) -> list[Document]:
+    """Drop the line/column maps of a file that parsed cleanly: kept for 10,000 files they
+    were ~150 MB, and only an error found later needs one (rebuilt then from the text)."""
+    if not problems:
+        for d in docs:
+            d.source.positions = {}
+            d.source._lazy = (text, d.index)
+    return docs
+
+
 def plain_documents(path: Path) -> list[Any]:
     """The documents of a YAML file as plain data, without positions or checks; [] on any problem.
 
@@ -280,7 +292,7 @@ def iter_documents(paths: Iterator[str], read: Any, problems: list[Diagnostic]) 
 
 # --------------------------------------------------------------------------- parse cache
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: marshal (one load per run; JSON decoded each entry again)
 _CACHE_FILES_KEPT = 64  # one file per repository root; the least recently used go first
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -351,7 +363,7 @@ def cache_directory() -> Path | None:
 def _salt() -> str:
     """What cached results depend on besides the input: the parsing code and libraries."""
     here = Path(__file__).resolve().parent
-    parts = [str(_CACHE_FORMAT), yaml.__version__]
+    parts = [str(_CACHE_FORMAT), yaml.__version__, sys.version]  # marshal's format is per version
     for p in (here / "yamlload.py", here / "loader.py", here.parent / "sqlinfo.py"):
         try:
             st = p.stat()
@@ -373,7 +385,7 @@ def _salt() -> str:
 class ParseCache:
     """Parsed YAML files and SQL diagnostics of one repository, keyed by content hash.
 
-    Loaded once per run (one JSON file), written back only when something new was
+    Loaded once per run (one :mod:`marshal` file: plain values only, never code to run), written back only when something new was
     parsed. Entries not used by a run are dropped when they outnumber the used ones, so
     the file follows the repository instead of growing with its history.
     """
@@ -381,7 +393,7 @@ class ParseCache:
     def __init__(self, root: Path, directory: Path | None = None) -> None:
         self.directory = directory if directory is not None else cache_directory()
         digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:24]
-        self.file = self.directory / f"{digest}.json" if self.directory is not None else None
+        self.file = self.directory / f"{digest}.marshal" if self.directory is not None else None
         self._yaml: dict[str, Any] = {}
         self._sql: dict[str, Any] = {}
         self._used: set[str] = set()
@@ -398,8 +410,8 @@ class ParseCache:
     def _read(self) -> None:
         assert self.file is not None
         try:
-            raw = json.loads(self.file.read_bytes())
-        except (OSError, ValueError):
+            raw = marshal.loads(self.file.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
             return
         if not isinstance(raw, dict) or raw.get("salt") != self._salt:
             return
@@ -412,14 +424,18 @@ class ParseCache:
     def documents(self, digest: str, text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
         """The documents of a file whose bytes hash to ``digest`` (parsed only on a miss)."""
         if self.file is None:
-            return load_documents(text, path, problems)
+            return _lazy_positions(load_documents(text, path, problems), text, problems)
         entry = self._yaml.get(digest)
-        if isinstance(entry, str):
+        if isinstance(entry, list):
+            if digest in self._used or any(e[3] for e in entry):
+                # a second file with the same bytes, or dates to patch in: the cache's entry
+                # must stay as stored, so the caller gets its own copy
+                entry = marshal.loads(marshal.dumps(entry))
             try:
                 docs = [
                     Document(_apply_patches(data, patches),
                              SourceMap(path, start=(line, col), _lazy=(text, index)), index)
-                    for index, (data, line, col, patches) in enumerate(json.loads(entry))
+                    for index, (data, line, col, patches) in enumerate(entry)
                 ]
             except (TypeError, ValueError, KeyError, IndexError):
                 docs = None  # a damaged entry: parse again
@@ -427,7 +443,7 @@ class ParseCache:
                 self._used.add(digest)
                 return docs
         found: list[Diagnostic] = []
-        docs = load_documents(text, path, found)
+        docs = _lazy_positions(load_documents(text, path, found), text, found)
         problems.extend(found)
         if not found:
             encoded = []
@@ -437,8 +453,9 @@ class ParseCache:
                     break
                 encoded.append([d.data, d.source.start[0], d.source.start[1], patches])
             else:
-                try:
-                    self._yaml[digest] = json.dumps(encoded, default=_iso, separators=(",", ":"))
+                try:  # a copy: what the caller gets may be changed (patches), the cache may not
+                    self._yaml[digest] = json.loads(json.dumps(encoded, default=_iso)) if any(
+                        e[3] for e in encoded) else marshal.loads(marshal.dumps(encoded))
                 except (TypeError, ValueError):  # e.g. a recursive structure
                     return docs
                 self._used.add(digest)
@@ -474,16 +491,16 @@ class ParseCache:
             yaml_entries = {k: v for k, v in yaml_entries.items() if k in self._used}
             sql_entries = {k: v for k, v in sql_entries.items() if k in self._used}
         try:
-            text = json.dumps({"format": _CACHE_FORMAT, "salt": self._salt, "yaml": yaml_entries,
-                               "sql": sql_entries}, separators=(",", ":"))
-        except (TypeError, ValueError):  # pragma: no cover - entries are JSON already
+            blob = marshal.dumps({"format": _CACHE_FORMAT, "salt": self._salt, "yaml": yaml_entries,
+                                  "sql": sql_entries})
+        except ValueError:  # pragma: no cover - entries are plain values
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".cache-", suffix=".tmp")
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(blob)
                 os.replace(tmp, self.file)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -497,7 +514,7 @@ class ParseCache:
     def _prune(self) -> None:
         assert self.directory is not None
         try:
-            files = [p for p in self.directory.glob("*.json") if p != self.file]
+            files = [p for p in self.directory.glob("*.marshal") if p != self.file]
             if len(files) < _CACHE_FILES_KEPT:
                 return
             now = time.time()

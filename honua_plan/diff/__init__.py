@@ -313,9 +313,7 @@ def check_layer(
 
 
 def table_attributes(t: TableFacts) -> dict[str, Any]:
-    """The recorded shape of a table: what drift compares (not sizes or row counts).
-
-    Shared per table (:attr:`TableFacts.shape`): callers must not modify it."""
+    """The recorded shape of a table: what drift compares (not sizes or row counts)."""
     return t.shape
 
 

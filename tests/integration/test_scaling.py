@@ -173,3 +173,19 @@ def test_cached_documents_locate_errors_like_parsed_ones(tmp_path: Path, env: py
     for key in [("b", "c", 1, "d"), ("b", "e"), ("a",), ("zz",)]:
         assert again[0].source.locate(key) == reference[0].source.locate(key)
     assert again[1].source.locate(("f",)) == reference[1].source.locate(("f",))
+
+
+def test_two_files_with_the_same_bytes_get_their_own_data(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    from honua_plan.config.yamlload import ParseCache
+
+    text = "a: {b: [1, 2]}\nwhen: 2020-01-02\n"
+    first = ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
+    first.documents("same", text, "one.yaml", [])
+    first.save()
+    cache = ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
+    one = cache.documents("same", text, "one.yaml", [])[0]
+    two = cache.documents("same", text, "two.yaml", [])[0]
+    assert one.data == two.data and one.data is not two.data and one.data["a"] is not two.data["a"]
+    assert two.source.locate(("when",)).path == "two.yaml"
+    one.data["a"]["b"].append(3)
+    assert cache.documents("same", text, "three.yaml", [])[0].data["a"]["b"] == [1, 2]
