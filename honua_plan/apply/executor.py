@@ -284,6 +284,7 @@ class Executor:
         from honua_plan.diff import table_address, table_attributes
         from honua_plan.providers import postgis
 
+        self._facts_cache = None  # read again below: two copies at once were 40 MB at 10,000 tables
         facts = postgis.refresh(self.svc.session)
         wanted = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
         for a in self.plan.actions:

@@ -141,26 +141,32 @@ def state_json_text(data: dict[str, Any]) -> str:
     Each line is written by the C encoder (``indent=2`` makes json use its pure-Python
     encoder: 2.4 s per write of a 10,000-layer state).
     """
+    return "".join(state_json_lines(data))
+
+
+def state_json_lines(data: dict[str, Any]) -> Iterator[str]:
+    """:func:`state_json_text` line by line (a writer need not hold the whole text)."""
     def enc(value: Any) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
 
-    lines = ["{"]
+    yield "{\n"
     keys = sorted(data)
     for i, key in enumerate(keys):
         value, comma = data[key], "," if i < len(keys) - 1 else ""
         if isinstance(value, dict) and value:
             items = sorted(value.items())
-            lines.append(f"  {enc(key)}: {{")
-            lines += [f"    {enc(k)}: {enc(v)}{',' if j < len(items) - 1 else ''}" for j, (k, v) in enumerate(items)]
-            lines.append("  }" + comma)
+            yield f"  {enc(key)}: {{\n"
+            for j, (k, v) in enumerate(items):
+                yield f"    {enc(k)}: {enc(v)}{',' if j < len(items) - 1 else ''}\n"
+            yield "  }" + comma + "\n"
         elif isinstance(value, list) and value:
-            lines.append(f"  {enc(key)}: [")
-            lines += [f"    {enc(v)}{',' if j < len(value) - 1 else ''}" for j, v in enumerate(value)]
-            lines.append("  ]" + comma)
+            yield f"  {enc(key)}: [\n"
+            for j, v in enumerate(value):
+                yield f"    {enc(v)}{',' if j < len(value) - 1 else ''}\n"
+            yield "  ]" + comma + "\n"
         else:
-            lines.append(f"  {enc(key)}: {enc(value)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            yield f"  {enc(key)}: {enc(value)}{comma}\n"
+    yield "}\n"
 
 
 def parse_state_bytes(raw: bytes) -> Any:
@@ -228,7 +234,7 @@ class LocalWriter(LocalReader, StateWriter):
             mode = self.path.stat().st_mode & 0o777
 
         def dump(fh: TextIO) -> None:
-            fh.write(state_json_text(base.document_to_json(new)))
+            fh.writelines(state_json_lines(base.document_to_json(new)))
 
         try:
             tmp = self._write_temp(dump, mode)
