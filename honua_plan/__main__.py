@@ -1,3 +1,3 @@
-from honua_plan.cli import main
+from honua_plan.cli import run
 
-main(prog_name="honua")
+run()

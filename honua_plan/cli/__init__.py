@@ -20,9 +20,11 @@ from honua_plan.cli.base import (
     echo_json,
     env_option,
     format_option,
+    quick_exit,
     state,
     yes_option,
 )
+from honua_plan.cli.base import run as base_run
 
 
 @click.group(cls=HonuaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +49,7 @@ def main(ctx: click.Context, config_dir: Path, debug: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context, environment: str | None, fmt: str) -> None:
     """Check schema, references, SQL and templates of the config repository."""
+    quick_exit()
     from honua_plan.errors import ConfigError
 
     app = state(ctx)
@@ -202,6 +205,11 @@ def ai() -> None:
     """The AI assistant (extra 'ai'): its proposals are validated and planned like any other."""
 
 
+def run() -> None:
+    """Console script ``honua``."""
+    base_run(main)
+
+
 def ai_main() -> None:
     """Console script ``honua-ai``: the ``ai`` group of ``honua``."""
     main(["ai", *sys.argv[1:]], prog_name="honua-ai")
@@ -232,6 +240,8 @@ def _provenance(kind: str | None, actor: str | None) -> object:
 def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
          refresh_only: bool, targets: tuple[str, ...], provenance: str | None) -> None:
     """Show what apply would change, with risk levels and a rollback plan."""
+    if out is None:
+        quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, target=targets, refresh_only=refresh_only,
                           provenance=_provenance(provenance, None))  # type: ignore[arg-type]
@@ -283,6 +293,7 @@ def approve(ctx: click.Context, plan_file: Path, by: str, comment: str) -> None:
 @click.pass_context
 def drift(ctx: click.Context, environment: str, fmt: str) -> None:
     """Compare live objects with the recorded state; exit 2 when something drifted."""
+    quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, refresh_only=True)
     from honua_plan.plan.render import render

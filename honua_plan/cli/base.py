@@ -44,6 +44,34 @@ class AppState:
         return self._context
 
 
+QUICK_EXIT = {"set": False}
+"""Set by commands that only read and print (plan, drift, validate): the console script
+then ends the process without tearing the interpreter down object by object (~0.2 s for
+the few hundred MB of a 10,000-layer plan; the OS takes the memory back at once)."""
+
+
+def quick_exit() -> None:
+    QUICK_EXIT["set"] = True
+
+
+def run(main: click.Group) -> None:
+    """Run ``main`` as a console script (``honua``, ``python -m honua_plan``)."""
+    import os
+
+    try:
+        main(prog_name="honua")
+    except SystemExit as exc:
+        code = exc.code
+        if QUICK_EXIT["set"] and (code is None or isinstance(code, int)):
+            import contextlib
+
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
+                    stream.flush()
+            os._exit(code or 0)
+        raise
+
+
 def _redact(text: str) -> str:
     from honua_plan.secrets import redact
 
