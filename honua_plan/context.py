@@ -187,25 +187,12 @@ class Context:
         with connect(resolved.dsn) as conn:
             return postgis.refresh(Session(conn, log=log))
 
-    def _open_catalog(self, environment: str, log: StatementLog | None) -> tuple[Any, DatabaseFacts]:
-        """Connect and read the catalog; the open connection serves the plan's other reads."""
-        from honua_plan.providers import postgis
-        from honua_plan.providers.sqlexec import Session, connect
-
-        conn = connect(self.resolve_dsn(environment).dsn)
-        try:
-            return conn, postgis.refresh(Session(conn, log=log))
-        except BaseException:
-            conn.close()
-            raise
-
     def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
-                *, opened: tuple[Any, DatabaseFacts | None] | None = None,
-                known: DatabaseFacts | None = None) -> LiveState:
+                *, facts: DatabaseFacts | None = None) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only.
 
-        ``opened`` is a connection (and the facts read on it, if any); ``known`` are facts
-        read elsewhere, and a connection is then opened only when a change needs a query.
+        ``facts`` read elsewhere (the prefetch) are used as they are; a connection is then
+        opened only when a change needs a query.
         """
         from honua_plan.config import templating
         from honua_plan.diff import attributes_fingerprint, desired_resources, diff_migrations
@@ -217,14 +204,21 @@ class Context:
         health: dict[str, tuple[int, int, int]] = {}
         pre: dict[str, tuple[bool, str]] = {}
         texts: dict[str, str] = {}
-        conn, facts = opened if opened is not None else (None, known)
+        conn = None
+
+        def session() -> Any:
+            from honua_plan.providers.sqlexec import Session, connect
+
+            nonlocal conn
+            if conn is None:
+                conn = connect(self.resolve_dsn(env).dsn)
+            return Session(conn, log=log)
+
         try:
             if facts is None:
                 from honua_plan.providers import postgis
-                from honua_plan.providers.sqlexec import Session, connect
 
-                conn = conn if conn is not None else connect(self.resolve_dsn(env).dsn)
-                facts = postgis.refresh(Session(conn, log=log))
+                facts = postgis.refresh(session())
             resources = desired_resources(desired)
             to_count: list[tuple[str, str]] = []
             for address, layer in desired.layers.items():
@@ -239,15 +233,13 @@ class Context:
             if to_count or pending:  # only a plan with work queries more than the catalog
                 from honua_plan.preconditions import query_preconditions
                 from honua_plan.providers import postgis
-                from honua_plan.providers.sqlexec import Session, connect
 
-                conn = conn if conn is not None else connect(self.resolve_dsn(env).dsn)
-                session = Session(conn, log=log)
-                for (table, col), counts in postgis.count_invalid_geometries_many(session, to_count).items():
+                s = session()
+                for (table, col), counts in postgis.count_invalid_geometries_many(s, to_count).items():
                     health[f"{table}.{col}"] = counts
                 for mc in pending:
                     m = mc.migration
-                    pre.update(query_preconditions(session, m, variables))
+                    pre.update(query_preconditions(s, m, variables))
                     for step in m.spec.up:
                         if step.type == "metadata" and step.path:
                             rel = templating.render(step.path, variables)
@@ -328,14 +320,13 @@ class Context:
         except BaseException:
             early.discard()
             raise
+        facts = None
         if rows is not None:
             from honua_plan.facts import facts_from_rows
 
             facts = facts_from_rows(rows)
             del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
-            live = self.refresh(desired, recorded, log=log, known=facts)
-        else:
-            live = self.refresh(desired, recorded, log=log, opened=self._open_catalog(environment, log))
+        live = self.refresh(desired, recorded, log=log, facts=facts)
         req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)
 
@@ -411,9 +402,7 @@ class Context:
 
     def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> None:
         """Refuse a saved plan whose state, configuration or live objects changed since."""
-        from honua_plan.diff import table_attributes
         from honua_plan.errors import StalePlanError
-        from honua_plan.state.model import fingerprint
 
         problems: list[str] = []
         if plan.environment != desired.environment:
@@ -428,7 +417,7 @@ class Context:
             facts = self.read_facts(desired.environment)
             for key, fp in sorted(plan.fingerprints.items()):
                 t = facts.table(key.removeprefix("table."))
-                now = fingerprint(table_attributes(t)) if t else "absent"
+                now = t.shape_fingerprint if t else "absent"
                 if now != fp:
                     problems.append(f"{key} changed in the database since the plan was made")
         if problems:

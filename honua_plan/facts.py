@@ -6,8 +6,6 @@ code only reads them. Nothing here does I/O.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,8 +94,9 @@ class TableFacts:
     @cached_property
     def shape_fingerprint(self) -> str:
         """``sha256:`` of the canonical JSON of :attr:`shape` (the state's fingerprint), once per table."""
-        text = json.dumps(self.shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        from honua_plan.state.model import fingerprint
+
+        return fingerprint(self.shape)
 
 
 @dataclass(frozen=True)

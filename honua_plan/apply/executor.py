@@ -176,12 +176,7 @@ class Executor:
             if action.address in done:
                 result.outcomes.append(Outcome(action.address, "skipped", message="already done"))
                 continue
-            blocked = [d for d in action.depends_on if d in failed]
-            if blocked:
-                msg = f"not applied: it depends on {', '.join(blocked)}, which did not apply"
-                self.con.fail(f"{action.address} {msg}")
-                failed[action.address] = msg
-                result.outcomes.append(Outcome(action.address, "blocked", message=msg))
+            if self._blocked(action, failed, result):
                 continue
             t0 = time.perf_counter()
             self._journal(action.address, "running")
@@ -326,6 +321,17 @@ class Executor:
             "previous": prev.model_dump(mode="json") if prev else None})
         self._save(doc.with_pending(journal))
 
+    def _blocked(self, action: Action, failed: dict[str, str], result: ApplyResult) -> bool:
+        """Whether ``action`` depends on one that failed (then it is reported, not run)."""
+        blocked = [d for d in action.depends_on if d in failed]
+        if not blocked:
+            return False
+        msg = f"not applied: it depends on {', '.join(blocked)}, which did not apply"
+        self.con.fail(f"{action.address} {msg}")
+        failed[action.address] = msg
+        result.outcomes.append(Outcome(action.address, "blocked", message=msg))
+        return True
+
     def _resource_batch(self, batch: list[Action], result: ApplyResult, failed: dict[str, str]) -> None:
         """Record a run of metadata-only actions with two state writes instead of three each."""
         t0 = time.perf_counter()
@@ -338,12 +344,7 @@ class Executor:
         doc = self.doc
         statuses: dict[str, tuple[str, dict[str, Any]]] = {}
         for action in batch:
-            blocked = [d for d in action.depends_on if d in failed]
-            if blocked:
-                msg = f"not applied: it depends on {', '.join(blocked)}, which did not apply"
-                self.con.fail(f"{action.address} {msg}")
-                failed[action.address] = msg
-                result.outcomes.append(Outcome(action.address, "blocked", message=msg))
+            if self._blocked(action, failed, result):
                 statuses[action.address] = ("pending", {})
                 continue
             try:

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,18 +69,6 @@ def resource_attributes(model: Any) -> dict[str, Any]:
     return {"metadata": meta, "spec": data["spec"]}
 
 
-def plain_fingerprint(value: Any) -> str:
-    """:func:`~honua_plan.state.model.fingerprint` of a value built only of JSON types with
-    ``str`` keys (``model_dump(mode="json")`` output, :func:`table_attributes`), without
-    the generic conversion walk: for such values ``canonical_json`` is exactly this
-    ``json.dumps``. Anything else takes the generic path."""
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return fingerprint(value)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 # desired_resources() of a DesiredState, computed once (the refresh and the diff both need
 # it); dropped when the DesiredState is. The attribute dicts also remember their
 # fingerprint, keyed by id while the cache holds them.
@@ -99,11 +85,9 @@ def attributes_fingerprint(attrs: dict[str, Any]) -> str:
     """The fingerprint of attributes from :func:`desired_resources` (computed once per run)."""
     fp = _ATTR_FINGERPRINTS.get(id(attrs))
     if fp is None:
-        fp = plain_fingerprint(attrs)
+        fp = fingerprint(attrs)
     return fp
 
-
-_attributes_fingerprint = attributes_fingerprint
 
 
 def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -121,7 +105,7 @@ def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, A
             return cached
         _RESOURCES[key] = cached
         for _kind, attrs in cached.values():
-            _ATTR_FINGERPRINTS[id(attrs)] = plain_fingerprint(attrs)
+            _ATTR_FINGERPRINTS[id(attrs)] = fingerprint(attrs)
     return dict(cached)
 
 
@@ -168,7 +152,7 @@ def diff_resources(
         if rec is None:
             changes.append(Change(address, kind, "create", f"{address} is new", after=attrs))
             continue
-        if rec.fingerprint == _attributes_fingerprint(attrs):
+        if rec.fingerprint == attributes_fingerprint(attrs):
             # same canonical hash: no deep diff (deepdiff is only for what changed)
             changes.append(Change(address, kind, "no-op", f"unchanged since serial {rec.serial}"))
             continue

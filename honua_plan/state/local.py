@@ -181,9 +181,12 @@ FileIdentity = tuple[int, int, int, int]
 
 def file_identity(path: Path) -> FileIdentity | None:
     try:
-        st = os.stat(path)
+        return _identity(os.stat(path))
     except OSError:
         return None
+
+
+def _identity(st: os.stat_result) -> FileIdentity:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
@@ -194,7 +197,7 @@ def read_state_data(path: Path) -> tuple[FileIdentity, Any] | None:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
             raw = fh.read()
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), parse_state_bytes(raw)
+        return _identity(st), parse_state_bytes(raw)
     except (OSError, ValueError):
         return None
 

@@ -130,7 +130,11 @@ def _json_default(obj: Any) -> Any:
 
 def fingerprint(obj: Any) -> str:
     """``"sha256:" + hex`` digest of :func:`canonical_json` of ``obj``."""
-    return "sha256:" + hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+    return _digest(canonical_json(obj))
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def new_lineage() -> str:
@@ -216,20 +220,12 @@ class ResourceRecord(_Model):
         applied_at: datetime | None = None,
     ) -> ResourceRecord:
         """Build a record, computing the fingerprint from ``attributes``."""
-        try:  # plain JSON values (the usual case): one canonical text gives both
-            text = json.dumps(attributes, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False)
-            attrs, fp = json.loads(text), "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-            if not isinstance(attrs, dict):
-                raise TypeError("attributes must be a mapping")
-        except (TypeError, ValueError):  # datetimes, sets, models...: the generic conversion
-            attrs = _jsonable(dict(attributes))
-            fp = fingerprint(attrs)
+        text = canonical_json(dict(attributes))  # one text gives the JSON values and the hash
         return cls(
             address=address,
             kind=kind,
-            attributes=attrs,
-            fingerprint=fp,
+            attributes=json.loads(text),
+            fingerprint=_digest(text),
             source_path=source_path,
             applied_at=applied_at or utcnow(),
             applied_by=applied_by,

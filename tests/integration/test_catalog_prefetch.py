@@ -13,6 +13,7 @@ import pytest
 from honua_plan import connections
 from honua_plan.context import Context
 from honua_plan.prefetch import Prefetch
+from honua_plan.providers import postgis
 from honua_plan.providers.sqlexec import StatementLog
 from honua_plan.state.local import LocalReader
 from tests.helpers import copy_example, edit
@@ -55,7 +56,7 @@ def test_plan_uses_the_early_reads(repo: Path, pg_dsn: str, monkeypatch: pytest.
         w.write(w.read().record_event("plan", "earlier"), expected_serial=0)
     real_init = Prefetch.__init__
     monkeypatch.setattr(Prefetch, "__init__", lambda self, root, env: real_init(self, root, env, fork=fork))
-    monkeypatch.setattr(Context, "_open_catalog", lambda *a: pytest.fail("the catalog was read again"))
+    monkeypatch.setattr(postgis, "refresh", lambda *a, **k: pytest.fail("the catalog was read again"))
     monkeypatch.setattr(LocalReader, "read", lambda self: pytest.fail("the state was parsed again"))
     log = StatementLog()
     plan = Context(repo).plan("dev", log=log)
@@ -98,8 +99,9 @@ def test_an_early_read_of_another_database_is_not_used(repo: Path, pg_dsn: str, 
         real_refresh = Context.refresh
 
         def spy(self: Context, *args: object, **kw: object) -> object:
-            seen.append(kw["opened"][1])  # type: ignore[index]
-            return real_refresh(self, *args, **kw)  # type: ignore[arg-type]
+            live = real_refresh(self, *args, **kw)  # type: ignore[arg-type]
+            seen.append(live.facts)
+            return live
 
         monkeypatch.setattr(Context, "refresh", spy)
         log = StatementLog()
