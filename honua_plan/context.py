@@ -279,7 +279,7 @@ class Context:
                  provenance: Provenance | None = None) -> Any:
         from datetime import UTC, datetime
 
-        from honua_plan.apply.backup import pg_dump_available
+        from honua_plan.pgserver import pg_dump_available
         from honua_plan.plan.builder import PlanRequest
         from honua_plan.plan.model import Provenance as Prov
 
@@ -311,11 +311,15 @@ class Context:
         # the catalog and the state file are read while this process imports the plan
         # engine and loads the repository
         early = Prefetch(self.root, environment)
+        from honua_plan.diff import desired_resources
         from honua_plan.plan.builder import build_plan
 
         try:
             desired = self.desired(environment)
             recorded = self._recorded_early(environment, early)
+            # what does not need the catalog, while the reader may still be at it
+            req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
+            desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
             rows = early.take_catalog(self.resolve_dsn(environment).dsn, log)
         except BaseException:
             early.discard()
@@ -327,7 +331,6 @@ class Context:
             facts = facts_from_rows(rows)
             del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
         live = self.refresh(desired, recorded, log=log, facts=facts)
-        req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
         return build_plan(desired, recorded, live, req)
 
     def down_plan(self, environment: str, migration_id: str) -> Plan:

@@ -94,7 +94,7 @@ class TableFacts:
     @cached_property
     def shape_fingerprint(self) -> str:
         """``sha256:`` of the canonical JSON of :attr:`shape` (the state's fingerprint), once per table."""
-        from honua_plan.state.model import fingerprint
+        from honua_plan.canonical import fingerprint
 
         return fingerprint(self.shape)
 
@@ -138,7 +138,19 @@ class DatabaseFacts:
 
 
 CatalogRows = dict[str, Any]
-"""The rows of the catalog statements (``providers.postgis.catalog_rows``), plain values."""
+"""The rows of the catalog statements (``providers.postgis.catalog_rows``), plain values.
+
+May carry ``"shape_fingerprints"``: each relation's :attr:`TableFacts.shape_fingerprint`,
+in the order of ``"relations"``, computed from these same rows by :func:`with_fingerprints`
+(the plan's forked reader does it while the main process loads the repository)."""
+
+SHAPE_FINGERPRINTS = "shape_fingerprints"
+
+
+def with_fingerprints(rows: CatalogRows) -> CatalogRows:
+    """``rows`` plus the shape fingerprint of every relation (a pure function of the rows)."""
+    rows[SHAPE_FINGERPRINTS] = [t.shape_fingerprint for t in facts_from_rows(rows).tables]
+    return rows
 
 
 def facts_from_rows(rows: CatalogRows) -> DatabaseFacts:
@@ -170,14 +182,19 @@ def facts_from_rows(rows: CatalogRows) -> DatabaseFacts:
                 geometry.setdefault(oid, []).append(GeometryColumnFacts(
                     column=column, geometry_type=str(gtype or "GEOMETRY").upper(),
                     srid=int(srid or 0), dims=int(dims or 2)))
+    tables = tuple(
+        _table(schema, name, kind, reltuples, total_bytes, columns.get(oid, ()), indexes.get(oid, ()),
+               constraints.get(oid, ()), geometry.get(oid, ()))
+        for oid, schema, name, kind, reltuples, total_bytes in rows["relations"]
+    )
+    known = rows.get(SHAPE_FINGERPRINTS)
+    if isinstance(known, list) and len(known) == len(tables):
+        for t, fp in zip(tables, known, strict=True):
+            t.__dict__["shape_fingerprint"] = fp  # what the cached property would compute
     return DatabaseFacts(
         server_version=int(rows["server_version"]),
         extensions=tuple((str(name), str(ver)) for name, ver in rows["extensions"]),
-        tables=tuple(
-            _table(schema, name, kind, reltuples, total_bytes, columns.get(oid, ()), indexes.get(oid, ()),
-                   constraints.get(oid, ()), geometry.get(oid, ()))
-            for oid, schema, name, kind, reltuples, total_bytes in rows["relations"]
-        ),
+        tables=tables,
         search_path=tuple(rows["search_path"]),
         statements=int(rows["statements"]),
     )

@@ -39,7 +39,7 @@ from typing import Any
 
 from honua_plan.errors import EmbeddedDatabaseError
 
-__all__ = ["ClusterStatus", "EmbeddedCluster", "find_bindir"]
+__all__ = ["ClusterStatus", "EmbeddedCluster", "find_bindir", "find_tool", "pg_dump_available"]
 
 POSTGIS_MISSING = (
     "PostGIS is not installed: run scripts/bootstrap.sh or "
@@ -113,6 +113,24 @@ def _sharedir_for(bindir: Path) -> Path | None:
 def _has_postgis(bindir: Path) -> bool:
     share = _sharedir_for(bindir)
     return share is not None and (share / "extension" / "postgis.control").exists()
+
+
+def find_tool(name: str) -> str | None:
+    """``pg_dump``/``pg_restore`` next to the server binaries (same version) or on PATH.
+
+    Here rather than in :mod:`honua_plan.apply.backup` because every plan asks whether a
+    backup is possible, and that question must not import the database driver.
+    """
+    with contextlib.suppress(EmbeddedDatabaseError, OSError):
+        candidate = find_bindir() / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def pg_dump_available() -> bool:
+    """True when a ``pg_dump`` (and so a backup before a migration) is available."""
+    return find_tool("pg_dump") is not None
 
 
 def find_bindir() -> Path:

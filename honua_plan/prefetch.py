@@ -141,6 +141,11 @@ class Prefetch:
 
     def _read_catalog_into(self, root: Path, environment: str) -> None:
         self._catalog = _safely(_read_catalog, root, environment)
+        if self._catalog is not None:  # a core of its own: the drift check's hashes too
+            with contextlib.suppress(Exception):
+                from honua_plan.facts import with_fingerprints
+
+                with_fingerprints(self._catalog[1])
 
     def _receive(self) -> Any:
         header = self._read_exactly(8)

@@ -15,10 +15,8 @@ since it was written.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,14 +24,13 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from honua_plan.errors import ApplyError, HonuaError
+from honua_plan import pgserver
+from honua_plan.errors import ApplyError
 from honua_plan.providers.sqlexec import split_qualified
 from honua_plan.secrets import redact, register, register_dsn
 from honua_plan.state.model import BackupRecord, backup_id, utcnow
 
 __all__ = [
-    "find_tool",
-    "pg_dump_available",
     "prune_backups",
     "restore_backup",
     "sha256_file",
@@ -43,24 +40,8 @@ __all__ = [
 _INSTALL_HINT = "install the PostgreSQL client tools (e.g. apt-get install postgresql-client)"
 
 
-def find_tool(name: str) -> str | None:
-    """``pg_dump``/``pg_restore`` next to the server binaries (same version) or on PATH."""
-    with contextlib.suppress(HonuaError, OSError):
-        from honua_plan.pgserver import find_bindir
-
-        candidate = find_bindir() / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which(name)
-
-
-def pg_dump_available() -> bool:
-    """True when a ``pg_dump`` (and so a backup before a migration) is available."""
-    return find_tool("pg_dump") is not None
-
-
 def _tool(name: str) -> str:
-    path = find_tool(name)
+    path = pgserver.find_tool(name)
     if path is None:
         raise ApplyError(f"{name} is not installed: {_INSTALL_HINT}", hint=_INSTALL_HINT)
     return path

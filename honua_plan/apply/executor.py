@@ -537,7 +537,8 @@ class Executor:
     def _backup(self, action: Action, mid: str) -> str | None:
         if not action.backup_tables:
             return None
-        from honua_plan.apply.backup import pg_dump_available, take_backup
+        from honua_plan.apply.backup import take_backup
+        from honua_plan.pgserver import pg_dump_available
 
         required = bool(self.desired.policy and self.desired.policy.spec.requireBackup)
         if not pg_dump_available():

@@ -71,7 +71,8 @@ Duration = Annotated[
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False,
+                              defer_build=True)
 
 
 # --------------------------------------------------------------------------- checks

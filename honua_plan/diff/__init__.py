@@ -90,11 +90,14 @@ def attributes_fingerprint(attrs: dict[str, Any]) -> str:
 
 
 
-def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, Any]]]:
+def desired_resources(desired: DesiredState, recorded: StateDocument | None = None
+                      ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Address → (kind, attributes) of every managed resource ``desired`` declares.
 
     Memoized per DesiredState (a frozen value); callers get a fresh outer dict, the
-    attribute dicts are shared and must not be modified."""
+    attribute dicts are shared and must not be modified. Given the ``recorded`` state on
+    the first call, attributes with the fingerprint of their record are the record's own
+    dict (equal values, one copy in memory: ~50 MB less at 10,000 unchanged layers)."""
     key = id(desired)
     cached = _RESOURCES.get(key)
     if cached is None:
@@ -104,8 +107,14 @@ def desired_resources(desired: DesiredState) -> dict[str, tuple[str, dict[str, A
         except TypeError:  # not weak-referenceable: do not cache
             return cached
         _RESOURCES[key] = cached
-        for _kind, attrs in cached.values():
-            _ATTR_FINGERPRINTS[id(attrs)] = fingerprint(attrs)
+        records = recorded.resources if recorded is not None else {}
+        for address, (kind, attrs) in cached.items():
+            fp = fingerprint(attrs)
+            rec = records.get(address)
+            if rec is not None and rec.fingerprint == fp and rec.kind == kind:
+                attrs = rec.attributes  # same canonical JSON, so equal JSON values
+                cached[address] = (kind, attrs)
+            _ATTR_FINGERPRINTS[id(attrs)] = fp
     return dict(cached)
 
 

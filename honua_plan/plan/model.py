@@ -21,7 +21,7 @@ LevelName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FindingRecord(_Frozen):

@@ -233,8 +233,8 @@ def test_schedule_records_the_event(repo: Path, env: dict[str, str]) -> None:
                  "    - Health check: ✓ Automated", "    - Rollback plan: ✓ Ready (automatic)",
                  "    - ✗ Notifications: not configured"):
         assert line in out, out
-    from honua_plan.apply.backup import pg_dump_available
     from honua_plan.context import Context
+    from honua_plan.pgserver import pg_dump_available
 
     if pg_dump_available():
         assert "    - Backup database: ✓ Automated" in out

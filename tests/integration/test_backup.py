@@ -10,15 +10,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.apply import backup as backup_mod
+from honua_plan import pgserver
 from honua_plan.apply.backup import (
-    pg_dump_available,
     prune_backups,
     restore_backup,
     sha256_file,
     take_backup,
 )
 from honua_plan.errors import ApplyError
+from honua_plan.pgserver import pg_dump_available
 from honua_plan.state.model import BackupRecord
 
 NOW = datetime(2025, 10, 4, 14, 5, 30, tzinfo=UTC)
@@ -169,8 +169,8 @@ def test_password_never_leaks(conn: psycopg.Connection, pg_dsn: str, tmp_path: P
 
 
 def test_missing_pg_dump(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(backup_mod, "find_tool", lambda name: None)
-    assert backup_mod.pg_dump_available() is False
+    monkeypatch.setattr(pgserver, "find_tool", lambda name: None)
+    assert pgserver.pg_dump_available() is False
     with pytest.raises(ApplyError, match="pg_dump is not installed"):
         take_backup("dbname=x", ["t"], directory=tmp_path, environment="dev",
                     migration_id=None, now=NOW)

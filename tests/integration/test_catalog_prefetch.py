@@ -65,6 +65,32 @@ def test_plan_uses_the_early_reads(repo: Path, pg_dsn: str, monkeypatch: pytest.
     assert texts.count("BEGIN") == 1  # one catalog read, the early one, merged into the log
 
 
+def test_the_readers_fingerprints_are_the_facts_own(repo: Path, pg_dsn: str) -> None:
+    """The forked reader hashes each table's shape; the facts must get the same hash."""
+    from honua_plan.facts import SHAPE_FINGERPRINTS, facts_from_rows, with_fingerprints
+    from honua_plan.providers.sqlexec import Session, connect
+
+    with connect(pg_dsn) as conn:
+        conn.execute("CREATE TABLE prefetch_shape (id int PRIMARY KEY, geom geometry(Point, 4326), "
+                     "name text NOT NULL)")
+        conn.execute("CREATE INDEX prefetch_shape_geom ON prefetch_shape USING gist (geom)")
+        conn.commit()
+        try:
+            rows = postgis.catalog_rows(Session(conn))
+        finally:
+            conn.execute("DROP TABLE prefetch_shape")
+            conn.commit()
+    fresh = facts_from_rows(rows)
+    seeded = facts_from_rows(with_fingerprints(dict(rows)))
+    assert fresh.tables and len(seeded.tables) == len(fresh.tables)
+    for a, b in zip(fresh.tables, seeded.tables, strict=True):
+        assert "shape_fingerprint" in b.__dict__  # given, not computed again
+        assert b.shape_fingerprint == a.shape_fingerprint
+    # a list that does not match the relations is ignored, not trusted
+    damaged = facts_from_rows({**rows, SHAPE_FINGERPRINTS: ["sha256:x"] * (len(fresh.tables) + 1)})
+    assert all("shape_fingerprint" not in t.__dict__ for t in damaged.tables)
+
+
 def test_a_state_written_meanwhile_is_read_again(repo: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HONUA_PG_DSN_DEV", pg_dsn)
     ctx = Context(repo)

@@ -81,6 +81,19 @@ def test_self_diff_is_all_no_ops_with_reasons(repo: Path) -> None:
     assert all(c.reason == "unchanged since serial 3" for c in changes)
 
 
+def test_unchanged_attributes_are_the_records_own(repo: Path) -> None:
+    recorded = recorded_from(desired_resources(load_environment(repo, "dev")))
+    edit(repo / "environments/dev/layers/bike-lanes.yaml", 'title: "Bike Lanes"', 'title: "Bicycle Lanes"')
+    desired = load_environment(repo, "dev")
+    resources = desired_resources(desired, recorded)
+    shared = recorded.resources["service.transportation"].attributes
+    assert resources["service.transportation"][1] is shared  # one copy of equal values
+    assert resources[LAYER][1] is not recorded.resources[LAYER].attributes  # changed: its own
+    assert resources[LAYER][1]["spec"]["title"] == "Bicycle Lanes"
+    changes = {c.address: c.action for c in diff_resources(resources, recorded)}
+    assert changes[LAYER] == "update" and changes["service.transportation"] == "no-op"
+
+
 def test_update_names_changed_paths(repo: Path) -> None:
     before = load_environment(repo, "dev")
     recorded = recorded_from(desired_resources(before))
