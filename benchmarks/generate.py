@@ -255,7 +255,7 @@ def batches(specs: Iterable[SyntheticLayer], size: int = 100) -> Iterator[str]:
 
 
 def create_tables(dsn: str, specs: Sequence[SyntheticLayer], *, workers: int = 2) -> None:
-    """Create and fill every table: multi-statement batches over ``workers`` connections."""
+    """Create and fill every table (multi-statement batches over ``workers`` connections), then VACUUM."""
     import concurrent.futures
 
     import psycopg
@@ -271,6 +271,11 @@ def create_tables(dsn: str, specs: Sequence[SyntheticLayer], *, workers: int = 2
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         for f in [pool.submit(run, c) for c in chunks if c]:
             f.result()
+    # Settle the database, as a production one has: without this, autovacuum analyzes
+    # the N new tables while the operations are measured (a 2-core host then runs the
+    # plan, its reader, PostgreSQL and autovacuum workers at once).
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(b"VACUUM (ANALYZE)")
 
 
 def drift_targets(specs: Sequence[SyntheticLayer], fraction: float = 0.01) -> list[SyntheticLayer]:
