@@ -403,8 +403,11 @@ class Context:
     def state_dir(self) -> Path:
         return self.root / "state"
 
-    def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> None:
-        """Refuse a saved plan whose state, configuration or live objects changed since."""
+    def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
+        """Refuse a saved plan whose state, configuration or live objects changed since.
+
+        Returns the live facts it read (None if the plan pins no table), for apply to reuse.
+        """
         from honua_plan.errors import StalePlanError
 
         problems: list[str] = []
@@ -416,6 +419,7 @@ class Context:
             problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
         if plan.config_hash != desired.config_hash:
             problems.append("the configuration files changed since the plan was made")
+        facts = None
         if plan.fingerprints:
             facts = self.read_facts(desired.environment)
             for key, fp in sorted(plan.fingerprints.items()):
@@ -426,6 +430,7 @@ class Context:
         if problems:
             raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
                                  hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
+        return facts
 
     def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
         from honua_plan.apply.executor import Services
@@ -464,6 +469,7 @@ class Context:
         desired = self.desired(environment)
         con = self.console
         backend = self.backend(environment)
+        facts: DatabaseFacts | None = None  # read by the freshness check of a saved plan
         with backend:
             recorded = backend.read()
             if recorded.pending is not None and not (resume or rollback):
@@ -485,7 +491,7 @@ class Context:
                     plan = self._resumable(plan, desired, recorded)
             elif plan_file is not None:
                 plan = load_plan(plan_file)
-                self.check_fresh(plan, desired, recorded)
+                facts = self.check_fresh(plan, desired, recorded)
                 if plan.approvals:
                     con.ok(f"Approval verified (approved by: {', '.join(a.by for a in plan.approvals)})")
             else:
@@ -526,7 +532,7 @@ class Context:
                 session = Session(conn)
                 executor = Executor(plan, desired, writer, self._services(desired, session, resolved.dsn), con,
                                     actor=self.actor, command=command,
-                                    reload_desired=lambda: self._reload_desired(environment))
+                                    reload_desired=lambda: self._reload_desired(environment), facts=facts)
                 if rollback:
                     return executor.rollback_all()
                 if banner:

@@ -115,7 +115,9 @@ class Executor:
         actor: str,
         command: str = "honua apply",
         reload_desired: Callable[[], DesiredState] | None = None,
+        facts: Any = None,
     ) -> None:
+        """``facts``: live facts already read for this apply (the saved plan's freshness check)."""
         self.plan = plan
         self.desired = desired
         self.writer = writer
@@ -126,7 +128,7 @@ class Executor:
         self.reload_desired = reload_desired
         self.doc = writer.read()
         self.edited_files: dict[str, bytes] = {}
-        self._facts_cache: Any = None
+        self._facts_cache: Any = facts
 
     # ------------------------------------------------------------------ state
 
@@ -277,28 +279,29 @@ class Executor:
     def _record_tables(self, doc: StateDocument) -> StateDocument:
         """Remember the shape of every served or migrated table, for drift detection."""
         from honua_plan.diff import table_address, table_attributes
-        from honua_plan.providers import postgis
 
-        self._facts_cache = None  # read again below: two copies at once were 40 MB at 10,000 tables
-        facts = postgis.refresh(self.svc.session)
+        facts = self._facts()  # the facts read before (none if SQL ran since): one catalog read, not two
+        self._facts_cache = None
         wanted = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
         for a in self.plan.actions:
             for op in a.operations:
                 wanted |= set(op.tables)
         wanted |= {k.removeprefix("table.") for k, r in doc.resources.items() if r.kind == "table"}
+        records: list[ResourceRecord] = []
+        removed: set[str] = set()
         for name in sorted(wanted):
             t = facts.table(name)
             address = f"table.{name}"
             if t is None:
                 if address in doc.resources:
-                    doc = doc.without_resource(address)
+                    removed.add(address)
                 continue
             attrs = table_attributes(t)
             rec = doc.resources.get(table_address(t))
             if rec is None or rec.attributes != attrs:
-                doc = doc.with_resource(ResourceRecord.create(table_address(t), "table", attrs,
-                                                              serial=doc.next_serial, applied_by=self.actor))
-        return doc
+                records.append(ResourceRecord.create(table_address(t), "table", attrs,
+                                                     serial=doc.next_serial, applied_by=self.actor))
+        return doc.with_resources(records, frozenset(removed))
 
     # ------------------------------------------------------------------ dispatch (the apply visitor)
 
@@ -341,43 +344,53 @@ class Executor:
             address: ("running", {"previous": rec.model_dump(mode="json") if rec is not None else None})
             for address, rec in previous.items()})
         self._save(self.doc.with_pending(journal))
-        doc = self.doc
+        records: list[ResourceRecord] = []
+        removed: set[str] = set()
         statuses: dict[str, tuple[str, dict[str, Any]]] = {}
         for action in batch:
             if self._blocked(action, failed, result):
                 statuses[action.address] = ("pending", {})
                 continue
             try:
-                doc = self._record(doc, action)
+                rec = self._recorded(action)
             except StepFailed as exc:
                 self.con.fail(exc.message)
                 failed[action.address] = exc.message
                 result.outcomes.append(Outcome(action.address, "failed", message=exc.message))
                 statuses[action.address] = ("failed", {})
                 continue
+            if rec is None:
+                removed.add(action.address)
+            else:
+                records.append(rec)
             statuses[action.address] = ("done", {})
             result.outcomes.append(Outcome(action.address, "done", (time.perf_counter() - t0) / len(batch)))
+        doc = self.doc.with_resources(records, frozenset(removed))
         assert doc.pending is not None
         self._save(doc.with_pending(_with_steps(doc.pending, statuses)))
 
     def _record(self, doc: StateDocument, action: Action, *, quiet: bool = False) -> StateDocument:
         """The document with ``action``'s resource recorded (or removed); layers verified first."""
+        rec = self._recorded(action, quiet=quiet)
+        return doc.without_resource(action.address) if rec is None else doc.with_resource(rec)
+
+    def _recorded(self, action: Action, *, quiet: bool = False) -> ResourceRecord | None:
+        """The record ``action`` leaves (None: removed); a layer is verified against the live table first."""
         name = action.address.split(".", 1)[1]
         if action.kind == "layer":
             name = name.split("::", 1)[-1]
         if action.action == "delete":
             if not quiet:
                 self.con.ok(f"Removed {action.kind}: {name}")
-            return doc.without_resource(action.address)
+            return None
         assert action.after is not None
         if action.kind == "layer" and not quiet:
             self._verify_layer(action)
         src = self.desired.source(action.address)
         if not quiet:
             self.con.ok(f"{'Created' if action.action == 'create' else 'Updated'} {action.kind}: {name}")
-        return doc.with_resource(ResourceRecord.create(
-            action.address, action.kind, action.after, serial=doc.next_serial,
-            source_path=src.path if src else None, applied_by=self.actor))
+        return ResourceRecord.create(action.address, action.kind, action.after, serial=self.doc.next_serial,
+                                     source_path=src.path if src else None, applied_by=self.actor)
 
     def _facts(self) -> Any:
         """Live facts, read once and again only after SQL ran (one refresh, not one per layer)."""

@@ -211,6 +211,7 @@ class LocalWriter(LocalReader, StateWriter):
         self._lock_fd = lock_fd
         self.lock_info = info
         self._active = True
+        self._written: tuple[FileIdentity | None, StateDocument] | None = None
 
     def _check_lock(self) -> None:
         if not self._active:
@@ -230,7 +231,13 @@ class LocalWriter(LocalReader, StateWriter):
 
     def write(self, doc: StateDocument, *, expected_serial: int) -> StateDocument:
         self._check_lock()
-        stored, old_raw = self._load()
+        written = self._written
+        stored: StateDocument | None
+        if written is not None and file_identity(self.path) == written[0]:
+            stored, old_exists = written[1], True  # our own last write, untouched since (we hold the lock)
+        else:
+            stored, old_raw = self._load()
+            old_exists = old_raw is not None
         new = prepare_write(self.environment, stored, doc, expected_serial)
         mode = 0o644
         with contextlib.suppress(OSError):
@@ -249,10 +256,8 @@ class LocalWriter(LocalReader, StateWriter):
                 "the stored state is unchanged"
             ) from exc
         try:
-            if old_raw is not None:
-                previous = old_raw.decode("utf-8")
-                bak_tmp = self._write_temp(lambda fh: fh.write(previous), mode)
-                os.replace(bak_tmp, self.backup_path)
+            if old_exists:
+                self._keep_backup(mode)
             os.replace(tmp, self.path)
             _fsync_dir(self.directory)
         except OSError as exc:
@@ -261,7 +266,21 @@ class LocalWriter(LocalReader, StateWriter):
             raise StateError(
                 f"could not write state file {_display(self.path)}: {exc.strerror}"
             ) from exc
+        self._written = (file_identity(self.path), new)
         return new
+
+    def _keep_backup(self, mode: int) -> None:
+        """The current file becomes ``<env>.json.bak``: a hard link (no copy of a state of
+        10,000 layers per write), or a copy where the filesystem has no links."""
+        link = self.directory / f".{self.environment}.json.bak.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        try:
+            os.link(self.path, link)
+        except OSError:
+            previous = self.path.read_text(encoding="utf-8")
+            link = self._write_temp(lambda fh: fh.write(previous), mode)
+        os.replace(link, self.backup_path)
 
     def _write_temp(self, dump: Callable[[TextIO], object], mode: int) -> Path:
         """Write via ``dump(fh)`` into a temp file beside the state file; fsync; return its path."""
