@@ -329,15 +329,30 @@ def _encodable(value: Any, path: list[Any], patches: list[list[Any]]) -> bool:
     return False
 
 
-def _apply_patches(data: Any, patches: list[list[Any]]) -> Any:
+def _patched(data: Any, patches: list[list[Any]]) -> Any:
+    """``data`` with its dates and datetimes back. The cache's entry stays as stored: only
+    the containers on a patched path are copied (a copy of the whole file cost more than
+    the rest of reading it from the cache)."""
+    copied: set[int] = set()
+
+    def own(container: Any) -> Any:
+        c = dict(container) if isinstance(container, dict) else list(container)
+        copied.add(id(c))
+        return c
+
     for path, kind in patches:
         convert: Callable[[str], Any] = datetime.fromisoformat if kind == "datetime" else date.fromisoformat
         if not path:
             data = convert(data)
             continue
+        if id(data) not in copied:
+            data = own(data)
         parent = data
         for part in path[:-1]:
-            parent = parent[part]
+            child = parent[part]
+            if id(child) not in copied:
+                child = parent[part] = own(child)
+            parent = child
         parent[path[-1]] = convert(parent[path[-1]])
     return data
 
@@ -422,18 +437,21 @@ class ParseCache:
     # -- YAML -------------------------------------------------------------------
 
     def documents(self, digest: str, text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
-        """The documents of a file whose bytes hash to ``digest`` (parsed only on a miss)."""
+        """The documents of a file whose bytes hash to ``digest`` (parsed only on a miss).
+
+        Their data is the cache's own (read-only, like every loaded document: the loader
+        validates it into models and never changes it), except where dates were patched
+        in; a second file with the same bytes gets a copy of its own."""
         if self.file is None:
             return _lazy_positions(load_documents(text, path, problems), text, problems)
         entry = self._yaml.get(digest)
         if isinstance(entry, list):
-            if digest in self._used or any(e[3] for e in entry):
-                # a second file with the same bytes, or dates to patch in: the cache's entry
-                # must stay as stored, so the caller gets its own copy
+            if digest in self._used:
+                # a second file with the same bytes: the caller gets its own copy
                 entry = marshal.loads(marshal.dumps(entry))
             try:
                 docs = [
-                    Document(_apply_patches(data, patches),
+                    Document(_patched(data, patches),
                              SourceMap(path, start=(line, col), _lazy=(text, index)), index)
                     for index, (data, line, col, patches) in enumerate(entry)
                 ]

@@ -175,20 +175,26 @@ def test_cached_documents_locate_errors_like_parsed_ones(tmp_path: Path, env: py
     assert again[1].source.locate(("f",)) == reference[1].source.locate(("f",))
 
 
-def test_two_files_with_the_same_bytes_get_their_own_data(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+def _cached(tmp_path: Path, digest: str, text: str):  # type: ignore[no-untyped-def]
+    """A parse cache read back from disk after ``text`` was parsed into it once."""
     from honua_plan.config.yamlload import ParseCache
 
-    text = "a: {b: [1, 2]}\nwhen: 2020-01-02\n"
     first = ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
-    first.documents("same", text, "one.yaml", [])
+    first.documents(digest, text, "one.yaml", [])
     first.save()
-    cache = ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
+    return ParseCache(tmp_path / "repo", directory=tmp_path / "cache")
+
+
+def test_two_files_with_the_same_bytes_get_their_own_data(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    from datetime import date
+
+    text = "a: {b: [1, 2]}\nwhen: 2020-01-02\n"
+    cache = _cached(tmp_path, "same", text)
     one = cache.documents("same", text, "one.yaml", [])[0]
     two = cache.documents("same", text, "two.yaml", [])[0]
     assert one.data == two.data and one.data is not two.data and one.data["a"] is not two.data["a"]
     assert two.source.locate(("when",)).path == "two.yaml"
-    one.data["a"]["b"].append(3)
-    assert cache.documents("same", text, "three.yaml", [])[0].data["a"]["b"] == [1, 2]
+    assert cache.documents("same", text, "three.yaml", [])[0].data == {"a": {"b": [1, 2]}, "when": date(2020, 1, 2)}
 
 
 def test_apply_does_constant_work_besides_recording_each_layer(repos: dict[int, Sized], env: pytest.MonkeyPatch,
@@ -231,3 +237,18 @@ def test_apply_does_constant_work_besides_recording_each_layer(repos: dict[int, 
     assert per_n[SMALL] == per_n[LARGE], per_n
     assert per_n[LARGE]["catalog reads"] == 1  # the saved plan's freshness check; apply reuses it
     assert "state parses" not in per_n[LARGE]  # no state before; the writer never parses its own writes
+
+
+def test_dates_from_the_cache_leave_its_entry_as_stored(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    from datetime import date, datetime
+
+    text = "a: {b: [2020-01-02, x], c: {d: 1}}\nwhen: 2021-05-06T07:08:09Z\nn: [1]\n"
+    cache = _cached(tmp_path, "dig", text)
+    one = cache.documents("dig", text, "one.yaml", [])[0].data
+    assert one["a"]["b"] == [date(2020, 1, 2), "x"] and isinstance(one["when"], datetime)
+    assert one["a"]["c"] == {"d": 1} and one["n"] == [1]
+    stored = cache._yaml["dig"][0][0]
+    assert stored["a"]["b"][0] == "2020-01-02" and isinstance(stored["when"], str)  # entry unpatched
+    assert one is not stored and one["a"]["b"] is not stored["a"]["b"]  # only patched paths are copies
+    two = cache.documents("dig", text, "two.yaml", [])[0].data
+    assert two == one and two["a"]["c"] is not one["a"]["c"]  # a second file: a copy of its own
