@@ -281,7 +281,7 @@ class Executor:
         from honua_plan.diff import table_address, table_attributes
 
         facts = self._facts()  # the facts read before (none if SQL ran since): one catalog read, not two
-        self._facts_cache = None
+        self._facts_cache = None  # their last use: ~40 MB at 10,000 tables, not kept past this apply
         wanted = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
         for a in self.plan.actions:
             for op in a.operations:

@@ -391,7 +391,7 @@ class StateDocument(_Model):
     # -- copies with one change -------------------------------------------------
 
     def with_resource(self, record: ResourceRecord) -> StateDocument:
-        return self.model_copy(update={"resources": {**self.resources, record.address: record}})
+        return self.with_resources([record])
 
     def with_resources(self, records: list[ResourceRecord], removed: frozenset[str] = frozenset()) -> StateDocument:
         """Many records set and removed in one copy (one per record is quadratic in N)."""
@@ -400,9 +400,7 @@ class StateDocument(_Model):
         return self.model_copy(update={"resources": resources})
 
     def without_resource(self, address: str) -> StateDocument:
-        return self.model_copy(
-            update={"resources": {k: v for k, v in self.resources.items() if k != address}}
-        )
+        return self.with_resources([], frozenset({address}))
 
     def with_migration(self, record: MigrationRecord) -> StateDocument:
         """Append ``record`` to the migration history."""
@@ -471,33 +469,29 @@ class StateDocument(_Model):
 
 
 _RECORD_FIELDS = tuple(ResourceRecord.model_fields)
+_STEP_FIELDS = tuple(f for f in JournalStep.model_fields if f != "details")
 
 
-_STEP_FIELDS = tuple(JournalStep.model_fields)
+def _fields_json(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Fields that are JSON values already (or datetimes) taken one by one: no dump-and-walk."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(obj, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
 
 
 def _journal_json(journal: JournalRecord) -> dict[str, Any]:
     """The journal field by field: an apply of 10,000 layers journals 10,000 steps, and a
     generic dump-and-walk of them cost a second per state write."""
     out: dict[str, Any] = _jsonable(journal.model_dump(mode="python", exclude={"steps"}))
-    steps = []
-    for step in journal.steps:
-        d: dict[str, Any] = {}
-        for name in _STEP_FIELDS:
-            value = getattr(step, name)
-            d[name] = value.isoformat() if isinstance(value, datetime) else value
-        d["details"] = _jsonable(step.details) if step.details else {}
-        steps.append(d)
-    out["steps"] = steps
+    out["steps"] = [{**_fields_json(step, _STEP_FIELDS), "details": _jsonable(step.details) if step.details else {}}
+                    for step in journal.steps]
     return out
 
 
 def _record_json(rec: ResourceRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in _RECORD_FIELDS:
-        value = getattr(rec, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
-    return out
+    return _fields_json(rec, _RECORD_FIELDS)
 
 
 __all__ = [
