@@ -255,13 +255,13 @@ class Context:
 
     def _server_dry_run(self, desired: DesiredState) -> tuple[tuple[Any, ...], str | None]:
         """Ask the server what publishing the layers would do (Honua: manifest dryRun)."""
+        server = desired.server()
+        if server is None or server.spec.type == "none":
+            return (), None
         from honua_plan.errors import HonuaError
         from honua_plan.plan.model import ServerEntry
         from honua_plan.providers.server.compile import compile_published
 
-        server = desired.server()
-        if server is None or server.spec.type == "none":
-            return (), None
         try:
             provider = self.server_provider(desired.environment)
             try:
@@ -279,10 +279,14 @@ class Context:
                  provenance: Provenance | None = None) -> Any:
         from datetime import UTC, datetime
 
-        from honua_plan.pgserver import pg_dump_available
         from honua_plan.plan.builder import PlanRequest
         from honua_plan.plan.model import Provenance as Prov
 
+        pg_dump = True
+        if desired.migrations:  # only a migration takes a backup: no PATH search, no pg_config run without
+            from honua_plan.pgserver import pg_dump_available
+
+            pg_dump = pg_dump_available()
         source_state = None
         pol = desired.policy
         if pol is not None and pol.spec.cooldown is not None:
@@ -294,7 +298,7 @@ class Context:
             refresh_only=refresh_only,
             config_commit=self.git_commit,
             source_state=source_state,
-            pg_dump_available=pg_dump_available(),
+            pg_dump_available=pg_dump,
         )
 
     def plan(

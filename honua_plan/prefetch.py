@@ -16,7 +16,7 @@ the reads start first, before the plan engine is even imported:
 Nothing read early is trusted blindly: the DSN is told from honua.yaml and providers/
 as plain YAML (:func:`connections.early_dsn`) and the catalog is used only if the DSN
 resolved after loading is the same; the state is used only if it came from the file
-the backend reads and that file is still the same one (:func:`state.local.file_identity`).
+the backend reads and that file is still the same one (:func:`statefile.file_identity`).
 Any failure of an early read is dropped, and the plan then reads for itself and
 reports its own errors.
 """
@@ -72,7 +72,7 @@ def state_path(root: Path, environment: str) -> Path | None:
 
 
 def _read_state(root: Path, environment: str) -> _State | None:
-    from honua_plan.state.local import read_state_data
+    from honua_plan.statefile import read_state_data
 
     path = state_path(root, environment)
     found = read_state_data(path) if path is not None else None

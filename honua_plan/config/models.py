@@ -348,7 +348,7 @@ class LayerOgc(Strict):
     collectionsEnabled: bool = True
 
 
-_LAYER_OGC = LayerOgc()
+_LAYER_OGC = LayerOgc.model_construct()  # all defaults: equal to LayerOgc(), without building its own validator
 
 
 def _layer_ogc() -> LayerOgc:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
@@ -42,6 +42,7 @@ from honua_plan.state.base import (
     validate_environment,
 )
 from honua_plan.state.model import StateDocument
+from honua_plan.statefile import FileIdentity, file_identity, parse_state_bytes
 
 _POLL_S = 0.05
 
@@ -130,10 +131,6 @@ class LocalReader(StateReader):
         return f"{head}; no backup {_display(self.backup_path)} exists"
 
 
-def _not_json(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not a JSON value")
-
-
 def state_json_text(data: dict[str, Any]) -> str:
     """The text of a state file: a JSON object with one line per resource, event, migration
     and backup, so that a diff of two state files shows what changed, line by line.
@@ -167,39 +164,6 @@ def state_json_lines(data: dict[str, Any]) -> Iterator[str]:
         else:
             yield f"  {enc(key)}: {enc(value)}{comma}\n"
     yield "}\n"
-
-
-def parse_state_bytes(raw: bytes) -> Any:
-    """A state file's JSON; NaN and Infinity are refused here, so the document needs no
-    further JSON check (see ``JSON_CONTEXT``)."""
-    return json.loads(raw.decode("utf-8"), parse_constant=_not_json)
-
-
-FileIdentity = tuple[int, int, int, int]
-"""(device, inode, size, mtime in ns): a state file is replaced by rename, never rewritten."""
-
-
-def file_identity(path: Path) -> FileIdentity | None:
-    try:
-        return _identity(os.stat(path))
-    except OSError:
-        return None
-
-
-def _identity(st: os.stat_result) -> FileIdentity:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def read_state_data(path: Path) -> tuple[FileIdentity, Any] | None:
-    """Identity and parsed JSON of the state file at ``path``; None if absent or unreadable
-    (the reader that uses the data reports problems itself)."""
-    try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            raw = fh.read()
-        return _identity(st), parse_state_bytes(raw)
-    except (OSError, ValueError):
-        return None
 
 
 class LocalWriter(LocalReader, StateWriter):

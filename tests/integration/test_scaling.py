@@ -9,7 +9,9 @@ shape behind them, on two synthetic repositories (N = 20 and N = 200 layers, fro
   query, whatever N;
 * the first plan sends one per-table check per new layer, and nothing else per layer;
 * a no-op plan runs no deep diff, and a second load of an unchanged repository parses
-  no YAML and no SQL (parse cache).
+  no YAML and no SQL (parse cache);
+* an apply reads the catalog once and writes state a constant number of times;
+* the forked reader does not import pydantic, and a cached plan does not import PyYAML.
 """
 
 from __future__ import annotations
@@ -251,3 +253,39 @@ def test_dates_from_the_cache_leave_its_entry_as_stored(tmp_path: Path, env: pyt
     assert one is not stored and one["a"]["b"] is not stored["a"]["b"]  # only patched paths are copies
     two = cache.documents("dig", text, "two.yaml", [])[0].data
     assert two == one and two["a"]["c"] is not one["a"]["c"]  # a second file: a copy of its own
+
+
+def test_a_cached_plan_imports_neither_yaml_nor_pydantic_where_not_needed(repos: dict[int, Sized],
+                                                                            env: pytest.MonkeyPatch) -> None:
+    """Every import is start-up time of every command (README "Performance"): the forked
+    reader parses the state file without the state models (pydantic), and a plan whose
+    files all come from the parse cache never imports PyYAML in the main process."""
+    import json
+    import subprocess
+    import sys
+
+    sized = repos[SMALL]
+    env.setenv("HONUA_PG_DSN", sized.dsn)
+    reader = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from honua_plan.prefetch import _read_state\n"
+        "state = _read_state(Path(sys.argv[1]), sys.argv[2])\n"
+        "print(json.dumps([state is not None, 'pydantic' in sys.modules]))\n"
+    )
+    plan = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from honua_plan.context import Context\n"
+        "plan = Context(Path(sys.argv[1])).plan(sys.argv[2])\n"
+        "print(json.dumps([plan.has_changes, 'yaml' in sys.modules]))\n"
+    )
+    Context(sized.repo).desired(ENV)  # the parse cache holds every file
+
+    def run(code: str) -> object:
+        out = subprocess.run([sys.executable, "-c", code, str(sized.repo), ENV], capture_output=True, text=True,
+                             check=True, timeout=120)
+        return json.loads(out.stdout)
+
+    assert run(reader) == [True, False]  # the state was read, without the models
+    assert run(plan) == [False, False]  # a no-op plan, without PyYAML (the forked reader has its own)
