@@ -109,8 +109,16 @@ def desired_resources(desired: DesiredState, recorded: StateDocument | None = No
         _RESOURCES[key] = cached
         records = recorded.resources if recorded is not None else {}
         for address, (kind, attrs) in cached.items():
-            fp = fingerprint(attrs)
             rec = records.get(address)
+            if rec is not None and rec.kind == kind and rec.attributes == attrs:
+                # Equal JSON values have the same canonical text, so this is the record's
+                # fingerprint, without a dump and a hash (~10% of a no-op plan). Exact only
+                # because no resource field's JSON type depends on its value (True == 1 and
+                # 1 == 1.0 never meet at one place): test_diff locks that property down.
+                cached[address] = (kind, rec.attributes)
+                _ATTR_FINGERPRINTS[id(rec.attributes)] = rec.fingerprint
+                continue
+            fp = fingerprint(attrs)
             if rec is not None and rec.fingerprint == fp and rec.kind == kind:
                 attrs = rec.attributes  # same canonical JSON, so equal JSON values
                 cached[address] = (kind, attrs)

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from psycopg import sql
@@ -386,10 +385,10 @@ def fingerprint_table(t: TableFacts) -> str:
         "schema": t.schema,
         "name": t.name,
         "kind": t.kind,
-        "columns": [asdict(c) for c in t.columns],
-        "geometry": sorted((asdict(g) for g in t.geometry_columns), key=lambda g: g["column"]),
-        "indexes": sorted((asdict(i) for i in t.indexes), key=lambda i: i["name"]),
-        "constraints": sorted((asdict(c) for c in t.constraints), key=lambda c: c["name"]),
+        "columns": [c._asdict() for c in t.columns],
+        "geometry": sorted((g._asdict() for g in t.geometry_columns), key=lambda g: g["column"]),
+        "indexes": sorted((i._asdict() for i in t.indexes), key=lambda i: i["name"]),
+        "constraints": sorted((c._asdict() for c in t.constraints), key=lambda c: c["name"]),
         "primary_key": list(t.primary_key),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -113,6 +113,9 @@ def test_noop_plan_sends_only_the_refresh(repos: dict[int, Sized], env: pytest.M
     deep_diffs: list[object] = []
     real = diff._paths
     monkeypatch.setattr(diff, "_paths", lambda a, b: deep_diffs.append(1) or real(a, b))
+    hashed: list[object] = []
+    real_fingerprint = diff.fingerprint
+    monkeypatch.setattr(diff, "fingerprint", lambda v: hashed.append(1) or real_fingerprint(v))
     counts = {}
     for n, sized in repos.items():
         plan, log = _plan(sized, env)
@@ -123,6 +126,7 @@ def test_noop_plan_sends_only_the_refresh(repos: dict[int, Sized], env: pytest.M
         counts[n] = log.count
     assert counts == {SMALL: REFRESH_STATEMENTS, LARGE: REFRESH_STATEMENTS}
     assert deep_diffs == []  # unchanged canonical hash: no deep diff
+    assert hashed == []  # attributes equal to their record's: its fingerprint, no dump and hash
 
 
 def test_drift_sends_only_the_refresh_and_finds_what_changed(repos: dict[int, Sized],

@@ -215,3 +215,68 @@ def test_row_count_changes_are_not_drift() -> None:
     rec = ResourceRecord.create(table_address(t), "table", table_attributes(t), serial=1)
     doc = StateDocument.new("dev").model_copy(update={"resources": {rec.address: rec}})
     assert detect_drift(doc, DatabaseFacts(tables=(bike_lanes(row_estimate=50_000, total_bytes=10**7),))) == []
+
+
+# --------------------------------------------------------------------------- JSON types
+
+
+def _value_dependent_types(tp: object, where: str, seen: set[type]) -> list[str]:
+    """Places where a field's JSON type could depend on its value (``True`` vs ``1``, ``1``
+    vs ``1.0``): there, equal Python values could have different canonical JSON."""
+    import types
+    import typing
+    from datetime import date
+
+    from pydantic import BaseModel
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _value_dependent_types(args[0], where, seen)
+    if tp is typing.Any or tp is object:
+        return [f"{where}: {tp} (any JSON type)"]
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp in seen:
+            return []
+        seen.add(tp)
+        return [p for name, f in tp.model_fields.items()
+                for p in _value_dependent_types(f.annotation, f"{where}.{name}", seen)]
+    if origin is typing.Literal:
+        kinds = {type(a) for a in args} & {bool, int, float}
+        return [f"{where}: Literal{list(args)}"] if len(kinds) > 1 else []
+    if origin in (typing.Union, types.UnionType):
+        scalars = set()
+        for a in args:
+            a = typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
+            if a in (bool, int, float):
+                scalars.add(a)
+        problems = [f"{where}: {tp}"] if len(scalars) > 1 else []
+        return problems + [p for a in args for p in _value_dependent_types(a, where, seen)]
+    if origin in (list, tuple, set, frozenset, dict):
+        return [p for a in args if a is not Ellipsis for p in _value_dependent_types(a, f"{where}[]", seen)]
+    assert tp in (str, int, float, bool, type(None)) or (isinstance(tp, type) and issubclass(tp, date)), (where, tp)
+    return []
+
+
+def test_no_resource_field_has_a_json_type_that_depends_on_its_value() -> None:
+    # desired_resources() takes a record's fingerprint when its attributes == the desired
+    # ones; that equality is canonical-JSON equality only while this holds
+    from honua_plan.config.models import Datasource, Layer, Server, Service
+
+    seen: set[type] = set()
+    problems = [p for m in (Datasource, Server, Service, Layer) for p in _value_dependent_types(m, m.__name__, seen)]
+    assert problems == []
+
+
+def test_the_json_type_check_finds_a_numeric_union() -> None:
+    from typing import Any, Literal
+
+    from pydantic import BaseModel
+
+    class Loose(BaseModel):
+        a: int | float
+        b: dict[str, Any]
+        c: Literal[1, True]
+        d: list[str | None]
+
+    assert _value_dependent_types(Loose, "Loose", set()) == [
+        "Loose.a: int | float", "Loose.b[]: typing.Any (any JSON type)", "Loose.c: Literal[1, True]"]
