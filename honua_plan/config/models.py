@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from honua_plan.config import expected as exp
+from honua_plan.fielddefaults import empty_dict, empty_list
 
 API_VERSION = "honua.io/v1"
 
@@ -128,8 +129,8 @@ class Check(Strict):
 class Metadata(Strict):
     name: Name
     description: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=empty_dict)
+    annotations: dict[str, str] = Field(default_factory=empty_dict)
 
 
 class EnvMetadata(Metadata):
@@ -217,7 +218,7 @@ class PygeoapiOptions(Strict):
     workers: int = Field(default=2, ge=1, le=16)
     portEnv: EnvVar | None = None
     environmentPorts: dict[str, int] = Field(
-        default_factory=dict, description="a port per environment (each runs its own server); default: port")
+        default_factory=empty_dict, description="a port per environment (each runs its own server); default: port")
 
 
 class HonuaOptions(Strict):
@@ -265,7 +266,7 @@ class OgcOptions(Strict):
     collectionsEnabled: bool = True
     itemLimit: int | None = Field(default=None, ge=1, le=100_000)
     defaultCrs: Crs | None = None
-    additionalCrs: list[Crs] = Field(default_factory=list)
+    additionalCrs: list[Crs] = Field(default_factory=empty_list)
 
 
 class ServiceSpec(Strict):
@@ -275,7 +276,7 @@ class ServiceSpec(Strict):
     server: Name | None = None
     serviceType: Literal["feature", "FeatureServer"] = "feature"
     enabled: bool = True
-    keywords: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=empty_list)
     ogc: OgcOptions = Field(default_factory=OgcOptions)
 
 
@@ -313,7 +314,7 @@ class IndexSpec(Strict):
     name: Ident
     type: Literal["gist", "spgist", "brin", "btree", "hash", "gin"] = "btree"
     column: Ident | None = None
-    columns: list[Ident] = Field(default_factory=list)
+    columns: list[Ident] = Field(default_factory=empty_list)
     unique: bool = False
 
     @model_validator(mode="after")
@@ -333,7 +334,7 @@ class Storage(Strict):
     geometryColumn: Ident = "geom"
     primaryKey: Ident = "id"
     srid: int = Field(default=4326, ge=0, le=999_999)
-    indexes: list[IndexSpec] = Field(default_factory=list)
+    indexes: list[IndexSpec] = Field(default_factory=empty_list)
 
     @property
     def qualified_table(self) -> str:
@@ -358,7 +359,7 @@ def _layer_ogc() -> LayerOgc:
 
 
 class LayerValidation(Strict):
-    healthChecks: list[Check] = Field(default_factory=list)
+    healthChecks: list[Check] = Field(default_factory=empty_list)
 
 
 class PerformanceBudget(Strict):
@@ -376,11 +377,11 @@ class LayerSpec(Strict):
     geometryField: Ident = "geom"
     crs: list[Crs] = Field(default_factory=lambda: ["EPSG:4326"])
     storage: Storage
-    fields: list[LayerField] = Field(default_factory=list)
+    fields: list[LayerField] = Field(default_factory=empty_list)
     ogc: LayerOgc = Field(default_factory=_layer_ogc)
     validation: LayerValidation = Field(default_factory=LayerValidation)
     performance: PerformanceBudget | None = None
-    keywords: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=empty_list)
 
     @field_validator("fields")
     @classmethod
@@ -508,8 +509,8 @@ class MigrationStep(Strict):
 
 
 class MigrationValidation(Strict):
-    post_up: list[Check] = Field(default_factory=list, alias="post-up")
-    post_down: list[Check] = Field(default_factory=list, alias="post-down")
+    post_up: list[Check] = Field(default_factory=empty_list, alias="post-up")
+    post_down: list[Check] = Field(default_factory=empty_list, alias="post-down")
 
 
 RollbackTrigger = Literal["validation-failure", "health-check-failure", "step-failure", "timeout"]
@@ -523,10 +524,10 @@ class RollbackPolicy(Strict):
 
 
 class MigrationSpec(Strict):
-    dependencies: list[str] = Field(default_factory=list)
-    preConditions: list[Precondition] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=empty_list)
+    preConditions: list[Precondition] = Field(default_factory=empty_list)
     up: list[MigrationStep] = Field(min_length=1)
-    down: list[MigrationStep] = Field(default_factory=list)
+    down: list[MigrationStep] = Field(default_factory=empty_list)
     validation: MigrationValidation = Field(default_factory=MigrationValidation)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
 
@@ -536,8 +537,8 @@ class MigrationMetadata(Strict):
     description: str | None = None
     author: str | None = None
     created: datetime | str | None = None
-    environments: list[Name] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    environments: list[Name] = Field(default_factory=empty_list)
+    labels: dict[str, str] = Field(default_factory=empty_dict)
 
     @field_validator("id")
     @classmethod
@@ -608,7 +609,7 @@ class BlackoutPeriod(Strict):
 
 class Approval(Strict):
     requiredAt: LevelName = "HIGH"
-    approvers: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=empty_list)
     minApprovals: int = Field(default=1, ge=1)
     aiProposals: Literal["required", "threshold"] = "required"
 
@@ -622,8 +623,8 @@ class PolicySpec(Strict):
     production: bool = False
     autoApprove: bool = True
     approval: Approval | None = None
-    deploymentWindows: list[DeploymentWindow] = Field(default_factory=list)
-    blackoutPeriods: list[BlackoutPeriod] = Field(default_factory=list)
+    deploymentWindows: list[DeploymentWindow] = Field(default_factory=empty_list)
+    blackoutPeriods: list[BlackoutPeriod] = Field(default_factory=empty_list)
     cooldown: Cooldown | None = None
     requireBackup: bool = False
     backupRetention: Duration = 30 * 86400.0

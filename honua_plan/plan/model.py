@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from honua_plan.fielddefaults import empty_dict, empty_list
+
 PLAN_FORMAT_VERSION = 1
 
 ActionKind = Literal["create", "update", "delete", "replace", "no-op", "apply", "reload", "validate"]
@@ -48,7 +50,7 @@ class Operation(_Frozen):
     path: str | None = None  # metadata: the file edited (relative to the repository)
     changes: dict[str, Any] | None = None  # metadata: dotted path -> new value
     text_diff: str | None = None  # metadata: the exact unified diff the edit makes
-    tables: list[str] = Field(default_factory=list)  # tables the operation touches
+    tables: list[str] = Field(default_factory=empty_list)  # tables the operation touches
     estimated_s: float = 0.0
     irreversible: bool = False
 
@@ -72,25 +74,25 @@ class Action(_Frozen):
     kind: ResourceKind
     action: ActionKind
     reason: str
-    changed_paths: list[str] = Field(default_factory=list)
+    changed_paths: list[str] = Field(default_factory=empty_list)
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     source: str | None = None  # path:line of the YAML that asks for it
-    depends_on: list[str] = Field(default_factory=list)  # must succeed first (a failure skips this)
-    runs_after: list[str] = Field(default_factory=list)  # ordering only (a failure does not skip this)
+    depends_on: list[str] = Field(default_factory=empty_list)  # must succeed first (a failure skips this)
+    runs_after: list[str] = Field(default_factory=empty_list)  # ordering only (a failure does not skip this)
     level: int = 0  # graph generation: actions of one level are independent
     risk: LevelName = "LOW"
-    findings: list[FindingRecord] = Field(default_factory=list)
+    findings: list[FindingRecord] = Field(default_factory=empty_list)
     estimated_s: float = 0.0
-    operations: list[Operation] = Field(default_factory=list)
-    checks: list[CheckRecord] = Field(default_factory=list)
-    rollback: list[Operation] = Field(default_factory=list)
-    rollback_checks: list[CheckRecord] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=empty_list)
+    checks: list[CheckRecord] = Field(default_factory=empty_list)
+    rollback: list[Operation] = Field(default_factory=empty_list)
+    rollback_checks: list[CheckRecord] = Field(default_factory=empty_list)
     irreversible: bool = False
     automatic_rollback: bool = False
-    preconditions: list[str] = Field(default_factory=list)  # labels, re-checked at apply
-    deferred: list[str] = Field(default_factory=list)  # checks that can only run at apply time
-    backup_tables: list[str] = Field(default_factory=list)
+    preconditions: list[str] = Field(default_factory=empty_list)  # labels, re-checked at apply
+    deferred: list[str] = Field(default_factory=empty_list)  # checks that can only run at apply time
+    backup_tables: list[str] = Field(default_factory=empty_list)
 
 
 class NoOp(_Frozen):
@@ -108,7 +110,7 @@ class DriftRecord(_Frozen):
     kind: ResourceKind
     change: Literal["modified", "missing", "unmanaged"]
     summary: str
-    details: list[str] = Field(default_factory=list)
+    details: list[str] = Field(default_factory=empty_list)
     recorded_fingerprint: str | None = None
     live_fingerprint: str | None = None
     last_applied: datetime | None = None
@@ -151,21 +153,21 @@ class Plan(_Frozen):
     config_hash: str
     state_lineage: str
     state_serial: int
-    fingerprints: dict[str, str] = Field(default_factory=dict)  # live objects read: address -> fingerprint
-    target: list[str] = Field(default_factory=list)
+    fingerprints: dict[str, str] = Field(default_factory=empty_dict)  # live objects read: address -> fingerprint
+    target: list[str] = Field(default_factory=empty_list)
     refresh_only: bool = False
-    actions: list[Action] = Field(default_factory=list)  # in execution (topological) order
-    no_ops: list[NoOp] = Field(default_factory=list)
-    drift: list[DriftRecord] = Field(default_factory=list)
-    server: list[ServerEntry] = Field(default_factory=list)  # publish dry run (created/updated/deleted)
+    actions: list[Action] = Field(default_factory=empty_list)  # in execution (topological) order
+    no_ops: list[NoOp] = Field(default_factory=empty_list)
+    drift: list[DriftRecord] = Field(default_factory=empty_list)
+    server: list[ServerEntry] = Field(default_factory=empty_list)  # publish dry run (created/updated/deleted)
     risk: LevelName = "LOW"
     estimated_s: float = 0.0
-    policy: list[PolicyCheck] = Field(default_factory=list)
+    policy: list[PolicyCheck] = Field(default_factory=empty_list)
     approvals_required: int = 0
-    approvers: list[str] = Field(default_factory=list)
-    approvals: list[Approval] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=empty_list)
+    approvals: list[Approval] = Field(default_factory=empty_list)
     provenance: Provenance = Field(default_factory=Provenance)
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=empty_list)
 
     @property
     def has_changes(self) -> bool:

@@ -16,17 +16,12 @@ used for resource fingerprints and migration checksums.
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import json
-import math
 import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from pathlib import PurePath
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -41,6 +36,7 @@ from pydantic import (
 
 from honua_plan import __version__
 from honua_plan.canonical import _digest, _jsonable, canonical_json, fingerprint
+from honua_plan.fielddefaults import empty_dict, empty_list
 from honua_plan.secrets import might_change, redact
 
 FORMAT_VERSION = 1
@@ -128,7 +124,7 @@ class ResourceRecord(_Model):
     address: str = Field(min_length=1)
     """``layer.transportation::bike-lanes``, ``service.transportation``, ``table.public.bike_lanes`` …"""
     kind: str = Field(min_length=1)
-    attributes: JSONObject = Field(default_factory=dict)
+    attributes: JSONObject = Field(default_factory=empty_dict)
     """The applied spec, as JSON values."""
     fingerprint: str
     """``sha256:…`` of :func:`canonical_json` of ``attributes``."""
@@ -197,7 +193,7 @@ class Event(_Model):
     """The state serial of the write that recorded this event (stamped on append and write)."""
     actor: str | None = None
     message: str = ""
-    details: JSONObject = Field(default_factory=dict)
+    details: JSONObject = Field(default_factory=empty_dict)
 
 
 class BackupRecord(_Model):
@@ -210,7 +206,7 @@ class BackupRecord(_Model):
     """Relative to the state directory (or the backup root)."""
     size_bytes: int = Field(ge=0)
     sha256: str
-    tables: list[str] = Field(default_factory=list)
+    tables: list[str] = Field(default_factory=empty_list)
     migration_id: str | None = None
     kind: Literal["pg_dump"] = "pg_dump"
 
@@ -230,7 +226,7 @@ class JournalStep(_Model):
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
     error: str | None = None
-    details: JSONObject = Field(default_factory=dict)
+    details: JSONObject = Field(default_factory=empty_dict)
     """Whatever the apply engine needs to resume or roll back the step (JSON values)."""
 
 
@@ -241,7 +237,7 @@ class JournalRecord(_Model):
     started_at: UTCDateTime = Field(default_factory=utcnow)
     actor: str | None = None
     command: str | None = None
-    steps: list[JournalStep] = Field(default_factory=list)
+    steps: list[JournalStep] = Field(default_factory=empty_list)
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> JournalRecord:
@@ -304,10 +300,10 @@ class StateDocument(_Model):
     engine_version: str = __version__
     updated_at: UTCDateTime = Field(default_factory=utcnow)
     config_commit: str | None = None
-    resources: dict[str, ResourceRecord] = Field(default_factory=dict)
-    migrations: list[MigrationRecord] = Field(default_factory=list)
-    events: list[Event] = Field(default_factory=list)
-    backups: list[BackupRecord] = Field(default_factory=list)
+    resources: dict[str, ResourceRecord] = Field(default_factory=empty_dict)
+    migrations: list[MigrationRecord] = Field(default_factory=empty_list)
+    events: list[Event] = Field(default_factory=empty_list)
+    backups: list[BackupRecord] = Field(default_factory=empty_list)
     pending: JournalRecord | None = None
 
     @field_validator("format_version")
