@@ -91,7 +91,8 @@ def early_dsn(root: Path, environment: str) -> str | None:
     caller resolves the DSN after loading, as usual, and uses what was read early only
     when both answers are the same.
     """
-    from honua_plan.config.yamlload import YAML_SUFFIXES, plain_documents
+    from honua_plan.config.yamlload import YAML_SUFFIXES
+    from honua_plan.config.yamlparse import plain_documents
 
     project = [d for d in plain_documents(root / "honua.yaml") if isinstance(d, dict)]
     if len(project) != 1:

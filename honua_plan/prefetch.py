@@ -61,7 +61,7 @@ def _read_catalog(root: Path, environment: str) -> _Catalog | None:
 
 def state_path(root: Path, environment: str) -> Path | None:
     """Where the local state of ``environment`` is, told from honua.yaml as plain YAML."""
-    from honua_plan.config.yamlload import plain_documents
+    from honua_plan.config.yamlparse import plain_documents
 
     project = [d for d in plain_documents(root / "honua.yaml") if isinstance(d, dict)]
     spec = project[0].get("spec") if len(project) == 1 else None

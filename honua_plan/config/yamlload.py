@@ -33,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -101,26 +101,11 @@ def _lazy_positions(docs: list[Document], text: str, problems: list[Diagnostic])
     return docs
 
 
-def plain_documents(path: Path) -> list[Any]:
-    """The documents of a YAML file as plain data, without positions or checks; [] on any problem.
-
-    Only for peeking at a file before it is loaded properly (see ``connections.early_dsn``).
-    """
-    from honua_plan.config.yamlparse import plain_documents as plain
-
-    return plain(path)
-
-
 def load_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
     """Parse every document of ``text``; syntax errors become diagnostics, not exceptions."""
     from honua_plan.config.yamlparse import parse_documents
 
     return parse_documents(text, path, problems)
-
-
-def iter_documents(paths: Iterator[str], read: Any, problems: list[Diagnostic]) -> Iterator[Document]:
-    for p in paths:
-        yield from load_documents(read(p), p, problems)
 
 
 # --------------------------------------------------------------------------- parse cache
