@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Install what honua-plan needs, on a fresh Debian 12 machine with Python 3.11.
+# Install what honua-plan needs, on a fresh Debian 12 machine (Python 3.11) or newer:
 #   - PostgreSQL 15 + PostGIS 3 server binaries (apt), only when missing; no cluster is
 #     created and no service is started: the tests and `honua dev db` run their own.
-#   - this checkout, editable, with the dev extra (pip), only when not already current.
-# Idempotent; a no-op (well under a second) when everything is present.
+#   - python3-venv (apt), only when the system python3 cannot make a virtualenv.
+#   - .venv: a virtualenv of the system python3 holding exactly requirements.lock (with
+#     hashes) and this checkout, editable. The lock is the only place versions are
+#     chosen; when it (or pyproject.toml) changes, .venv is rebuilt from scratch so that
+#     nothing outside the lock stays installed.
+# Idempotent; a no-op (well under a second) when everything is present and current.
 # Runs as root (as CI does) or as a user with sudo.
+#   HONUA_PYTHON   interpreter for .venv (default: /usr/bin/python3, Debian's own)
+#   HONUA_VENV     where the virtualenv goes (default: .venv)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PYTHON="${PYTHON:-python3}"
+if [ -z "${HONUA_PYTHON:-}" ]; then
+  if [ -x /usr/bin/python3 ]; then HONUA_PYTHON=/usr/bin/python3; else HONUA_PYTHON=python3; fi
+fi
+VENV="${HONUA_VENV:-.venv}"
 PG_MAJOR="${HONUA_PG_MAJOR:-15}"
+LOCK=requirements.lock
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -22,6 +32,15 @@ as_root() {
   fi
 }
 
+APT_UPDATED=
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
 # --- PostgreSQL + PostGIS ----------------------------------------------------------
 if [ ! -f "/usr/share/postgresql/$PG_MAJOR/extension/postgis.control" ] \
    || [ ! -x "/usr/lib/postgresql/$PG_MAJOR/bin/initdb" ]; then
@@ -31,61 +50,47 @@ if [ ! -f "/usr/share/postgresql/$PG_MAJOR/extension/postgis.control" ] \
   as_root mkdir -p /etc/postgresql-common/createcluster.d
   echo 'create_main_cluster = false' \
     | as_root tee /etc/postgresql-common/createcluster.d/50-honua-no-main-cluster.conf >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-postgis-3" "postgresql-client-$PG_MAJOR"
+  apt_install "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-postgis-3" "postgresql-client-$PG_MAJOR"
 fi
 
-# --- Python packages -----------------------------------------------------------------
-# Exit 0 when honua-plan is installed editable from *this* checkout, at this version,
-# with the same console scripts, and every base and dev requirement is satisfied.
-python_is_current() {
-  # -P: do not put the checkout on sys.path (its *.egg-info would shadow the install)
-  "$PYTHON" -P - <<'PY'
-import importlib.metadata as md
-import json
-import pathlib
-import sys
-import tomllib
-
-try:
-    from packaging.requirements import Requirement
-except ImportError:
-    from pip._vendor.packaging.requirements import Requirement
-
-root = pathlib.Path.cwd().resolve()
-project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-try:
-    dist = md.distribution(project["name"])
-    direct = json.loads(dist.read_text("direct_url.json") or "{}")
-except (md.PackageNotFoundError, ValueError):
-    sys.exit(1)
-if dist.version != project["version"]:
-    sys.exit(1)
-if direct.get("url") != root.as_uri() or not direct.get("dir_info", {}).get("editable"):
-    sys.exit(1)  # not installed from this checkout (a clone elsewhere, or not editable)
-scripts = {ep.name for ep in dist.entry_points if ep.group == "console_scripts"}
-if scripts != set(project.get("scripts", {})):
-    sys.exit(1)
-extras = project.get("optional-dependencies", {})
-wanted = [*project.get("dependencies", []), *extras.get("dev", []), *extras.get("server", [])]
-for line in wanted:
-    req = Requirement(line)
-    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-        continue
-    try:
-        version = md.version(req.name)
-    except md.PackageNotFoundError:
-        sys.exit(1)
-    if req.specifier and not req.specifier.contains(version, prereleases=True):
-        sys.exit(1)
-PY
+# --- the virtualenv ------------------------------------------------------------------
+# What .venv was built from: the lock, pyproject.toml (extras, scripts) and the
+# interpreter. A different stamp means a rebuild.
+stamp() {
+  {
+    sha256sum "$LOCK" pyproject.toml requirements-build.in
+    "$HONUA_PYTHON" -c 'import sys; print(sys.version)'
+  } | sha256sum | cut -d' ' -f1
 }
 
-if ! python_is_current; then
-  echo "bootstrap: pip install -e '.[dev,server]'" >&2
-  "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[dev,server]'
-  if command -v pyenv >/dev/null 2>&1; then
-    pyenv rehash >/dev/null 2>&1 || true  # expose the new `honua` console script
-  fi
+if ! "$HONUA_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: $HONUA_PYTHON is not Python 3.11 or newer (set HONUA_PYTHON)" >&2
+  exit 1
 fi
+
+WANT="$(stamp)"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.honua-stamp" 2>/dev/null)" = "$WANT" ]; then
+  exit 0
+fi
+
+# Debian splits venv/ensurepip into python3-venv (python3.X-venv on newer releases).
+if ! "$HONUA_PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
+   || ! "$HONUA_PYTHON" -m venv --help >/dev/null 2>&1 \
+   || ! probe="$(mktemp -d)" || ! "$HONUA_PYTHON" -m venv "$probe/v" >/dev/null 2>&1; then
+  pyver="$("$HONUA_PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  echo "bootstrap: installing python3-venv (apt-get)" >&2
+  apt_install python3-venv "python$pyver-venv"
+fi
+rm -rf "${probe:-/nonexistent}"
+
+echo "bootstrap: building $VENV from $LOCK with $HONUA_PYTHON" >&2
+rm -rf "$VENV"
+"$HONUA_PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# Every package, with its hash, from the lock; then this checkout, editable, built with
+# the locked setuptools (no build isolation: nothing unhashed is downloaded).
+"${PIP[@]}" install --require-hashes -r "$LOCK"
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -m pip check >/dev/null
+echo "$WANT" > "$VENV/.honua-stamp"
+echo "bootstrap: ready; run '. $VENV/bin/activate' (or 'make shell') to get honua on PATH" >&2

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/bootstrap.sh
 
-PYTHON="${PYTHON:-python3}"
+PYTHON="${HONUA_VENV:-.venv}/bin/python"
 # Each step is echoed, then run with the module (works before the shell rehashes `honua`).
 honua() {
   echo "+ honua $*" >&2
