@@ -490,11 +490,13 @@ def _check_templates_and_sql(
         return cache.diagnose(sql_text, compute) if cache is not None else compute(sql_text)
 
     def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
-        base = src.locate(key)
         block = "\n" in text.rstrip("\n")
 
         def place(line: int, col: int) -> Location:
-            """Line and column (1-based, within ``text``) in the file, where a block scalar allows."""
+            """Line and column (1-based, within ``text``) in the file, where a block scalar allows.
+
+            Only called for a problem: locating a cached file parses it again."""
+            base = src.locate(key)
             if not block or line < 1:
                 return base
             return Location(base.path, base.line + line, base.column + 1 + col)
