@@ -123,10 +123,11 @@ class Context:
         cluster.start()
         return cluster.status()
 
-    def db_stop(self) -> ClusterStatus:
+    def db_stop(self) -> tuple[int | None, ClusterStatus]:
+        """Stop the embedded cluster: (the pid it stopped, or None when none ran; the status after)."""
         cluster = self.embedded
-        cluster.stop()
-        return cluster.status()
+        stopped = cluster.stop()
+        return stopped, cluster.status()
 
     def db_status(self) -> ClusterStatus:
         return self.embedded.status()

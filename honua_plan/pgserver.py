@@ -39,7 +39,7 @@ from typing import Any
 
 from honua_plan.errors import EmbeddedDatabaseError
 
-__all__ = ["ClusterStatus", "EmbeddedCluster", "find_bindir", "find_tool", "pg_dump_available"]
+__all__ = ["ClusterStatus", "EmbeddedCluster", "find_bindir", "find_tool", "pg_dump_available", "postgis_control"]
 
 POSTGIS_MISSING = (
     "PostGIS is not installed: run scripts/bootstrap.sh or "
@@ -110,9 +110,15 @@ def _sharedir_for(bindir: Path) -> Path | None:
     return share if share.is_dir() else None
 
 
-def _has_postgis(bindir: Path) -> bool:
+def postgis_control(bindir: Path) -> Path | None:
+    """Where the PostGIS extension of the installation ``bindir`` belongs to would be."""
     share = _sharedir_for(bindir)
-    return share is not None and (share / "extension" / "postgis.control").exists()
+    return share / "extension" / "postgis.control" if share else None
+
+
+def _has_postgis(bindir: Path) -> bool:
+    control = postgis_control(bindir)
+    return control is not None and control.exists()
 
 
 def find_tool(name: str) -> str | None:
@@ -472,8 +478,7 @@ class EmbeddedCluster:
         return "\n".join(text[-lines:])
 
     def _postgis_control(self) -> Path | None:
-        share = _sharedir_for(self.bindir)
-        return share / "extension" / "postgis.control" if share else None
+        return postgis_control(self.bindir)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -573,27 +578,30 @@ class EmbeddedCluster:
                 )
             self.create_database(self.dbname, exist_ok=True, extensions=("postgis",))
 
-    def stop(self) -> None:
-        """Stop the cluster (fast shutdown); a no-op when it is not running."""
+    def stop(self) -> int | None:
+        """Stop the cluster (fast shutdown): the pid of the postmaster it stopped, checked
+        gone afterwards; None (a no-op) when it was not running."""
         with self._lock():
-            if not self.running:
+            pid = self._live_pid()[0]
+            if pid is None:
                 with contextlib.suppress(OSError):
                     (self.data_dir / "postmaster.pid").unlink()
-                return
+                return None
             proc = self._run(
                 [str(self.bindir / "pg_ctl"), "stop", "-w", "-t", str(_START_TIMEOUT),
                  "-m", "fast", "-D", str(self.data_dir)],
                 what="pg_ctl stop", timeout=_START_TIMEOUT + 30,
             )
-            if proc.returncode != 0 and self.running:
+            if self.running:
                 raise EmbeddedDatabaseError(
                     f"PostgreSQL did not stop (data {self.data_dir}):\n"
-                    f"{(proc.stderr or proc.stdout).strip()}"
+                    f"{(proc.stderr or proc.stdout).strip() or f'pg_ctl stop exited {proc.returncode}'}"
                 )
             short = self.short_socket_dir
             if self.socket_dir == short:
                 with contextlib.suppress(OSError):
                     short.rmdir()  # only when empty
+            return pid
 
     def destroy(self) -> None:
         """Stop the cluster and remove its root directory and socket directory."""

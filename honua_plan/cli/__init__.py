@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from honua_plan import __version__
 from honua_plan.cli.base import (
     AppState,
     HonuaGroup,
@@ -27,13 +26,23 @@ from honua_plan.cli.base import (
 from honua_plan.cli.base import run as base_run
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from honua_plan.versions import version_lines
+
+    click.echo("\n".join(version_lines()))
+    ctx.exit()
+
+
 @click.group(cls=HonuaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config-dir", "-C", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
     show_default=True, help="The config repository (a folder with honua.yaml).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-@click.version_option(__version__, prog_name="honua")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the engine, Python, PostgreSQL, PostGIS and pygeoapi versions and exit.")
 @click.pass_context
 def main(ctx: click.Context, config_dir: Path, debug: bool) -> None:
     """Plan and apply a GIS server's configuration and its PostGIS database."""
@@ -87,6 +96,22 @@ def validate(ctx: click.Context, environment: str | None, fmt: str) -> None:
     )
 
 
+# --------------------------------------------------------------------------- completion
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(COMPLETION_SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (e.g. eval "$(honua completion bash)")."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # click ships all three
+    click.echo(cls(main, {}, "honua", "_HONUA_COMPLETE").source(), nl=False)
+
+
 # --------------------------------------------------------------------------- init, schema
 
 
@@ -133,12 +158,21 @@ def db() -> None:
 
 def _print_status(ctx: click.Context, fmt: str, action: str) -> None:
     context = state(ctx).context(quiet=fmt == "json")
-    st = getattr(context, f"db_{action}")()
+    stopped_pid: int | None = None
+    if action == "stop":
+        stopped_pid, st = context.db_stop()
+    else:
+        st = getattr(context, f"db_{action}")()
     if fmt == "json":
-        echo_json({"running": st.running, "pid": st.pid, "data_dir": str(st.data_dir),
-                   "socket_dir": str(st.socket_dir), "port": st.port, "dsn": st.dsn})
+        data = {"running": st.running, "pid": st.pid, "data_dir": str(st.data_dir),
+                "socket_dir": str(st.socket_dir), "port": st.port, "dsn": st.dsn}
+        if action == "stop":
+            data["stopped"] = stopped_pid is not None
+        echo_json(data)
         return
-    if st.running:
+    if stopped_pid is not None:  # db_stop checked that it is no longer running
+        context.console.ok(f"Stopped the embedded PostGIS (pid {stopped_pid}; data: {st.data_dir})")
+    elif st.running:
         from honua_plan.connections import embedded_database
         from honua_plan.errors import HonuaError
 
@@ -212,7 +246,7 @@ def run() -> None:
 
 def ai_main() -> None:
     """Console script ``honua-ai``: the ``ai`` group of ``honua``."""
-    main(["ai", *sys.argv[1:]], prog_name="honua-ai")
+    base_run(main, ["ai", *sys.argv[1:]], prog_name="honua-ai")
 
 
 # --------------------------------------------------------------------------- plan, show, approve, drift
@@ -282,6 +316,10 @@ def approve(ctx: click.Context, plan_file: Path, by: str, comment: str) -> None:
 
     context = state(ctx).context()
     result = approve_plan(plan_file, by, comment)
+    if result.approvals_required <= 0:  # recorded all the same: see the README (Plans)
+        context.console.ok(f"Recorded the approval by {by}; this plan requires no approval "
+                           "(it can be applied without one)")
+        return
     context.console.ok(
         f"Approved by {by} ({len(result.approvals)} of {result.approvals_required} required)"
     )

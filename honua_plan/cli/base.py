@@ -7,6 +7,7 @@ traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sys
@@ -14,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -57,23 +58,68 @@ def quick_exit() -> None:
         QUICK_EXIT["set"] = True
 
 
-def run(main: click.Group) -> None:
-    """Run ``main`` as a console script (``honua``, ``python -m honua_plan``)."""
+SIGPIPE_EXIT = 141
+"""Exit status when the reader of our output went away (``honua plan | head``).
+
+git, coreutils (``seq 1000000 | head``) and most Unix tools die of SIGPIPE there, which a
+shell reports as 128 + 13 = 141; they print nothing. Python ignores SIGPIPE and raises
+BrokenPipeError instead, so we end quietly with that same status (as Python's
+documentation advises: stdout to /dev/null, then exit) rather than killing ourselves with
+the signal: ``set -o pipefail`` scripts see what they see for git, and cleanup (state lock,
+journal, child processes) still runs."""
+
+
+def _silence_output() -> None:
+    """Point the real stdout/stderr at /dev/null: no later flush (ours, click's, the
+    interpreter's at exit) can raise again, and nothing more is printed."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError, AttributeError):  # not a real file (CliRunner)
+                continue
+            with contextlib.suppress(OSError):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def broken_pipe() -> NoReturn:
+    """End quietly with :data:`SIGPIPE_EXIT` after a write to a closed pipe."""
+    _silence_output()
+    raise click.exceptions.Exit(SIGPIPE_EXIT)
+
+
+def _flush_output() -> bool:
+    """Flush stdout and stderr; False when the reader is gone (then both are silenced)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _silence_output()
+            return False
+        except (OSError, ValueError):  # closed or otherwise unusable: nothing more to say
+            pass
+    return True
+
+
+def run(main: click.Group, args: list[str] | None = None, prog_name: str = "honua") -> None:
+    """Run ``main`` as a console script (``honua``, ``python -m honua_plan``, ``honua-ai``)."""
     import os
 
     QUICK_EXIT["armed"] = True
     try:
-        main(prog_name="honua")
+        main(args, prog_name=prog_name)
     except SystemExit as exc:
         code = exc.code
+        if not _flush_output():  # output buffered until now met a closed pipe
+            code = SIGPIPE_EXIT
         if QUICK_EXIT["set"] and (code is None or isinstance(code, int)):
-            import contextlib
-
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
-                    stream.flush()
-            os._exit(code or 0)
-        raise
+            os._exit(code or 0)  # flushed above, so nothing is lost
+        raise SystemExit(code) from None
 
 
 def _redact(text: str) -> str:
@@ -83,6 +129,13 @@ def _redact(text: str) -> str:
 
 
 class HonuaGroup(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # eager options (--help, --version) print while the context is made
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            broken_pipe()
+
     def invoke(self, ctx: click.Context) -> Any:
         # No cyclic garbage collection while a command runs: a plan builds a few hundred MB
         # of long-lived objects (models, state, facts) and the collector's full passes over
@@ -105,6 +158,8 @@ class HonuaGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # `honua plan | head`: the reader has what it wanted
+            broken_pipe()
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -490,20 +490,27 @@ def _check_templates_and_sql(
         return cache.diagnose(sql_text, compute) if cache is not None else compute(sql_text)
 
     def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
+        block = "\n" in text.rstrip("\n")
+
+        def place(line: int, col: int) -> Location:
+            """Line and column (1-based, within ``text``) in the file, where a block scalar allows.
+
+            Only called for a problem: locating a cached file parses it again."""
+            base = src.locate(key)
+            if not block or line < 1:
+                return base
+            return Location(base.path, base.line + line, base.column + 1 + col)
+
         try:
             rendered = templating.render(text, variables)
         except templating.TemplateProblem as exc:
-            problems.append(Diagnostic(src.locate(key), str(exc)))
+            problems.append(Diagnostic(place(exc.line, exc.column + 1), str(exc)))
             return
         found = diagnose(rendered)
         if not found:
             return
-        base = src.locate(key)
-        block = "\n" in text.rstrip("\n")
         for line, col, message, severity in found:
-            loc = Location(base.path, base.line + line if block else base.line,
-                           (base.column + 1 + col) if block else base.column)
-            diag = Diagnostic(loc, f"SQL: {message}", severity=severity)
+            diag = Diagnostic(place(line, col), f"SQL: {message}", severity=severity)
             (problems if severity == "error" else warnings).append(diag)
 
     for m in migrations:
@@ -579,6 +586,13 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
         variables = templating.variables_for(env, project.metadata.name)
         _check_templates_and_sql(root, env, variables, ordered, layers, sources, ld.problems, ld.warnings,
                                  ld.files.cache)
+        for ds in datasources.values():  # connection.env names are templates too (HONUA_PG_DSN_{{ env | upper }})
+            for i, name_tpl in enumerate(ds.spec.connection.env):
+                try:
+                    templating.render(name_tpl, variables)
+                except templating.TemplateProblem as exc:
+                    ld.problems.append(Diagnostic(
+                        sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i)), str(exc)))
         states.append(
             DesiredState(
                 root=root,
