@@ -326,10 +326,10 @@ class _Loader:
         before = len(self.problems)
         docs = self.files.read(path, self.problems)
         if len(self.problems) == before and all(d.data is None for d in docs):
-            self.problems.append(Diagnostic(
-                Location(self.files.rel(path), 1, 1),
-                f"declares nothing: an empty or comment-only file is an error, so that emptying it "
-                f"cannot delete its {what} (delete the file to remove the {what})"))
+            why = (f"{PROJECT_FILE} must hold the Project" if what == "Project" else
+                   f"an empty or comment-only file is an error, so that emptying it cannot delete "
+                   f"its {what} (delete the file to remove the {what})")
+            self.problems.append(Diagnostic(Location(self.files.rel(path), 1, 1), f"declares nothing: {why}"))
         return docs
 
     # -- shared parts (project, providers, migrations) ---------------------------
