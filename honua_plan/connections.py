@@ -94,7 +94,7 @@ def early_dsn(root: Path, environment: str) -> str | None:
     from honua_plan.config.yamlload import YAML_SUFFIXES
     from honua_plan.config.yamlparse import plain_documents
 
-    project = [d for d in plain_documents(root / "honua.yaml") if isinstance(d, dict)]
+    project = [d for d in plain_documents(root / "honua.yaml", root) if isinstance(d, dict)]
     if len(project) != 1:
         return None
     spec = project[0].get("spec")
@@ -104,7 +104,7 @@ def early_dsn(root: Path, environment: str) -> str | None:
     folder = root / "providers"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(YAML_SUFFIXES)) if folder.is_dir() else []
     for file in names:
-        for doc in plain_documents(folder / file):
+        for doc in plain_documents(folder / file, root):
             if isinstance(doc, dict) and doc.get("kind") == "Datasource":
                 name = (doc.get("metadata") or {}).get("name")
                 datasources.setdefault(str(name), doc)

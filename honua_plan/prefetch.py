@@ -63,7 +63,7 @@ def state_path(root: Path, environment: str) -> Path | None:
     """Where the local state of ``environment`` is, told from honua.yaml as plain YAML."""
     from honua_plan.config.yamlparse import plain_documents
 
-    project = [d for d in plain_documents(root / "honua.yaml") if isinstance(d, dict)]
+    project = [d for d in plain_documents(root / "honua.yaml", root) if isinstance(d, dict)]
     spec = project[0].get("spec") if len(project) == 1 else None
     cfg = (spec.get("state") if isinstance(spec, dict) else None) or {}
     if not isinstance(cfg, dict) or cfg.get("backend", "local") != "local" or cfg.get("path", "state") != "state":

@@ -14,6 +14,7 @@ Forms:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,30 +101,36 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(value: str | int | float) -> float:
-    """``"5m"`` → 300.0 seconds; also ``"1h30m"``, ``"250ms"``, ``"48h"``, ``"30d"``, or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '5m'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+DURATION_HELP = "use e.g. '30s', '5m', '2h', '1h30m', '7d' or '250ms'"
+
+
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
+    """``"5m"`` → 300.0 seconds; also ``"1h30m"``, ``"250ms"``, ``"48h"``, ``"30d"``.
+
+    Only a positive, finite amount with a unit is a duration: ``-1`` silently became 0 (to
+    PostgreSQL, no timeout at all), ``nan``/``inf`` passed validation and crashed the plan, and
+    a bare ``30`` leaves the reader guessing seconds or minutes. Zero only where the caller
+    says it means something (``allow_zero``: e.g. "do not wait for the state lock").
+    """
+    if not isinstance(value, str):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"a duration needs a unit: {DURATION_HELP} (got {value!r})")
+        raise ValueError(f"a duration is a text like '5m': {DURATION_HELP}")
     s = value.strip().replace(" ", "")
     if not s:
-        raise ValueError("empty duration")
+        raise ValueError(f"empty duration: {DURATION_HELP}")
     pos, total = 0, 0.0
     for m in _DURATION.finditer(s):
         if m.start() != pos:
             break
         total += float(m.group(1)) * _UNITS[m.group(2).lower()]
         pos = m.end()
-    if pos != len(s):
-        try:
-            return float(s)
-        except ValueError:
-            raise ValueError(
-                f"cannot parse duration {value!r}: use e.g. '30s', '5m', '2h', '1h30m' or '7d'"
-            ) from None
+    if pos != len(s) or pos == 0:
+        raise ValueError(f"cannot parse duration {value!r}: {DURATION_HELP}")
+    if not math.isfinite(total):
+        raise ValueError(f"duration {value!r} is too long")
+    if total <= 0 and not allow_zero:
+        raise ValueError(f"a duration must be more than zero (got {value!r}): {DURATION_HELP}")
     return total
 
 

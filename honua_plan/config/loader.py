@@ -15,6 +15,8 @@ collected and raised together as one :class:`ConfigError`.
 
 from __future__ import annotations
 
+import difflib
+import errno
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
@@ -112,17 +114,45 @@ class DesiredState:
 
 
 def resolve_migration(ref: str, migrations: Iterable[Migration]) -> Migration | None:
-    """A dependency may name a migration by id (``002``), stem (``002_add_parcels_layer``)
-    or a stem whose id prefix matches (``002_anything``): Flyway users write all three."""
-    ms = list(migrations)
-    for m in ms:
+    """A dependency names a migration by id (``002``) or exact file stem
+    (``002_add_parcels_layer``). Nothing looser: ``002_does_not_exist`` matching ``002`` by
+    its prefix let a typo or a stale name pass review."""
+    for m in migrations:
         if ref in (m.metadata.id, m.stem):
             return m
-    head = ref.split("_", 1)[0]
-    for m in ms:
-        if m.metadata.id == head:
-            return m
     return None
+
+
+def _did_you_mean(ref: str, migrations: Iterable[Migration]) -> str:
+    """``: did you mean 'X'?`` for the closest migration name, or nothing when none is close."""
+    ms = list(migrations)
+    head = ref.split("_", 1)[0]
+    close = [m.stem for m in ms if m.metadata.id == head]  # what the old prefix rule matched
+    if not close:
+        close = difflib.get_close_matches(ref, [m.stem for m in ms] + [m.metadata.id for m in ms], n=1)
+    return f": did you mean '{close[0]}'?" if close else ""
+
+
+def _real(p: Path) -> tuple[str, str | None]:
+    """``p`` with its symbolic links resolved, and why it cannot be read (a loop, a link to
+    nothing) or None. A missing plain path is not a problem here: callers report that."""
+    try:
+        return os.path.realpath(p, strict=True), None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return str(p), "symbolic link loop (too many levels of symbolic links); refused"
+        if os.path.islink(p):
+            return str(p), "symbolic link to a file that does not exist"
+        return os.path.realpath(p), None
+
+
+def _outside(real: str, root: Path) -> bool:
+    base = str(root)
+    return real != base and not real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+OUTSIDE = ("symbolic link to a path outside the repository; refused (config is read only from "
+           "inside the repository)")
 
 
 # --------------------------------------------------------------------------- errors
@@ -204,13 +234,38 @@ class _Files:
             self.cache = ParseCache(self.root)
         return self.cache.documents(digest, text, rel, problems)
 
-    def yaml_files(self, folder: Path) -> list[Path]:
-        # os.scandir: the file type comes with the directory entry (no stat per file)
+    def refused(self, p: Path, problems: list[Diagnostic]) -> bool:
+        """True (and a ``path:1:1`` error) when ``p`` is a symbolic link that loops, dangles or
+        leads outside the repository: config is untrusted, and must not make the engine read
+        files the repository does not hold."""
+        real, why = _real(p)
+        if why is None and _outside(real, self.root):
+            why = OUTSIDE
+        if why is not None:
+            problems.append(Diagnostic(Location(self.rel(p), 1, 1), why))
+            return True
+        return False
+
+    def yaml_files(self, folder: Path, problems: list[Diagnostic]) -> list[Path]:
+        """The YAML files of ``folder``, in name order; a link that cannot be followed safely
+        (see :meth:`refused`) is reported and skipped."""
+        if self.refused(folder, problems):  # the folder or one of its parents is a bad link
+            return []
+        names = []
         try:
+            # os.scandir: the file type comes with the directory entry (no stat per file)
             with os.scandir(folder) as entries:
-                names = [e.name for e in entries
-                         if e.name.endswith(YAML_SUFFIXES) and e.is_file()]
+                for e in entries:
+                    if not e.name.endswith(YAML_SUFFIXES):
+                        continue
+                    if e.is_symlink() and self.refused(folder / e.name, problems):
+                        continue
+                    if e.is_file():
+                        names.append(e.name)
         except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            problems.append(Diagnostic(Location(self.rel(folder), 1, 1), f"cannot read folder: {exc.strerror}"))
             return []
         return [folder / n for n in sorted(names)]
 
@@ -259,22 +314,39 @@ class _Loader:
         self.files = _Files(root)
         self.problems: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
+        # ids and file stems of migrations that exist but did not validate: a dependency on
+        # one is not "missing" (its own errors are reported)
+        self.broken_migrations: set[str] = set()
+
+    def documents(self, path: Path, what: str) -> list[Document]:
+        """The documents of ``path``; a file that declares nothing is an error at ``path:1:1``.
+
+        An emptied or commented-out file would otherwise silently remove what it declared
+        (a layer, a migration...), and a plan would then drop it."""
+        before = len(self.problems)
+        docs = self.files.read(path, self.problems)
+        if len(self.problems) == before and all(d.data is None for d in docs):
+            why = (f"{PROJECT_FILE} must hold the Project" if what == "Project" else
+                   f"an empty or comment-only file is an error, so that emptying it cannot delete "
+                   f"its {what} (delete the file to remove the {what})")
+            self.problems.append(Diagnostic(Location(self.files.rel(path), 1, 1), f"declares nothing: {why}"))
+        return docs
 
     # -- shared parts (project, providers, migrations) ---------------------------
 
     def project(self) -> tuple[Project | None, SourceMap | None]:
         path = self.root / PROJECT_FILE
+        if os.path.lexists(path) and self.files.refused(path, self.problems):
+            return None, None
         if not path.exists():
             self.problems.append(
                 Diagnostic(Location(PROJECT_FILE), f"no {PROJECT_FILE} here: is {self.root} a honua config repository? (honua init DIR creates one)")
             )
             return None, None
-        docs = [d for d in self.files.read(path, self.problems) if d.data is not None]
+        docs = [d for d in self.documents(path, "Project") if d.data is not None]
         if len(docs) != 1:
             if docs:
                 self.problems.append(Diagnostic(docs[1].source.locate(()), f"{PROJECT_FILE} must hold exactly one Project"))
-            else:
-                self.problems.append(Diagnostic(Location(PROJECT_FILE), f"{PROJECT_FILE} is empty"))
             return None, None
         if _expect_kind(docs[0], ("Project",), PROJECT_FILE, self.problems) is None:
             return None, None
@@ -284,8 +356,8 @@ class _Loader:
         datasources: dict[str, Datasource] = {}
         servers: dict[str, Server] = {}
         sources: dict[str, SourceMap] = {}
-        for path in self.files.yaml_files(self.root / "providers"):
-            for doc in self.files.read(path, self.problems):
+        for path in self.files.yaml_files(self.root / "providers", self.problems):
+            for doc in self.documents(path, "datasource or server"):
                 kind = _expect_kind(doc, ("Datasource", "Server"), "providers/", self.problems)
                 if kind is None:
                     continue
@@ -303,19 +375,30 @@ class _Loader:
     def migrations(self) -> tuple[list[Migration], dict[str, SourceMap]]:
         found: list[Migration] = []
         sources: dict[str, SourceMap] = {}
-        for path in self.files.yaml_files(self.root / "migrations"):
-            for doc in self.files.read(path, self.problems):
-                if _expect_kind(doc, ("Migration",), "migrations/", self.problems) is None:
-                    continue
-                m = _validate(Migration, doc, self.problems)
+        for path in self.files.yaml_files(self.root / "migrations", self.problems):
+            for doc in self.documents(path, "migration"):
+                m = None
+                if _expect_kind(doc, ("Migration",), "migrations/", self.problems) is not None:
+                    m = _validate(Migration, doc, self.problems)
                 if m is None:
+                    self._broken_migration(path, doc)
                     continue
                 m._stem = path.stem
                 if not self._unique(m.address, doc, sources, ("metadata", "id")):
+                    self._broken_migration(path, doc)
                     continue
                 sources[m.address] = doc.source
                 found.append(m)
         return found, sources
+
+    def _broken_migration(self, path: Path, doc: Document) -> None:
+        if doc.data is None:
+            return
+        self.broken_migrations.add(path.stem)
+        meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+        ident = meta.get("id") if isinstance(meta, dict) else None
+        if isinstance(ident, str | int) and not isinstance(ident, bool):
+            self.broken_migrations.add(str(ident))
 
     def _unique(self, address: str, doc: Document, sources: Mapping[str, SourceMap], key: tuple[str, ...]) -> bool:
         if address in sources:
@@ -337,8 +420,8 @@ class _Loader:
         sources: dict[str, SourceMap] = {}
         policy: Policy | None = None
 
-        for path in self.files.yaml_files(base / "services"):
-            for doc in self.files.read(path, self.problems):
+        for path in self.files.yaml_files(base / "services", self.problems):
+            for doc in self.documents(path, "service"):
                 if _expect_kind(doc, ("Service",), f"environments/{env}/services/", self.problems) is None:
                     continue
                 svc = _validate(Service, doc, self.problems)
@@ -350,8 +433,8 @@ class _Loader:
                     services[svc.metadata.name] = svc
                     sources[address] = doc.source
 
-        for path in self.files.yaml_files(base / "layers"):
-            for doc in self.files.read(path, self.problems):
+        for path in self.files.yaml_files(base / "layers", self.problems):
+            for doc in self.documents(path, "layer"):
                 if _expect_kind(doc, ("Layer",), f"environments/{env}/layers/", self.problems) is None:
                     continue
                 layer = _validate(Layer, doc, self.problems)
@@ -364,9 +447,10 @@ class _Loader:
 
         policy_files = [p for p in (base / "policy.yaml", base / "policy.yml",
                                     self.root / "policies" / f"{env}-policy.yaml",
-                                    self.root / "policies" / f"{env}-policy.yml") if p.exists()]
+                                    self.root / "policies" / f"{env}-policy.yml")
+                        if os.path.lexists(p) and not self.files.refused(p, self.problems)]
         for path in policy_files:
-            for doc in self.files.read(path, self.problems):
+            for doc in self.documents(path, "policy"):
                 if _expect_kind(doc, ("Policy",), self.files.rel(path), self.problems) is None:
                     continue
                 pol = _validate(Policy, doc, self.problems)
@@ -434,7 +518,8 @@ def _check_references(
 
 
 def _order_migrations(
-    migrations: list[Migration], sources: Mapping[str, SourceMap], problems: list[Diagnostic]
+    migrations: list[Migration], sources: Mapping[str, SourceMap], problems: list[Diagnostic],
+    broken: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[Migration, ...]:
     if not any(m.spec.dependencies for m in migrations):
         # no edges: the lexicographical topological order is the order of the ids
@@ -449,8 +534,11 @@ def _order_migrations(
         for i, dep in enumerate(m.spec.dependencies):
             target = resolve_migration(dep, migrations)
             if target is None:
-                problems.append(Diagnostic(sources[m.address].locate(("spec", "dependencies", i)),
-                                           f"migration {m.metadata.id} depends on '{dep}', which does not exist in migrations/"))
+                if dep not in broken:  # a migration that failed validation exists: no false "missing"
+                    problems.append(Diagnostic(
+                        sources[m.address].locate(("spec", "dependencies", i)),
+                        f"migration {m.metadata.id} depends on '{dep}', which does not exist in migrations/ "
+                        f"(a dependency is a migration id or file name without .yaml){_did_you_mean(dep, migrations)}"))
                 continue
             graph.add_edge(target.metadata.id, m.metadata.id)
     try:
@@ -527,11 +615,14 @@ def _check_templates_and_sql(
                     except templating.TemplateProblem as exc:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")), str(exc)))
                         continue
-                    target = (root / rel).resolve()
-                    if not target.is_relative_to(root.resolve()):
+                    target, unreadable = _real(root / rel)
+                    if unreadable is not None:
+                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
+                                                   f"path '{rel}': {unreadable}"))
+                    elif _outside(target, root.resolve()):
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
                                                    f"path '{rel}' leaves the config repository"))
-                    elif not target.exists():
+                    elif not os.path.exists(target):
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
                                                    f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))
         for i, pre in enumerate(m.spec.preConditions):
@@ -576,7 +667,7 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
             if e not in project.spec.environments:
                 ld.problems.append(Diagnostic(migration_sources[m.address].locate(("metadata", "environments", i)),
                                               f"migration {m.metadata.id} names environment '{e}', which is not in {PROJECT_FILE}"))
-    ordered = _order_migrations(migrations, migration_sources, ld.problems)
+    ordered = _order_migrations(migrations, migration_sources, ld.problems, ld.broken_migrations)
     for env in envs:
         services, layers, policy, env_sources = ld.environment(env)
         sources: dict[str, SourceMap] = {**provider_sources, **migration_sources, **env_sources}

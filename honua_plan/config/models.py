@@ -59,16 +59,23 @@ def _duration(v: Any) -> float:
     return exp.parse_duration(v)
 
 
+def _duration_or_zero(v: Any) -> float:
+    return exp.parse_duration(v, allow_zero=True)
+
+
+DURATION_PARSERS = (_duration, _duration_or_zero)  # what marks a duration field (a test finds them all)
+_DURATION_SCHEMA = WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"})
+
+
 Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]
 TableName = Annotated[str, StringConstraints(pattern=QUALIFIED_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Crs = Annotated[str, StringConstraints(pattern=CRS_PATTERN)]
 EnvVar = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}, {"type": "number"}]}),
-]
+# A positive finite amount with a unit ("30s", "5m", "1h30m", "7d", "250ms"); see parse_duration.
+Duration = Annotated[float, BeforeValidator(_duration), _DURATION_SCHEMA]
+# The same, where zero means something ("0s": do not wait).
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero), _DURATION_SCHEMA]
 
 
 class Strict(BaseModel):
@@ -146,7 +153,7 @@ class StateConfig(Strict):
     backend: Literal["local", "postgres"] = "local"
     path: str = "state"
     dsnEnv: EnvVar | None = None
-    lockTimeout: Duration = 0.0
+    lockTimeout: DurationOrZero = 0.0  # how long a run waits for the state lock; 0s: fail at once
 
 
 class ProjectSpec(Strict):

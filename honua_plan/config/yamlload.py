@@ -10,8 +10,11 @@ Why it looks like this (see README "Performance"): reading YAML was the first wa
 plan over thousands of layers. Three things keep it down:
 
 * the single pass replaces PyYAML's generic constructor for the plain tags (str, int,
-  float, bool, null, timestamp, map, seq); anything else (merge keys, aliases, ``!!set``,
+  float, bool, null, timestamp, map, seq); anything else (merge keys, ``!!set``,
   ``!!binary``, …) falls back to PyYAML's own constructor, so results are identical;
+* anchors and aliases are refused before anything is composed (one scan of the tokens,
+  only for a text with a ``&x``/``*x``): config is untrusted input, and an alias bomb
+  expands a few hundred bytes to gigabytes (see ``yamlparse.alias_problem``);
 * implicit tag resolution (a dozen regular expressions per scalar) is memoized;
 * :class:`ParseCache`: the parsed data of a file is kept, keyed by the sha256 of its
   bytes, in a JSON file outside the repository (``$HONUA_CACHE_DIR``, else

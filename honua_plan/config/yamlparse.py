@@ -6,6 +6,8 @@ imports PyYAML (see :class:`~honua_plan.config.yamlload.ParseCache`).
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,19 +164,74 @@ def _document(loader: Any, node: yaml.Node, path: str, index: int,
     return Document(data, src, index)
 
 
-def plain_documents(path: Path) -> list[Any]:
+# An anchor or alias is ``&name`` / ``*name``: one of them followed by an anchor character.
+# Most files have none, so this one regular expression spares them the token scan.
+_MAYBE_ANCHOR = re.compile(r"[&*][^\s,\[\]{}]")
+ALIAS_MESSAGE = "YAML aliases are not allowed in config files"
+ANCHOR_MESSAGE = "YAML anchors are not allowed in config files"
+
+
+def alias_problem(text: str, path: str) -> Diagnostic | None:
+    """The first alias in ``text`` (else the first anchor), found by libyaml's scanner alone.
+
+    Config is untrusted input: aliases let a few hundred bytes expand to gigabytes (a
+    "billion laughs") or refer to themselves. They are refused before anything is composed
+    or constructed, so a refusal costs one linear scan of the text and no expansion.
+    """
+    if _MAYBE_ANCHOR.search(text) is None:
+        return None
+    scanner = _Base(text)
+    anchor: Any = None
+    try:
+        while scanner.check_token():
+            token = scanner.get_token()
+            if isinstance(token, yaml.AliasToken):
+                m = token.start_mark
+                return Diagnostic(Location(path, m.line + 1, m.column + 1),
+                                  f"{ALIAS_MESSAGE}: write the value out in full (*{token.value})")
+            if anchor is None and isinstance(token, yaml.AnchorToken):
+                anchor = token
+    except yaml.YAMLError:
+        pass  # a syntax error: the parser reports it, and nothing after it is composed
+    finally:
+        scanner.dispose()
+    if anchor is not None:
+        m = anchor.start_mark
+        return Diagnostic(Location(path, m.line + 1, m.column + 1),
+                          f"{ANCHOR_MESSAGE} (aliases are refused): remove &{anchor.value}")
+    return None
+
+
+def plain_documents(path: Path, root: Path | None = None) -> list[Any]:
     """The documents of a YAML file as plain data, without positions or checks; [] on any problem.
 
     Only for peeking at a file before it is loaded properly (see ``connections.early_dsn``).
+    The peek refuses what the loader refuses: aliases, and a file (when ``root`` is given)
+    that resolves outside ``root``.
     """
     try:
-        return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Base))
+        if root is not None:
+            real = os.path.realpath(path, strict=True)
+            base = os.path.realpath(root)
+            if not real.startswith(base.rstrip(os.sep) + os.sep):
+                return []
+        text = path.read_text(encoding="utf-8")
+        if alias_problem(text, str(path)) is not None:
+            return []
+        return list(yaml.load_all(text, Loader=_Base))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
 
 
 def parse_documents(text: str, path: str, problems: list[Diagnostic]) -> list[Document]:
-    """Parse every document of ``text``; syntax errors become diagnostics, not exceptions."""
+    """Parse every document of ``text``; syntax errors become diagnostics, not exceptions.
+
+    A file with an alias or anchor yields no documents and one diagnostic (see
+    :func:`alias_problem`)."""
+    refused = alias_problem(text, path)
+    if refused is not None:
+        problems.append(refused)
+        return []
     loader = _Loader(text)
     docs: list[Document] = []
     try:

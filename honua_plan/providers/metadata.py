@@ -46,7 +46,15 @@ def _to_rt(value: Any) -> Any:
 
 
 def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
-    """Apply ``{"spec.storage.indexes": [...]}``-style changes to YAML ``text``."""
+    """Apply ``{"spec.storage.indexes": [...]}``-style changes to YAML ``text``.
+
+    Aliases are refused before ruamel reads the text, as the loader refuses them."""
+    from honua_plan.config.yamlparse import alias_problem
+    from honua_plan.errors import ConfigError
+
+    refused = alias_problem(text, where or "metadata file")
+    if refused is not None:
+        raise ConfigError([refused])
     y = _yaml()
     doc = y.load(text)
     if doc is None:

@@ -19,7 +19,6 @@ import pytest
 
 from honua_plan import ogctest
 from honua_plan.config.loader import load_environment
-from honua_plan.config.models import Server
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import compile_published, open_server
 from honua_plan.providers.server.pygeoapi import PASSWORD_ENV, PygeoapiServer, _children, _pid_alive
@@ -76,8 +75,9 @@ def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[PygeoapiServer, Path, 
     server = desired.server()
     assert server is not None and server.spec.type == "pygeoapi"
     port = free_port()
-    server = Server.model_validate({**server.model_dump(by_alias=True), "spec": {
-        **server.spec.model_dump(by_alias=True), "pygeoapi": {**server.spec.pygeoapi.model_dump(), "port": port, "environmentPorts": {}}}})
+    # a copy, not a dump validated again: a dump holds durations as seconds, config needs a unit
+    options = server.spec.pygeoapi.model_copy(update={"port": port, "environmentPorts": {}})
+    server = server.model_copy(update={"spec": server.spec.model_copy(update={"pygeoapi": options})})
     dsn = f"{pg_dsn} password={PASSWORD}"
     provider = open_server(server, root=repo, environment="dev", dsn_resolver=lambda: dsn)
     assert isinstance(provider, PygeoapiServer)
