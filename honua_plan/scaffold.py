@@ -124,7 +124,7 @@ spec:
   autoApprove: false
   approval:
     requiredAt: HIGH
-    approvers: [gis-ops]
+    approvers: [gis-ops]     # or groups with members, checked: {gis-ops: [john@city.gov]}
   requireBackup: true
 """),
 }
