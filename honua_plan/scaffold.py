@@ -124,7 +124,7 @@ spec:
   autoApprove: false
   approval:
     requiredAt: HIGH
-    approvers: [gis-ops]     # or groups with members, checked: {gis-ops: [john@city.gov]}
+    approvers: [gis-ops]     # a label, not checked; groups with members are (see README)
   requireBackup: true
 """),
 }
