@@ -437,6 +437,35 @@ class Context:
                                  hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
         return facts
 
+    def _rederive(self, saved: Plan, desired: DesiredState, source: str) -> Plan:
+        """Plan again from the configuration, the state and the database, and refuse a saved
+        plan whose actions differ: the file is a record of what was reviewed, never the source
+        of what runs."""
+        from honua_plan.plan.approvals import compare_actions
+        from honua_plan.plan.render import redacted
+
+        derived = self.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
+                            provenance=saved.provenance)
+        compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
+        return derived
+
+    def approve(self, plan_file: Path, by: str, comment: str = "", *, key: Path | None = None) -> Plan:
+        """Record an approval of the plan file's digest, checked against the policy of its
+        environment (groups, signatures) in this repository; ``key`` signs it."""
+        import os
+
+        from honua_plan.plan.approvals import check_approval
+        from honua_plan.plan.signing import KEY_ENV
+        from honua_plan.plan.store import approve
+
+        if key is None and os.environ.get(KEY_ENV):
+            key = Path(os.environ[KEY_ENV]).expanduser()
+
+        def authorize(plan: Plan, approval: Any) -> None:
+            check_approval(self.desired(plan.environment).policy, approval, self.root)
+
+        return approve(plan_file, by, comment, key=key, authorize=authorize)
+
     def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
         from honua_plan.apply.executor import Services
 
@@ -467,14 +496,16 @@ class Context:
         """Plan (or load a saved plan), check it, and apply it under the state lock."""
         from honua_plan.apply.executor import Executor
         from honua_plan.errors import ApplyError, ApprovalRequired, PolicyError
+        from honua_plan.plan.approvals import valid_approvers
         from honua_plan.plan.render import render_text
-        from honua_plan.plan.store import load_plan, save_plan
+        from honua_plan.plan.store import load_plan, save_plan, verify_digest
         from honua_plan.providers.sqlexec import Session, connect
 
         desired = self.desired(environment)
         con = self.console
         backend = self.backend(environment)
         facts: DatabaseFacts | None = None  # read by the freshness check of a saved plan
+        policy_checks: list[Any] = []
         with backend:
             recorded = backend.read()
             if recorded.pending is not None and not (resume or rollback):
@@ -492,13 +523,26 @@ class Context:
                     raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
                 saved = self.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
                 plan = load_plan(saved)
+                verify_digest(plan, source=str(saved))
                 if resume:
                     plan = self._resumable(plan, desired, recorded)
             elif plan_file is not None:
                 plan = load_plan(plan_file)
+                verify_digest(plan, source=str(plan_file))
                 facts = self.check_fresh(plan, desired, recorded)
-                if plan.approvals:
-                    con.ok(f"Approval verified (approved by: {', '.join(a.by for a in plan.approvals)})")
+                derived = self._rederive(plan, desired, str(plan_file))
+                names, signed = valid_approvers(plan, desired.policy, self.root)
+                # what the policy asks of the content now (a window is judged at apply time)
+                required = max(plan.approvals_required, derived.approvals_required)
+                if required > len(names):
+                    raise ApprovalRequired(
+                        f"the plan needs {required} approval(s)"
+                        + (f" from {', '.join(derived.approvers)}" if derived.approvers else "")
+                        + f", it has {len(names)}",
+                        hint="record one with `honua approve PLAN --by NAME`")
+                policy_checks = derived.policy
+                if names:
+                    con.ok(f"Approval verified (approved by: {', '.join(names)}{', signed' if signed else ''})")
             else:
                 if plan is None:
                     plan = self.plan(environment)
@@ -513,16 +557,17 @@ class Context:
                     )
                 if plan.has_changes and confirm is not None:
                     confirm("Continue?", yes)
+                policy_checks = list(plan.policy)
             if not plan.has_changes and not (resume or rollback):
                 con.print(f"No changes. The {environment} environment matches the configuration.")
                 return None
             if not (resume or rollback):
-                if plan.approvals_required and not plan.approved:
+                if plan_file is None and plan.approvals_required and not plan.approved:
                     raise ApprovalRequired(
                         f"the plan needs {plan.approvals_required} approval(s), it has {len(plan.approvals)}",
                         hint="record one with `honua approve PLAN --by NAME`",
                     )
-                failed_policy = [c for c in plan.policy if c.status == "fail"]
+                failed_policy = [c for c in policy_checks if c.status == "fail"]
                 if failed_policy:
                     raise PolicyError("policy forbids this apply: " + "; ".join(c.message for c in failed_policy))
             resolved = self.resolve_dsn(environment)

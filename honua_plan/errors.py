@@ -106,6 +106,10 @@ class StalePlanError(PlanError):
     """A saved plan no longer matches the recorded or live state."""
 
 
+class PlanTamperedError(PlanError):
+    """A saved plan's content no longer matches its digest, its approvals or its configuration."""
+
+
 class CycleError(PlanError):
     """The dependency graph has a cycle."""
 
@@ -116,6 +120,10 @@ class PolicyError(HonuaError):
 
 class ApprovalRequired(PolicyError):
     """The plan needs approvals it does not have."""
+
+
+class ApprovalError(PolicyError):
+    """An approval is not valid: not bound to this plan, approver not allowed, signature bad."""
 
 
 class ApplyError(HonuaError):

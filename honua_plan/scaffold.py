@@ -124,7 +124,7 @@ spec:
   autoApprove: false
   approval:
     requiredAt: HIGH
-    approvers: [gis-ops]
+    approvers: [gis-ops]     # a label, not checked; groups with members are (see README)
   requireBackup: true
 """),
 }

@@ -147,7 +147,7 @@ def format_span(seconds: float) -> str:
 
 def approval_line(policy: Policy | None, flag: bool) -> tuple[bool, str, list[str]]:
     """(required, text, approvers): the policy's approvers, or ``--approval-required``."""
-    approvers = list(policy.spec.approval.approvers) if policy is not None and policy.spec.approval else []
+    approvers = policy.spec.approval.group_names if policy is not None and policy.spec.approval else []
     required = flag or (policy is not None and (not policy.spec.autoApprove or policy.spec.approval is not None))
     if not required:
         return False, "Not required", approvers

@@ -297,31 +297,47 @@ def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detai
 @format_option()
 @click.pass_context
 def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
-    """Render a saved plan file."""
-    from honua_plan.plan.render import render
-    from honua_plan.plan.store import load_plan
+    """Render a saved plan file with the exact SQL of every step; exit 1 when its content
+    does not match its digest or its approvals (it was edited)."""
+    from honua_plan.errors import PlanTamperedError
+    from honua_plan.plan.render import render, render_text
+    from honua_plan.plan.store import load_plan, verify_digest
 
     context = state(ctx).context(quiet=fmt != "text")
-    click.echo(render(load_plan(plan_file), fmt, colour=context.console.colour), nl=False)
+    plan = load_plan(plan_file)
+    try:
+        verify_digest(plan, source=str(plan_file))
+        problem = None
+    except PlanTamperedError as exc:
+        problem = exc
+    if problem is not None:  # before and after the plan: it cannot be missed
+        click.echo(f"WARNING: {problem.message}", err=True)
+    if fmt == "text":
+        click.echo(render_text(plan, colour=context.console.colour, detailed=True), nl=False)
+    else:
+        click.echo(render(plan, fmt, colour=context.console.colour), nl=False)
+    if problem is not None:
+        raise problem
 
 
 @main.command()
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--by", "by", required=True, help="Who approves (name or e-mail).")
+@click.option("--by", "by", required=True, help="Who approves (name or e-mail; a member of the policy's group).")
 @click.option("--comment", default="", help="Why.")
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Sign the approval with this SSH private key (default: $HONUA_SIGNING_KEY).")
 @click.pass_context
-def approve(ctx: click.Context, plan_file: Path, by: str, comment: str) -> None:
-    """Record an approval in a saved plan file."""
-    from honua_plan.plan.store import approve as approve_plan
-
+def approve(ctx: click.Context, plan_file: Path, by: str, comment: str, key: Path | None) -> None:
+    """Record an approval of a saved plan file's content (its digest), signed with --key."""
     context = state(ctx).context()
-    result = approve_plan(plan_file, by, comment)
+    result = context.approve(plan_file, by, comment, key=key)
+    signed = " (signed)" if result.approvals[-1].signature else ""
     if result.approvals_required <= 0:  # recorded all the same: see the README (Plans)
-        context.console.ok(f"Recorded the approval by {by}; this plan requires no approval "
-                           "(it can be applied without one)")
+        context.console.ok(f"Recorded the approval by {by.strip()}{signed}; this plan requires "
+                           "no approval (it can be applied without one)")
         return
     context.console.ok(
-        f"Approved by {by} ({len(result.approvals)} of {result.approvals_required} required)"
+        f"Approved by {by.strip()}{signed} ({len(result.approvals)} of {result.approvals_required} required)"
     )
 
 

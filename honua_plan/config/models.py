@@ -614,11 +614,54 @@ class BlackoutPeriod(Strict):
     reason: str | None = None
 
 
+Member = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+
+
 class Approval(Strict):
+    """Who must approve a plan at which risk, and how strongly.
+
+    ``approvers`` is either a list of names (teams or people; kept as a label, not
+    checked: any ``--by`` is accepted, as before groups existed) or groups with their
+    members (``{gis-ops: [john@city.gov, jane@city.gov]}``): then only a member of a
+    group may approve. ``signatures: required`` makes every approval an SSH signature
+    verified against ``allowedSigners`` (a file of the repository).
+    """
+
     requiredAt: LevelName = "HIGH"
-    approvers: list[str] = Field(default_factory=empty_list)
+    approvers: list[Member] | dict[Name, Annotated[list[Member], Field(min_length=1)]] = Field(
+        default_factory=empty_list)
     minApprovals: int = Field(default=1, ge=1)
     aiProposals: Literal["required", "threshold"] = "required"
+    signatures: Literal["required", "optional"] = "optional"
+    allowedSigners: str = ".honua/allowed_signers"
+
+    @field_validator("allowedSigners")
+    @classmethod
+    def _inside_repository(cls, v: str) -> str:
+        parts = v.replace("\\", "/").split("/")
+        if not v.strip() or v.startswith(("/", "~")) or ".." in parts or (len(v) > 1 and v[1] == ":"):
+            raise ValueError(f"{v!r} must be a path inside the repository (relative, no '..')")
+        return v
+
+    @model_validator(mode="after")
+    def _enough_members(self) -> Approval:
+        members = self.members
+        if members is not None:
+            everyone = {m.casefold() for ms in members.values() for m in ms}
+            if self.minApprovals > len(everyone):
+                raise ValueError(f"minApprovals is {self.minApprovals} but the approver groups have only "
+                                 f"{len(everyone)} member(s)")
+        return self
+
+    @property
+    def group_names(self) -> list[str]:
+        """The names the policy gives (groups, or the plain list)."""
+        return list(self.approvers)
+
+    @property
+    def members(self) -> dict[str, list[str]] | None:
+        """Groups with their members, or None when the policy names no members (not checked)."""
+        return dict(self.approvers) if isinstance(self.approvers, dict) else None
 
 
 class Cooldown(Strict):

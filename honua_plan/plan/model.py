@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from honua_plan.fielddefaults import empty_dict, empty_list
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2  # 2: content digest, approvals bound to it (and optionally signed)
 
 ActionKind = Literal["create", "update", "delete", "replace", "no-op", "apply", "reload", "validate"]
 ResourceKind = Literal["datasource", "server", "service", "layer", "migration", "table", "validation"]
@@ -132,9 +132,14 @@ class PolicyCheck(_Frozen):
 
 
 class Approval(_Frozen):
+    """Who approved which content (``digest``) when; ``signature``: an SSH signature
+    (``ssh-keygen -Y sign``, namespace ``honua-plan``) of :func:`honua_plan.plan.signing.approval_message`."""
+
     by: str
     at: datetime
+    digest: str
     comment: str = ""
+    signature: str | None = None
 
 
 class Provenance(_Frozen):
@@ -168,6 +173,9 @@ class Plan(_Frozen):
     approvals: list[Approval] = Field(default_factory=empty_list)
     provenance: Provenance = Field(default_factory=Provenance)
     warnings: list[str] = Field(default_factory=empty_list)
+    # sha256 of the canonical JSON of everything above but approvals (set when rendered
+    # as JSON or saved); apply and show recompute it
+    digest: str | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -181,7 +189,8 @@ class Plan(_Frozen):
 
     @property
     def approved(self) -> bool:
-        return len({a.by for a in self.approvals}) >= self.approvals_required
+        """Enough distinct approvers (as recorded: apply also checks each one against the policy)."""
+        return len({a.by.casefold() for a in self.approvals}) >= self.approvals_required
 
 
 def plan_json_schema() -> dict[str, Any]:

@@ -58,10 +58,10 @@ def evaluate(
         needs = level_at_least(risk, ap.requiredAt) or (provenance == "ai" and ap.aiProposals == "required")
         if needs or not spec.autoApprove:
             required = ap.minApprovals
-            approvers = list(ap.approvers)
+            approvers = ap.group_names
             why = f"risk {risk} ≥ {ap.requiredAt}" if level_at_least(risk, ap.requiredAt) else (
                 "proposed by the AI assistant" if provenance == "ai" else "autoApprove is off")
-            who = f" from {', '.join(ap.approvers)}" if ap.approvers else ""
+            who = f" from {', '.join(approvers)}" if approvers else ""
             checks.append(PolicyCheck(name="approval", status="warn",
                                       message=f"Approval requirement: {required} approval(s){who} ({why})"))
         else:

@@ -19,6 +19,7 @@ pull-request comment or a plan file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -32,6 +33,7 @@ __all__ = [
     "FORMATS",
     "SYMBOLS",
     "action_symbol",
+    "content_digest",
     "format_estimate",
     "redacted",
     "render",
@@ -288,7 +290,10 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
     checks = _validation_checks(action)
     if checks:
         lines.append(f"{ind}Validation:")
-        lines.extend(f"{ind}  - {_check_line(c)}" for c in checks)
+        for c in checks:
+            lines.append(f"{ind}  - {_check_line(c)}")
+            if detailed and c.query:
+                lines.extend(_body(c.query, ind + "      "))
     if action.deferred:
         lines.append(f"{ind}Checked at apply: {'; '.join(action.deferred)}")
     if action.rollback:
@@ -304,10 +309,11 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
 
 
 def _op_body(op: Operation, indent: str) -> list[str]:
-    body = op.sql if op.sql else op.text_diff
-    if not body:
-        return []
-    return [f"{indent}{line}".rstrip() for line in body.strip("\n").splitlines()]
+    return _body(op.sql or op.text_diff or "", indent)
+
+
+def _body(text: str, indent: str) -> list[str]:
+    return [f"{indent}{line}".rstrip() for line in text.strip("\n").splitlines()]
 
 
 def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> str:
@@ -474,6 +480,16 @@ def _md_ops_block(summary: str, ops: list[Operation]) -> list[str]:
     return [f"<details><summary>{summary}</summary>", "", *parts, "</details>", ""]
 
 
+def _md_checks_block(summary: str, checks: list[CheckRecord]) -> list[str]:
+    parts: list[str] = []
+    for c in checks:
+        if c.query:
+            parts += [f"{c.name}", "", *_fence(c.query, "text" if c.type == "http" else "sql"), ""]
+    if not parts:
+        return []
+    return [f"<details><summary>{summary}</summary>", "", *parts, "</details>", ""]
+
+
 def _md_action(index: int, a: Action) -> list[str]:
     sym = action_symbol(a.action)
     lines = [f"#### {index}. `{sym} {a.address}` — {_cell(a.reason)} ({_RISK_BADGE[a.risk]} {a.risk})", ""]
@@ -515,12 +531,14 @@ def _md_action(index: int, a: Action) -> list[str]:
     checks = _validation_checks(a)
     if checks:
         lines += ["**Validation:**", "", *(f"- {_check_line(c)}" for c in checks), ""]
+        lines += _md_checks_block("Validation SQL", checks)
     if a.rollback:
         lines += ["**Rollback Plan:**" + (" (automatic on failure)" if a.automatic_rollback else ""), ""]
         lines += [f"- {op.name}{_op_flags(op)}" for op in a.rollback]
         lines += [f"- validate: {_check_line(c)}" for c in a.rollback_checks]
         lines.append("")
         lines += _md_ops_block("Rollback SQL", a.rollback)
+        lines += _md_checks_block("Rollback validation SQL", a.rollback_checks)
     elif a.irreversible:
         restore = f" (restore from the backup of {', '.join(a.backup_tables)})" if a.backup_tables else ""
         lines += [f"**Rollback Plan:** none, irreversible{restore}", ""]
@@ -541,6 +559,7 @@ def render_markdown(plan: Plan) -> str:
     if plan.config_commit:
         meta.append(f"config `{plan.config_commit[:12]}`")
     meta.append(f"state serial {plan.state_serial}")
+    meta.append(f"digest `{content_digest(plan)[:19]}`")
     meta.append(f"by {plan.provenance.kind}" + (f" ({plan.provenance.actor})" if plan.provenance.actor else ""))
     lines += ["<sub>" + " · ".join(meta) + "</sub>", ""]
 
@@ -611,7 +630,8 @@ def render_markdown(plan: Plan) -> str:
     if plan.approvals:
         for ap in plan.approvals:
             comment = f" — {_cell(ap.comment)}" if ap.comment else ""
-            lines.append(f"- [x] **{ap.by}** at {ap.at.isoformat()}{comment}")
+            signed = " (signed)" if ap.signature else ""
+            lines.append(f"- [x] **{ap.by}**{signed} at {ap.at.isoformat()}{comment}")
         lines.append("")
 
     lines += ["### Changes", ""]
@@ -656,13 +676,30 @@ def redacted(plan: Plan) -> Plan:
     return Plan.model_validate(clean)
 
 
+def content_digest(plan: Plan, *, redact_secrets: bool = True) -> str:
+    """``sha256:`` + hex of the canonical JSON of the plan without ``approvals`` and ``digest``.
+
+    Canonical: keys sorted, no whitespace, UTF-8. Secrets are redacted first (as in the
+    file), so a plan and the same plan loaded back from its file have the same digest;
+    ``redact_secrets=False`` digests a plan read from a file exactly as it was read.
+    Recording an approval does not change the digest.
+    """
+    clean = redacted(plan) if redact_secrets else plan
+    data = clean.model_dump(mode="json", exclude={"approvals", "digest"})
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def render_json(plan: Plan) -> str:
     """The versioned JSON contract (``format_version``), indent 2, no trailing newline.
 
     Redaction is applied string by string (not to the JSON text), so the result is
-    always valid JSON that validates against ``plan_json_schema()``.
+    always valid JSON that validates against ``plan_json_schema()``. It carries the
+    plan's :func:`content_digest` (the one of its content, whatever ``plan.digest`` said).
     """
-    return redacted(plan).model_dump_json(indent=2)
+    clean = redacted(plan)
+    digest = content_digest(clean, redact_secrets=False)
+    return clean.model_copy(update={"digest": digest}).model_dump_json(indent=2)
 
 
 # ------------------------------------------------------------------ dispatch

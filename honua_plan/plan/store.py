@@ -5,33 +5,37 @@ trailing newline, secrets redacted), written atomically (temporary file in the s
 directory, fsync, ``os.replace``) so a reader never sees half a plan.
 
 :func:`plan_digest` identifies *what was reviewed*: the sha256 of the canonical JSON
-of the plan without its ``approvals``, so recording an approval does not change it.
+of the plan without its ``approvals``, so recording an approval does not change it. The
+file carries it (``digest``) and every approval carries the digest it approved:
+:func:`verify_digest` refuses a file whose content no longer matches either.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from honua_plan.errors import Diagnostic, Location, PlanError
+from honua_plan.errors import Diagnostic, Location, PlanError, PlanTamperedError
 from honua_plan.plan.model import PLAN_FORMAT_VERSION, Approval, Plan
-from honua_plan.plan.render import redacted, render_json
+from honua_plan.plan.render import content_digest, render_json
+from honua_plan.plan.signing import approval_message, sign
 
 try:  # POSIX only; on other systems approvals are not serialised between processes
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["approve", "load_plan", "parse_plan", "plan_digest", "save_plan"]
+__all__ = ["TAMPERED", "approve", "load_plan", "parse_plan", "plan_digest", "save_plan", "verify_digest"]
+
+TAMPERED = "plan file was modified after it was made/approved: digest mismatch"
 
 PathLike = str | os.PathLike[str]
 
@@ -179,11 +183,15 @@ def _exclusive(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def approve(path: PathLike, by: str, comment: str = "", *, now: datetime | None = None) -> Plan:
-    """Record an approval by ``by`` in the plan file and return the new plan.
+def approve(path: PathLike, by: str, comment: str = "", *, now: datetime | None = None,
+            key: Path | None = None, authorize: Callable[[Plan, Approval], None] | None = None) -> Plan:
+    """Record an approval by ``by`` of the plan file's digest and return the new plan.
 
-    Refuses an empty name and a second approval by the same person (case-insensitive).
-    The digest of the plan (:func:`plan_digest`) is unchanged.
+    Refuses a file whose content does not match its digest (:func:`verify_digest`), an
+    empty name and a second approval by the same person (case-insensitive). ``key``
+    signs the approval (:mod:`honua_plan.plan.signing`); ``authorize`` (the policy's
+    check of the approver and the signature) raises to refuse it. The digest of the
+    plan is unchanged.
     """
     who = by.strip()
     if not who:
@@ -194,15 +202,18 @@ def approve(path: PathLike, by: str, comment: str = "", *, now: datetime | None 
     p = Path(path)
     with _exclusive(p):
         plan = load_plan(p)
+        digest = verify_digest(plan, source=str(p))
         for existing in plan.approvals:
             if existing.by.casefold() == who.casefold():
                 raise PlanError(
                     f"{who} has already approved this plan (at {existing.at.isoformat()})",
                     hint="each approval must come from a different person",
                 )
-        new = plan.model_copy(
-            update={"approvals": [*plan.approvals, Approval(by=who, at=at, comment=comment.strip())]}
-        )
+        signature = sign(approval_message(digest, who, at), key) if key is not None else None
+        approval = Approval(by=who, at=at, digest=digest, comment=comment.strip(), signature=signature)
+        if authorize is not None:
+            authorize(plan, approval)
+        new = plan.model_copy(update={"approvals": [*plan.approvals, approval]})
         save_plan(new, p)
     return new
 
@@ -211,11 +222,25 @@ def approve(path: PathLike, by: str, comment: str = "", *, now: datetime | None 
 
 
 def plan_digest(plan: Plan) -> str:
-    """sha256 (hex) of the canonical JSON of the plan without ``approvals``.
+    """``sha256:<hex>`` of the canonical JSON of the plan without ``approvals`` (and ``digest``).
 
     Canonical: keys sorted, no whitespace, UTF-8, secrets redacted (as in the file),
     so a plan and the same plan loaded back from its file have the same digest.
     """
-    data = redacted(plan).model_dump(mode="json", exclude={"approvals"})
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return content_digest(plan)
+
+
+def verify_digest(plan: Plan, *, source: str = "<plan>") -> str:
+    """The digest of a plan read from a file; :class:`PlanTamperedError` unless the file's
+    ``digest`` and every approval's ``digest`` are that digest."""
+    actual = content_digest(plan, redact_secrets=False)  # as read: the file holds the redacted text
+    hint = "do not apply it: make a new plan (`honua plan --env ENV --out FILE`), review it and approve it again"
+    if plan.digest != actual:
+        recorded = plan.digest or "none"
+        raise PlanTamperedError(f"{source}: {TAMPERED} (recorded {recorded}, content {actual})", hint=hint)
+    for a in plan.approvals:
+        if a.digest != actual:
+            raise PlanTamperedError(
+                f"{source}: {TAMPERED} (the approval by {a.by} at {a.at.isoformat()} is for {a.digest}, "
+                f"the content is {actual})", hint=hint)
+    return actual

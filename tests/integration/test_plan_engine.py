@@ -76,7 +76,16 @@ def test_saved_plan_renders_like_the_fresh_plan(repo: Path, env: dict[str, str],
     shown = run(repo, "show", str(out), env=env)
     assert shown.exit_code == 0
     fresh_text = fresh.output.split("\nSaved the plan to")[0]
-    assert shown.output.rstrip("\n") == fresh_text.rstrip("\n")
+    # show is the plan's view plus the exact SQL of each step and check (issue 14): every
+    # line of the fresh plan, in order, with the SQL between them
+    from honua_plan.plan.render import render_text
+    from honua_plan.plan.store import load_plan
+
+    assert shown.output == render_text(load_plan(out), detailed=True)
+    shown_lines = iter(shown.output.splitlines())
+    assert all(line in shown_lines for line in fresh_text.rstrip("\n").splitlines())
+    assert "CREATE TABLE IF NOT EXISTS bike_lanes (" in shown.output
+    assert "CREATE TABLE IF NOT EXISTS bike_lanes (" not in fresh_text
     # and the JSON of the saved file is the JSON render
     assert json.loads(out.read_text())["actions"]
 

@@ -27,6 +27,7 @@ from honua_plan.plan.model import (
     PolicyCheck,
     Provenance,
 )
+from honua_plan.plan.render import content_digest
 
 CREATED = datetime(2025, 10, 4, 14, 5, 30, tzinfo=UTC)
 LINEAGE = "6f1c2a9e-4b7d-4c1e-9a51-0d3b8f2e7c44"
@@ -514,7 +515,7 @@ def mixed_plan() -> Plan:
             ],
         ),
     ]
-    return Plan(
+    plan = Plan(
         id="plan-production-20251008-100000-77aa55cc",
         created_at=datetime(2025, 10, 8, 10, 0, tzinfo=UTC),
         environment="production",
@@ -533,6 +534,9 @@ def mixed_plan() -> Plan:
         ],
         approvals_required=2,
         approvers=["gis-ops", "dba"],
-        approvals=[Approval(by="john@city.gov", at=datetime(2025, 10, 8, 9, 30, tzinfo=UTC), comment="ok | ship it")],
         provenance=Provenance(kind="ci", actor="github-actions"),
     )
+    # one approval of this content (its digest): the second one is still missing
+    approval = Approval(by="john@city.gov", at=datetime(2025, 10, 8, 9, 30, tzinfo=UTC),
+                        digest=content_digest(plan), comment="ok | ship it")
+    return plan.model_copy(update={"approvals": [approval]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -87,3 +88,73 @@ def test_next_window() -> None:
 def test_no_policy_no_checks() -> None:
     assert evaluate(None, risk="CRITICAL", provenance="ai", now=INSIDE, has_changes=True, source_state=None,
                     backup_needed=True, pg_dump_available=False) == ([], 0, [])
+
+
+# ------------------------------------------------------------------ approver groups and signatures
+
+GROUPS = {"gis-ops": ["john@city.gov", "jane@city.gov"], "dba": ["dora@city.gov"]}
+
+
+def _approval(by: str, signature: str | None = None) -> object:
+    from honua_plan.plan.model import Approval
+
+    return Approval(by=by, at=INSIDE, digest="sha256:" + "a" * 64, signature=signature)
+
+
+@pytest.mark.parametrize(("approvers", "by", "allowed"), [
+    (GROUPS, "john@city.gov", True),
+    (GROUPS, "JANE@city.gov", True),
+    (GROUPS, "dora@city.gov", True),
+    (GROUPS, "mallory@evil.example", False),
+    (GROUPS, "gis-ops", False),  # a group's name is not a member
+    (["gis-ops"], "anyone@city.gov", True),  # a plain list names no members: not checked (as before)
+    ([], "anyone@city.gov", True),
+])
+def test_approvers_are_checked_against_the_groups(tmp_path: object, approvers: object, by: str, allowed: bool) -> None:
+    from pathlib import Path
+
+    from honua_plan.errors import ApprovalError
+    from honua_plan.plan.approvals import check_approval
+
+    p = policy(approval={"requiredAt": "HIGH", "approvers": approvers})
+    assert p.spec.approval is not None and p.spec.approval.group_names == list(approvers)  # type: ignore[call-overload]
+    if allowed:
+        assert check_approval(p, _approval(by), Path(str(tmp_path))) is False  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ApprovalError, match=f"{by} is not a member of gis-ops or dba"):
+            check_approval(p, _approval(by), Path(str(tmp_path)))  # type: ignore[arg-type]
+
+
+def test_group_names_are_the_approvers_of_the_plan() -> None:
+    checks, required, approvers = evaluate(
+        policy(approval={"requiredAt": "LOW", "approvers": GROUPS, "minApprovals": 2}), risk="LOW",
+        provenance="human", now=INSIDE, has_changes=True, source_state=staging_applied(INSIDE - timedelta(days=3)),
+        backup_needed=False, pg_dump_available=True)
+    assert (required, approvers) == (2, ["gis-ops", "dba"])
+    assert "2 approval(s) from gis-ops, dba" in next(c.message for c in checks if c.name == "approval")
+
+
+def test_signatures_required_refuses_an_unsigned_approval(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from honua_plan.errors import ApprovalError
+    from honua_plan.plan.approvals import check_approval
+
+    p = policy(approval={"approvers": GROUPS, "signatures": "required"})
+    with pytest.raises(ApprovalError, match="has no signature, and the production policy has signatures: required"):
+        check_approval(p, _approval("john@city.gov"), Path(str(tmp_path)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("approval", "message"), [
+    ({"approvers": {"gis-ops": []}}, "at least 1 item"),
+    ({"approvers": {"Not A Name": ["x"]}}, "Not A Name"),
+    ({"approvers": {"gis-ops": ["john@city.gov"]}, "minApprovals": 2}, "minApprovals is 2 but the approver groups have only 1 member"),
+    ({"allowedSigners": "../../etc/ssh/allowed"}, "must be a path inside the repository"),
+    ({"allowedSigners": "/etc/ssh/allowed"}, "must be a path inside the repository"),
+    ({"signatures": "sometimes"}, "required"),
+])
+def test_bad_approval_settings_are_validation_errors(approval: dict[str, object], message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        policy(approval=approval)

@@ -24,6 +24,7 @@ from honua_plan.errors import UsageError
 from honua_plan.plan.model import Action, Operation, Plan, plan_json_schema
 from honua_plan.plan.render import (
     FORMATS,
+    content_digest,
     format_estimate,
     render,
     render_json,
@@ -272,9 +273,30 @@ def test_markdown_empty_and_refresh_only() -> None:
 def test_json_is_the_model_dump() -> None:
     plan = sample_plan()
     out = render_json(plan)
-    assert out == plan.model_dump_json(indent=2)
-    assert Plan.model_validate_json(out) == plan
-    assert json.loads(out)["format_version"] == 1
+    stamped = plan.model_copy(update={"digest": content_digest(plan)})  # JSON carries its content digest
+    assert out == stamped.model_dump_json(indent=2)
+    assert Plan.model_validate_json(out) == stamped
+    assert json.loads(out)["format_version"] == 2
+    # a stale digest on the model is never written: the JSON says what its content hashes to
+    assert render_json(plan.model_copy(update={"digest": "sha256:stale"})) == out
+
+
+def test_show_views_carry_the_exact_sql_of_every_step_and_check() -> None:
+    """What a reviewer reads is what runs: every step's and check's SQL, in full."""
+    plan = sample_plan()
+    detailed = render_text(plan, detailed=True)
+    md = render_markdown(plan)
+    for a in plan.actions:
+        for op in [*a.operations, *a.rollback]:
+            for body in (op.sql, op.text_diff):
+                if body:
+                    for line in body.strip().splitlines():
+                        assert line.rstrip() in detailed
+                        assert line in md
+        for c in [*a.checks, *a.rollback_checks]:
+            if c.query:
+                assert c.query.strip() in md
+    assert md.count("<details><summary>SQL</summary>") == sum(1 for a in plan.actions if any(o.sql for o in a.operations))
 
 
 @pytest.mark.parametrize("build", [sample_plan, empty_plan, mixed_plan, drift_plan])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable
@@ -13,10 +14,18 @@ from typing import Any
 
 import pytest
 
-from honua_plan.errors import PlanError
+from honua_plan.errors import PlanError, PlanTamperedError
 from honua_plan.plan.model import PLAN_FORMAT_VERSION, Approval, Plan
 from honua_plan.plan.render import render_json
-from honua_plan.plan.store import approve, load_plan, parse_plan, plan_digest, save_plan
+from honua_plan.plan.store import (
+    TAMPERED,
+    approve,
+    load_plan,
+    parse_plan,
+    plan_digest,
+    save_plan,
+    verify_digest,
+)
 from tests.unit.plan_fixtures import empty_plan, mixed_plan, sample_plan
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -47,15 +56,17 @@ def test_round_trip(tmp_path: Path, build: Callable[[], Plan]) -> None:
     plan = build()
     path = tmp_path / "plan.json"
     save_plan(plan, path)
-    assert load_plan(path) == plan
-    assert load_plan(str(path)) == plan
+    stamped = plan.model_copy(update={"digest": plan_digest(plan)})  # the file carries its digest
+    assert load_plan(path) == stamped
+    assert load_plan(str(path)) == stamped
 
 
 def test_file_format(plan_file: Path) -> None:
     raw = plan_file.read_bytes()
     assert raw == (render_json(sample_plan()) + "\n").encode("utf-8")
     assert raw.endswith(b"}\n")
-    assert raw.splitlines()[1].startswith(b'  "format_version": 1')
+    assert raw.splitlines()[1].startswith(b'  "format_version": 2')
+    assert json.loads(raw)["digest"] == plan_digest(sample_plan())
     assert raw == (GOLDEN / "plan_dev.json").read_bytes()
 
 
@@ -64,7 +75,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     save_plan(sample_plan(), path)
     save_plan(empty_plan(), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
-    assert load_plan(path) == empty_plan()
+    assert load_plan(path).model_copy(update={"digest": None}) == empty_plan()
 
 
 def test_save_creates_parent_dirs_and_keeps_mode(tmp_path: Path) -> None:
@@ -196,10 +207,11 @@ def test_approve_adds_an_approval_and_keeps_the_digest(plan_file: Path) -> None:
     before = load_plan(plan_file)
     assert not before.approved
     new = approve(plan_file, "john@city.gov", "looks good", now=NOW)
-    assert new.approvals == [Approval(by="john@city.gov", at=NOW, comment="looks good")]
+    digest = plan_digest(sample_plan())
+    assert new.approvals == [Approval(by="john@city.gov", at=NOW, digest=digest, comment="looks good")]
     assert new.approved
     assert load_plan(plan_file) == new
-    assert plan_digest(new) == plan_digest(before) == plan_digest(sample_plan())
+    assert plan_digest(new) == plan_digest(before) == digest == new.digest
     assert new.model_copy(update={"approvals": []}) == before
 
 
@@ -258,16 +270,71 @@ def test_concurrent_approvals_are_all_kept(plan_file: Path) -> None:
 
 def test_digest_is_hex_sha256_and_stable() -> None:
     digest = plan_digest(sample_plan())
-    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert digest.startswith("sha256:") and len(digest) == 71 and int(digest[7:], 16) >= 0
     assert plan_digest(sample_plan()) == digest
     assert plan_digest(Plan.model_validate_json(render_json(sample_plan()))) == digest
 
 
 def test_digest_ignores_approvals_only() -> None:
     plan = sample_plan()
-    approved = plan.model_copy(update={"approvals": [Approval(by="a", at=NOW)]})
+    approved = plan.model_copy(update={"approvals": [Approval(by="a", at=NOW, digest="sha256:x")]})
     assert plan_digest(approved) == plan_digest(plan)
     action = plan.actions[3].model_copy(update={"risk": "LOW"})
     changed = plan.model_copy(update={"actions": [*plan.actions[:3], action, *plan.actions[4:]]})
     assert plan_digest(changed) != plan_digest(plan)
     assert plan_digest(plan.model_copy(update={"state_serial": 8})) != plan_digest(plan)
+
+
+# ------------------------------------------------------------------ bound to content
+
+
+def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    _write_json(path, data)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["actions"][0]["operations"][0].update(sql="DROP TABLE victim;"),
+    lambda d: d.update(approvals_required=0),
+    lambda d: d.update(digest=None),
+    lambda d: d.pop("digest"),
+], ids=["sql", "approvals_required", "digest-null", "digest-missing"])
+def test_an_edited_file_fails_its_digest(plan_file: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    _edit(plan_file, change)
+    plan = load_plan(plan_file)  # still a well-formed plan: only the digest tells
+    with pytest.raises(PlanTamperedError, match=re.escape(TAMPERED)):
+        verify_digest(plan, source=str(plan_file))
+    saved = plan_file.read_bytes()
+    with pytest.raises(PlanTamperedError, match=re.escape(TAMPERED)):
+        approve(plan_file, "john@city.gov", now=NOW)
+    assert plan_file.read_bytes() == saved  # nothing approved
+
+
+def test_an_approval_binds_the_digest_it_approved(plan_file: Path) -> None:
+    approve(plan_file, "john@city.gov", now=NOW)
+    assert verify_digest(load_plan(plan_file)) == plan_digest(sample_plan())
+    # content edited and its digest recomputed: the approval still names the old digest
+    _edit(plan_file, lambda d: d.update(warnings=["harmless"]))
+    edited = load_plan(plan_file)
+    _edit(plan_file, lambda d: d.update(digest=plan_digest(edited)))
+    with pytest.raises(PlanTamperedError, match=r"the approval by john@city\.gov at .* is for sha256:"):
+        verify_digest(load_plan(plan_file))
+
+
+def test_authorize_refuses_before_anything_is_written(plan_file: Path) -> None:
+    saved = plan_file.read_bytes()
+
+    def refuse(plan: Plan, approval: Approval) -> None:
+        assert approval.digest == plan.digest and approval.by == "mallory"
+        raise PlanError("not allowed")
+
+    with pytest.raises(PlanError, match="not allowed"):
+        approve(plan_file, "mallory", now=NOW, authorize=refuse)
+    assert plan_file.read_bytes() == saved
+
+
+def test_plan_format_1_is_no_longer_read(plan_file: Path) -> None:
+    _edit(plan_file, lambda d: d.update(format_version=1))
+    with pytest.raises(PlanError, match="uses plan format 1, which this honua-plan no longer reads"):
+        load_plan(plan_file)
