@@ -37,7 +37,7 @@ from pydantic import (
 from honua_plan import __version__
 from honua_plan.canonical import _digest, _jsonable, canonical_json, fingerprint
 from honua_plan.fielddefaults import empty_dict, empty_list
-from honua_plan.secrets import might_change, redact
+from honua_plan.secrets import redact
 
 FORMAT_VERSION = 1
 """The state document format this engine reads and writes."""
@@ -98,17 +98,6 @@ def _check_jsonable(value: dict[str, Any], info: ValidationInfo) -> dict[str, An
 
 
 JSONObject = Annotated[dict[str, Any], AfterValidator(_check_jsonable)]
-
-
-def redact_strings(obj: Any) -> Any:
-    """Apply :func:`honua_plan.secrets.redact` to every string value (not keys) in ``obj``."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {k: redact_strings(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact_strings(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------- models
@@ -424,7 +413,7 @@ class StateDocument(_Model):
             at=at or utcnow(),
             kind=kind,
             actor=actor,
-            message=message,
+            message=redact(message),  # text for people, as a journal step's error
             details=_jsonable(dict(details or {})),
         )
         return self.with_event(event)
@@ -448,20 +437,6 @@ class StateDocument(_Model):
         data["resources"] = {address: _record_json(rec) for address, rec in self.resources.items()}
         data["pending"] = _journal_json(self.pending) if self.pending is not None else None
         return data
-
-    def redacted(self) -> StateDocument:
-        """A copy with every string value passed through :func:`~honua_plan.secrets.redact`.
-
-        Backends store only redacted documents, so no secret (a DSN password, a
-        registered secret value) ever reaches a state file or table.
-        """
-        plain = self.to_json_data()
-        if not might_change(json.dumps(plain, ensure_ascii=False, allow_nan=False)):
-            return self  # the common case, found in one pass over the text
-        data = redact_strings(plain)
-        if data == plain:
-            return self
-        return StateDocument.model_validate(data)
 
 
 _RECORD_FIELDS = tuple(ResourceRecord.model_fields)
@@ -507,6 +482,5 @@ __all__ = [
     "check_environment_name",
     "fingerprint",
     "new_lineage",
-    "redact_strings",
     "utcnow",
 ]
