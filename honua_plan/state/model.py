@@ -99,6 +99,10 @@ def _check_jsonable(value: dict[str, Any], info: ValidationInfo) -> dict[str, An
 
 JSONObject = Annotated[dict[str, Any], AfterValidator(_check_jsonable)]
 
+RedactedText = Annotated[str, AfterValidator(redact)]
+"""Free text for people (an event's message, a step's error): redacted however it is made.
+Nothing else in a state document is: identifiers and attributes are stored as they are."""
+
 
 # --------------------------------------------------------------------------- models
 
@@ -181,7 +185,7 @@ class Event(_Model):
     serial: int = Field(default=0, ge=0)
     """The state serial of the write that recorded this event (stamped on append and write)."""
     actor: str | None = None
-    message: str = ""
+    message: RedactedText = ""
     details: JSONObject = Field(default_factory=empty_dict)
 
 
@@ -214,7 +218,7 @@ class JournalStep(_Model):
     status: StepStatus = "pending"
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
-    error: str | None = None
+    error: RedactedText | None = None
     details: JSONObject = Field(default_factory=empty_dict)
     """Whatever the apply engine needs to resume or roll back the step (JSON values)."""
 
@@ -264,7 +268,7 @@ class JournalRecord(_Model):
                 if status in ("done", "failed", "rolled_back"):
                     update["finished_at"] = when
                 if error is not None:
-                    update["error"] = redact(error)
+                    update["error"] = error  # redacted by the field
                 if details is not None:
                     update["details"] = {**s.details, **_jsonable(dict(details))}
                 s = JournalStep.model_validate({**s.model_dump(), **update})
@@ -413,7 +417,7 @@ class StateDocument(_Model):
             at=at or utcnow(),
             kind=kind,
             actor=actor,
-            message=redact(message),  # text for people, as a journal step's error
+            message=message,
             details=_jsonable(dict(details or {})),
         )
         return self.with_event(event)
