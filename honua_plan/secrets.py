@@ -13,7 +13,8 @@ What :func:`redact` hides:
 * anywhere else, a registered value of at least :data:`MIN_SECRET_LENGTH` characters, as
   it is and in its percent-encoded, JSON- and repr-escaped forms. A shorter value (a
   password ``dev`` or ``public``) cannot be told from ordinary words (an environment, a
-  schema) and is not searched for in free text; neither is a value the configuration
+  schema) and is not searched for in free text, unless it has 4 characters or more and
+  one that no name has (a space, ``!``, ``@``...); neither is a value the configuration
   itself uses as a name (:func:`exempt`), which the repository publishes anyway.
 
 :func:`check_dsn` and :func:`scrub_dsn_error` keep a connection string's password out of
@@ -61,16 +62,23 @@ _known: set[str] = set()  # registered values of MIN_SECRET_LENGTH or more, and 
 _public: set[str] = set()  # names the configuration uses: never secrets
 
 
+_NAME = re.compile(r"[\w.-]*")
+
+
+def _searchable(value: str) -> bool:
+    """Whether ``value`` is hidden in free text: long enough, or short but unlike any name."""
+    return len(value) >= MIN_SECRET_LENGTH or (len(value) >= 4 and not _NAME.fullmatch(value))
+
+
 def _forms(value: str) -> set[str]:
     """``value`` as it may appear in text: raw, percent-encoded, JSON- and repr-escaped."""
-    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), quote(value),
-             json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1], repr(value)[1:-1]}
-    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+    return {value, quote(value, safe=""), quote_plus(value, safe=""), quote(value),
+            json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1], repr(value)[1:-1]}
 
 
 def register(value: str) -> None:
-    """Remember a secret value so that :func:`redact` hides it (when long enough)."""
-    if value and len(value) >= MIN_SECRET_LENGTH and value not in _public:
+    """Remember a secret value so that :func:`redact` hides it (when it can be told from words)."""
+    if value and _searchable(value) and value not in _public:
         _known.update(_forms(value))
 
 
@@ -80,7 +88,7 @@ def exempt(names: Iterable[str]) -> None:
     A value equal to one of them is public (it is in the repository) and is not hidden
     in free text, where hiding it would mangle every mention of that name.
     """
-    new = {n for n in names if isinstance(n, str) and len(n) >= MIN_SECRET_LENGTH} - _public
+    new = {n for n in names if isinstance(n, str) and _searchable(n)} - _public
     if not new:
         return
     _public.update(new)

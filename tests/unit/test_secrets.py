@@ -68,6 +68,14 @@ PASSWORD_SLOTS = [
 ]
 
 
+@pytest.mark.parametrize("password", ["p a s s", "pa$$", "Qx7 Zk9W"])
+def test_a_short_password_unlike_any_name_is_hidden_as_a_whole_value(password: str) -> None:
+    secrets.register_dsn(f"postgresql://u:{quote(password, safe='')}@db.internal/gis")
+    for text in (f"{{'APP_PASSWORD_COPY': '{password}'}}", f"token {password} end", quote(password, safe="")):
+        assert password not in secrets.redact(text)
+        assert quote(password, safe="") not in secrets.redact(text)
+
+
 @pytest.mark.parametrize(("text", "password"), PASSWORD_SLOTS)
 def test_a_password_slot_is_hidden_whatever_the_password(text: str, password: str) -> None:
     out = secrets.redact(text)
