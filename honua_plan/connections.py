@@ -55,12 +55,12 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
         value = os.environ.get(var)
         if value:
             secrets.register_dsn(value)
-            secrets.check_dsn(value, f"environment variable {var}")
+            secrets.check_dsn(value, f"the connection string in environment variable {var}")
             return ResolvedDsn(value, f"env {var}")
     if dsn_ref:
         value = secrets.resolve(dsn_ref)
         secrets.register_dsn(value)
-        secrets.check_dsn(value, f"the connection.dsn reference {dsn_ref} of datasource '{name}'")
+        secrets.check_dsn(value, f"the connection string {dsn_ref} of datasource '{name}'")
         return ResolvedDsn(value, "dsn reference")
     if not embedded:
         names = ", ".join(templating.render(n, variables) for n in env_names)

@@ -158,7 +158,7 @@ class Context:
 
                 dsn = os.environ[cfg.dsnEnv]
                 register_dsn(dsn)
-                check_dsn(dsn, f"environment variable {cfg.dsnEnv}")
+                check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
             else:
                 dsn = self.resolve_dsn(environment).dsn
         root = self.root if cfg.path == "state" else self.root / cfg.path / ".."

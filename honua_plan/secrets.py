@@ -214,7 +214,7 @@ def _unquoted_message(message: str) -> str:
 
 
 def check_dsn(dsn: str, name: str) -> dict[str, Any]:
-    """libpq's parts of ``dsn``, held in ``name``; a :class:`DatabaseError` naming ``name`` if unusable.
+    """libpq's parts of ``dsn``; a :class:`DatabaseError` naming it as ``name`` if unusable.
 
     Refused: what libpq cannot parse, and what it parses into parts a person did not mean
     (a host holding an ``@``, a port that is not a number): both come from a password with
@@ -230,17 +230,19 @@ def check_dsn(dsn: str, name: str) -> dict[str, Any]:
         parts = dict(conninfo_to_dict(dsn))
     except Exception as exc:
         why = _unquoted_message(str(exc))
-        raise DatabaseError(f"the connection string in {name} cannot be parsed ({why})", hint=hint) from None
+        raise DatabaseError(f"{name} cannot be parsed ({why})", hint=hint) from None
     problems: list[str] = []
     for key in ("host", "hostaddr"):
-        value = str(parts.get(key) or "")
-        if "@" in value or any(c.isspace() for c in value):
-            problems.append(f"its {key} holds an '@' or a space (a password with an unescaped '@'?)")
+        for host in str(parts.get(key) or "").split(","):
+            # a socket directory ("/...") or abstract socket ("@...") may hold anything
+            if not host.startswith(("/", "@")) and ("@" in host or any(c.isspace() for c in host)):
+                problems.append(f"its {key} holds an '@' or a space (a password with an unescaped '@'?)")
+                break
     port = str(parts.get("port") or "")
     if port and not all(p.strip().isdigit() for p in port.split(",") if p.strip()):
         problems.append("its port is not a number (a password with an unescaped ':' or a missing '@'?)")
     if problems:
-        raise DatabaseError(f"the connection string in {name} cannot be used: {'; '.join(problems)}",
+        raise DatabaseError(f"{name} cannot be used: {'; '.join(problems)}",
                             hint=hint)
     return parts
 

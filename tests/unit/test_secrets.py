@@ -135,7 +135,7 @@ SECRET_PIECES = fragments(PW) | fragments("Pa@ss-S3cr3t") | fragments("Qx7Zk9Wv"
 @pytest.mark.parametrize("dsn", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_malformed_dsn_is_refused_naming_its_variable_only(dsn: str) -> None:
     with pytest.raises(DatabaseError) as info:
-        secrets.check_dsn(dsn, "environment variable HONUA_PG_DSN")
+        secrets.check_dsn(dsn, "the connection string in environment variable HONUA_PG_DSN")
     message = f"{info.value.message}\n{info.value.hint}"
     assert "environment variable HONUA_PG_DSN" in message
     leaked = {f for f in SECRET_PIECES if f in message}
@@ -147,6 +147,8 @@ def test_a_sound_dsn_passes_the_check() -> None:
     assert parts["password"] == "p@ss"
     assert parts["port"] == "5432"
     assert secrets.check_dsn("host=/tmp/sock port=5432,5433 dbname=gis", "X")["dbname"] == "gis"
+    assert secrets.check_dsn("host='/tmp/pg sock@x' dbname=gis", "X")["host"] == "/tmp/pg sock@x"
+    assert secrets.check_dsn("host=@abstract,db.internal dbname=gis", "X")["dbname"] == "gis"
 
 
 @pytest.mark.parametrize(("message", "dsn", "password"), [
