@@ -2,8 +2,9 @@
 
 Every secret value the engine resolves is registered here. :func:`redact` hides them in
 text meant for people (the console, rendered plans, incident reports, logs, error
-messages); it is never applied to structured data (state documents, plan keys,
-addresses), which hold ``${VAR}`` references and never the values themselves.
+messages, a state event's message) and to the string values of a saved plan; never to
+state documents or plan keys, which hold ``${VAR}`` references and names, never the
+values themselves.
 
 What :func:`redact` hides:
 
@@ -221,9 +222,9 @@ def check_dsn(dsn: str, name: str) -> dict[str, Any]:
     an unescaped ``@``, ``:`` or space, and libpq's message would quote its pieces. The
     message names the variable and what is wrong, never any part of the value.
     """
-    hint = ("write it as postgresql://user:password@host:port/dbname with the password "
-            "percent-encoded (%40 for @, %20 for a space), or as key=value pairs with the "
-            "password in single quotes")
+    # no URL example here: redact() would rightly mask its "user:password@"
+    hint = ("write it as a postgresql:// URL with the password percent-encoded (%40 for @, "
+            "%20 for a space, %3A for :), or as key=value pairs with the password in single quotes")
     try:
         from psycopg.conninfo import conninfo_to_dict
 

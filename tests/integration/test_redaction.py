@@ -125,6 +125,7 @@ def test_a_malformed_dsn_names_its_variable_and_never_echoes_the_password(exampl
     assert proc.returncode == 1, output
     assert "Traceback" not in output and "internal error" not in output, output
     assert "HONUA_PG_DSN" in output, output
+    assert "***" not in output, output  # nothing was there to hide: the value is never quoted
     assert not {f for f in FRAGMENTS if f in output}, output
 
 
