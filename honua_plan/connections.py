@@ -3,7 +3,9 @@
 For environment ``E`` the example repository tries ``HONUA_PG_DSN_E`` then
 ``HONUA_PG_DSN`` (the ``connection.env`` list, templated), then a ``${VAR}`` reference,
 then the embedded PostGIS under ``state/.pg``. Every resolved DSN is registered with
-:mod:`honua_plan.secrets` so its password is redacted from all output.
+:mod:`honua_plan.secrets` so its password is redacted from all output, and checked
+(:func:`~honua_plan.secrets.check_dsn`): a malformed one is an error naming the
+variable, never quoting its value.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
         value = os.environ.get(var)
         if value:
             secrets.register_dsn(value)
+            secrets.check_dsn(value, f"the connection string in environment variable {var}")
             return ResolvedDsn(value, f"env {var}")
     if dsn_ref:
         value = secrets.resolve(dsn_ref)
         secrets.register_dsn(value)
+        secrets.check_dsn(value, f"the connection string {dsn_ref} of datasource '{name}'")
         return ResolvedDsn(value, "dsn reference")
     if not embedded:
         names = ", ".join(templating.render(n, variables) for n in env_names)

@@ -53,6 +53,7 @@ class Context:
         states = load(self.root, environment)
         for s in states:
             self._desired[s.environment] = s
+            _exempt_names(s)
         return states
 
     def desired(self, environment: str) -> DesiredState:
@@ -154,7 +155,11 @@ class Context:
         dsn = None
         if cfg.backend == "postgres":
             if cfg.dsnEnv and os.environ.get(cfg.dsnEnv):
+                from honua_plan.secrets import check_dsn, register_dsn
+
                 dsn = os.environ[cfg.dsnEnv]
+                register_dsn(dsn)
+                check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
             else:
                 dsn = self.resolve_dsn(environment).dsn
         root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
@@ -1018,6 +1023,23 @@ class Context:
         from honua_plan.schemas import export
 
         return export(Path(out) if out else self.root / "schemas")
+
+
+def _exempt_names(desired: DesiredState) -> None:
+    """Tell :mod:`honua_plan.secrets` the names this configuration publishes.
+
+    A password equal to one of them (an environment, a schema, a table, a layer) is then
+    not hidden in free text, where hiding it would mangle every mention of the name.
+    """
+    from honua_plan.secrets import exempt
+
+    names = {desired.environment, *desired.project.spec.environments, desired.project.metadata.name}
+    for address in desired.sources:
+        names.add(address)
+        names.update(address.replace("::", ".").split("."))
+    for layer in desired.layers.values():
+        names.update(layer.spec.storage.qualified_table.split("."))
+    exempt(names)
 
 
 def _in_ci() -> bool:

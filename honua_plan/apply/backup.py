@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from honua_plan import pgserver
 from honua_plan.errors import ApplyError
 from honua_plan.providers.sqlexec import split_qualified
-from honua_plan.secrets import redact, register, register_dsn
+from honua_plan.secrets import check_dsn, redact, register, register_dsn
 from honua_plan.state.model import BackupRecord, backup_id, utcnow
 
 __all__ = [
@@ -50,10 +50,7 @@ def _tool(name: str) -> str:
 def _connection(dsn: str) -> tuple[str, dict[str, str]]:
     """A conninfo without the password, and the environment that carries it instead."""
     register_dsn(dsn)
-    try:
-        params = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg.ProgrammingError: not a conninfo/URI
-        raise ApplyError(redact(f"invalid database connection string: {exc}")) from None
+    params = check_dsn(dsn, "the datasource's connection string")
     env = dict(os.environ)
     password = params.pop("password", None)
     if password:

@@ -661,7 +661,7 @@ def _redact_tree(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact_tree(v) for v in value]
     if isinstance(value, dict):
-        return {redact(k) if isinstance(k, str) else k: _redact_tree(v) for k, v in value.items()}
+        return {k: _redact_tree(v) for k, v in value.items()}  # keys are structure, never redacted
     return value
 
 

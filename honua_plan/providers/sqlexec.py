@@ -38,7 +38,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from honua_plan.errors import DatabaseError
-from honua_plan.secrets import redact, register_dsn
+from honua_plan.secrets import redact, register_dsn, scrub_dsn_error
 
 Statement: TypeAlias = str | sql.Composable
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
@@ -292,7 +292,7 @@ def connect(
         )
     except psycopg.Error as exc:
         message = str(exc).strip() or type(exc).__name__
-        raise DatabaseError(redact(f"could not connect to datasource: {message}")) from exc
+        raise DatabaseError(scrub_dsn_error(f"could not connect to datasource: {message}", dsn)) from None
 
 
 class Session:

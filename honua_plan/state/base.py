@@ -18,7 +18,10 @@ Rules every backend keeps (the shared test suite checks them):
   So the serial goes up by exactly one per write and never goes down.
 * the event log is append-only: the stored events must be a prefix of the new ones;
   the events a write appends get that write's serial.
-* every string value is redacted before it is stored (no secret in a state document).
+* the document is stored as it is, never redacted: redaction would rewrite identifiers
+  (an address, a schema named like a short password). It holds no secret to begin with:
+  configuration holds ``${VAR}`` references, and the free text that may quote one (a
+  journal step's error, an event's message) is redacted where it is made.
 * a write either fully happens or not at all (atomic replace / one transaction).
 """
 
@@ -224,7 +227,7 @@ def prepare_write(
     """Check ``doc`` against what is stored and return the document to store.
 
     Called by backends while they hold both the lock and whatever makes the write
-    atomic (the file lock, the row lock). The result is redacted, has serial
+    atomic (the file lock, the row lock). The result has serial
     ``expected_serial + 1`` and a fresh ``updated_at``.
     """
     if doc.environment != environment:
@@ -240,7 +243,7 @@ def prepare_write(
             f"state lineage differs: stored state of '{environment}' has lineage {stored.lineage}, "
             f"the document to write has {doc.lineage} (it belongs to another state)"
         )
-    new = doc.redacted()
+    new = doc
     if stored is not None:
         old_events = stored.events
         if len(new.events) < len(old_events) or any(

@@ -37,7 +37,7 @@ from pydantic import (
 from honua_plan import __version__
 from honua_plan.canonical import _digest, _jsonable, canonical_json, fingerprint
 from honua_plan.fielddefaults import empty_dict, empty_list
-from honua_plan.secrets import might_change, redact
+from honua_plan.secrets import redact
 
 FORMAT_VERSION = 1
 """The state document format this engine reads and writes."""
@@ -99,16 +99,9 @@ def _check_jsonable(value: dict[str, Any], info: ValidationInfo) -> dict[str, An
 
 JSONObject = Annotated[dict[str, Any], AfterValidator(_check_jsonable)]
 
-
-def redact_strings(obj: Any) -> Any:
-    """Apply :func:`honua_plan.secrets.redact` to every string value (not keys) in ``obj``."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {k: redact_strings(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact_strings(v) for v in obj]
-    return obj
+RedactedText = Annotated[str, AfterValidator(redact)]
+"""Free text for people (an event's message, a step's error): redacted however it is made.
+Nothing else in a state document is: identifiers and attributes are stored as they are."""
 
 
 # --------------------------------------------------------------------------- models
@@ -192,7 +185,7 @@ class Event(_Model):
     serial: int = Field(default=0, ge=0)
     """The state serial of the write that recorded this event (stamped on append and write)."""
     actor: str | None = None
-    message: str = ""
+    message: RedactedText = ""
     details: JSONObject = Field(default_factory=empty_dict)
 
 
@@ -225,7 +218,7 @@ class JournalStep(_Model):
     status: StepStatus = "pending"
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
-    error: str | None = None
+    error: RedactedText | None = None
     details: JSONObject = Field(default_factory=empty_dict)
     """Whatever the apply engine needs to resume or roll back the step (JSON values)."""
 
@@ -275,7 +268,7 @@ class JournalRecord(_Model):
                 if status in ("done", "failed", "rolled_back"):
                     update["finished_at"] = when
                 if error is not None:
-                    update["error"] = redact(error)
+                    update["error"] = error  # redacted by the field
                 if details is not None:
                     update["details"] = {**s.details, **_jsonable(dict(details))}
                 s = JournalStep.model_validate({**s.model_dump(), **update})
@@ -449,20 +442,6 @@ class StateDocument(_Model):
         data["pending"] = _journal_json(self.pending) if self.pending is not None else None
         return data
 
-    def redacted(self) -> StateDocument:
-        """A copy with every string value passed through :func:`~honua_plan.secrets.redact`.
-
-        Backends store only redacted documents, so no secret (a DSN password, a
-        registered secret value) ever reaches a state file or table.
-        """
-        plain = self.to_json_data()
-        if not might_change(json.dumps(plain, ensure_ascii=False, allow_nan=False)):
-            return self  # the common case, found in one pass over the text
-        data = redact_strings(plain)
-        if data == plain:
-            return self
-        return StateDocument.model_validate(data)
-
 
 _RECORD_FIELDS = tuple(ResourceRecord.model_fields)
 _STEP_FIELDS = tuple(f for f in JournalStep.model_fields if f != "details")
@@ -507,6 +486,5 @@ __all__ = [
     "check_environment_name",
     "fingerprint",
     "new_lineage",
-    "redact_strings",
     "utcnow",
 ]

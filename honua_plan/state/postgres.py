@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from honua_plan.errors import StateError, StateLockedError
-from honua_plan.secrets import redact, register_dsn
+from honua_plan.secrets import redact, register_dsn, scrub_dsn_error
 from honua_plan.state import base
 from honua_plan.state.base import (
     LockInfo,
@@ -78,7 +78,7 @@ def describe_dsn(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
-        return redact(dsn)
+        return "an unparsable connection string"
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
     port = f":{params['port']}" if params.get("port") else ""
     user = f"{params['user']}@" if params.get("user") else ""
@@ -154,7 +154,7 @@ class _Conn:
             raise self.error("cannot connect to", exc) from None
 
     def error(self, doing: str, exc: BaseException) -> StateError:
-        detail = redact(str(exc).strip()) or type(exc).__name__
+        detail = scrub_dsn_error(str(exc).strip(), self._dsn) or type(exc).__name__
         return StateError(f"{doing} the state backend {self.describe()}: {detail}")
 
     def tables_present(self, conn: psycopg.Connection[Any]) -> bool:

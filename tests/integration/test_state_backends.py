@@ -663,16 +663,16 @@ def test_secrets_never_reach_storage_or_messages(
     _assert_no_secret(b.describe())
     _assert_no_secret(b.reader().describe())
     _assert_no_secret(repr(b))
+    # structured data holds references, never values, and is stored exactly as it is;
+    # free text (an event's message, the lock holder's command) is redacted however made
+    attributes = {"connection": {"env": ["HONUA_PG_DSN_{{ env | upper }}"], "dsn": "${HONUA_PG_DSN}"}}
     stored = _write(
         b,
         lambda d: d.with_resource(
-            ResourceRecord.create(
-                "datasource.postgis-primary", "Datasource", {"url": url_dsn}, serial=1
-            )
-        ).record_event(
-            "apply", f"connected to {url_dsn}", details={"dsn": kv_dsn, "nested": [url_dsn]}
-        ),
+            ResourceRecord.create("datasource.postgis-primary", "Datasource", attributes, serial=1)
+        ).record_event("apply", f"connected to {url_dsn}", details={"dsn": "${HONUA_PG_DSN}"}),
     )
+    assert b.read().resources["datasource.postgis-primary"].attributes == attributes
     _assert_no_secret(stored.model_dump_json())
     _assert_no_secret(b.read().model_dump_json())
     with b.lock(f"honua apply --dsn {url_dsn}") as w:

@@ -233,7 +233,8 @@ def test_journal_steps() -> None:
     assert done.step("1").finished_at == AT + timedelta(seconds=1)
     assert done.step("1").details == {"rows": 3}
     failed = done.with_step("2", "failed", error="password=hunter22 rejected")
-    assert failed.step("2").error == "password=*** rejected"
+    # an unquoted password may hold spaces: hidden up to the next "key=" or the line's end
+    assert failed.step("2").error == "password=***"
     assert [s.id for s in failed.unfinished] == ["2"]
     with pytest.raises(KeyError):
         journal.with_step("9", "done")
@@ -255,14 +256,10 @@ def test_json_round_trip() -> None:
     assert StateDocument.model_validate_json(doc.model_dump_json()) == doc
 
 
-def test_redacted_hides_dsn_passwords_in_values() -> None:
-    doc = _doc().record_event(
-        "apply", "via postgresql://u:pa55word@h/db", details={"list": ["password=pa55word"]}
-    )
-    red = doc.redacted()
-    assert "pa55word" not in red.model_dump_json()
-    assert red.events[0].message == "via postgresql://u:***@h/db"
-    assert _doc().redacted().lineage  # nothing to redact: same document
+def test_an_event_message_is_redacted_where_it_is_made() -> None:
+    doc = _doc().record_event("apply", "via postgresql://u:pa55word@h/db")
+    assert "pa55word" not in doc.model_dump_json()
+    assert doc.events[0].message == "via postgresql://u:***@h/db"
 
 
 # --------------------------------------------------------------------------- write rules (pure)

@@ -64,7 +64,7 @@ from honua_plan.providers.server.base import (
     poll_collections,
 )
 from honua_plan.providers.server.compile import CRS84, storage_crs_uri
-from honua_plan.secrets import redact, register
+from honua_plan.secrets import check_dsn, redact, register
 
 INSTALL_HINT = "pip install 'honua-plan[server]'"
 PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
@@ -118,12 +118,12 @@ class ConnParams:
 
 def connection_params(dsn: str) -> ConnParams:
     """Parse a libpq conninfo (``host=/sock port=5432 dbname=x``) or URL DSN."""
-    from psycopg import conninfo
+    from honua_plan.errors import DatabaseError
 
     try:
-        parts = conninfo.conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg.ProgrammingError
-        raise ServerError(redact(f"the datasource connection string cannot be parsed: {exc}")) from None
+        parts = check_dsn(dsn, "the datasource's connection string")
+    except DatabaseError as exc:
+        raise ServerError(exc.message, hint=exc.hint) from None
     password = parts.pop("password", None)
     password = str(password) if password not in (None, "") else None
     if password:
