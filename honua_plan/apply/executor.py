@@ -184,6 +184,11 @@ class Executor:
             ensure_step_log(self.svc.session)
             if resume:  # what the database says this apply committed, whatever the journal says
                 self._logged = completed(self.svc.session, self.apply_id)
+        if resume:  # files edited before the interruption: recorded again when the apply finishes
+            for st in self.doc.pending.steps:
+                for key, value in st.details.items():
+                    if key.startswith("file:"):
+                        self.edited_files.setdefault(key.removeprefix("file:"), base64.b64decode(value))
         done = {s.id for s in self.doc.pending.steps if s.status == "done"}
         failed: dict[str, str] = {}
         batch: list[Action] = []

@@ -13,15 +13,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
+from honua_plan.apply.journal import KILL_ENV
+from honua_plan.errors import HonuaError
 from tests.helpers import REPO, copy_example, edit, run
+
+if TYPE_CHECKING:
+    from honua_plan.pgserver import EmbeddedCluster
 
 ROWS = 2_000
 
@@ -124,36 +132,83 @@ def env(pg_dsn: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- the kill matrix
 
+_ORIGINAL: list[list[tuple[str, str]]] = []  # the plan on the seeded tables: the same for every case
 
-@pytest.mark.parametrize("then", ["resume", "rollback"])
-@pytest.mark.parametrize("at", KILL_POINTS)
-def test_kill_matrix(repo: Path, env: dict[str, str], pg_dsn: str, at: str, then: str) -> None:
-    before = fingerprint(pg_dsn)
-    assert before[0] == ROWS
-    original = plan_actions(repo, env)
-    assert ("migration.003", "create") in original or any(a == "migration.003" for a, _ in original)
-    kill_apply(repo, pg_dsn, at)
-    assert state_doc(repo)["pending"] is not None
 
-    result = run(repo, "apply", "--env", "dev", f"--{then}", "--auto-approve", env=env)
+def fork_apply(repo: Path, dsn: str, at: str) -> None:
+    """``honua apply`` in a forked child that SIGKILLs itself at ``at`` (no interpreter start-up)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.environ[KILL_ENV] = at
+            run(repo, "apply", "--env", "dev", "--auto-approve", env={"HONUA_PG_DSN": dsn})
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"apply was not killed at {at}"
+
+
+def clone_database(cluster: EmbeddedCluster, dsn: str) -> str:
+    """A copy of the killed apply's database (for the rollback half of the case)."""
+    source = re.search(r"dbname=(\S+)", dsn)
+    assert source is not None
+    name = f"{source.group(1)}_rb"
+    deadline = time.monotonic() + 10
+    while True:  # the killed child's sessions end a moment after it
+        try:
+            return cluster.create_database(name, template=source.group(1))
+        except HonuaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def check_resumed(repo: Path, dsn: str, before: tuple[int, str]) -> None:
+    result = run(repo, "apply", "--env", "dev", "--resume", "--auto-approve", env={"HONUA_PG_DSN": dsn})
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    doc = state_doc(repo)
-    assert doc["pending"] is None
-    assert fingerprint(pg_dsn) == before, "rows that existed before the apply were lost"
-    if then == "resume":
-        assert scalar(pg_dsn, "SELECT n FROM ctr") == 1, "a step ran twice (or not at all)"
-        assert scalar(pg_dsn, "SELECT count(*) FROM ctr_log") == 1
-        assert scalar(pg_dsn, "SELECT count(*) FROM pg_index WHERE indexrelid::regclass::text = "
-                              "'idx_bike_lanes_geom' AND indisvalid") == 1
-        converged = run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env)
-        assert converged.exit_code == 0, converged.output
-    else:
-        assert scalar(pg_dsn, "SELECT n FROM ctr") == 0, "a down step ran for an up step that did not"
-        assert scalar(pg_dsn, "SELECT count(*) FROM ctr_log") == 0
-        assert scalar(pg_dsn, "SELECT to_regclass('parcels') IS NULL") is True
-        assert scalar(pg_dsn, "SELECT to_regclass('idx_bike_lanes_geom') IS NULL") is True
-        assert plan_actions(repo, env) == original
+    assert state_doc(repo)["pending"] is None
+    assert fingerprint(dsn) == before, "rows that existed before the apply were lost"
+    assert scalar(dsn, "SELECT n FROM ctr") == 1, "a step ran twice (or not at all)"
+    assert scalar(dsn, "SELECT count(*) FROM ctr_log") == 1
+    assert scalar(dsn, "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('idx_bike_lanes_geom')"
+                       " AND indisvalid") == 1
+    converged = run(repo, "plan", "--env", "dev", "--detailed-exitcode", env={"HONUA_PG_DSN": dsn})
+    assert converged.exit_code == 0, converged.output
+
+
+def check_rolled_back(repo: Path, dsn: str, before: tuple[int, str]) -> None:
+    result = run(repo, "apply", "--env", "dev", "--rollback", "--auto-approve", env={"HONUA_PG_DSN": dsn})
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert state_doc(repo)["pending"] is None
+    assert fingerprint(dsn) == before, "rows that existed before the apply were lost"
+    assert scalar(dsn, "SELECT n FROM ctr") == 0, "a down step ran for an up step that did not"
+    assert scalar(dsn, "SELECT count(*) FROM ctr_log") == 0
+    assert scalar(dsn, "SELECT to_regclass('parcels') IS NULL") is True
+    assert scalar(dsn, "SELECT to_regclass('idx_bike_lanes_geom') IS NULL") is True
+    assert plan_actions(repo, {"HONUA_PG_DSN": dsn}) == _ORIGINAL[0]  # the original plan again
+
+
+@pytest.mark.parametrize("at", KILL_POINTS)
+def test_kill_matrix(repo: Path, env: dict[str, str], pg_dsn: str, pg_cluster: EmbeddedCluster, at: str) -> None:
+    """SIGKILL at ``at``, then --resume (this database) and --rollback (a copy of it)."""
+    before = fingerprint(pg_dsn)
+    assert before[0] == ROWS
+    if not _ORIGINAL:
+        _ORIGINAL.append(plan_actions(repo, env))
+        assert [a for a, _ in _ORIGINAL[0] if a.startswith("migration.")] == [
+            "migration.001", "migration.002", "migration.003"]
+    fork_apply(repo, pg_dsn, at)
+    assert state_doc(repo)["pending"] is not None
+    copy_dsn = clone_database(pg_cluster, pg_dsn)
+    copy = repo.parent / "copy"
+    shutil.copytree(repo, copy)
+    try:
+        check_resumed(repo, pg_dsn, before)
+        check_rolled_back(copy, copy_dsn, before)
+    finally:
+        pg_cluster.drop_database(re.search(r"dbname=(\S+)", copy_dsn).group(1))  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- item 1
