@@ -350,10 +350,11 @@ class Context:
                       f"`honua apply --env {environment} --rollback` undoes it")
         with self.backend(environment) as backend:
             holder = backend.holder()
-        if holder is not None and "apply" in holder.command:
+        if holder is not None:
+            what = f"an apply of {environment}" if "apply" in holder.command else f"`{holder.command}` on {environment}"
             raise ApplyError(
-                f"an apply of {environment} is in flight ({holder.describe()}): the database and the state are "
-                "between the old and the new configuration",
+                f"{what} is in flight ({holder.describe()}): the database and the state may be between the old "
+                "and the new configuration",
                 hint=f"wait for it to finish; if it was killed, {next_steps}")
         if recorded.pending is not None:
             steps = recorded.pending.steps

@@ -172,10 +172,10 @@ def _matches(name: str | None, qualified: str) -> bool:
 
 
 def touched_tables(all_effects: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Qualified tables an apply created, altered or wrote rows to (its objects' tables too)."""
+    """Qualified tables an apply created, dropped, altered or wrote rows to (its objects' tables too)."""
     out: set[str] = set()
     for eff in all_effects:
-        for item in [*eff.get("created", []), *eff.get("altered", [])]:
+        for item in [*eff.get("created", []), *eff.get("dropped", []), *eff.get("altered", [])]:
             kind, _, obj = item.partition(":")
             if kind == "table":
                 out.add(obj)
@@ -227,7 +227,7 @@ def destroys(session: Session, op: Operation) -> list[str]:
     out: list[str] = []
     for st in sqlinfo.analyze(op.sql):
         if st.op in (sqlinfo.Op.drop_table, sqlinfo.Op.truncate):
-            for t in (list(st.tables) or [st.table]):
+            for t in (list(st.tables) or ([st.table] if st.table else [])):
                 q = _qualified(session, t)
                 if q and _has_rows(session, q, None):
                     out.append(q)
