@@ -223,6 +223,7 @@ class Executor:
                 self._journal(action.address, "failed", error=exc.message)
                 raise
             self._journal(action.address, "done")
+            _kill_point(action.address, "after-journal")
             result.outcomes.append(Outcome(action.address, "done", time.perf_counter() - t0))
         result.seconds = time.perf_counter() - started
         unresolved = [o for o in result.outcomes if o.status == "failed"]
@@ -412,6 +413,8 @@ class Executor:
         doc = self.doc.with_resources(records, frozenset(removed))
         assert doc.pending is not None
         self._save(doc.with_pending(_with_steps(doc.pending, statuses)))
+        for action in batch:
+            _kill_point(action.address, "after-journal")
 
     def _record(self, doc: StateDocument, action: Action, *, quiet: bool = False) -> StateDocument:
         """The document with ``action``'s resource recorded (or removed); layers verified first."""
@@ -1015,6 +1018,16 @@ class Executor:
             for i, r in enumerate(recs, 1):
                 self.con.print(f"  {i}. {r}")
         return path
+
+
+def _kill_point(step: str, point: str) -> None:
+    """The kill matrix's test hook (see :func:`honua_plan.apply.journal.kill_point`)."""
+    import os
+
+    if os.environ.get("HONUA_TEST_KILL_AT"):
+        from honua_plan.apply.journal import kill_point
+
+        kill_point(step, point)
 
 
 def _check_label(c: CheckRecord, r: Any, before_ms: float | None) -> str:

@@ -16,7 +16,8 @@ its down step (``DROP TABLE``) would destroy data the apply never made. Hence:
 
 ``HONUA_TEST_KILL_AT=<step>:<point>`` is a **test hook** (the kill matrix): the
 executor SIGKILLs its own process at that point; ``<step>`` is ``migration.<id>#<n>``
-(n-th up step, 1-based), ``<point>`` ``before``, ``after-commit`` or ``after-journal``.
+(n-th up step, 1-based; points ``before``, ``after-commit``, ``after-journal``) or an
+action's address (point ``after-journal``: its journal says done).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The apply is killed with SIGKILL at deterministic points through the test hook
 ``HONUA_TEST_KILL_AT=<step>:<point>`` (``<step>`` is ``migration.<id>#<n>``, the n-th up
-step, 1-based; ``<point>`` is ``before``, ``after-commit`` or ``after-journal``), read only
-by the executor. Every case starts from tables that already hold rows and a state that
+step, 1-based, with ``<point>`` ``before``, ``after-commit`` or ``after-journal``; or an
+action's address with ``after-journal``, a boundary between actions), read only by the
+executor. Every case starts from tables that already hold rows and a state that
 knows nothing of them, and checks afterwards that the state loads, that no row that
 existed before is lost, that nothing ran twice and that ``plan`` converges.
 """
@@ -54,7 +55,10 @@ COUNT_DOWN = """    - name: Revert the counter
 STEPS = ["migration.001#1", "migration.002#1", "migration.002#2",
          "migration.003#1", "migration.003#2", "migration.003#3"]
 POINTS = ["before", "after-commit", "after-journal"]
-KILL_POINTS = [f"{s}:{p}" for s in STEPS for p in POINTS]
+# inside each step (before it, after its COMMIT, after its journal write) and at the
+# boundaries between actions (after an action's journal says done)
+BOUNDARIES = ["migration.001", "migration.002", "service.transportation", "migration.003"]
+KILL_POINTS = [f"{s}:{p}" for s in STEPS for p in POINTS] + [f"{a}:after-journal" for a in BOUNDARIES]
 
 
 def make_repo(root: Path) -> Path:
