@@ -315,7 +315,10 @@ class Context:
         refresh_only: bool = False,
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
+        refuse_unfinished: bool = False,
     ) -> Plan:
+        """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
+        ``plan``/``drift`` would compare against is then neither the old nor the new state)."""
         from honua_plan.prefetch import Prefetch
 
         # the catalog and the state file are read while this process imports the plan
@@ -327,6 +330,8 @@ class Context:
         try:
             desired = self.desired(environment)
             recorded = self._recorded_early(environment, early)
+            if refuse_unfinished:
+                self.refuse_unfinished(environment, recorded)
             # what does not need the catalog, while the reader may still be at it
             req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
@@ -342,6 +347,30 @@ class Context:
             del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
         live = self.refresh(desired, recorded, log=log, facts=facts)
         return build_plan(desired, recorded, live, req)
+
+    def refuse_unfinished(self, environment: str, recorded: StateDocument) -> None:
+        """Raise when an apply of ``environment`` holds the state lock or left its journal."""
+        from honua_plan.errors import ApplyError
+
+        next_steps = (f"`honua apply --env {environment} --resume` continues it, "
+                      f"`honua apply --env {environment} --rollback` undoes it")
+        with self.backend(environment) as backend:
+            holder = backend.holder()
+        if holder is not None:
+            what = f"an apply of {environment}" if "apply" in holder.command else f"`{holder.command}` on {environment}"
+            raise ApplyError(
+                f"{what} is in flight ({holder.describe()}): the database and the state may be between the old "
+                "and the new configuration",
+                hint=f"wait for it to finish; if it was killed, {next_steps}")
+        if recorded.pending is not None:
+            steps = recorded.pending.steps
+            done = sum(1 for s in steps if s.status == "done")
+            stopped = [s.id for s in steps if s.status in ("running", "failed")]
+            raise ApplyError(
+                f"an apply of {environment} was interrupted (plan {recorded.pending.plan_id[:12]}, {done} of "
+                f"{len(steps)} steps done{', stopped at ' + stopped[0] if stopped else ''}): the database and the "
+                "state are between the old and the new configuration",
+                hint=next_steps)
 
     def down_plan(self, environment: str, migration_id: str) -> Plan:
         from honua_plan.plan.builder import build_down_plan
@@ -492,6 +521,9 @@ class Context:
         yes: bool = False,
         resume: bool = False,
         rollback: bool = False,
+        allow_destroy: bool = False,
+        assume_done: frozenset[str] = frozenset(),
+        assume_not_done: frozenset[str] = frozenset(),
         confirm: Any = None,
         plan: Plan | None = None,
         command: str = "honua apply",
@@ -587,7 +619,9 @@ class Context:
                 session = Session(conn)
                 executor = Executor(plan, desired, writer, self._services(desired, session, resolved.dsn), con,
                                     actor=self.actor, command=command,
-                                    reload_desired=lambda: self._reload_desired(environment), facts=facts)
+                                    reload_desired=lambda: self._reload_desired(environment), facts=facts,
+                                    allow_destroy=allow_destroy, assume_done=assume_done,
+                                    assume_not_done=assume_not_done)
                 if rollback:
                     return executor.rollback_all()
                 if banner:

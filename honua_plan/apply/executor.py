@@ -116,8 +116,13 @@ class Executor:
         command: str = "honua apply",
         reload_desired: Callable[[], DesiredState] | None = None,
         facts: Any = None,
+        allow_destroy: bool = False,
+        assume_done: frozenset[str] = frozenset(),
+        assume_not_done: frozenset[str] = frozenset(),
     ) -> None:
-        """``facts``: live facts already read for this apply (the saved plan's freshness check)."""
+        """``facts``: live facts already read for this apply (the saved plan's freshness check).
+        ``allow_destroy``: a rollback may run a down step that destroys data (after a backup);
+        ``assume_done``/``assume_not_done``: the user's answer for steps resume cannot tell."""
         self.plan = plan
         self.desired = desired
         self.writer = writer
@@ -129,6 +134,20 @@ class Executor:
         self.doc = writer.read()
         self.edited_files: dict[str, bytes] = {}
         self._facts_cache: Any = facts
+        self.allow_destroy = allow_destroy
+        self.assume_done = assume_done
+        self.assume_not_done = assume_not_done
+        self._logged: dict[str, dict[str, Any]] = {}
+        self.last_rollback_ok = True
+
+    @property
+    def apply_id(self) -> str:
+        """This apply in ``honua_plan.step_log``: its plan and the moment its journal began."""
+        assert self.doc.pending is not None
+        return f"{self.doc.pending.plan_id[:16]}@{self.doc.pending.started_at.isoformat()}"
+
+    def _has_sql(self) -> bool:
+        return any(op.kind == "sql" for a in self.plan.actions for op in (*a.operations, *a.rollback))
 
     # ------------------------------------------------------------------ state
 
@@ -159,6 +178,17 @@ class Executor:
         result = ApplyResult(self.plan.id, self.plan.environment)
         self.begin(resume=resume)
         assert self.doc.pending is not None
+        if self._has_sql():
+            from honua_plan.apply.journal import completed, ensure_step_log
+
+            ensure_step_log(self.svc.session)
+            if resume:  # what the database says this apply committed, whatever the journal says
+                self._logged = completed(self.svc.session, self.apply_id)
+        if resume:  # files edited before the interruption: recorded again when the apply finishes
+            for st in self.doc.pending.steps:
+                for key, value in st.details.items():
+                    if key.startswith("file:"):
+                        self.edited_files.setdefault(key.removeprefix("file:"), base64.b64decode(value))
         done = {s.id for s in self.doc.pending.steps if s.status == "done"}
         failed: dict[str, str] = {}
         batch: list[Action] = []
@@ -193,6 +223,7 @@ class Executor:
                 self._journal(action.address, "failed", error=exc.message)
                 raise
             self._journal(action.address, "done")
+            _kill_point(action.address, "after-journal")
             result.outcomes.append(Outcome(action.address, "done", time.perf_counter() - t0))
         result.seconds = time.perf_counter() - started
         unresolved = [o for o in result.outcomes if o.status == "failed"]
@@ -228,13 +259,27 @@ class Executor:
         result = ApplyResult(self.plan.id, self.plan.environment)
         assert self.doc.pending is not None
         touched = {s.id for s in self.doc.pending.steps if s.status in ("done", "running", "failed")}
+        if self._has_sql():
+            from honua_plan.apply.journal import ensure_step_log
+
+            ensure_step_log(self.svc.session)
         self.con.print(f"Rolling back the unfinished apply of {self.plan.environment} (plan {self.plan.id[:12]})...")
         for action in reversed(self.plan.actions):
             if action.address not in touched:
                 continue
             t0 = time.perf_counter()
             if action.kind == "migration":
-                self.rollback_action(action, reason="rollback requested after an interrupted apply")
+                report = self.rollback_action(action, reason="rollback requested after an interrupted apply")
+                if not self.last_rollback_ok:
+                    # the journal stays: a second --rollback (with --allow-destroy) continues here
+                    self._save(self.doc.record_event(
+                        "rollback-failed", f"rollback of plan {self.plan.id[:12]} stopped at {action.address}",
+                        actor=self.actor))
+                    raise ApplyError(
+                        f"the rollback stopped at {action.address}; what was rolled back before it stays rolled back",
+                        hint=(f"incident report: {report}; " if report else "")
+                        + f"see above; to continue: `honua apply --env {self.plan.environment} --rollback"
+                          " --allow-destroy` (a backup is taken first)")
             elif action.action in ("reload", "validate"):
                 self._rollback_publication(action)
             else:
@@ -368,6 +413,8 @@ class Executor:
         doc = self.doc.with_resources(records, frozenset(removed))
         assert doc.pending is not None
         self._save(doc.with_pending(_with_steps(doc.pending, statuses)))
+        for action in batch:
+            _kill_point(action.address, "after-journal")
 
     def _record(self, doc: StateDocument, action: Action, *, quiet: bool = False) -> StateDocument:
         """The document with ``action``'s resource recorded (or removed); layers verified first."""
@@ -477,21 +524,35 @@ class Executor:
 
         con.print("")
         con.print("Executing:")
+        from honua_plan.apply.journal import kill_point
+
         ops = action.operations
         done_ops: list[int] = self._done_ops(action.address)
         for i, op in enumerate(ops, 1):
+            sid = f"{action.address}#{i}"
             if i - 1 in done_ops:
                 con.ok(f"[{i}/{len(ops)}] {gerund(op.name)} (already done)", indent=2)
                 continue
+            known = self._known_done(action, i, op)
+            if known is not None:
+                con.ok(f"[{i}/{len(ops)}] {gerund(op.name)} ({known})", indent=2)
+                done_ops.append(i - 1)
+                self._mark_op(action.address, done_ops, i, self._logged.get(sid))
+                continue
+            self._journal_start(action, i, op)
+            kill_point(sid, "before")
             try:
                 with con.step(i, len(ops), gerund(op.name)):
-                    self._run_operation(action, i - 1, op)
+                    eff = self._run_operation(action, i - 1, op, step_id=sid)
             except HonuaError as exc:
                 self._record_migration(migration, action, "failed", started_at, t_start, backup_id, exc.message)
                 raise StepFailed(exc.message if op.name in exc.message else f"step '{op.name}' failed: {exc.message}",
                                  "step-failure") from None
+            if op.kind != "sql":
+                kill_point(sid, "after-commit")
             done_ops.append(i - 1)
-            self._mark_op(action.address, done_ops)
+            self._mark_op(action.address, done_ops, i, eff)
+            kill_point(sid, "after-journal")
             timeout = migration.spec.rollback.timeout
             if timeout and time.perf_counter() - t_start > timeout:
                 raise StepFailed(f"migration exceeded its timeout of {format_duration(timeout)}", "timeout")
@@ -526,10 +587,67 @@ class Executor:
         except KeyError:
             return []
 
-    def _mark_op(self, address: str, done: list[int]) -> None:
+    def _mark_op(self, address: str, done: list[int], index: int | None = None,
+                 effects: dict[str, Any] | None = None) -> None:
+        """Journal step ``index`` (1-based) of ``address`` as done, with what it changed."""
         assert self.doc.pending is not None
-        self._save(self.doc.with_pending(self.doc.pending.with_step(address, "running",
-                                                                    details={"ops_done": sorted(done)})))
+        details: dict[str, Any] = {"ops_done": sorted(done)}
+        if index is not None and effects is not None:
+            previous = dict(self.doc.pending.step(address).details.get("effects", {}))
+            details["effects"] = {**previous, str(index): effects}
+        self._save(self.doc.with_pending(self.doc.pending.with_step(address, "running", details=details)))
+
+    def _journal_start(self, action: Action, index: int, op: Operation) -> None:
+        """Before a step outside a transaction: journal the catalog as it is, so a crash
+        leaves what is needed to tell (and undo) what the step did."""
+        from honua_plan.apply.journal import op_tables, snapshot
+        from honua_plan.apply.sqlsteps import is_transactional
+
+        if op.kind != "sql" or is_transactional(op):
+            return
+        assert self.doc.pending is not None
+        started = dict(self.doc.pending.step(action.address).details.get("started", {}))
+        started[str(index)] = snapshot(self.svc.session, op_tables(op))
+        self._save(self.doc.with_pending(self.doc.pending.with_step(action.address, "running",
+                                                                    details={"started": started})))
+
+    def _known_done(self, action: Action, index: int, op: Operation) -> str | None:
+        """On resume: why step ``index`` needs no run (None: run it). The database's
+        step_log decides for a transactional step; for one outside a transaction the
+        catalog, the user's --assume-done/--assume-not-done, or a question decides."""
+        from honua_plan.apply.journal import index_valid
+        from honua_plan.apply.sqlsteps import is_transactional
+
+        sid = f"{action.address}#{index}"
+        if sid in self._logged:
+            return "already done: committed before the interruption"
+        assert self.doc.pending is not None
+        started = self.doc.pending.step(action.address).details.get("started", {})
+        if op.kind != "sql" or is_transactional(op) or str(index) not in started:
+            return None  # never started, or rolled back with its transaction
+        if sid in self.assume_done:
+            return "assumed done: --assume-done"
+        if sid in self.assume_not_done:
+            return None
+        valid, name = index_valid(self.svc.session, op)
+        if valid is True:
+            return f"already done: index {name} exists and is valid"
+        if valid is False:
+            return None  # missing or INVALID: running it again drops the INVALID one first
+        env = self.plan.environment
+        question = (f"cannot tell whether step {sid} ({op.name}) ran before the interruption: it runs outside "
+                    "a transaction and leaves nothing the catalog shows")
+        import sys
+
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            import click
+
+            if click.confirm(f"{question}. Did it complete?", default=False):
+                return "done, as confirmed"
+            return None
+        raise ApplyError(question, hint=(
+            f"check the database, then continue with `honua apply --env {env} --resume --assume-done {sid}` "
+            f"(it completed) or `honua apply --env {env} --resume --assume-not-done {sid}` (run it again)"))
 
     def _preconditions(self, action: Action, migration: Any) -> None:
         """Re-check preconditions against the database as it is now."""
@@ -572,16 +690,53 @@ class Executor:
                 self._save(self.doc.model_copy(update={"backups": kept}))
         return rec.id
 
-    def _run_operation(self, action: Action, index: int, op: Operation) -> None:
+    def _run_operation(self, action: Action, index: int, op: Operation, *,
+                       step_id: str | None = None) -> dict[str, Any] | None:
+        """Run one operation; for an up step (``step_id``) of SQL, return what it changed."""
         if op.kind == "sql":
             from honua_plan.apply.sqlsteps import run_sql_operation
 
             self._facts_cache = None
-            run_sql_operation(self.svc.session, op)
-        elif op.kind == "metadata":
+            if step_id is None:
+                run_sql_operation(self.svc.session, op)
+                return None
+            return self._run_sql_step(action, op, step_id)
+        if op.kind == "metadata":
             self._metadata(action, index, op)
         elif op.kind == "reload" and self.svc.publish is not None:
             self.svc.publish(self.desired)
+        return None
+
+    def _run_sql_step(self, action: Action, op: Operation, step_id: str) -> dict[str, Any]:
+        """A journaled up step: catalog before/after and the step_log row in the step's own
+        transaction; outside a transaction, after it (from the snapshot journaled before)."""
+        from honua_plan.apply import journal as j
+        from honua_plan.apply.sqlsteps import is_transactional, run_sql_operation
+
+        session = self.svc.session
+        tables = j.op_tables(op)
+        apply_id = self.apply_id
+        box: dict[str, Any] = {}
+        if is_transactional(op):
+            def before() -> None:
+                box["before"] = j.snapshot(session, tables)
+
+            def after() -> None:
+                box["effects"] = j.effects(box["before"], j.snapshot(session, tables), j.xact_rows(session))
+                j.record_done(session, apply_id, step_id, box["effects"])
+
+            run_sql_operation(session, op, before=before, after=after)
+            j.kill_point(step_id, "after-commit")
+            return dict(box["effects"])
+        assert self.doc.pending is not None
+        snap = self.doc.pending.step(action.address).details.get("started", {}).get(step_id.rpartition("#")[2], {})
+        run_sql_operation(session, op)
+        j.kill_point(step_id, "after-commit")
+        eff = j.effects(snap, j.snapshot(session, tables))
+        if session.conn is not None and not session.dry_run:
+            with session.conn.transaction():
+                j.record_done(session, apply_id, step_id, eff)
+        return eff
 
     def _metadata(self, action: Action, index: int, op: Operation) -> None:
         from honua_plan.providers.metadata import edit_text, write_atomic
@@ -633,6 +788,8 @@ class Executor:
         self.con.warn(f" {label}! Automatic rollback initiated...")
         report = self.rollback_action(action, reason=exc.message, detail=exc.detail, elapsed=time.perf_counter() - t0)
         result.incident_report = report
+        if not self.last_rollback_ok:  # not undone: the journal stays for --rollback / --resume
+            return Outcome(action.address, "failed", time.perf_counter() - t0, exc.message)
         return Outcome(action.address, "rolled_back", time.perf_counter() - t0, exc.message)
 
     def rollback_action(self, action: Action, *, reason: str, detail: str = "", elapsed: float = 0.0) -> Path | None:
@@ -652,7 +809,39 @@ class Executor:
             con.warn(f"irreversible step(s) not rolled back automatically: {', '.join(irreversible)}")
             ops = []
         ok = True
+        stopped = False
+        fresh_backup: str | None = None
+        applied = self._applied_effects(action) if action.kind == "migration" else None
+        down_done: list[int] = list(step.details.get("down_done", []))
         for i, op in enumerate(ops, 1):
+            if i - 1 in down_done:
+                con.ok(f"[{i}/{len(ops)}] {gerund(op.name)} (already done)", indent=2)
+                continue
+            skip = self._undo_skipped(op, applied, files)
+            if skip:
+                con.print(f"  [{i}/{len(ops)}] Skipped: {op.name} ({skip})")
+                down_done = self._mark_down(action.address, down_done, i - 1)
+                continue
+            if op.kind == "sql":
+                from honua_plan.apply.journal import destroys
+
+                lost = destroys(self.svc.session, op)
+                if lost and not self.allow_destroy:
+                    ok, stopped = False, True
+                    what = ", ".join(f"{x} holds rows" if x.count(".") == 1 else f"column {x} holds values"
+                                     for x in lost)
+                    con.fail(f"Stopped before '{op.name}': it would destroy data ({what})", indent=2)
+                    con.print(f"    it runs only with `honua apply --env {self.plan.environment} --rollback "
+                              "--allow-destroy`, after a fresh backup of what it drops")
+                    break
+                if lost:
+                    try:
+                        fresh_backup = self._destroy_backup(action, lost)
+                    except HonuaError as exc:
+                        ok, stopped = False, True
+                        con.fail(f"Stopped before '{op.name}': no backup of {', '.join(lost)}: {exc.message}",
+                                 indent=2)
+                        break
             try:
                 with con.step(i, len(ops), gerund(op.name)):
                     if op.kind == "metadata" and op.path in files:
@@ -665,6 +854,7 @@ class Executor:
                 ok = False
                 con.fail(f"rollback step failed: {exc.message}", indent=2)
                 break
+            down_done = self._mark_down(action.address, down_done, i - 1)
         for path, data in files.items():  # anything a down step did not cover
             self._restore_file(path, data)
         served = {lyr.spec.storage.qualified_table for lyr in self.desired.layers.values()}
@@ -686,7 +876,8 @@ class Executor:
                 r = run_check(self.svc.session, c)
                 (con.ok if r.ok else con.fail)(_rollback_label(c, r), indent=2)
                 checks_ok = checks_ok and r.ok
-        status = "ROLLED BACK" if ok and checks_ok else "ROLLBACK FAILED"
+        status = "ROLLED BACK" if ok and checks_ok else ("ROLLBACK STOPPED" if stopped else "ROLLBACK FAILED")
+        self.last_rollback_ok = ok
         if action.kind == "migration":
             m = self.desired.migration(action.address.removeprefix("migration."))
             if m is not None:
@@ -695,10 +886,71 @@ class Executor:
         con.print("")
         if ok and checks_ok:
             con.print(f"Rollback completed successfully ({format_duration(time.perf_counter() - t0)})")
+        elif stopped:
+            con.fail("Rollback stopped before a step that would destroy data: that step and the ones after it "
+                     "did not run")
         else:
             con.fail("Rollback did not complete: restore from the backup with `honua recover`")
         return self._incident_report(action, reason, detail, status, elapsed + time.perf_counter() - t0,
-                                     irreversible)
+                                     irreversible, backup=fresh_backup)
+
+    def _applied_effects(self, action: Action) -> list[dict[str, Any]] | None:
+        """What the up steps of ``action`` changed in this apply (None: not known, e.g. a
+        journal of an older version): journaled effects, step_log rows (a crash between
+        COMMIT and the journal), and, for a step outside a transaction that started,
+        the catalog now against the snapshot journaled before it."""
+        from honua_plan.apply import journal as j
+
+        assert self.doc.pending is not None
+        step = self.doc.pending.step(action.address)
+        found: dict[str, Any] = dict(step.details.get("effects", {}))
+        logged = j.completed(self.svc.session, self.apply_id) if self._has_sql() else {}
+        prefix = f"{action.address}#"
+        for sid, eff in logged.items():
+            if sid.startswith(prefix):
+                found.setdefault(sid.removeprefix(prefix), eff)
+        for n, snap in step.details.get("started", {}).items():
+            if n not in found and n.isdigit() and int(n) <= len(action.operations):
+                op = action.operations[int(n) - 1]
+                found[n] = j.effects(snap, j.snapshot(self.svc.session, j.op_tables(op)))
+        for idx in step.details.get("ops_done", []):
+            if idx < len(action.operations) and action.operations[idx].kind == "sql" and str(idx + 1) not in found:
+                return None
+        return list(found.values())
+
+    def _undo_skipped(self, op: Operation, applied: list[dict[str, Any]] | None, files: dict[str, bytes]) -> str:
+        """Why down step ``op`` is skipped ("" = run it): the apply changed nothing it undoes."""
+        from honua_plan.apply.journal import undo_needed
+
+        if applied is None:
+            return ""
+        if op.kind == "sql" and not undo_needed(op, applied):
+            return "this apply created or changed nothing it undoes"
+        if op.kind == "metadata" and op.path not in files:
+            return f"this apply did not edit {op.path}"
+        return ""
+
+    def _mark_down(self, address: str, down_done: list[int], index: int) -> list[int]:
+        assert self.doc.pending is not None
+        down_done = sorted({*down_done, index})
+        self._save(self.doc.with_pending(self.doc.pending.with_step(address, "running",
+                                                                    details={"down_done": down_done})))
+        return down_done
+
+    def _destroy_backup(self, action: Action, lost: list[str]) -> str:
+        """A backup of the tables a down step is about to destroy data in, taken just before."""
+        from honua_plan.apply.backup import take_backup
+        from honua_plan.pgserver import pg_dump_available
+
+        if not pg_dump_available():
+            raise ApplyError("pg_dump is not installed")
+        tables = sorted({".".join(x.split(".")[:2]) for x in lost})
+        rec = take_backup(self.svc.dsn, tables, directory=self.svc.state_dir / "backups",
+                          environment=self.plan.environment,
+                          migration_id=action.address.removeprefix("migration."))
+        self._save(self.doc.with_backup(rec))
+        self.con.ok(f"Backup created: {rec.id} ({', '.join(tables)})", indent=2)
+        return rec.id
 
     def _published(self) -> bool:
         """Whether this environment has anything published yet (nothing to reload otherwise)."""
@@ -738,13 +990,13 @@ class Executor:
         return True
 
     def _incident_report(self, action: Action, reason: str, detail: str, status: str, seconds: float,
-                         irreversible: list[str]) -> Path:
+                         irreversible: list[str], backup: str | None = None) -> Path:
         from honua_plan.apply.incident import write_incident_report
 
         path = write_incident_report(
             self.svc.state_dir, plan=self.plan, action=action, desired=self.desired, reason=reason,
             detail=detail, status=status, seconds=seconds, irreversible=irreversible, actor=self.actor,
-            backups=[b.id for b in self.doc.backups[-1:]],
+            backups=[backup] if backup else [b.id for b in self.doc.backups[-1:]],
         )
         self.con.print("")
         self.con.print("Incident Report:")
@@ -754,6 +1006,8 @@ class Executor:
         self.con.print(f"  Status: {status}")
         self.con.print(f"  Reason: {reason}")
         self.con.print(f"  Duration: {format_duration(seconds)}")
+        restore = backup or (self.doc.backups[-1].id if self.doc.backups else None)
+        self.con.print(f"  Restore from backup: {restore or 'none taken'}")
         self.con.print(f"  Report: {path}")
         from honua_plan.apply.incident import recommendations
 
@@ -764,6 +1018,16 @@ class Executor:
             for i, r in enumerate(recs, 1):
                 self.con.print(f"  {i}. {r}")
         return path
+
+
+def _kill_point(step: str, point: str) -> None:
+    """The kill matrix's test hook (see :func:`honua_plan.apply.journal.kill_point`)."""
+    import os
+
+    if os.environ.get("HONUA_TEST_KILL_AT"):
+        from honua_plan.apply.journal import kill_point
+
+        kill_point(step, point)
 
 
 def _check_label(c: CheckRecord, r: Any, before_ms: float | None) -> str:

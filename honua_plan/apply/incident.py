@@ -65,6 +65,8 @@ def write_incident_report(
         f"- **Plan:** {plan.id} (config commit {plan.config_commit or 'unknown'})",
         f"- **Risk at plan time:** {action.risk} {' '.join(f.code for f in action.findings)}",
         f"- **Backups:** {', '.join(backups) if backups else 'none taken'}",
+        f"- **Restore from backup:** {backups[-1] if backups else 'none: no backup was taken for this environment'}"
+        + (f" (`honua recover --env {plan.environment} --backup {backups[-1]}`)" if backups else ""),
         "",
         "## What failed",
         "",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import pq, sql
@@ -248,7 +248,13 @@ def _autocommit(session: Session) -> Iterator[None]:
         conn.autocommit = False
 
 
-def _run_transactional(session: Session, op: Operation, text: str) -> None:
+InTransaction = Callable[[], None]
+"""Called inside a transactional step's transaction, around its SQL (the journal's catalog
+snapshots and its ``step_log`` row, so they commit or roll back with the step)."""
+
+
+def _run_transactional(session: Session, op: Operation, text: str,
+                       before: InTransaction | None = None, after: InTransaction | None = None) -> None:
     conn = session.conn
     context = (
         contextlib.nullcontext() if session.dry_run or conn is None else conn.transaction()
@@ -260,7 +266,11 @@ def _run_transactional(session: Session, op: Operation, text: str) -> None:
             session.execute(
                 _set("statement_timeout", _ms(op.statement_timeout_s), local=True), fetch=False
             )
+        if before is not None:
+            before()
         session.execute(text, fetch=False)
+        if after is not None:
+            after()
 
 
 class _SessionSettings:
@@ -289,13 +299,20 @@ class _SessionSettings:
         self.current.clear()
 
 
+def is_transactional(op: Operation) -> bool:
+    """Whether ``op`` runs in one transaction (not CONCURRENTLY, VACUUM …)."""
+    return op.transactional and all(st.transactional for st in sqlinfo.analyze(op.sql or ""))
+
+
 def run_sql_operation(
-    session: Session, op: Operation, *, retries: int = 3, backoff: float = 0.5
+    session: Session, op: Operation, *, retries: int = 3, backoff: float = 0.5,
+    before: InTransaction | None = None, after: InTransaction | None = None,
 ) -> SqlResult:
     """Run ``op`` (a ``kind == "sql"`` operation); raise :class:`SqlStepError` when it fails.
 
     ``retries`` is how many times a lock timeout is retried (so at most
     ``retries + 1`` attempts), sleeping ``backoff * 2**n`` seconds in between.
+    ``before``/``after`` run inside a transactional step's transaction (not otherwise).
     """
     if op.sql is None or not op.sql.strip():
         raise ApplyError(f"step '{op.name}' has no SQL to run")
@@ -308,19 +325,20 @@ def run_sql_operation(
     # whatever the plan says: inside BEGIN it could only fail.
     transactional = op.transactional and all(st.transactional for st in statements)
     if transactional:
-        retried = _retry_transactional(session, op, text, retries, backoff)
+        retried = _retry_transactional(session, op, text, retries, backoff, before, after)
         return SqlResult(time.perf_counter() - started, len(statements), retried, [])
     retried, cleaned = _run_autocommit(session, op, statements, retries, backoff)
     return SqlResult(time.perf_counter() - started, len(statements), retried, cleaned)
 
 
 def _retry_transactional(
-    session: Session, op: Operation, text: str, retries: int, backoff: float
+    session: Session, op: Operation, text: str, retries: int, backoff: float,
+    before: InTransaction | None = None, after: InTransaction | None = None,
 ) -> int:
     attempt = 0
     while True:
         try:
-            _run_transactional(session, op, text)
+            _run_transactional(session, op, text, before, after)
             return attempt
         except StatementError as exc:
             if exc.sqlstate == LOCK_TIMEOUT and attempt < retries:

@@ -278,7 +278,8 @@ def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detai
         quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, target=targets, refresh_only=refresh_only,
-                          provenance=_provenance(provenance, None))  # type: ignore[arg-type]
+                          provenance=_provenance(provenance, None),  # type: ignore[arg-type]
+                          refuse_unfinished=True)
     from honua_plan.plan.render import render  # after plan(): its catalog read overlaps this import
     from honua_plan.plan.store import save_plan
 
@@ -349,7 +350,7 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
     """Compare live objects with the recorded state; exit 2 when something drifted."""
     quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
-    result = context.plan(environment, refresh_only=True)
+    result = context.plan(environment, refresh_only=True, refuse_unfinished=True)
     from honua_plan.plan.render import render
     if fmt == "json":
         echo_json({"format_version": 1, "environment": environment, "drifted": bool(result.drift),
@@ -440,18 +441,31 @@ def state_unlock(ctx: click.Context, environment: str) -> None:
 @yes_option
 @click.option("--resume", is_flag=True, help="Continue an apply that was interrupted.")
 @click.option("--rollback", "rollback_", is_flag=True, help="Undo what an interrupted apply did.")
+@click.option("--allow-destroy", is_flag=True,
+              help="Let a rollback run a down step that destroys data (DROP TABLE/COLUMN, TRUNCATE of rows); "
+                   "a backup of what it drops is taken just before.")
+@click.option("--assume-done", "assume_done", multiple=True, metavar="STEP",
+              help="With --resume: step STEP (e.g. migration.003#1), outside a transaction, completed.")
+@click.option("--assume-not-done", "assume_not_done", multiple=True, metavar="STEP",
+              help="With --resume: step STEP did not complete; run it again.")
 @by_option
 @click.pass_context
 def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool,
-          rollback_: bool) -> None:
+          rollback_: bool, allow_destroy: bool, assume_done: tuple[str, ...], assume_not_done: tuple[str, ...]) -> None:
     """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
     from honua_plan.errors import UsageError
 
     if resume and rollback_:
         raise UsageError("--resume and --rollback exclude each other")
+    if (assume_done or assume_not_done) and not resume:
+        raise UsageError("--assume-done and --assume-not-done go with --resume")
+    both = set(assume_done) & set(assume_not_done)
+    if both:
+        raise UsageError(f"step {sorted(both)[0]} cannot be both --assume-done and --assume-not-done")
     context = state(ctx).context()
     _apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
-                                     confirm=confirm))
+                                     allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
+                                     assume_not_done=frozenset(assume_not_done), confirm=confirm))
 
 
 def _apply_result(ctx: click.Context, result: object) -> None:
