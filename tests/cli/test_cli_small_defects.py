@@ -166,9 +166,10 @@ def test_approve_reports_what_the_plan_needs(tmp_path: Path, required: int, expe
     from honua_plan.plan.store import load_plan, save_plan
     from tests.unit.plan_fixtures import sample_plan
 
+    repo = copy_example(tmp_path / "repo", server=False)  # approve reads the plan's policy
     path = tmp_path / "plan.json"
     save_plan(sample_plan().model_copy(update={"approvals_required": required}), path)
-    result = run(tmp_path, "approve", str(path), "--by", "ann@city.gov")
+    result = run(repo, "approve", str(path), "--by", "ann@city.gov")
     assert result.exit_code == 0, result.output
     assert expected in result.output
     assert "of 0 required" not in result.output
