@@ -10,7 +10,6 @@ Real pygeoapi under gunicorn, real PostGIS, real HTTP.
 from __future__ import annotations
 
 import json
-import re
 import socket
 import urllib.error
 import urllib.request
@@ -27,7 +26,13 @@ from hypothesis import strategies as st
 from honua_plan.config.loader import load_environment
 from honua_plan.config.models import Server
 from honua_plan.providers.server import compile_published, open_server
-from honua_plan.providers.server.pygeoapi import PASSWORD_ENV, PygeoapiServer, _children, _environ, server_env_allowed
+from honua_plan.providers.server.pygeoapi import (
+    PASSWORD_ENV,
+    PygeoapiServer,
+    _children,
+    _environ,
+    server_env_allowed,
+)
 from tests.helpers import copy_example, edit, run
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")
