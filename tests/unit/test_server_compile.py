@@ -201,7 +201,7 @@ def test_render_config_never_holds_the_password(repo: Path) -> None:
                         connections={"postgis-primary": conn}, password_envs={"postgis-primary": PASSWORD_ENV})
     text = dump_config(cfg)
     assert "Very-Secret-9" not in text
-    assert "password: ${HONUA_PYGEOAPI_DB_PASSWORD}" in text  # plain scalar: pygeoapi interpolates it
+    assert "\"password\": ${HONUA_PYGEOAPI_DB_PASSWORD}" in text  # the one plain scalar: pygeoapi interpolates it
     assert cfg["server"]["url"] == "http://127.0.0.1:5555/ogc"
     assert cfg["server"]["bind"] == {"host": "127.0.0.1", "port": 5555}
     assert cfg["server"]["admin"] is False

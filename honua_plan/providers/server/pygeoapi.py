@@ -3,7 +3,7 @@
 Files, all under ``state/<env>/server/`` and all written atomically (temp + rename)::
 
     pygeoapi-config.yml   rendered from the published document (no secret in it)
-    openapi.yml           ``pygeoapi openapi generate … --no-fail-on-invalid-collection``
+    openapi.json          ``pygeoapi openapi generate -f json … --no-fail-on-invalid-collection``
     gunicorn.pid          the gunicorn master
     server.log            gunicorn's error log, with pygeoapi's own output (--capture-output)
 
@@ -22,6 +22,14 @@ Why it works the way it does (``reference/pygeoapi.md``):
   ``${HONUA_PYGEOAPI_DB_PASSWORD}`` (pygeoapi interpolates ``${VAR}``), and the value
   is put in the environment of gunicorn and of ``openapi generate`` only. Several
   datasources with passwords get ``HONUA_PYGEOAPI_DB_PASSWORD_<DATASOURCE>`` each.
+* Nothing else is interpolated. pygeoapi's ``yaml_load`` expands ``${VAR}`` through an
+  implicit resolver, which PyYAML applies to *plain* scalars only, so every string of
+  the config is written double-quoted (the reference above is the one plain scalar),
+  and a layer's text is served exactly as written, ``${HONUA_PG_DSN}`` included. The
+  OpenAPI document is JSON: pygeoapi would load a YAML one through ``yaml_load`` too,
+  and its own ``safe_dump`` writes plain scalars. The server processes get an
+  allow-listed environment (:func:`server_env`): PATH, HOME, TMPDIR, locale, libpq's
+  file locations, pygeoapi's own variables and the password variables, nothing else.
 * A Unix-socket DSN works: pygeoapi passes ``host`` to SQLAlchemy's ``URL.create``,
   and psycopg2/libpq take a directory as host. Other libpq keywords of the DSN
   (sslmode, connect_timeout, …) go to the provider's ``options``, which pygeoapi
@@ -69,13 +77,22 @@ from honua_plan.secrets import check_dsn, redact, register
 INSTALL_HINT = "pip install 'honua-plan[server]'"
 PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
 CONFIG_FILE = "pygeoapi-config.yml"
-OPENAPI_FILE = "openapi.yml"
+OPENAPI_FILE = "openapi.json"  # JSON: pygeoapi loads a YAML one with ${VAR} expansion
 PID_FILE = "gunicorn.pid"
 LOG_FILE = "server.log"
 DEFAULT_PORT = 5555
 MAP_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 MAP_ATTRIBUTION = '&copy; <a href="https://openstreetmap.org/copyright">OpenStreetMap contributors</a>'
 _LIBPQ_DATA_KEYS = ("host", "port", "dbname", "user")
+# What the server process may inherit from ours: where programs and files are, the
+# locale, and libpq's file locations (.pgpass, certificates). Never a value: no DSN, no
+# API key, no PGPASSWORD. The variables honua sets itself are added on top.
+SERVER_ENV_INHERITED = frozenset({
+    "PATH", "HOME", "TMPDIR", "TZ", "LANG", "LANGUAGE",
+    "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT", "PGSSLKEY", "PGSSLROOTCERT", "PGSSLCRL",
+    "PROJ_DATA", "PROJ_LIB",
+})
+SERVER_ENV_SET = frozenset({"PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI", "PYTHONUNBUFFERED", "SCRIPT_NAME"})
 
 __all__ = [
     "PASSWORD_ENV",
@@ -85,6 +102,8 @@ __all__ = [
     "password_env_names",
     "render_config",
     "require_pygeoapi",
+    "server_env",
+    "server_env_allowed",
 ]
 
 
@@ -135,6 +154,23 @@ def connection_params(dsn: str) -> ConnParams:
             data[key] = int(str(value)) if key == "port" and str(value).isdigit() else str(value)
     options = {k: (str(v) if v is not None else v) for k, v in sorted(parts.items())}
     return ConnParams(data, options, password)
+
+
+def server_env_allowed(name: str) -> bool:
+    """May the server process have variable ``name``? (inherited, set by honua, or the password)"""
+    return (name in SERVER_ENV_INHERITED or name.startswith("LC_") or name in SERVER_ENV_SET
+            or name == PASSWORD_ENV or name.startswith(PASSWORD_ENV + "_"))
+
+
+def server_env(extra: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server process: the inherited allow-list plus ``extra``."""
+    source = os.environ if environ is None else environ
+    env = {k: v for k, v in source.items() if k in SERVER_ENV_INHERITED or k.startswith("LC_")}
+    env.update(extra)
+    refused = sorted(k for k in env if not server_env_allowed(k))
+    if refused:  # a programming error: honua itself asked for a variable outside the list
+        raise ServerError(f"not passed to the server process (not allow-listed): {', '.join(refused)}")
+    return env
 
 
 def password_env_names(datasources_with_password: Sequence[str]) -> dict[str, str]:
@@ -194,7 +230,7 @@ def render_config(
         table = str(c["table"]).split(".", 1)[-1]
         data: dict[str, Any] = dict(conn.data)
         if conn.password:
-            data["password"] = "${" + password_envs[c["datasource"]] + "}"
+            data["password"] = EnvReference("${" + password_envs[c["datasource"]] + "}")
         data["search_path"] = [schema] if schema == "public" else [schema, "public"]
         provider: dict[str, Any] = {
             "type": "feature",
@@ -257,9 +293,34 @@ def render_config(
     }
 
 
+class EnvReference(str):
+    """A ``${VAR}`` pygeoapi must expand: the one string :func:`dump_config` writes plain."""
+
+
+class _QuotedDumper(yaml.SafeDumper):
+    """Every string double-quoted, so pygeoapi's ``${VAR}`` resolver (plain scalars only) skips it."""
+
+
+def _quoted(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+
+def _reference(dumper: yaml.SafeDumper, value: EnvReference) -> yaml.ScalarNode:
+    if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value):
+        raise ServerError(f"not an environment reference: {value!r}")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="")
+
+
+_QuotedDumper.add_representer(str, _quoted)
+_QuotedDumper.add_representer(EnvReference, _reference)
+
+
 def dump_config(config: Mapping[str, Any]) -> str:
+    """The YAML text of ``config``: each string literal to pygeoapi, each EnvReference expanded."""
     header = "# Written by honua-plan from state/<env>/published.json: edits are overwritten.\n"
-    return header + yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True, width=120)
+    # width: no folding of long quoted strings (faithful either way, but readable)
+    return header + yaml.dump(dict(config), Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True,
+                              width=1 << 16)
 
 
 # --------------------------------------------------------------------------- processes
@@ -522,14 +583,16 @@ class PygeoapiServer(ServerProvider):
             self._generate_openapi(tmp_cfg, tmp_oas, secret_env)
             os.replace(tmp_oas, self.openapi_path)
             os.replace(tmp_cfg, self.config_path)
+            (self.server_dir / "openapi.yml").unlink(missing_ok=True)  # left by older versions
         finally:
             tmp_cfg.unlink(missing_ok=True)
             tmp_oas.unlink(missing_ok=True)
 
     def _generate_openapi(self, config: Path, output: Path, secret_env: Mapping[str, str]) -> None:
-        argv = [*_pygeoapi_cli(), "openapi", "generate", str(config), "--output-file", str(output),
-                "--no-fail-on-invalid-collection"]
-        env = {**os.environ, **secret_env, "PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(output)}
+        argv = [*_pygeoapi_cli(), "openapi", "generate", str(config), "--format", "json",
+                "--output-file", str(output), "--no-fail-on-invalid-collection"]
+        env = server_env({**secret_env, "PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(output),
+                          "PYTHONUNBUFFERED": "1"})
         started = time.perf_counter()
         try:
             proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
@@ -562,16 +625,12 @@ class PygeoapiServer(ServerProvider):
         return argv
 
     def _process_env(self, secret_env: Mapping[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(PASSWORD_ENV)}
-        env.update(secret_env)
-        env["PYGEOAPI_CONFIG"] = str(self.config_path)
-        env["PYGEOAPI_OPENAPI"] = str(self.openapi_path)
-        env["PYTHONUNBUFFERED"] = "1"
+        """gunicorn's environment: the allow-list (:func:`server_env`), never ours whole."""
+        extra = {**secret_env, "PYGEOAPI_CONFIG": str(self.config_path),
+                 "PYGEOAPI_OPENAPI": str(self.openapi_path), "PYTHONUNBUFFERED": "1"}
         if self.base_path:
-            env["SCRIPT_NAME"] = self.base_path
-        else:
-            env.pop("SCRIPT_NAME", None)
-        return env
+            extra["SCRIPT_NAME"] = self.base_path
+        return server_env(extra)
 
     def pid(self) -> int | None:
         """The gunicorn master's pid when it runs (a stale pid file is removed)."""
@@ -706,6 +765,8 @@ class PygeoapiServer(ServerProvider):
             return None
         if env.get("SCRIPT_NAME", "") != self.base_path:
             return "the base path changed"
+        if env.get("PYGEOAPI_OPENAPI") != str(self.openapi_path) or not all(map(server_env_allowed, env)):
+            return "its environment is not the allow-listed one"
         now = {k: v for k, v in env.items() if k.startswith(PASSWORD_ENV)}
         if now != dict(secret_env):
             return "the database password changed"
