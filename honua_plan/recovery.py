@@ -444,15 +444,16 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
     doc0 = context.recorded(environment)
     src = resolve(context, environment, doc0, backup_id=backup_id, latest=latest, deployment=deployment,
                   commit=commit)
-    meta = metadata_change(context.root, environment, src.files, src.commit and f"commit {src.commit[:12]}" or
-                           src.metadata_note, include_shared=include_shared) if src.files is not None else None
+    source_name = f"commit {src.commit[:12]}" if src.commit else src.metadata_note
+    meta = metadata_change(context.root, environment, src.files, source_name,
+                           include_shared=include_shared) if src.files is not None else None
     record = src.backup
 
     con.print("Recovery Plan:")
     con.rule()
     con.print(f"Restoring: {src.label}")
-    serves = context.desired(environment).server().spec.type != "none"
-    steps = [f"Put {environment} in maintenance mode (stop serving)" if serves else
+    server = context.desired(environment).server()
+    steps = [f"Put {environment} in maintenance mode (stop serving)" if server and server.spec.type != "none" else
              f"Maintenance mode: not needed ({environment} serves nothing: server type none)"]
     if record is not None:
         steps.append(f"Restore database from backup {record.id} ({record.created_at:%Y-%m-%d %H:%M:%S} UTC; "
@@ -474,8 +475,9 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
             con.print(f"     {'-' if p in meta.delete else '~'} {p}")
         if meta.shared_differ:
             con.print("")
-            con.print(f"Shared files that differ from {meta.source} ({'restored' if include_shared else 'kept'}; "
-                      f"{'they are not deleted' if include_shared else 'pass --include-shared to restore them too'}):")
+            con.print(f"Shared files only on disk, not in {meta.source} (kept: shared files are never deleted):"
+                      if include_shared else
+                      f"Shared files that differ from {meta.source} (kept; pass --include-shared to restore them too):")
             for p in meta.shared_differ:
                 con.print(f"  {p}")
     con.print("")
@@ -586,8 +588,9 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                     publish, _, _ = publish_callbacks(context, desired, desired.server())  # type: ignore[arg-type]
                     publish(desired)
                     status["service"] = "serving the restored configuration"
+                    target = desired.server()
                     bad = items_check(provider, sorted(lyr.collection_id for lyr in desired.layers.values()),
-                                      rows_by_collection, desired.server().spec.healthTimeout)
+                                      rows_by_collection, target.spec.healthTimeout if target else 30.0)
                 except HonuaError as exc:
                     bad = [exc.message]
                     _bring_back(context, provider, serves, previous_doc, was_running, status)

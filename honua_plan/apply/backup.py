@@ -230,8 +230,9 @@ def _order_by(conn: psycopg.Connection, regclass: str) -> sql.Composable:
 
 
 def table_contents(conn: psycopg.Connection, tables: Sequence[str]) -> dict[str, TableContent]:
-    """Per table (keyed ``schema.name``): rows, an md5 over the rows' text in key order, indexes
-    and constraints, all read in SQL in the connection's current snapshot.
+    """Per table (keyed ``schema.name``): rows, an md5 over the rows' md5s in key order (primary
+    key, else the row text), indexes and constraints, all read in SQL in the connection's
+    current snapshot.
 
     A missing table raises ApplyError naming it."""
     out: dict[str, TableContent] = {}
@@ -241,7 +242,8 @@ def table_contents(conn: psycopg.Connection, tables: Sequence[str]) -> dict[str,
         if conn.execute("SELECT to_regclass(%s)", [regclass]).fetchone() == (None,):
             raise ApplyError(f"table {schema}.{name} does not exist")
         order = _order_by(conn, regclass)
-        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {order}), '')) "
+        # md5 of each row's text, then of those in key order: 32 bytes per row in memory, not the table
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY {order}), '')) "
                         "FROM {table} AS t").format(order=order, table=sql.Identifier(schema, name))
         row = conn.execute(query).fetchone()
         assert row is not None

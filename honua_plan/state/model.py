@@ -201,7 +201,7 @@ class TableContent(_Model):
 
     rows: int = Field(ge=0)
     checksum: str
-    """``md5`` of the rows' text in key order, computed in SQL (see ``apply.backup.table_contents``)."""
+    """``md5`` over the rows' md5s in key order, computed in SQL (see ``apply.backup.table_contents``)."""
     indexes: dict[str, str] = Field(default_factory=empty_dict)
     """Index name → ``pg_get_indexdef``."""
     constraints: dict[str, str] = Field(default_factory=empty_dict)
@@ -519,6 +519,7 @@ __all__ = [
     "ResourceRecord",
     "StateDocument",
     "StepStatus",
+    "TableContent",
     "UTCDateTime",
     "backup_id",
     "canonical_json",

@@ -27,11 +27,11 @@ LAYER_FILE = "environments/dev/layers/bike-lanes.yaml"
 
 
 def contents(dsn: str, table: str = "bike_lanes") -> tuple[int, str] | None:
-    """(rows, md5 of the rows in key order), or None when the table is gone."""
+    """(rows, md5 of the rows' md5s in key order), or None when the table is gone."""
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,):
             return None
-        row = conn.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY id), '')) "
+        row = conn.execute(f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY id), '')) "
                            f"FROM {table} t").fetchone()
         assert row is not None
         return int(row[0]), str(row[1])
