@@ -132,7 +132,7 @@ def connection_params(dsn: str) -> ConnParams:
     for key in _LIBPQ_DATA_KEYS:
         value = parts.pop(key, None)
         if value not in (None, ""):
-            data[key] = int(value) if key == "port" and str(value).isdigit() else str(value)
+            data[key] = int(str(value)) if key == "port" and str(value).isdigit() else str(value)
     options = {k: (str(v) if v is not None else v) for k, v in sorted(parts.items())}
     return ConnParams(data, options, password)
 
