@@ -410,11 +410,8 @@ def create_backup(context: Context, environment: str) -> BackupRecord:
         doc = doc.with_backup(rec).record_event("backup", f"backup {rec.id} of {', '.join(tables)}",
                                                 actor=context.actor, details={"backup": rec.id, "commit": rec.commit})
         if desired.policy is not None:
-            kept, removed = backups.prune_backups(doc.backups, retention_s=desired.policy.spec.backupRetention,
-                                                  state_dir=context.state_dir)
-            for r in removed:
-                if r.metadata_path:
-                    (context.state_dir / r.metadata_path).unlink(missing_ok=True)
+            kept, _removed = backups.prune_backups(doc.backups, retention_s=desired.policy.spec.backupRetention,
+                                                   state_dir=context.state_dir)
             doc = doc.model_copy(update={"backups": kept})
         writer.write(doc, expected_serial=writer.read().serial)
     con.ok(f"Backup created: {rec.id}")
@@ -501,113 +498,119 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
             previous_doc = provider.read() if serves else None
             was_running = bool(getattr(provider, "is_running", lambda: False)())
             try:
-                if serves and hasattr(provider, "stop"):
-                    provider.stop()
-                    status["service"] = "stopped (maintenance mode)"
-                    con.ok("Maintenance mode activated", time.perf_counter() - started)
-                else:
-                    con.print("  - Maintenance mode: nothing to stop (nothing is served)")
-                if record is not None:
-                    t0 = time.perf_counter()
-                    backups.restore_backup(resolved.dsn, record, state_dir=context.state_dir)
-                    status["database"] = f"restored from backup {record.id}"
-                    con.ok(f"Database restored from backup {record.id}", time.perf_counter() - t0)
-                if meta is not None:
-                    t0 = time.perf_counter()
-                    previous_files = {p: (context.root / p).read_bytes() if (context.root / p).is_file() else None
-                                      for p in meta.paths}
-                    apply_files(context.root, meta.write, meta.delete)
-                    status["metadata"] = f"restored from {meta.source}"
-                    con.ok(f"Metadata restored from Git ({src.commit[:12]})" if src.commit else
-                           f"Metadata restored from the {src.metadata_note}", time.perf_counter() - t0)
-                desired = context._reload_desired(environment)
-            except HonuaError as exc:
-                con.fail(exc.message)
-                if previous_files:
-                    apply_files(context.root, {p: b for p, b in previous_files.items() if b is not None},
-                                [p for p, b in previous_files.items() if b is None])
-                    context._reload_desired(environment)
-                    status["metadata"] = "unchanged (put back as it was)"
-                _bring_back(context, provider, serves, previous_doc, was_running, status)
-                _record(context, writer, doc, environment, record, src, reason, False, [], status, error=exc.message)
-                raise RecoveryError(f"recovery of {environment} failed: {exc.message}",
-                                    hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
-
-            # integrity: the restored tables against what the backup recorded
-            from honua_plan.providers import postgis
-            from honua_plan.providers.sqlexec import Session, connect
-
-            t0 = time.perf_counter()
-            problems: list[str] = []
-            with connect(resolved.dsn) as conn:
-                facts = postgis.refresh(Session(conn))
-                live_contents: dict[str, Any] = {}
-                if record is not None:
-                    present = [t for t in record.tables if facts.table(t) is not None]
-                    live_contents = backups.table_contents(conn, present)
-            rows_by_collection: dict[str, int] = {}
-            if record is not None:
-                if not record.contents:
-                    problems.append(f"backup {record.id} recorded no row counts or checksums (taken by an older "
-                                    "honua-plan): the restored data cannot be verified")
-                diffs = backups.compare_contents(record.contents, live_contents)
-                for table, bad in diffs.items():
-                    if bad:
-                        problems.append(f"{table}: {'; '.join(bad)}")
-                        con.fail(f"{table}: {'; '.join(bad)}", indent=2)
-                    else:
-                        con.ok(f"{_contents_line(table, record.contents[table])}: match the backup", indent=2)
-            for layer in desired.layers.values():
-                st = layer.spec.storage
-                t = facts.table(st.qualified_table)
-                if t is None:
-                    problems.append(f"{st.qualified_table} is missing"
-                                    + ("" if record is not None else " (data untouched: metadata only)"))
-                    continue
-                c = live_contents.get(t.qualified_name)
-                rows_by_collection[layer.collection_id] = c.rows if c is not None else max(t.row_estimate, 0)
-            if problems:
-                con.fail("Data integrity: " + "; ".join(problems), time.perf_counter() - t0)
-                ok = False
-            elif record is not None:
-                con.ok("Data integrity validated", time.perf_counter() - t0)
-            else:
-                con.ok("Layer tables present (data untouched: metadata only)", time.perf_counter() - t0)
-            if record is not None:
-                pending = pending_after_restore(context, desired, doc, record, facts)
-            db_line = ("HEALTHY" if not problems and record is not None else
-                       f"NOT HEALTHY ({'; '.join(problems)})" if problems else
-                       "not restored (metadata only, data untouched)")
-
-            # health: publish what the restored metadata declares, then /items must answer
-            t0 = time.perf_counter()
-            if serves:
                 try:
-                    from honua_plan.apply.publish import publish_callbacks
-
-                    publish, _, _ = publish_callbacks(context, desired, desired.server())  # type: ignore[arg-type]
-                    publish(desired)
-                    status["service"] = "serving the restored configuration"
-                    target = desired.server()
-                    bad = items_check(provider, sorted(lyr.collection_id for lyr in desired.layers.values()),
-                                      rows_by_collection, target.spec.healthTimeout if target else 30.0)
+                    if serves and hasattr(provider, "stop"):
+                        provider.stop()
+                        status["service"] = "stopped (maintenance mode)"
+                        con.ok("Maintenance mode activated", time.perf_counter() - started)
+                    else:
+                        con.print("  - Maintenance mode: nothing to stop (nothing is served)")
+                    if record is not None:
+                        t0 = time.perf_counter()
+                        backups.restore_backup(resolved.dsn, record, state_dir=context.state_dir)
+                        status["database"] = f"restored from backup {record.id}"
+                        con.ok(f"Database restored from backup {record.id}", time.perf_counter() - t0)
+                    if meta is not None:
+                        t0 = time.perf_counter()
+                        previous_files = {p: (context.root / p).read_bytes() if (context.root / p).is_file() else None
+                                          for p in meta.paths}
+                        apply_files(context.root, meta.write, meta.delete)
+                        status["metadata"] = f"restored from {meta.source}"
+                        con.ok(f"Metadata restored from Git ({src.commit[:12]})" if src.commit else
+                               f"Metadata restored from the {src.metadata_note}", time.perf_counter() - t0)
+                    desired = context._reload_desired(environment)
                 except HonuaError as exc:
-                    bad = [exc.message]
+                    con.fail(exc.message)
+                    if previous_files:
+                        apply_files(context.root, {p: b for p, b in previous_files.items() if b is not None},
+                                    [p for p, b in previous_files.items() if b is None])
+                        context._reload_desired(environment)
+                        status["metadata"] = "unchanged (put back as it was)"
                     _bring_back(context, provider, serves, previous_doc, was_running, status)
-                if bad:
+                    _record(context, writer, doc, environment, record, src, reason, False, [], status, error=exc.message)
+                    raise RecoveryError(f"recovery of {environment} failed: {exc.message}",
+                                        hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
+
+                # integrity: the restored tables against what the backup recorded
+                from honua_plan.providers import postgis
+                from honua_plan.providers.sqlexec import Session, connect
+
+                t0 = time.perf_counter()
+                problems: list[str] = []
+                with connect(resolved.dsn) as conn:
+                    facts = postgis.refresh(Session(conn))
+                    live_contents: dict[str, Any] = {}
+                    if record is not None:
+                        present = [t for t in record.tables if facts.table(t) is not None]
+                        live_contents = backups.table_contents(conn, present)
+                rows_by_collection: dict[str, int] = {}
+                if record is not None:
+                    if not record.contents:
+                        problems.append(f"backup {record.id} recorded no row counts or checksums (taken by an older "
+                                        "honua-plan): the restored data cannot be verified")
+                    diffs = backups.compare_contents(record.contents, live_contents)
+                    for table, bad in diffs.items():
+                        if bad:
+                            problems.append(f"{table}: {'; '.join(bad)}")
+                            con.fail(f"{table}: {'; '.join(bad)}", indent=2)
+                        else:
+                            con.ok(f"{_contents_line(table, record.contents[table])}: match the backup", indent=2)
+                for layer in desired.layers.values():
+                    st = layer.spec.storage
+                    t = facts.table(st.qualified_table)
+                    if t is None:
+                        problems.append(f"{st.qualified_table} is missing"
+                                        + ("" if record is not None else " (data untouched: metadata only)"))
+                        continue
+                    c = live_contents.get(t.qualified_name)
+                    rows_by_collection[layer.collection_id] = c.rows if c is not None else max(t.row_estimate, 0)
+                if problems:
+                    con.fail("Data integrity: " + "; ".join(problems), time.perf_counter() - t0)
                     ok = False
-                    con.fail("Health checks failed: " + "; ".join(bad), time.perf_counter() - t0)
-                    svc_line = f"NOT HEALTHY ({'; '.join(bad)})"
+                elif record is not None:
+                    con.ok("Data integrity validated", time.perf_counter() - t0)
                 else:
-                    con.ok(f"Health checks passed ({len(desired.layers)} collection(s) serve /items with "
-                           "features)", time.perf_counter() - t0)
-                    svc_line = "HEALTHY"
-                con.ok("Maintenance mode deactivated")
-            else:
-                con.print("  - Health checks: not run (server type none: nothing is served)")
-                svc_line = "not checked (server type none: nothing is served)"
-            doc = _record(context, writer, doc, environment, record, src, reason, ok, pending, status,
-                          desired=desired, facts=facts)
+                    con.ok("Layer tables present (data untouched: metadata only)", time.perf_counter() - t0)
+                if record is not None:
+                    pending = pending_after_restore(context, desired, doc, record, facts)
+                db_line = ("HEALTHY" if not problems and record is not None else
+                           f"NOT HEALTHY ({'; '.join(problems)})" if problems else
+                           "not restored (metadata only, data untouched)")
+
+                # health: publish what the restored metadata declares, then /items must answer
+                t0 = time.perf_counter()
+                if serves:
+                    try:
+                        from honua_plan.apply.publish import publish_callbacks
+
+                        publish, _, _ = publish_callbacks(context, desired, desired.server())  # type: ignore[arg-type]
+                        publish(desired)
+                        status["service"] = "serving the restored configuration"
+                        target = desired.server()
+                        bad = items_check(provider, sorted(lyr.collection_id for lyr in desired.layers.values()),
+                                          rows_by_collection, target.spec.healthTimeout if target else 30.0)
+                    except HonuaError as exc:
+                        bad = [exc.message]
+                        _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    if bad:
+                        ok = False
+                        con.fail("Health checks failed: " + "; ".join(bad), time.perf_counter() - t0)
+                        svc_line = f"NOT HEALTHY ({'; '.join(bad)})"
+                    else:
+                        con.ok(f"Health checks passed ({len(desired.layers)} collection(s) serve /items with "
+                               "features)", time.perf_counter() - t0)
+                        svc_line = "HEALTHY"
+                    con.ok("Maintenance mode deactivated")
+                else:
+                    con.print("  - Health checks: not run (server type none: nothing is served)")
+                    svc_line = "not checked (server type none: nothing is served)"
+                doc = _record(context, writer, doc, environment, record, src, reason, ok, pending, status,
+                              desired=desired, facts=facts)
+            except BaseException:
+                if status["service"].startswith("stopped"):  # never leave it down
+                    _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    con.fail(f"Stopped: {'; '.join(f'{k}: {v}' for k, v in status.items())}")
+                raise
     finally:
         provider.close()
 

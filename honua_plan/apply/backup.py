@@ -209,6 +209,8 @@ def prune_backups(
     for rec in records:
         if rec is not newest and (when - rec.created_at).total_seconds() > retention_s:
             (state_dir / rec.path).unlink(missing_ok=True)
+            if rec.metadata_path:
+                (state_dir / rec.metadata_path).unlink(missing_ok=True)
             removed.append(rec)
         else:
             kept.append(rec)

@@ -113,6 +113,21 @@ def test_example_4_each_option_restores_its_point_in_time(repo: Path, pg_dsn: st
     assert drift.exit_code == 0, drift.output
 
 
+@pytest.mark.parametrize("option", ["1", "2", "3"])
+def test_example_4_through_the_assistant(repo: Path, pg_dsn: str, option: str) -> None:
+    """The seed's dialogue itself: ``honua-ai disaster-recovery``, each option, after a dropped table."""
+    sha = deploy(repo, pg_dsn)
+    expected = contents(pg_dsn)
+    disaster(pg_dsn, "drop-table")
+    extra = ["--commit", sha] if option == "3" else []
+    result = run(repo, "ai", "disaster-recovery", "--environment", "dev", "--option", option, *extra, "--yes",
+                 "--what", "Database corruption detected in dev.", env=env_of(pg_dsn))
+    assert result.exit_code == 0, result.output
+    assert "✗ Database health: CRITICAL" in result.output
+    assert "Recovery completed successfully!" in result.output and "Database: HEALTHY" in result.output
+    assert contents(pg_dsn) == expected
+
+
 def test_a_recovery_is_never_the_last_successful_deployment(repo: Path, pg_dsn: str) -> None:
     deploy(repo, pg_dsn)
     first = run(repo, "recover", "--env", "dev", "--last-deployment", "--yes", env=env_of(pg_dsn))
