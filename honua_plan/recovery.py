@@ -527,7 +527,15 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                         context._reload_desired(environment)
                         status["metadata"] = "unchanged (put back as it was)"
                     _bring_back(context, provider, serves, previous_doc, was_running, status)
-                    _record(context, writer, doc, environment, record, src, reason, False, [], status, error=exc.message)
+                    now_desired, now_facts, undone = None, None, []
+                    if record is not None and status["database"].startswith("restored"):
+                        try:  # the data is restored: state follows it even though the rest failed
+                            now_desired, now_facts = context._reload_desired(environment), context.read_facts(environment)
+                            undone = pending_after_restore(context, now_desired, doc, record, now_facts)
+                        except HonuaError:
+                            now_desired, now_facts = None, None
+                    _record(context, writer, doc, environment, record, src, reason, False, undone, status,
+                            desired=now_desired, facts=now_facts, error=exc.message)
                     raise RecoveryError(f"recovery of {environment} failed: {exc.message}",
                                         hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
 
@@ -600,7 +608,12 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                         con.ok(f"Health checks passed ({len(desired.layers)} collection(s) serve /items with "
                                "features)", time.perf_counter() - t0)
                         svc_line = "HEALTHY"
-                    con.ok("Maintenance mode deactivated")
+                    if status["service"].startswith("DOWN"):
+                        con.fail(f"Maintenance mode: {status['service']}")
+                    else:
+                        con.ok("Maintenance mode deactivated")
+                    if status["service"] != "serving the restored configuration":
+                        svc_line += f"; {status['service']}"
                 else:
                     con.print("  - Health checks: not run (server type none: nothing is served)")
                     svc_line = "not checked (server type none: nothing is served)"
@@ -616,7 +629,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
 
     con.print("")
     con.print("Recovery completed successfully!" if ok else
-              "Recovery did not restore everything: see the ✗ lines above.")
+              "Recovery finished with problems: see the ✗ lines above.")
     con.print("")
     con.print("Status:")
     con.print(f"  - Database: {db_line}")

@@ -357,3 +357,23 @@ def test_served_recovery_is_healthy_only_when_items_answer(served: tuple[Path, s
     assert "Database: HEALTHY" in result.output and "Services: HEALTHY" in result.output
     status, items = get(f"{base}/collections/{CID}/items?limit=1000&f=json")
     assert status == 200 and len(items["features"]) == 300
+
+
+def test_metadata_that_does_not_load_is_put_back_and_state_follows_the_restored_data(repo: Path, pg_dsn: str) -> None:
+    deploy(repo, pg_dsn)
+    expected = contents(pg_dsn)
+    backup_id = json.loads(run(repo, "backup", "list", "--env", "dev", "--format", "json",
+                               env=env_of(pg_dsn)).output)[-1]["id"]
+    good = (repo / LAYER_FILE).read_text()
+    edit(repo / LAYER_FILE, "geometryType: LineString", "geometryType: Banana")
+    bad = commit_all(repo, "broken layer")
+    (repo / LAYER_FILE).write_text(good)  # the working tree is fine again
+    disaster(pg_dsn, "delete-rows")
+    result = run(repo, "recover", "--env", "dev", "--backup", backup_id, "--commit", bad, "--yes",
+                 env=env_of(pg_dsn))
+    assert result.exit_code == 1, result.output
+    assert f"database: restored from backup {backup_id}" in result.output, result.output
+    assert "metadata: unchanged (put back as it was)" in result.output
+    assert (repo / LAYER_FILE).read_text() == good and contents(pg_dsn) == expected
+    drift = run(repo, "drift", "--env", "dev", env=env_of(pg_dsn))
+    assert drift.exit_code == 0, drift.output
