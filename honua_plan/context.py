@@ -920,127 +920,19 @@ class Context:
     # ------------------------------------------------------------------ recovery
 
     def recover(self, environment: str, *, backup_id: str | None = None, latest: bool = False,
-                commit: str | None = None, yes: bool = False, confirm: Any = None, reason: str = "") -> Any:
-        """Disaster recovery: restore tables from a backup and/or metadata from a git commit."""
-        import time
+                last_deployment: bool = False, commit: str | None = None, include_shared: bool = False,
+                yes: bool = False, confirm: Any = None, reason: str = "") -> Any:
+        """Disaster recovery: restore a point in time (a backup's data and its commit's metadata)."""
+        from honua_plan.recovery import recover
 
-        from honua_plan.apply.backup import restore_backup
-        from honua_plan.config.expected import format_duration
-        from honua_plan.errors import HonuaError, StateError
+        return recover(self, environment, backup_id=backup_id, latest=latest, deployment=last_deployment,
+                       commit=commit, include_shared=include_shared, yes=yes, confirm=confirm, reason=reason)
 
-        con = self.console
-        if not (backup_id or latest or commit):
-            raise UsageError("say what to recover from: --latest-backup, --backup ID or --commit SHA")
-        recorded = self.recorded(environment)
-        record = None
-        if latest or backup_id:
-            record = recorded.latest_backup() if latest else recorded.backup(backup_id or "")
-            if record is None:
-                known = ", ".join(b.id for b in recorded.backups[-5:]) or "none"
-                raise StateError(f"no backup {'at all' if latest else backup_id} for {environment} (recent: {known})")
-        con.print("Recovery Plan:")
-        con.rule()
-        steps = [f"Put {environment} in maintenance mode (stop serving)"]
-        if record is not None:
-            steps.append(f"Restore database from backup {record.id} ({record.created_at:%Y-%m-%d %H:%M:%S} UTC; "
-                         f"{', '.join(record.tables)})")
-        if commit:
-            steps.append(f"Restore metadata from Git (commit: {commit[:12]})")
-        steps += ["Validate data integrity", "Run health checks", "Exit maintenance mode (publish and reload)"]
-        for i, s in enumerate(steps, 1):
-            con.print(f"{i}. {s}")
-        con.print("")
-        if confirm is not None:
-            confirm("Proceed?", yes)
-        started = time.perf_counter()
-        resolved = self.resolve_dsn(environment)
-        provider = self.server_provider(environment)
-        try:
-            with self.backend(environment).lock("honua recover") as writer:
-                doc = writer.read()
-                if getattr(provider, "manages_publication", False) and hasattr(provider, "stop"):
-                    provider.stop()
-                con.ok("Maintenance mode activated", time.perf_counter() - started)
-                if record is not None:
-                    t0 = time.perf_counter()
-                    restore_backup(resolved.dsn, record, state_dir=self.state_dir)
-                    con.ok(f"Database restored from backup {record.id}", time.perf_counter() - t0)
-                if commit:
-                    t0 = time.perf_counter()
-                    self._restore_from_git(environment, commit)
-                    con.ok(f"Metadata restored from Git ({commit[:12]})", time.perf_counter() - t0)
-                desired = self._reload_desired(environment)
-                t0 = time.perf_counter()
-                reports_ok = True
-                from honua_plan.providers import postgis
-                from honua_plan.providers.sqlexec import Session, connect
+    def backup_create(self, environment: str) -> Any:
+        """``honua backup create``: the environment's tables, their contents, its metadata and commit."""
+        from honua_plan.recovery import create_backup
 
-                with connect(resolved.dsn) as conn:
-                    session = Session(conn)
-                    facts = postgis.refresh(session)
-                    bad = []
-                    for layer in desired.layers.values():
-                        st = layer.spec.storage
-                        if facts.table(st.qualified_table) is None:
-                            bad.append(f"{st.qualified_table} missing")
-                            continue
-                        invalid, _, _ = postgis.count_invalid_geometries(session, st.qualified_table, st.geometryColumn)
-                        if invalid:
-                            bad.append(f"{invalid} invalid geometries in {st.qualified_table}")
-                (con.ok if not bad else con.fail)("Data integrity validated" if not bad else "Data integrity: " + "; ".join(bad),
-                                                  time.perf_counter() - t0)
-                reports_ok = not bad
-                t0 = time.perf_counter()
-                try:
-                    if getattr(provider, "manages_publication", False):
-                        from honua_plan.apply.publish import publish_callbacks
-
-                        publish, _, _ = publish_callbacks(self, desired, desired.server())  # type: ignore[arg-type]
-                        publish(desired)
-                    con.ok("Health checks passed", time.perf_counter() - t0)
-                except HonuaError as exc:
-                    reports_ok = False
-                    con.fail(f"Health checks failed: {exc.message}", time.perf_counter() - t0)
-                con.ok("Maintenance mode deactivated")
-                doc = self._record_recovery(doc, desired, facts, record, commit, reason, reports_ok)
-                writer.write(doc, expected_serial=writer.read().serial)
-        finally:
-            provider.close()
-        con.print("")
-        con.print("Recovery completed successfully!" if reports_ok else "Recovery completed with problems (see above).")
-        con.print(f"  Downtime: {format_duration(time.perf_counter() - started)}")
-        if record is not None:
-            lost = (time.time() - record.created_at.timestamp())
-            con.print(f"  Data loss window: changes after {record.created_at:%Y-%m-%d %H:%M} UTC "
-                      f"({format_duration(lost)} ago) are not in the backup")
-        return reports_ok
-
-    def _restore_from_git(self, environment: str, commit: str) -> None:
-        from honua_plan.errors import StateError
-
-        paths = [f"environments/{environment}", "migrations", "providers", "honua.yaml"]
-        proc = subprocess.run(["git", "-C", str(self.root), "checkout", commit, "--", *paths],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if proc.returncode != 0:
-            raise StateError(f"cannot restore the metadata of commit {commit}: {proc.stderr.strip()}")
-
-    def _record_recovery(self, doc: StateDocument, desired: DesiredState, facts: Any, record: Any,
-                         commit: str | None, reason: str, ok: bool) -> StateDocument:
-        from honua_plan.diff import table_address, table_attributes
-        from honua_plan.state.model import ResourceRecord
-
-        for layer in desired.layers.values():
-            t = facts.table(layer.spec.storage.qualified_table)
-            if t is not None:
-                doc = doc.with_resource(ResourceRecord.create(table_address(t), "table", table_attributes(t),
-                                                              serial=doc.next_serial, applied_by=self.actor))
-        if commit:
-            doc = doc.with_config_commit(commit)
-        return doc.record_event("recover", f"recovered {'from ' + record.id if record else ''}"
-                                           f"{' and ' if record and commit else ''}{'commit ' + commit if commit else ''}",
-                                actor=self.actor, details={"reason": reason, "ok": ok,
-                                                           "backup": record.id if record else None,
-                                                           "commit": commit})
+        return create_backup(self, environment)
 
     def _reload_desired(self, environment: str) -> DesiredState:
         self._desired.pop(environment, None)

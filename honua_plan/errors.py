@@ -130,6 +130,10 @@ class ApplyError(HonuaError):
     """A step failed during apply; state is valid and says how to resume or roll back."""
 
 
+class RecoveryError(HonuaError):
+    """A recovery cannot start (bad input: nothing was touched) or did not restore everything."""
+
+
 class ValidationFailed(ApplyError):
     """A post-apply validation or health check failed."""
 

@@ -124,24 +124,11 @@ def git_check(context: Context) -> Check:
 
 
 def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
-    """The newest apply (or recovery) that finished without failures."""
-    from honua_plan.plan.store import load_plan
+    """The newest apply that finished without failures (a recovery never counts as one)."""
+    from honua_plan.recovery import last_deployment as newest
 
-    for ev in reversed(doc.events):
-        if ev.kind not in ("apply", "recover", "promote"):
-            continue
-        outcomes = ev.details.get("outcomes") or {}
-        if any(s not in ("done", "skipped") for s in outcomes.values()) or ev.details.get("ok") is False:
-            continue
-        commit = ev.details.get("commit")
-        plan_id = ev.details.get("plan_id")
-        if commit is None and plan_id:
-            try:
-                commit = load_plan(context.state_dir / "plans" / f"{plan_id}.json").config_commit
-            except (HonuaError, OSError):
-                commit = None
-        return Deployment(ev.at, commit or doc.config_commit, ev.kind, plan_id)
-    return None
+    d = newest(context, doc)
+    return Deployment(d.at, d.commit, d.kind, d.plan_id) if d is not None else None
 
 
 def analyze(context: Context, environment: str, *, now: datetime | None = None) -> RecoveryAnalysis:

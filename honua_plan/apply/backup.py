@@ -18,22 +18,27 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from honua_plan import pgserver
 from honua_plan.errors import ApplyError
 from honua_plan.providers.sqlexec import split_qualified
 from honua_plan.secrets import check_dsn, redact, register, register_dsn
-from honua_plan.state.model import BackupRecord, backup_id, utcnow
+from honua_plan.state.model import BackupRecord, TableContent, backup_id, utcnow
 
 __all__ = [
+    "check_backup_file",
+    "compare_contents",
     "prune_backups",
     "restore_backup",
     "sha256_file",
+    "table_contents",
     "take_backup",
 ]
 
@@ -112,6 +117,7 @@ def take_backup(
     migration_id: str | None,
     now: datetime | None = None,
     timeout_s: float | None = None,
+    commit: str | None = None,
 ) -> BackupRecord:
     """Dump ``tables`` to ``<directory>/<backup id>.dump`` and describe the file.
 
@@ -124,11 +130,12 @@ def take_backup(
     conninfo, env = _connection(dsn)
     created = now or utcnow()
     directory.mkdir(parents=True, exist_ok=True)
+    snapshot = _Snapshot(dsn, tables)  # the dump and the recorded contents see the same rows
     ident, path = _reserve(directory, backup_id(environment, created))
     partial = path.with_name(path.name + ".partial")
     argv = [
         pg_dump, "--format=custom", "--no-owner", "--no-privileges", "--strict-names",
-        f"--file={partial}",
+        f"--file={partial}", f"--snapshot={snapshot.id}",
         *(f"--table={_pattern(t)}" for t in tables),
         f"--dbname={conninfo}",
     ]
@@ -139,6 +146,8 @@ def take_backup(
         partial.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         raise
+    finally:
+        snapshot.close()
     return BackupRecord(
         id=ident,
         created_at=created,
@@ -147,6 +156,8 @@ def take_backup(
         sha256=sha256_file(path),
         tables=list(tables),
         migration_id=migration_id,
+        commit=commit,
+        contents=snapshot.contents,
     )
 
 
@@ -195,7 +206,124 @@ def prune_backups(
     for rec in records:
         if rec is not newest and (when - rec.created_at).total_seconds() > retention_s:
             (state_dir / rec.path).unlink(missing_ok=True)
+            if rec.metadata_path:
+                (state_dir / rec.metadata_path).unlink(missing_ok=True)
             removed.append(rec)
         else:
             kept.append(rec)
     return kept, removed
+
+
+# --------------------------------------------------------------------------- contents and checks
+
+
+def _order_by(conn: psycopg.Connection, regclass: str) -> sql.Composable:
+    """The primary key's columns, else the whole row's text: a total, repeatable order."""
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey::int2[]) WHERE i.indrelid = %s::regclass AND i.indisprimary "
+        "ORDER BY array_position(i.indkey::int2[], a.attnum)", [regclass]).fetchall()
+    if not rows:
+        return sql.SQL("t::text")
+    return sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(r[0])) for r in rows)
+
+
+def table_contents(conn: psycopg.Connection, tables: Sequence[str]) -> dict[str, TableContent]:
+    """Per table (keyed ``schema.name``): rows, an md5 over the rows' md5s in key order (primary
+    key, else the row text), indexes and constraints, all read in SQL in the connection's
+    current snapshot.
+
+    A missing table raises ApplyError naming it."""
+    out: dict[str, TableContent] = {}
+    for table in tables:
+        schema, name = split_qualified(table)
+        regclass = _pattern(table)
+        if conn.execute("SELECT to_regclass(%s)", [regclass]).fetchone() == (None,):
+            raise ApplyError(f"table {schema}.{name} does not exist")
+        order = _order_by(conn, regclass)
+        # md5 of each row's text, then of those in key order: 32 bytes per row in memory, not the table
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY {order}), '')) "
+                        "FROM {table} AS t").format(order=order, table=sql.Identifier(schema, name))
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        indexes = conn.execute(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = %s::regclass ORDER BY 1", [regclass]).fetchall()
+        constraints = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+            "ORDER BY 1", [regclass]).fetchall()
+        out[f"{schema}.{name}"] = TableContent(rows=int(row[0]), checksum=str(row[1]),
+                                               indexes={str(k): str(v) for k, v in indexes},
+                                               constraints={str(k): str(v) for k, v in constraints})
+    return out
+
+
+class _Snapshot:
+    """An open REPEATABLE READ transaction with an exported snapshot (``pg_dump --snapshot``)
+    and the tables' contents read in it."""
+
+    def __init__(self, dsn: str, tables: Sequence[str]) -> None:
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=False, application_name="honua-plan-backup")
+        except psycopg.Error as exc:
+            raise ApplyError(redact(f"pg_dump failed: cannot connect: {exc}")) from None
+        try:
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            self.id = str(row[0])
+            self.contents = table_contents(self.conn, tables)
+        except psycopg.Error as exc:
+            self.close()
+            raise ApplyError(redact(f"pg_dump failed: reading the tables: {exc}")) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def compare_contents(expected: Mapping[str, TableContent], actual: Mapping[str, TableContent]) -> dict[str, list[str]]:
+    """Per table, what differs between a backup's recorded contents and the live ones (empty: match)."""
+    out: dict[str, list[str]] = {}
+    for table, want in expected.items():
+        got = actual.get(table)
+        if got is None:
+            out[table] = ["table is missing"]
+            continue
+        problems: list[str] = []
+        if got.rows != want.rows:
+            problems.append(f"{got.rows:,} rows, backup had {want.rows:,}")
+        if got.checksum != want.checksum:
+            problems.append(f"checksum {got.checksum[:12]}… ≠ backup's {want.checksum[:12]}…")
+        for what, w, g in (("index", want.indexes, got.indexes), ("constraint", want.constraints, got.constraints)):
+            problems += [f"{what} {n} missing" for n in sorted(set(w) - set(g))]
+            problems += [f"{what} {n} not in the backup" for n in sorted(set(g) - set(w))]
+            problems += [f"{what} {n} differs" for n in sorted(set(w) & set(g)) if w[n] != g[n]]
+        out[table] = problems
+    return out
+
+
+def check_backup_file(record: BackupRecord, *, state_dir: Path, timeout_s: float | None = 60.0) -> None:
+    """Refuse a backup that cannot be restored: missing, changed since it was taken, or
+    unreadable to ``pg_restore --list``. Reads only; nothing is touched."""
+    path = state_dir / record.path
+    if not path.is_file():
+        raise ApplyError(f"backup {record.id}: file {record.path} not found under {state_dir}")
+    actual = sha256_file(path)
+    if actual != record.sha256:
+        raise ApplyError(
+            f"backup {record.id}: {record.path} does not match its recorded SHA-256 "
+            f"(recorded {record.sha256[:12]}…, file {actual[:12]}…); refusing to restore it"
+        )
+    pg_restore = _tool("pg_restore")
+    try:
+        proc = subprocess.run([pg_restore, "--list", str(path)], capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ApplyError(f"backup {record.id}: pg_restore cannot read {record.path}: {exc}") from None
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout).strip().splitlines()
+        raise ApplyError(f"backup {record.id}: pg_restore cannot read {record.path}: "
+                         f"{why[-1] if why else f'exit status {proc.returncode}'}")

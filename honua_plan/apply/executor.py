@@ -316,7 +316,7 @@ class Executor:
         doc = self._record_tables(doc)
         doc = doc.with_pending(None).with_config_commit(self.plan.config_commit).record_event(
             kind, message, actor=self.actor,
-            details={"plan_id": self.plan.id, "seconds": round(result.seconds, 3),
+            details={"plan_id": self.plan.id, "commit": self.plan.config_commit, "seconds": round(result.seconds, 3),
                      "outcomes": {o.address: o.status for o in result.outcomes}})
         self._save(doc)
         result.serial = self.doc.serial

@@ -584,7 +584,16 @@ def deploy_migration(ctx: click.Context, migration_id: str, environment: str, pl
 
 @main.group()
 def backup() -> None:
-    """Backups taken before migrations (pg_dump, under state/backups)."""
+    """Backups of an environment's tables (pg_dump, under state/backups)."""
+
+
+@backup.command("create")
+@env_option()
+@by_option
+@click.pass_context
+def backup_create(ctx: click.Context, environment: str) -> None:
+    """Back up the tables the environment's layers and migrations touch, with its metadata and commit."""
+    state(ctx).context().backup_create(environment)
 
 
 @backup.command("list")
@@ -592,17 +601,28 @@ def backup() -> None:
 @format_option(("text", "json"))
 @click.pass_context
 def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
-    """List the backups of an environment, newest last."""
+    """List the backups of an environment, newest last: age, size, tables, rows and checksums."""
+    from honua_plan.config.expected import format_duration
+    from honua_plan.state.model import utcnow
+
     context = state(ctx).context(quiet=fmt == "json")
-    records = context.backups(environment)
+    records = sorted(context.backups(environment), key=lambda r: r.created_at)
+    now = utcnow()
     if fmt == "json":
-        echo_json([r.model_dump(mode="json") for r in records])
+        echo_json([{**r.model_dump(mode="json"), "age_s": round((now - r.created_at).total_seconds(), 1)}
+                   for r in records])
         return
     if not records:
         click.echo(f"No backups for {environment}.")
     for r in records:
-        click.echo(f"{r.id:<34} {r.created_at:%Y-%m-%d %H:%M:%S}  {r.size_bytes / 1024:>8.1f} KiB  "
-                   f"{','.join(r.tables)}  (migration {r.migration_id or '-'})")
+        age = format_duration(max(0.0, (now - r.created_at).total_seconds()))
+        click.echo(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M:%S} UTC ({age} ago)  {r.size_bytes / 1024:.1f} KiB  "
+                   f"commit {r.commit[:9] if r.commit else '-'}  migration {r.migration_id or '-'}")
+        for table in r.tables:
+            c = r.contents.get(table) or r.contents.get(f"public.{table}")
+            detail = (f"{c.rows:,} rows, checksum {c.checksum[:12]}…, {len(c.indexes)} index(es), "
+                      f"{len(c.constraints)} constraint(s)") if c is not None else "no checksum recorded"
+            click.echo(f"    {table}: {detail}")
 
 
 # --------------------------------------------------------------------------- served layers
@@ -713,17 +733,22 @@ def promote(ctx: click.Context, source: str, target: str, migration: str | None,
 @env_option()
 @click.option("--latest-backup", "latest", is_flag=True, help="Restore the newest backup.")
 @click.option("--backup", "backup_id", metavar="ID", help="Restore this backup (see honua backup list).")
-@click.option("--commit", "commit", metavar="SHA", help="Restore the environment's metadata from this git commit.")
+@click.option("--last-deployment", "last_deployment", is_flag=True,
+              help="Restore the last successful deployment: its commit and the backup taken after it.")
+@click.option("--commit", "commit", metavar="SHA",
+              help="Restore the environment's metadata from this commit (and the backup taken at it, if any).")
+@click.option("--include-shared", is_flag=True,
+              help="Also restore shared files (honua.yaml, providers/, migrations/) from the commit.")
 @click.option("--reason", default="", help="What happened (recorded in the state's event log).")
 @yes_option
 @by_option
 @click.pass_context
-def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str | None, commit: str | None,
-            reason: str, yes: bool) -> None:
-    """Disaster recovery: restore tables from a backup and/or metadata from git, then republish."""
+def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str | None, last_deployment: bool,
+            commit: str | None, include_shared: bool, reason: str, yes: bool) -> None:
+    """Disaster recovery: restore a point in time (a backup's data and its commit's metadata), then republish."""
     context = state(ctx).context()
-    ok = context.recover(environment, backup_id=backup_id, latest=latest, commit=commit, yes=yes,
-                         confirm=confirm, reason=reason)
+    ok = context.recover(environment, backup_id=backup_id, latest=latest, last_deployment=last_deployment,
+                         commit=commit, include_shared=include_shared, yes=yes, confirm=confirm, reason=reason)
     if not ok:
         ctx.exit(1)
 

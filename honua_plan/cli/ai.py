@@ -367,7 +367,7 @@ def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: i
         con.print(f"  - Commit: {d.commit[:9] if d.commit else 'unknown (not recorded)'}")
         con.print(f"  - Date: {d.at:%Y-%m-%d %H:%M:%S} UTC")
         con.print(f"  - Environment: {env}")
-        con.print(f"  - Status: {'recovered' if d.kind == 'recover' else 'applied without failures'}")
+        con.print("  - Status: applied without failures")
     else:
         con.print(f"Last successful deployment: none recorded in the {env} state")
     con.print("")
@@ -389,7 +389,7 @@ def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: i
     elif choice == 2:
         assert d is not None and d.commit
         con.print(f"Initiating recovery of the last successful deployment (commit {d.commit[:9]})...")
-        kwargs.update(commit=d.commit)
+        kwargs.update(last_deployment=True)
     else:
         if commit is None:
             if not interactive:

@@ -362,5 +362,29 @@ def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[D
     return drifts
 
 
+def declared_index_drift(layers: Iterable[Layer], facts: DatabaseFacts | None) -> list[Drift]:
+    """An index a layer declares in ``storage.indexes`` that its table does not have live.
+
+    The recorded table shape cannot show it when the state was written without the index
+    (e.g. after restoring a backup taken before the migration that created it)."""
+    drifts: list[Drift] = []
+    if facts is None:
+        return drifts
+    for layer in layers:
+        st = layer.spec.storage
+        if not st.indexes:
+            continue
+        live = facts.table(st.qualified_table)
+        if live is None:
+            continue  # a missing table is reported (and planned) on its own
+        missing = [ix.name for ix in st.indexes if live.index(ix.name) is None]
+        if missing:
+            drifts.append(Drift(layer.address, "layer", "modified",
+                                f"layer {layer.metadata.name} declares index(es) missing on {st.qualified_table}: "
+                                f"{', '.join(missing)}",
+                                tuple(f"index {n} declared in storage.indexes, not in the database" for n in missing)))
+    return drifts
+
+
 def tables_of(layers: Iterable[Layer]) -> set[str]:
     return {lyr.spec.storage.qualified_table for lyr in layers}

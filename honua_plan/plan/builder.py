@@ -23,6 +23,7 @@ from honua_plan.diff import (
     Change,
     Drift,
     check_layer,
+    declared_index_drift,
     desired_resources,
     detect_drift,
     diff_migrations,
@@ -302,9 +303,9 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors: list[Diagnostic] = []
     warnings: list[str] = [str(w) for w in desired.warnings]
     production = bool(desired.policy and desired.policy.spec.production)
-    drifts = detect_drift(recorded, facts)
+    drifts = detect_drift(recorded, facts) + declared_index_drift(desired.layers.values(), facts)
     drift_records = [
-        DriftRecord(address=d.address, kind="table", change=d.change, summary=d.summary, details=list(d.details),
+        DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,
                     last_applied=recorded.resources[d.address].applied_at if d.address in recorded.resources else None)
         for d in drifts

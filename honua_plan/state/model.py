@@ -189,8 +189,20 @@ class Event(_Model):
     details: JSONObject = Field(default_factory=empty_dict)
 
 
+class TableContent(_Model):
+    """What a table held when it was backed up, to compare with after a restore."""
+
+    rows: int = Field(ge=0)
+    checksum: str
+    """``md5`` over the rows' md5s in key order, computed in SQL (see ``apply.backup.table_contents``)."""
+    indexes: dict[str, str] = Field(default_factory=empty_dict)
+    """Index name → ``pg_get_indexdef``."""
+    constraints: dict[str, str] = Field(default_factory=empty_dict)
+    """Constraint name → ``pg_get_constraintdef``."""
+
+
 class BackupRecord(_Model):
-    """One backup taken before a migration touched a table."""
+    """One backup of an environment's tables (before a migration, or ``honua backup create``)."""
 
     id: str = Field(min_length=1)
     """``<env>-backup-YYYYMMDD-HHMMSS`` (see :func:`backup_id`)."""
@@ -202,6 +214,12 @@ class BackupRecord(_Model):
     tables: list[str] = Field(default_factory=empty_list)
     migration_id: str | None = None
     kind: Literal["pg_dump"] = "pg_dump"
+    commit: str | None = None
+    """The git commit of the metadata deployed when the data was dumped (None: not recorded)."""
+    contents: dict[str, TableContent] = Field(default_factory=empty_dict)
+    """Per table: rows, checksum, indexes, constraints, read in the dump's own snapshot."""
+    metadata_path: str | None = None
+    """A tar.gz of the environment's metadata files, relative to the state directory."""
 
 
 StepStatus = Literal["pending", "running", "done", "failed", "rolled_back"]
@@ -480,6 +498,7 @@ __all__ = [
     "ResourceRecord",
     "StateDocument",
     "StepStatus",
+    "TableContent",
     "UTCDateTime",
     "backup_id",
     "canonical_json",

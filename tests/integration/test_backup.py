@@ -205,3 +205,53 @@ def test_prune_keeps_recent_and_the_newest(tmp_path: Path) -> None:
                                   now=NOW.replace(tzinfo=None), state_dir=tmp_path)
     assert [r.id for r in removed] == ["dev-backup-old"]
     assert prune_backups([], retention_s=1, now=NOW, state_dir=tmp_path) == ([], [])
+
+
+# --------------------------------------------------------------------------- contents (recovery's integrity check)
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    ("DELETE FROM bike_lanes WHERE id > 290", ["290 rows, backup had 300", "checksum"]),
+    ("UPDATE bike_lanes SET name = 'x' WHERE id = 7", ["checksum"]),
+    ("DROP INDEX idx_bike_lanes_geom", ["index idx_bike_lanes_geom missing"]),
+    ("CREATE INDEX extra ON bike_lanes (name)", ["index extra not in the backup"]),
+    ("ALTER TABLE bike_lanes ADD CONSTRAINT named CHECK (id > 0)", ["constraint named not in the backup"]),
+    ("DROP TABLE bike_lanes", ["table is missing"]),
+    ("SELECT 1", []),
+])
+def test_contents_recorded_in_the_dump_snapshot_find_each_difference(
+        conn: psycopg.Connection, pg_dsn: str, tmp_path: Path, damage: str, expected: list[str]) -> None:
+    from honua_plan.apply.backup import compare_contents, table_contents
+
+    rec = take_backup(pg_dsn, ["bike_lanes", "other"], directory=tmp_path / "backups", environment="dev",
+                      migration_id=None, now=NOW, commit="abc123")
+    assert rec.commit == "abc123" and set(rec.contents) == {"public.bike_lanes", "public.other"}
+    c = rec.contents["public.bike_lanes"]
+    assert c.rows == ROWS and set(c.indexes) == {"bike_lanes_pkey", "idx_bike_lanes_geom"}
+    assert c.constraints == {"bike_lanes_pkey": "PRIMARY KEY (id)"}
+    row = conn.execute("SELECT md5(string_agg(md5(t::text), '' ORDER BY id)) FROM bike_lanes t").fetchone()
+    assert row == (c.checksum,)
+    assert rec.contents["public.other"].rows == 2  # no primary key: ordered by the row text
+
+    conn.execute(damage)
+    present = [t for t in ("bike_lanes", "other")
+               if conn.execute("SELECT to_regclass(%s)", [t]).fetchone() != (None,)]
+    diffs = compare_contents(rec.contents, table_contents(conn, present))
+    assert diffs["public.other"] == []
+    got = diffs["public.bike_lanes"]
+    assert len(got) == len(expected) and all(e in g for e, g in zip(expected, got, strict=True)), got
+
+
+def test_check_backup_file_reads_the_dump_without_touching_anything(
+        conn: psycopg.Connection, pg_dsn: str, tmp_path: Path) -> None:
+    from honua_plan.apply.backup import check_backup_file
+
+    rec = take_backup(pg_dsn, ["bike_lanes"], directory=tmp_path / "backups", environment="dev",
+                      migration_id=None, now=NOW)
+    check_backup_file(rec, state_dir=tmp_path)
+    (tmp_path / rec.path).write_bytes(b"not a dump")
+    with pytest.raises(ApplyError, match="SHA-256"):
+        check_backup_file(rec, state_dir=tmp_path)
+    unreadable = rec.model_copy(update={"sha256": sha256_file(tmp_path / rec.path)})
+    with pytest.raises(ApplyError, match="pg_restore cannot read"):
+        check_backup_file(unreadable, state_dir=tmp_path)

@@ -117,8 +117,9 @@ def test_recover_from_the_latest_backup(repo: Path, dbs: dict[str, str]) -> None
         conn.execute("DELETE FROM bike_lanes")  # the disaster
     recovered = run(repo, "recover", "--env", "dev", "--latest-backup", "--yes", "--reason", "rows deleted", env=env)
     assert recovered.exit_code == 0, recovered.output
-    for line in ("Recovery Plan:", "✓ Maintenance mode activated", "✓ Database restored from backup dev-backup-",
-                 "✓ Data integrity validated", "Recovery completed successfully!"):
+    for line in ("Recovery Plan:", "- Maintenance mode: nothing to stop", "✓ Database restored from backup dev-backup-",
+                 "✓ Data integrity validated", "Recovery completed successfully!", "Database: HEALTHY",
+                 "Migrations newer than the backup are pending again: 004"):
         assert line in recovered.output, recovered.output
     with psycopg.connect(dbs["dev"]) as conn:
         assert conn.execute("SELECT count(*) FROM bike_lanes").fetchone() == (42,)
@@ -144,6 +145,6 @@ def test_recover_metadata_from_a_git_commit(repo: Path, dbs: dict[str, str]) -> 
 
 def test_recover_needs_a_source(repo: Path, dbs: dict[str, str]) -> None:
     result = run(repo, "recover", "--env", "dev", "--yes", env=env_of(dbs))
-    assert result.exit_code == 1 and "--latest-backup, --backup ID or --commit SHA" in result.output
+    assert result.exit_code == 1 and "--latest-backup, --backup ID, --last-deployment or --commit SHA" in result.output
     result = run(repo, "recover", "--env", "dev", "--latest-backup", "--yes", env=env_of(dbs))
     assert result.exit_code == 1 and "no backup at all for dev" in result.output

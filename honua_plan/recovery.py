@@ -1,0 +1,702 @@
+"""Disaster recovery that restores what it names, and scheduled backups to restore from.
+
+A recovery restores one point in time: a backup's data (``pg_restore`` of its tables)
+together with the environment's metadata as of the commit recorded with it. The three
+ways to name it (the seed's Example 4): a backup (``--latest-backup``/``--backup ID``),
+the last successful deployment (the newest backup taken after it and before the next
+change, and its commit; a recovery is never a deployment), or a commit (its metadata
+plus the backup taken at it, else — said so — metadata only, data untouched).
+
+Everything that can be checked is checked before anything is touched (the commit, the
+dump's SHA-256 and ``pg_restore --list``, the metadata files). After the restore the
+tables are compared with what the backup recorded (rows, an md5 over the rows in key
+order, indexes, constraints), migrations newer than the backup become pending again, and
+the collections' ``/items`` must answer with features. A failure after the service was
+stopped brings the previous service back and says what state each part is in.
+
+Only the environment's own files are restored (``environments/<env>/`` and its policy);
+shared files (``honua.yaml``, ``providers/``, ``migrations/``) are listed when they differ
+and restored only with ``include_shared``.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from honua_plan.errors import HonuaError, RecoveryError, StateError, UsageError
+
+if TYPE_CHECKING:
+    from honua_plan.context import Context
+    from honua_plan.state.model import BackupRecord, Event, StateDocument
+
+SHARED = ("honua.yaml", "providers/", "migrations/")
+DEPLOY_KINDS = ("apply", "migrate")
+CHANGE_KINDS = ("apply-start", "apply", "migrate", "rollback", "apply-failed", "recover", "recover-failed")
+
+
+def own_path(environment: str, path: str) -> bool:
+    """Files of the environment itself: its directory and its policy."""
+    return path.startswith(f"environments/{environment}/") or path == f"policies/{environment}-policy.yaml"
+
+
+def shared_path(path: str) -> bool:
+    return any(path == s or (s.endswith("/") and path.startswith(s)) for s in SHARED)
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class Deployment:
+    at: datetime
+    commit: str | None
+    kind: str
+    plan_id: str | None
+
+
+def event_commit(context: Context, ev: Event) -> str | None:
+    """The git commit an apply event deployed: recorded with it, else its saved plan's."""
+    commit = ev.details.get("commit")
+    if isinstance(commit, str) and commit:
+        return commit
+    plan_id = ev.details.get("plan_id")
+    if isinstance(plan_id, str) and plan_id:
+        from honua_plan.plan.store import load_plan
+
+        path = context.state_dir / "plans" / f"{plan_id}.json"
+        if path.is_file():
+            try:
+                return load_plan(path).config_commit
+            except (HonuaError, OSError):
+                return None
+    return None
+
+
+def _successful(ev: Event) -> bool:
+    outcomes = ev.details.get("outcomes") or {}
+    return isinstance(outcomes, dict) and all(s in ("done", "skipped") for s in outcomes.values()) \
+        and ev.details.get("ok") is not False
+
+
+def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
+    """The newest apply that finished without failures (a recovery or rollback never counts)."""
+    for ev in reversed(doc.events):
+        if ev.kind in DEPLOY_KINDS and _successful(ev):
+            commit = event_commit(context, ev)
+            plan_id = ev.details.get("plan_id")
+            return Deployment(ev.at, commit, ev.kind, plan_id if isinstance(plan_id, str) else None)
+    return None
+
+
+def next_change(doc: StateDocument, after: datetime) -> datetime | None:
+    """When the first change after ``after`` started (an apply's start, a recovery …)."""
+    for ev in doc.events:
+        if ev.at > after and ev.kind in CHANGE_KINDS:
+            return ev.at
+    return None
+
+
+def backup_commit(context: Context, doc: StateDocument, rec: BackupRecord) -> str | None:
+    """The commit of the metadata the backup's data goes with: recorded with it, else the
+    commit of the last successful deployment before it was taken."""
+    if rec.commit:
+        return rec.commit
+    for ev in reversed(doc.events):
+        if ev.at <= rec.created_at and ev.kind in DEPLOY_KINDS and _successful(ev):
+            return event_commit(context, ev)
+    return None
+
+
+# --------------------------------------------------------------------------- metadata sources
+
+
+def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess[Any]:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=text, timeout=60, check=False)
+
+
+def verify_commit(root: Path, commit: str) -> str:
+    """The full sha of ``commit``; RecoveryError when it names no commit of the repository."""
+    try:
+        proc = _git(root, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RecoveryError(f"cannot run git to check commit {commit}: {exc}") from None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RecoveryError(f"{commit} is not a commit of the repository at {root}; nothing was touched",
+                            hint="git log --oneline -- environments/  (to find one)")
+    return str(proc.stdout.strip())
+
+
+def files_at_commit(root: Path, commit: str) -> dict[str, bytes]:
+    """Every configuration file of ``commit`` (environments, policies, shared files)."""
+    proc = _git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--",
+                "environments", "policies", "honua.yaml", "providers", "migrations")
+    if proc.returncode != 0:
+        raise RecoveryError(f"cannot list the files of commit {commit[:12]}: {proc.stderr.strip()}")
+    out: dict[str, bytes] = {}
+    for path in filter(None, proc.stdout.split("\0")):
+        blob = _git(root, "show", f"{commit}:{path}", text=False)
+        if blob.returncode != 0:
+            raise RecoveryError(f"cannot read {path} at commit {commit[:12]}")
+        out[path] = blob.stdout
+    return out
+
+
+def files_in_snapshot(path: Path) -> dict[str, bytes]:
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            out: dict[str, bytes] = {}
+            for m in tar.getmembers():
+                fh = tar.extractfile(m) if m.isfile() else None
+                if fh is not None and not m.name.startswith(("/", "..")) and ".." not in m.name.split("/"):
+                    out[m.name] = fh.read()
+            return out
+    except (OSError, tarfile.TarError) as exc:
+        raise RecoveryError(f"cannot read the metadata snapshot {path.name}: {exc}") from None
+
+
+def working_files(root: Path) -> dict[str, bytes]:
+    """The configuration files as they are on disk now."""
+    out: dict[str, bytes] = {}
+    for top in ("environments", "policies", "providers", "migrations"):
+        for p in sorted((root / top).rglob("*")):
+            if p.is_file():
+                out[p.relative_to(root).as_posix()] = p.read_bytes()
+    if (root / "honua.yaml").is_file():
+        out["honua.yaml"] = (root / "honua.yaml").read_bytes()
+    return out
+
+
+def write_snapshot(root: Path, path: Path, environment: str) -> None:
+    """A tar.gz of the environment's own and the shared metadata files, as they are now."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in sorted(working_files(root).items()):
+            if own_path(environment, name) or shared_path(name):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from honua_plan.providers.metadata import write_atomic
+
+    write_atomic(path, buf.getvalue())
+
+
+@dataclass
+class MetadataChange:
+    """What restoring a metadata source changes on disk."""
+
+    source: str  # "commit abc123…" / "snapshot of backup X"
+    write: dict[str, bytes] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    shared_differ: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted([*self.write, *self.delete])
+
+
+def metadata_change(root: Path, environment: str, files: dict[str, bytes], source: str, *,
+                    include_shared: bool) -> MetadataChange:
+    now = working_files(root)
+    change = MetadataChange(source)
+    for path, data in files.items():
+        if own_path(environment, path) or (include_shared and shared_path(path)):
+            if now.get(path) != data:
+                change.write[path] = data
+        elif shared_path(path) and now.get(path) != data:
+            change.shared_differ.append(path)
+    for path in now:
+        if path not in files:
+            if own_path(environment, path):
+                change.delete.append(path)
+            elif shared_path(path):
+                change.shared_differ.append(path)  # only on disk: --include-shared keeps it (never deletes shared)
+    change.shared_differ.sort()
+    return change
+
+
+def apply_files(root: Path, write: dict[str, bytes], delete: list[str]) -> None:
+    from honua_plan.providers.metadata import write_atomic
+
+    for path, data in write.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data)
+    for path in delete:
+        (root / path).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- what to restore
+
+
+@dataclass
+class Source:
+    label: str
+    backup: BackupRecord | None = None
+    commit: str | None = None
+    files: dict[str, bytes] | None = None  # the metadata to restore (None: metadata untouched)
+    metadata_note: str = ""
+    data_note: str = ""
+
+
+def resolve(context: Context, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
+            deployment: bool, commit: str | None) -> Source:
+    """Find and check everything a recovery needs; touches nothing."""
+    from honua_plan.apply import backup as backups
+
+    chosen = [n for n, v in (("--latest-backup", latest), ("--backup", backup_id), ("--last-deployment", deployment))
+              if v]
+    if len(chosen) > 1:
+        raise UsageError(f"choose one of {', '.join(chosen)}")
+    if not (chosen or commit):
+        raise UsageError("say what to recover from: --latest-backup, --backup ID, --last-deployment or --commit SHA")
+    full = verify_commit(context.root, commit) if commit else None
+    record: BackupRecord | None = None
+    src = Source("")
+    if latest or backup_id:
+        record = doc.latest_backup() if latest else doc.backup(backup_id or "")
+        if record is None:
+            known = ", ".join(b.id for b in doc.backups[-5:]) or "none"
+            raise StateError(f"no backup {'at all' if latest else backup_id} for {environment} (recent: {known})",
+                             hint=f"honua backup create --env {environment}")
+        src.label = f"{'latest backup' if latest else 'backup'} {record.id}"
+    elif deployment:
+        dep = last_deployment(context, doc)
+        if dep is None:
+            raise RecoveryError(f"no successful deployment is recorded for {environment}; nothing was touched")
+        until = next_change(doc, dep.at)
+        taken = [b for b in doc.backups if b.created_at >= dep.at and (until is None or b.created_at < until)]
+        if not taken:
+            raise RecoveryError(
+                f"no backup was taken after the deployment of {dep.at:%Y-%m-%d %H:%M:%S} UTC"
+                f"{' and before the next change' if until else ''}: its data cannot be restored; nothing was touched",
+                hint=f"restore a backup with `honua recover --env {environment} --backup ID` (see `honua backup "
+                     f"list`), or the commit's metadata only with --commit; take `honua backup create --env "
+                     f"{environment}` after each deployment")
+        record = max(taken, key=lambda b: b.created_at)
+        if full is None and dep.commit:
+            full = verify_commit(context.root, dep.commit)
+        src.label = f"last successful deployment ({dep.at:%Y-%m-%d %H:%M:%S} UTC" + \
+            (f", commit {dep.commit[:12]})" if dep.commit else ", no commit recorded)")
+    elif full is not None:
+        at_commit = [b for b in doc.backups if backup_commit(context, doc, b) == full]
+        record = max(at_commit, key=lambda b: b.created_at) if at_commit else None
+        src.label = f"commit {full[:12]}"
+        if record is None:
+            src.data_note = f"metadata only, data untouched: no backup was taken at commit {full[:12]}"
+    if record is not None:
+        backups.check_backup_file(record, state_dir=context.state_dir)
+        if full is None:
+            recorded_commit = backup_commit(context, doc, record)
+            if recorded_commit is not None:
+                try:
+                    full = verify_commit(context.root, recorded_commit)
+                except RecoveryError:
+                    if not record.metadata_path:
+                        raise
+                    src.metadata_note = f"commit {recorded_commit[:12]} is not in this repository"
+    src.backup, src.commit = record, full
+    if full is not None:
+        src.files = files_at_commit(context.root, full)
+    elif record is not None and record.metadata_path:
+        src.files = files_in_snapshot(context.state_dir / record.metadata_path)
+        src.metadata_note = f"snapshot of backup {record.id} ({src.metadata_note or 'no commit recorded'})"
+    else:
+        src.metadata_note = "unchanged (no commit recorded with the backup)"
+    return src
+
+
+# --------------------------------------------------------------------------- checks after the restore
+
+
+def items_check(provider: Any, collection_ids: list[str], rows: dict[str, int], timeout_s: float) -> list[str]:
+    """GET ``/collections/<id>/items?limit=1`` of each collection: 200 with features (none only
+    for an empty table). Returns the problems."""
+    from honua_plan.providers.server.base import collection_url, http_request
+
+    base = getattr(provider, "local_url", None) or provider.ogc_url
+    problems: list[str] = []
+    for cid in collection_ids:
+        url = collection_url(base, cid) + "/items?limit=1&f=json"
+        try:
+            resp = http_request("GET", url, timeout=min(timeout_s, 15.0), what="the OGC API")
+        except HonuaError as exc:
+            problems.append(f"{cid}: /items did not answer ({exc.message})")
+            continue
+        if resp.status != 200:
+            problems.append(f"{cid}: /items answered HTTP {resp.status}")
+            continue
+        try:
+            features = resp.json().get("features")
+        except (ValueError, AttributeError):
+            features = None
+        if not isinstance(features, list):
+            problems.append(f"{cid}: /items answered without a feature collection")
+        elif not features and rows.get(cid, 0) > 0:
+            problems.append(f"{cid}: /items answered no features while the table has {rows[cid]:,} rows")
+    return problems
+
+
+def pending_after_restore(context: Context, desired: Any, doc: StateDocument, record: BackupRecord,
+                          facts: Any) -> list[Any]:
+    """Migrations applied after the backup was taken that touch one of its tables: the
+    restore undid them."""
+    from honua_plan.diff import MigrationChange, migration_checksum
+    from honua_plan.plan.builder import LiveState, _migration_draft
+    from honua_plan.providers.sqlexec import split_qualified
+
+    restored = {".".join(split_qualified(t)) for t in record.tables}
+    out = []
+    for mid in doc.applied_migrations():
+        rec = doc.latest_migration(mid)
+        if rec is None or rec.finished_at is None or rec.finished_at <= record.created_at:
+            continue
+        m = desired.migration(mid)
+        touched: set[str] = set()
+        if m is not None:
+            draft = _migration_draft(desired, MigrationChange(m, migration_checksum(m), ""), LiveState(facts=facts),
+                                     set())
+            touched = {".".join(split_qualified(t)) for t in draft.touched}
+        if m is None or touched & restored:
+            out.append(rec)
+    return out
+
+
+# --------------------------------------------------------------------------- backup create
+
+
+def create_backup(context: Context, environment: str) -> BackupRecord:
+    """``honua backup create``: the tables the environment's layers and migrations touch,
+    their contents, a snapshot of its metadata files, and the deployed commit."""
+    from honua_plan.apply import backup as backups
+    from honua_plan.diff import MigrationChange, migration_checksum
+    from honua_plan.plan.builder import LiveState, _migration_draft
+    from honua_plan.providers import postgis
+    from honua_plan.providers.sqlexec import Session, connect
+
+    con = context.console
+    desired = context.desired(environment)
+    resolved = context.resolve_dsn(environment)
+    with connect(resolved.dsn) as conn:
+        facts = postgis.refresh(Session(conn))
+    wanted = {lyr.spec.storage.qualified_table for lyr in desired.layers.values()}
+    for m in desired.migrations_for_env():
+        draft = _migration_draft(desired, MigrationChange(m, migration_checksum(m), ""), LiveState(facts=facts), set())
+        wanted |= draft.touched
+    tables = sorted({t.qualified_name for name in wanted if (t := facts.table(name)) is not None})
+    if not tables:
+        raise RecoveryError(f"{environment} has no table to back up yet (none of its layers' or migrations' "
+                            "tables exists)", hint=f"honua apply --env {environment}")
+    backend = context.backend(environment)
+    with backend.lock("honua backup create") as writer:
+        doc = writer.read()
+        rec = backups.take_backup(resolved.dsn, tables, directory=context.state_dir / "backups",
+                                  environment=environment, migration_id=None, commit=doc.config_commit)
+        snapshot = context.state_dir / "backups" / f"{rec.id}.metadata.tar.gz"
+        try:
+            write_snapshot(context.root, snapshot, environment)
+        except BaseException:
+            (context.state_dir / rec.path).unlink(missing_ok=True)
+            snapshot.unlink(missing_ok=True)
+            raise
+        rec = rec.model_copy(update={"metadata_path": f"backups/{snapshot.name}"})
+        doc = doc.with_backup(rec).record_event("backup", f"backup {rec.id} of {', '.join(tables)}",
+                                                actor=context.actor, details={"backup": rec.id, "commit": rec.commit})
+        if desired.policy is not None:
+            kept, _removed = backups.prune_backups(doc.backups, retention_s=desired.policy.spec.backupRetention,
+                                                   state_dir=context.state_dir)
+            doc = doc.model_copy(update={"backups": kept})
+        writer.write(doc, expected_serial=writer.read().serial)
+    con.ok(f"Backup created: {rec.id}")
+    for table, c in rec.contents.items():
+        con.print(f"  {table}: {c.rows:,} rows, checksum {c.checksum[:12]}…")
+    con.print(f"  commit: {rec.commit or 'not recorded (no deployment with a git commit)'}; "
+              f"metadata snapshot {rec.metadata_path}")
+    return rec
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def _contents_line(table: str, c: Any) -> str:
+    return (f"{table}: {c.rows:,} rows, checksum {c.checksum[:12]}…, {len(c.indexes)} index(es), "
+            f"{len(c.constraints)} constraint(s)")
+
+
+def recover(context: Context, environment: str, *, backup_id: str | None = None, latest: bool = False,
+            deployment: bool = False, commit: str | None = None, include_shared: bool = False, yes: bool = False,
+            confirm: Any = None, reason: str = "") -> bool:
+    from honua_plan.apply import backup as backups
+    from honua_plan.config.expected import format_duration
+    from honua_plan.state.model import utcnow
+
+    con = context.console
+    doc0 = context.recorded(environment)
+    src = resolve(context, environment, doc0, backup_id=backup_id, latest=latest, deployment=deployment,
+                  commit=commit)
+    source_name = f"commit {src.commit[:12]}" if src.commit else src.metadata_note
+    meta = metadata_change(context.root, environment, src.files, source_name,
+                           include_shared=include_shared) if src.files is not None else None
+    record = src.backup
+
+    con.print("Recovery Plan:")
+    con.rule()
+    con.print(f"Restoring: {src.label}")
+    server = context.desired(environment).server()
+    steps = [f"Put {environment} in maintenance mode (stop serving)" if server and server.spec.type != "none" else
+             f"Maintenance mode: not needed ({environment} serves nothing: server type none)"]
+    if record is not None:
+        steps.append(f"Restore database from backup {record.id} ({record.created_at:%Y-%m-%d %H:%M:%S} UTC; "
+                     f"{', '.join(record.tables)})")
+    else:
+        steps.append(f"Database: not restored ({src.data_note or 'no backup chosen'})")
+    if meta is not None:
+        what = f"commit: {src.commit[:12]}" if src.commit else src.metadata_note
+        steps.append(f"Restore metadata from {'Git' if src.commit else 'the backup'} ({what}): "
+                     f"{len(meta.paths)} file(s) of {environment} change")
+    else:
+        steps.append(f"Metadata: {src.metadata_note}")
+    steps += ["Validate data integrity (rows, checksums, indexes, constraints per table)",
+              "Run health checks (each collection's /items)", "Exit maintenance mode (publish and reload)"]
+    for i, s in enumerate(steps, 1):
+        con.print(f"{i}. {s}")
+    if meta is not None:
+        for p in meta.paths:
+            con.print(f"     {'-' if p in meta.delete else '~'} {p}")
+        if meta.shared_differ:
+            con.print("")
+            con.print(f"Shared files only on disk, not in {meta.source} (kept: shared files are never deleted):"
+                      if include_shared else
+                      f"Shared files that differ from {meta.source} (kept; pass --include-shared to restore them too):")
+            for p in meta.shared_differ:
+                con.print(f"  {p}")
+    con.print("")
+    if confirm is not None:
+        confirm("Proceed?", yes)
+
+    started = time.perf_counter()
+    resolved = context.resolve_dsn(environment)
+    provider = context.server_provider(environment)
+    serves = bool(getattr(provider, "manages_publication", False))
+    status = {"database": "not restored (unchanged)" if record is not None else "not restored (metadata only, data untouched)",
+              "metadata": "unchanged", "service": "not touched"}
+    previous_files: dict[str, bytes | None] = {}
+    ok = True
+    pending: list[Any] = []
+    db_line = ""
+    svc_line = ""
+    try:
+        with context.backend(environment).lock("honua recover") as writer:
+            doc = writer.read()
+            previous_doc = provider.read() if serves else None
+            was_running = bool(getattr(provider, "is_running", lambda: False)())
+            try:
+                try:
+                    if serves and hasattr(provider, "stop"):
+                        provider.stop()
+                        status["service"] = "stopped (maintenance mode)"
+                        con.ok("Maintenance mode activated", time.perf_counter() - started)
+                    else:
+                        con.print("  - Maintenance mode: nothing to stop (nothing is served)")
+                    if record is not None:
+                        t0 = time.perf_counter()
+                        backups.restore_backup(resolved.dsn, record, state_dir=context.state_dir)
+                        status["database"] = f"restored from backup {record.id}"
+                        con.ok(f"Database restored from backup {record.id}", time.perf_counter() - t0)
+                    if meta is not None:
+                        t0 = time.perf_counter()
+                        previous_files = {p: (context.root / p).read_bytes() if (context.root / p).is_file() else None
+                                          for p in meta.paths}
+                        apply_files(context.root, meta.write, meta.delete)
+                        status["metadata"] = f"restored from {meta.source}"
+                        con.ok(f"Metadata restored from Git ({src.commit[:12]})" if src.commit else
+                               f"Metadata restored from the {src.metadata_note}", time.perf_counter() - t0)
+                    desired = context._reload_desired(environment)
+                except HonuaError as exc:
+                    con.fail(exc.message)
+                    if previous_files:
+                        apply_files(context.root, {p: b for p, b in previous_files.items() if b is not None},
+                                    [p for p, b in previous_files.items() if b is None])
+                        context._reload_desired(environment)
+                        status["metadata"] = "unchanged (put back as it was)"
+                    _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    now_desired, now_facts, undone = None, None, []
+                    if record is not None and status["database"].startswith("restored"):
+                        try:  # the data is restored: state follows it even though the rest failed
+                            now_desired, now_facts = context._reload_desired(environment), context.read_facts(environment)
+                            undone = pending_after_restore(context, now_desired, doc, record, now_facts)
+                        except HonuaError:
+                            now_desired, now_facts = None, None
+                    _record(context, writer, doc, environment, record, src, reason, False, undone, status,
+                            desired=now_desired, facts=now_facts, error=exc.message)
+                    raise RecoveryError(f"recovery of {environment} failed: {exc.message}",
+                                        hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
+
+                # integrity: the restored tables against what the backup recorded
+                from honua_plan.providers import postgis
+                from honua_plan.providers.sqlexec import Session, connect
+
+                t0 = time.perf_counter()
+                problems: list[str] = []
+                with connect(resolved.dsn) as conn:
+                    facts = postgis.refresh(Session(conn))
+                    live_contents: dict[str, Any] = {}
+                    if record is not None:
+                        present = [t for t in record.tables if facts.table(t) is not None]
+                        live_contents = backups.table_contents(conn, present)
+                rows_by_collection: dict[str, int] = {}
+                if record is not None:
+                    if not record.contents:
+                        problems.append(f"backup {record.id} recorded no row counts or checksums (taken by an older "
+                                        "honua-plan): the restored data cannot be verified")
+                    diffs = backups.compare_contents(record.contents, live_contents)
+                    for table, bad in diffs.items():
+                        if bad:
+                            problems.append(f"{table}: {'; '.join(bad)}")
+                            con.fail(f"{table}: {'; '.join(bad)}", indent=2)
+                        else:
+                            con.ok(f"{_contents_line(table, record.contents[table])}: match the backup", indent=2)
+                for layer in desired.layers.values():
+                    st = layer.spec.storage
+                    t = facts.table(st.qualified_table)
+                    if t is None:
+                        problems.append(f"{st.qualified_table} is missing"
+                                        + ("" if record is not None else " (data untouched: metadata only)"))
+                        continue
+                    c = live_contents.get(t.qualified_name)
+                    rows_by_collection[layer.collection_id] = c.rows if c is not None else max(t.row_estimate, 0)
+                if problems:
+                    con.fail("Data integrity: " + "; ".join(problems), time.perf_counter() - t0)
+                    ok = False
+                elif record is not None:
+                    con.ok("Data integrity validated", time.perf_counter() - t0)
+                else:
+                    con.ok("Layer tables present (data untouched: metadata only)", time.perf_counter() - t0)
+                if record is not None:
+                    pending = pending_after_restore(context, desired, doc, record, facts)
+                db_line = ("HEALTHY" if not problems and record is not None else
+                           f"NOT HEALTHY ({'; '.join(problems)})" if problems else
+                           "not restored (metadata only, data untouched)")
+
+                # health: publish what the restored metadata declares, then /items must answer
+                t0 = time.perf_counter()
+                if serves:
+                    try:
+                        from honua_plan.apply.publish import publish_callbacks
+
+                        publish, _, _ = publish_callbacks(context, desired, desired.server())  # type: ignore[arg-type]
+                        publish(desired)
+                        status["service"] = "serving the restored configuration"
+                        target = desired.server()
+                        bad = items_check(provider, sorted(lyr.collection_id for lyr in desired.layers.values()),
+                                          rows_by_collection, target.spec.healthTimeout if target else 30.0)
+                    except HonuaError as exc:
+                        bad = [exc.message]
+                        _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    if bad:
+                        ok = False
+                        con.fail("Health checks failed: " + "; ".join(bad), time.perf_counter() - t0)
+                        svc_line = f"NOT HEALTHY ({'; '.join(bad)})"
+                    else:
+                        con.ok(f"Health checks passed ({len(desired.layers)} collection(s) serve /items with "
+                               "features)", time.perf_counter() - t0)
+                        svc_line = "HEALTHY"
+                    if status["service"].startswith("DOWN"):
+                        con.fail(f"Maintenance mode: {status['service']}")
+                    else:
+                        con.ok("Maintenance mode deactivated")
+                    if status["service"] != "serving the restored configuration":
+                        svc_line += f"; {status['service']}"
+                else:
+                    con.print("  - Health checks: not run (server type none: nothing is served)")
+                    svc_line = "not checked (server type none: nothing is served)"
+                doc = _record(context, writer, doc, environment, record, src, reason, ok, pending, status,
+                              desired=desired, facts=facts)
+            except BaseException:
+                if status["service"].startswith("stopped"):  # never leave it down
+                    _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    con.fail(f"Stopped: {'; '.join(f'{k}: {v}' for k, v in status.items())}")
+                raise
+    finally:
+        provider.close()
+
+    con.print("")
+    con.print("Recovery completed successfully!" if ok else
+              "Recovery finished with problems: see the ✗ lines above.")
+    con.print("")
+    con.print("Status:")
+    con.print(f"  - Database: {db_line}")
+    con.print(f"  - Services: {svc_line}")
+    con.print(f"  - Metadata: {status['metadata']}")
+    con.print(f"  - Downtime: {format_duration(time.perf_counter() - started)}")
+    if record is not None:
+        lost = (utcnow() - record.created_at).total_seconds()
+        con.print(f"  - Data loss window: changes after {record.created_at:%Y-%m-%d %H:%M:%S} UTC "
+                  f"({format_duration(lost)} ago) are not in the backup")
+    if pending:
+        con.print("")
+        con.print(f"Migrations newer than the backup are pending again: {', '.join(r.id for r in pending)}")
+        con.print(f"  re-apply them: honua plan --env {environment} && honua apply --env {environment}")
+    if not ok:
+        raise RecoveryError(f"recovery of {environment} did not restore everything",
+                            hint=f"database: {db_line}; services: {svc_line}; metadata: {status['metadata']}")
+    return ok
+
+
+def _bring_back(context: Context, provider: Any, serves: bool, previous_doc: Any, was_running: bool,
+                status: dict[str, str]) -> None:
+    """Serve the previous configuration again (it was stopped for maintenance)."""
+    if not serves:
+        status["service"] = "nothing is served (server type none)"
+        return
+    try:
+        if previous_doc is not None:
+            provider.publish(previous_doc, prune=True)
+        if was_running or previous_doc is not None:
+            provider.reload()
+            if previous_doc and previous_doc.get("collections"):
+                provider.health(sorted(previous_doc["collections"]), 30.0)
+        status["service"] = "previous configuration serving again"
+    except HonuaError as exc:
+        status["service"] = f"DOWN: the previous configuration could not be served again ({exc.message})"
+
+
+def _record(context: Context, writer: Any, doc: StateDocument, environment: str, record: BackupRecord | None,
+            src: Source, reason: str, ok: bool, pending: list[Any], status: dict[str, str], *,
+            desired: Any = None, facts: Any = None, error: str | None = None) -> StateDocument:
+    """State follows the database: restored tables' shapes, undone migrations pending, the event."""
+    from honua_plan.diff import table_address, table_attributes
+    from honua_plan.state.model import MigrationRecord, ResourceRecord, utcnow
+
+    if facts is not None:
+        names = set(record.tables if record else []) | {lyr.spec.storage.qualified_table
+                                                        for lyr in desired.layers.values()}
+        records = []
+        for name in sorted(names):
+            t = facts.table(name)
+            if t is not None:
+                records.append(ResourceRecord.create(table_address(t), "table", table_attributes(t),
+                                                     serial=doc.next_serial, applied_by=context.actor))
+        doc = doc.with_resources(records)
+    for rec in pending:
+        doc = doc.with_migration(MigrationRecord(
+            id=rec.id, description=rec.description, checksum=rec.checksum, status="pending",
+            finished_at=utcnow(), applied_by=context.actor, backup_id=record.id if record else None,
+            error=f"undone by restoring backup {record.id if record else '?'}, taken before it ran"))
+    if src.commit and status["metadata"].startswith("restored"):
+        doc = doc.with_config_commit(src.commit)
+    doc = doc.record_event(
+        "recover" if error is None else "recover-failed",
+        f"recovered {src.label}" if error is None else f"recovery from {src.label} failed: {error}",
+        actor=context.actor,
+        details={"reason": reason, "ok": ok and error is None, "backup": record.id if record else None,
+                 "commit": src.commit, "pending": [r.id for r in pending], **status})
+    writer.write(doc, expected_serial=writer.read().serial)
+    return doc
