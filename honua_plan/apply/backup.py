@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from honua_plan import pgserver
 from honua_plan.errors import ApplyError
