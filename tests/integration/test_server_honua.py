@@ -271,7 +271,23 @@ def test_legacy_needs_a_metadata_path(repo: Path, fake: FakeHonua) -> None:
 # --------------------------------------------------------------------------- command adapter
 
 
-def command_provider(repo: Path, script: str, **extra: Any) -> CommandServer:
+@pytest.fixture
+def allow(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The operator's allow-list (HONUA_ALLOWED_RELOAD_COMMANDS), outside the repository."""
+    import shlex
+
+    allowed: list[str] = []
+
+    def add(argv: list[str]) -> None:
+        allowed.append(shlex.join(argv))
+        monkeypatch.setenv("HONUA_ALLOWED_RELOAD_COMMANDS", "\n".join(allowed))
+
+    return add
+
+
+def command_provider(repo: Path, script: str, allow: Any = None, **extra: Any) -> CommandServer:
+    if allow is not None:
+        allow([sys.executable, "-c", script])
     d = load_environment(repo, "dev")
     srv = server(d, {"type": "command", "healthTimeout": "2s",
                      "command": {"reload": [sys.executable, "-c", script], **extra}})
@@ -280,13 +296,13 @@ def command_provider(repo: Path, script: str, **extra: Any) -> CommandServer:
     return p
 
 
-def test_command_reload_sees_the_published_document(repo: Path, tmp_path: Path) -> None:
+def test_command_reload_sees_the_published_document(repo: Path, tmp_path: Path, allow: Any) -> None:
     out = tmp_path / "seen.json"
     script = (
         "import json, os, pathlib; doc = json.loads(pathlib.Path(os.environ['HONUA_PUBLISHED_FILE']).read_text());"
         f"pathlib.Path({str(out)!r}).write_text(json.dumps([os.environ['HONUA_ENVIRONMENT'], list(doc['collections'])]))"
     )
-    p = command_provider(repo, script)
+    p = command_provider(repo, script, allow)
     doc = doc_of(repo)
     assert actions(p.plan(doc))[0][0] == "create"
     p.publish(doc)
@@ -296,25 +312,55 @@ def test_command_reload_sees_the_published_document(repo: Path, tmp_path: Path) 
     assert p.health([CID], 1).ok  # nothing to check without health URL or publicUrl
 
 
-def test_command_failure_is_redacted(repo: Path) -> None:
+def test_command_failure_is_redacted(repo: Path, allow: Any) -> None:
     from honua_plan.secrets import register
 
     register("Sup3r-Secret-Token")
-    p = command_provider(repo, "import sys; sys.stderr.write('login failed for Sup3r-Secret-Token\\n'); sys.exit(3)")
+    p = command_provider(repo, "import sys; sys.stderr.write('login failed for Sup3r-Secret-Token\\n'); sys.exit(3)",
+                         allow)
     with pytest.raises(ServerError, match=r"failed \(exit 3\): login failed for \*\*\*") as exc:
         p.reload()
     assert "Sup3r" not in str(exc.value)
 
 
-def test_command_timeout_and_missing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    p = command_provider(repo, "import time; time.sleep(30)")
+def test_command_timeout_and_missing(repo: Path, monkeypatch: pytest.MonkeyPatch, allow: Any) -> None:
+    p = command_provider(repo, "import time; time.sleep(30)", allow)
     monkeypatch.setattr(CommandServer, "reload_timeout", property(lambda self: 0.5))
     with pytest.raises(ServerError, match="did not finish"):
         p.reload()
     d = load_environment(repo, "dev")
     srv = server(d, {"type": "command", "command": {"reload": ["/nonexistent/reload-gis"]}})
+    allow(["/nonexistent/reload-gis"])
     with pytest.raises(ServerError, match="not found"):
         open_server(srv, root=repo, environment="dev").reload()
+
+
+def test_config_cannot_choose_a_program_to_run(repo: Path, tmp_path: Path, allow: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull request that edits spec.command.reload runs nothing the operator did not allow."""
+    marker = tmp_path / "pwned"
+    script = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')"
+    p = command_provider(repo, script)  # nothing allowed
+    with pytest.raises(ServerError, match="was not run") as exc:
+        p.reload()
+    assert "HONUA_ALLOWED_RELOAD_COMMANDS" in exc.value.hint
+    allow([sys.executable, "-c", "pass"])  # another command allowed: still not this one
+    with pytest.raises(ServerError, match="was not run"):
+        p.reload()
+    assert not marker.exists()
+    # allowed: it runs, in the repository, without the engine's secrets in its environment
+    seen = tmp_path / "env.json"
+    monkeypatch.setenv("HONUA_PG_DSN", "postgresql://u:Sup3r-Secret-Pw@h/db")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-key-value")
+    dump = f"import json, os, pathlib; pathlib.Path({str(seen)!r}).write_text(json.dumps(dict(os.environ)))"
+    command_provider(repo, dump, allow).reload()
+    env = json.loads(seen.read_text())
+    assert "HONUA_PG_DSN" not in env and "OPENAI_API_KEY" not in env
+    assert "Sup3r-Secret-Pw" not in seen.read_text() and "sk-secret" not in seen.read_text()
+    assert env["HONUA_ENVIRONMENT"] == "dev" and "PATH" in env
+    outside = command_provider(repo, "pass", allow, cwd="../..")
+    with pytest.raises(ServerError, match="outside the repository"):
+        outside.reload()
 
 
 def test_command_health_url(repo: Path, fake: FakeHonua) -> None:

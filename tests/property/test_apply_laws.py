@@ -126,6 +126,7 @@ def world(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Env:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)
     monkeypatch.setenv("HONUA_PG_DSN", pg_dsn)
+    monkeypatch.setenv("HONUA_ALLOWED_RELOAD_COMMANDS", "true")  # the operator allows SERVER's reload
     w = Env(repo)
     w.apply()
     assert w.plan().has_changes is False

@@ -11,6 +11,12 @@ apply in its environment:
 A non-zero exit is a :class:`~honua_plan.errors.ServerError` with the (redacted) tail
 of its stderr. On timeout its whole process group is killed.
 
+The command comes from the config repository, which a pull request (or an AI) may
+edit, so it is never trusted on its own: it runs only when the operator of the
+machine allowed exactly that argv in ``HONUA_ALLOWED_RELOAD_COMMANDS`` (one command
+per line, shell words), which no config file can set. It runs with an allow-listed
+environment (no DSNs, no API keys) in a folder inside the repository.
+
 Health: ``spec.command.health`` is a URL polled until it answers 200 (a
 ``{collection}`` placeholder makes it one URL per collection); with ``publicUrl``
 set, each ``<publicUrl>/collections/<id>`` must answer 200 too. Without either,
@@ -41,7 +47,32 @@ from honua_plan.providers.server.base import (
 )
 from honua_plan.secrets import redact
 
-__all__ = ["CommandServer"]
+__all__ = ["ALLOW_VARIABLE", "CommandServer", "allowed_commands"]
+
+ALLOW_VARIABLE = "HONUA_ALLOWED_RELOAD_COMMANDS"
+# What the reload command inherits: a working process, nothing secret.
+_INHERITED = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LANGUAGE")
+
+
+def allowed_commands(environ: Mapping[str, str] | None = None) -> list[list[str]]:
+    """The reload commands the operator allowed (``HONUA_ALLOWED_RELOAD_COMMANDS``)."""
+    import shlex
+
+    text = (os.environ if environ is None else environ).get(ALLOW_VARIABLE, "")
+    out: list[list[str]] = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                out.append(shlex.split(line))
+            except ValueError as exc:
+                raise ServerError(f"{ALLOW_VARIABLE}: cannot read the line {line!r}: {exc}") from None
+    return out
+
+
+def _child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
+    env.update(extra)
+    return env
 
 
 class CommandServer(ServerProvider):
@@ -77,13 +108,23 @@ class CommandServer(ServerProvider):
                              warnings=tuple(warnings))
 
     def reload(self) -> None:
+        import shlex
+
         argv = [str(a) for a in self.options.reload]
-        cwd = Path(self.options.cwd) if self.options.cwd else self.root
-        if not cwd.is_absolute():
-            cwd = self.root / cwd
-        env = {**os.environ, "HONUA_PUBLISHED_FILE": str(self.published_path.resolve()),
-               "HONUA_ENVIRONMENT": self.environment}
         name = Path(argv[0]).name
+        if argv not in allowed_commands():
+            raise ServerError(
+                f"the reload command {shlex.join(argv)!r} was not run: the config repository "
+                "cannot choose a program to run on this machine",
+                hint=f"if this machine's operator trusts it, allow it outside the repository: "
+                     f"export {ALLOW_VARIABLE}={shlex.quote(shlex.join(argv))}")
+        root = self.root.resolve()
+        cwd = (root / self.options.cwd).resolve() if self.options.cwd else root
+        if not cwd.is_relative_to(root):
+            raise ServerError(f"spec.command.cwd {self.options.cwd!r} is outside the repository; "
+                              "the reload command was not run")
+        env = _child_environment({"HONUA_PUBLISHED_FILE": str(self.published_path.resolve()),
+                                  "HONUA_ENVIRONMENT": self.environment})
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True)
