@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from honua_plan.config.loader import load_environment
-from honua_plan.config.models import Server
 from honua_plan.providers.server import compile_published, open_server
 from honua_plan.providers.server.pygeoapi import (
     PASSWORD_ENV,
@@ -169,9 +168,9 @@ def text_server(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(name, value)
     server = load_environment(repo, "dev").server()
     assert server is not None
-    server = Server.model_validate({**server.model_dump(by_alias=True), "spec": {
-        **server.spec.model_dump(by_alias=True),
-        "pygeoapi": {**server.spec.pygeoapi.model_dump(), "port": free_port(), "environmentPorts": {}, "workers": 1}}})
+    # a copy, not a dump validated again: a dump holds durations as seconds, config needs a unit
+    options = server.spec.pygeoapi.model_copy(update={"port": free_port(), "environmentPorts": {}, "workers": 1})
+    server = server.model_copy(update={"spec": server.spec.model_copy(update={"pygeoapi": options})})
     provider = open_server(server, root=repo, environment="dev", dsn_resolver=lambda: dsn)
     assert isinstance(provider, PygeoapiServer)
     try:
