@@ -369,12 +369,17 @@ def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) ->
 
 @state_group.command("unlock")
 @env_option()
+@click.option("--force", is_flag=True, help="Break the lock even though its holder may still run.")
 @click.pass_context
-def state_unlock(ctx: click.Context, environment: str) -> None:
-    """Break a lock left behind by a crashed process (local backend)."""
+def state_unlock(ctx: click.Context, environment: str, force: bool) -> None:
+    """Remove the state lock of a holder that is dead (refused while it runs, unless --force)."""
     context = state(ctx).context()
     with context.backend(environment) as backend:
-        context.console.print(backend.force_unlock())
+        message = backend.force_unlock(force=force)
+    if message.startswith("warning: "):
+        context.console.warn(message.removeprefix("warning: "))
+    else:
+        context.console.print(message)
 
 
 # --------------------------------------------------------------------------- apply

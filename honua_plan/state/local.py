@@ -400,19 +400,22 @@ class LocalBackend(StateBackend):
         finally:
             os.close(fd)
 
-    def force_unlock(self) -> str:
-        """Remove the lock file; a holder still running then fails on its next write."""
+    def force_unlock(self, *, force: bool = False) -> str:
+        """Remove the lock file of a dead holder (or, with ``force``, of any holder); a
+        holder still running then fails on its next write."""
         holder = self.holder()
         if not self.lock_path.exists():
             return f"state for '{self.environment}' is not locked"
+        if holder is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+            return f"state for '{self.environment}' was not locked (removed a stale lock file)"
+        alive = base.holder_alive(holder)
+        if alive is not False and not force:
+            raise base.unlock_refusal(self.environment, holder, alive)
         with contextlib.suppress(FileNotFoundError):
             self.lock_path.unlink()
-        if holder is None:
-            return f"state for '{self.environment}' was not locked (removed a stale lock file)"
-        message = (
-            f"removed the lock on the state for '{self.environment}' held by {holder.describe()}; "
-            "if that process is still running it can no longer write the state"
-        )
+        message = base.unlock_message(self.environment, holder, alive, "removed")
         if self.exists():  # leave a trace in the event log
             try:
                 with self.lock("honua state unlock", timeout=5) as writer:
@@ -420,9 +423,9 @@ class LocalBackend(StateBackend):
                     writer.write(
                         current.record_event(
                             "unlock",
-                            "forced unlock: " + message,
+                            "forced unlock: " + message.removeprefix("warning: "),
                             actor=writer.lock_info.user,
-                            details={"holder": holder.to_json_data()},
+                            details={"holder": holder.to_json_data(), "holder_alive": alive},
                         ),
                         expected_serial=current.serial,
                     )
