@@ -436,10 +436,23 @@ class Context:
                                  hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
         return facts
 
+    def _clean_partial_backups(self, environment: str) -> None:
+        """Remove the files of a backup interrupted by a crash (call under the state lock)."""
+        from honua_plan.apply.backup import clean_partial_backups
+
+        removed = clean_partial_backups(self.state_dir / "backups", environment)
+        if removed:
+            self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
+                               f"backup: {', '.join(p.name for p in removed)}")
+
     def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
         from honua_plan.apply.executor import Services
+        from honua_plan.connections import default_datasource
 
-        svc = Services(session=session, dsn=dsn, state_dir=self.state_dir)
+        ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+        svc = Services(session=session, dsn=dsn, state_dir=self.state_dir,
+                       backup_lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
+                       backup_timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
         server = desired.server()
         if server is None or server.spec.type == "none":
             return svc
@@ -532,6 +545,7 @@ class Context:
                     from honua_plan.errors import StalePlanError
 
                     raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")
+                self._clean_partial_backups(environment)
                 save_plan(plan, self.state_dir / "plans" / f"{plan.id}.json")
                 session = Session(conn)
                 executor = Executor(plan, desired, writer, self._services(desired, session, resolved.dsn), con,
