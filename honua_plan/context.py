@@ -131,15 +131,68 @@ class Context:
     def db_status(self) -> ClusterStatus:
         return self.embedded.status()
 
-    def seed_data(self, environment: str, rows: int = 42) -> int:
+    def seed_data(self, environment: str, rows: int = 42, *, replace: bool = False) -> int:
+        """Load the sample bike lanes, under the state lock; never into production, and over
+        rows seed-data did not make only with ``replace``, after a pg_dump backup."""
+        from honua_plan.errors import ApplyError
         from honua_plan.providers.sqlexec import connect
         from honua_plan.sample import seed_bike_lanes
 
         if rows < 0:
             raise UsageError("--rows must be 0 or more")
+        desired = self.desired(environment)
+        if desired.policy is not None and desired.policy.spec.production:
+            where = desired.locate(f"policy.{environment}", "spec", "production")
+            raise UsageError(
+                f"{where}: environment '{environment}' is a production environment (production: true); "
+                "sample data is for development and is never loaded there"
+            )
+        table = "public.bike_lanes"
         resolved = self.resolve_dsn(environment)
-        with connect(resolved.dsn) as conn:
-            return seed_bike_lanes(conn, rows)
+        with self.backend(environment) as backend, \
+                backend.lock(f"honua dev seed-data --env {environment}") as writer, \
+                connect(resolved.dsn) as conn:
+            doc = writer.read()
+            if doc.pending is not None:
+                raise ApplyError(
+                    f"an apply of {environment} did not finish; seed-data does not change its tables meanwhile",
+                    hint=f"finish it first: `honua apply --env {environment} --resume` or `--rollback`",
+                )
+
+            def guard(foreign: int) -> None:
+                if not replace:
+                    raise UsageError(
+                        f"{table} holds {foreign} row(s) not made by seed-data (no seed-data marker, "
+                        "or the rows changed since it loaded them); refusing to replace them",
+                        hint=f"`honua dev seed-data --env {environment} --replace` replaces them after "
+                             "taking a pg_dump backup",
+                    )
+                rec = self._seed_backup(environment, resolved.dsn, table, desired)
+                writer.write(doc.with_backup(rec).record_event(
+                    "backup", f"backup {rec.id} before seed-data replaced {foreign} row(s) of {table}",
+                    actor=self.actor), expected_serial=doc.serial)
+
+            return seed_bike_lanes(conn, rows, table=table, guard=guard)
+
+    def _seed_backup(self, environment: str, dsn: str, table: str, desired: DesiredState) -> Any:
+        import time
+
+        from honua_plan.apply.backup import format_size, take_backup
+        from honua_plan.connections import default_datasource
+        from honua_plan.errors import ApplyError
+        from honua_plan.pgserver import pg_dump_available
+
+        if not pg_dump_available():
+            raise ApplyError("--replace takes a backup first, but pg_dump is not installed; nothing was changed")
+        ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+        self.console.print(f"Backing up 1 table ({table})…")
+        t0 = time.perf_counter()
+        rec = take_backup(dsn, [table], directory=self.state_dir / "backups", environment=environment,
+                          migration_id=None, lock_wait_s=ds.spec.lockTimeout if ds else None,
+                          timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
+        self.console.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)}) in state/{rec.path}",
+                        time.perf_counter() - t0)
+        return rec
 
     # ------------------------------------------------------------------ state
 

@@ -185,15 +185,17 @@ def db_status(ctx: click.Context, fmt: str) -> None:
 @dev.command("seed-data")
 @env_option(required=False)
 @click.option("--rows", type=int, default=42, show_default=True, help="Number of bike lanes to load.")
+@click.option("--replace", is_flag=True,
+              help="Replace rows seed-data did not make (a pg_dump backup is taken first).")
 @click.pass_context
-def seed_data(ctx: click.Context, environment: str | None, rows: int) -> None:
-    """Load the example's sample bike lanes (inside the seed's envelope)."""
+def seed_data(ctx: click.Context, environment: str | None, rows: int, replace: bool) -> None:
+    """Load the example's sample bike lanes (not in production; never over other rows without --replace)."""
     import time
 
     context = state(ctx).context()
     env = environment or "dev"
     start = time.perf_counter()
-    count = context.seed_data(env, rows)
+    count = context.seed_data(env, rows, replace=replace)
     context.console.ok(f"Loaded {count} bike lanes into bike_lanes ({env})", time.perf_counter() - start)
 
 
