@@ -153,6 +153,7 @@ class Context:
                 backend.lock(f"honua dev seed-data --env {environment}") as writer, \
                 connect(resolved.dsn) as conn:
             doc = writer.read()
+            self.check_state(environment, backend, doc)
             if doc.pending is not None:
                 raise ApplyError(
                     f"an apply of {environment} did not finish; seed-data does not change its tables meanwhile",
@@ -210,12 +211,94 @@ class Context:
             else:
                 dsn = self.resolve_dsn(environment).dsn
         root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
-        return open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
-                            lock_timeout=cfg.lockTimeout)
+        backend = open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
+                               lock_timeout=cfg.lockTimeout)
+        guard = self._serial_guard(environment)
+        backend.after_write, backend.on_close = guard.record, guard.close
+        return backend
 
-    def recorded(self, environment: str) -> StateDocument:
+    def _serial_guard(self, environment: str) -> Any:
+        from honua_plan.state.serialguard import SerialGuard
+
+        return SerialGuard(environment, lambda: self.resolve_dsn(environment).dsn)
+
+    def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
+        """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
+        import json
+
+        from honua_plan.state.local import LocalBackend
+
+        backup: tuple[str, int | None] | None = None
+        where = backend.describe()
+        if isinstance(backend, LocalBackend):
+            where = self._rel(backend.path)
+            bak = backend.reader().backup_path
+            if doc.serial == 0 and bak.is_file():
+                try:
+                    serial: int | None = int(json.loads(bak.read_text(encoding="utf-8"))["serial"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    serial = None
+                backup = (self._rel(bak), serial)
+        guard = self._serial_guard(environment)
+        try:
+            guard.check(doc, where, backup)
+        finally:
+            guard.close()
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def recorded(self, environment: str, *, check: bool = True) -> StateDocument:
+        """The recorded state; ``check``: refuse one that went backwards."""
         with self.backend(environment) as b:
-            return b.reader().read()
+            doc = b.reader().read()
+            if check:
+                self.check_state(environment, b, doc)
+            return doc
+
+    def restore_state_backup(self, environment: str, *, force: bool = False) -> tuple[StateDocument, int, str | None]:
+        """Make ``state/<env>.json.bak`` the state again, under the lock; returns the stored
+        document, the backup's serial and where the replaced file was kept."""
+        from honua_plan.errors import HonuaError, StateError
+        from honua_plan.state.local import LocalBackend
+
+        with self.backend(environment) as backend:
+            if not isinstance(backend, LocalBackend):
+                raise UsageError(
+                    "restore-backup is for the local state backend; the postgres backend keeps every "
+                    "version in honua_plan.state_history"
+                )
+            bak = backend.reader().backup_path
+            if not bak.is_file():
+                raise StateError(f"no {self._rel(bak)} to restore the state of '{environment}' from")
+            current = backend.reader().read()
+            if not force:
+                try:
+                    self.check_state(environment, backend, current)
+                except HonuaError:
+                    pass  # the state went backwards or is missing: what this command is for
+                else:
+                    if current.serial:
+                        raise UsageError(
+                            f"{self._rel(backend.path)} (serial {current.serial}) is newer than "
+                            f"{self._rel(bak)} and nothing says it went backwards; refusing to replace it",
+                            hint=f"`honua state restore-backup --env {environment} --force` replaces it anyway",
+                        )
+            guard = self._serial_guard(environment)
+            try:
+                recorded = guard.recorded()
+            except Exception:  # the database may be unreachable: restore all the same
+                recorded = None
+            finally:
+                guard.close()
+            replaced = backend.path.is_file()
+            with backend.lock("honua state restore-backup") as writer:
+                doc, bak_serial = writer.restore_backup_file(min_serial=recorded[1] if recorded else 0)
+            return doc, bak_serial, self._rel(backend.path.with_name(f"{environment}.json.replaced")) \
+                if replaced else None
 
     def _recorded_early(self, environment: str, early: Prefetch) -> StateDocument:
         """The recorded state, from what the prefetch parsed when it is the backend's file."""
@@ -227,8 +310,11 @@ class Context:
                 if found is not None:
                     doc = b.reader().read_prefetched(*found)
                     if doc is not None:
+                        self.check_state(environment, b, doc)
                         return doc
-            return b.reader().read()
+            doc = b.reader().read()
+            self.check_state(environment, b, doc)
+            return doc
 
     # ------------------------------------------------------------------ refresh (read-only I/O)
 
@@ -343,7 +429,7 @@ class Context:
         source_state = None
         pol = desired.policy
         if pol is not None and pol.spec.cooldown is not None:
-            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment)
+            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
         return PlanRequest(
             now=datetime.now(UTC),
             provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
@@ -542,6 +628,7 @@ class Context:
         facts: DatabaseFacts | None = None  # read by the freshness check of a saved plan
         with backend:
             recorded = backend.read()
+            self.check_state(environment, backend, recorded)
             if recorded.pending is not None and not (resume or rollback):
                 steps = recorded.pending.steps
                 done = sum(1 for s in steps if s.status == "done")

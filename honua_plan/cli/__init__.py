@@ -322,7 +322,7 @@ def state_group() -> None:
 def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
     """List the recorded resources."""
     context = state(ctx).context(quiet=fmt == "json")
-    doc = context.recorded(environment)
+    doc = context.recorded(environment, check=False)  # inspecting a state that went backwards is allowed
     if fmt == "json":
         echo_json({"environment": environment, "serial": doc.serial, "lineage": doc.lineage,
                    "resources": sorted(doc.resources)})
@@ -340,7 +340,7 @@ def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
 def state_show(ctx: click.Context, environment: str, address: str | None) -> None:
     """Show the whole state document, or one resource."""
     context = state(ctx).context()
-    doc = context.recorded(environment)
+    doc = context.recorded(environment, check=False)
     if address is None:
         echo_json(doc.to_json_data())
         return
@@ -382,6 +382,26 @@ def state_unlock(ctx: click.Context, environment: str, force: bool) -> None:
         context.console.warn(message.removeprefix("warning: "))
     else:
         context.console.print(message)
+
+
+@state_group.command("restore-backup")
+@env_option()
+@click.option("--force", is_flag=True, help="Replace the state even though nothing says it went backwards.")
+@click.pass_context
+def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> None:
+    """Make state/<env>.json.bak the state again (after it went backwards or was deleted)."""
+    context = state(ctx).context()
+    doc, bak_serial, replaced = context.restore_state_backup(environment, force=force)
+    con = context.console
+    con.ok(f"Restored the state of {environment} from state/{environment}.json.bak (serial {bak_serial}); "
+           f"it is now serial {doc.serial}")
+    if replaced:
+        con.print(f"  the file it replaced is kept as {replaced}")
+    if doc.pending is not None:
+        con.print(f"  it holds an apply that had not finished when it was saved: finish it with "
+                  f"`honua apply --env {environment} --resume` (or undo it with --rollback)")
+    con.print(f"  the backup is the version before the last write: check `honua plan --env {environment}` "
+              "before applying")
 
 
 # --------------------------------------------------------------------------- apply

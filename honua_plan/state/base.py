@@ -28,6 +28,7 @@ import getpass
 import os
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -220,6 +221,10 @@ class StateBackend(ABC):
     kind: str
     environment: str
     lock_timeout: float
+    after_write: Callable[[StateDocument], None] | None = None
+    """Called with every document a writer of this backend stored (e.g. to record its
+    serial elsewhere); set by whoever opens the backend."""
+    on_close: Callable[[], None] | None = None
 
     @abstractmethod
     def reader(self) -> StateReader:
@@ -259,8 +264,15 @@ class StateBackend(ABC):
     def exists(self) -> bool:
         return self.reader().exists()
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release any resource the backend keeps open (none by default)."""
+        if self.on_close is not None:
+            self.on_close()
+
+    def _written(self, doc: StateDocument) -> None:
+        """Writers call this after each successful write."""
+        if self.after_write is not None:
+            self.after_write(doc)
 
     def __enter__(self) -> StateBackend:
         return self

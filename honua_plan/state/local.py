@@ -231,7 +231,49 @@ class LocalWriter(LocalReader, StateWriter):
                 f"could not write state file {_display(self.path)}: {exc.strerror}"
             ) from exc
         self._written = (file_identity(self.path), new)
+        self._backend._written(new)
         return new
+
+    def restore_backup_file(self, *, min_serial: int = 0) -> tuple[StateDocument, int]:
+        """Make ``<env>.json.bak`` (the previous version) the state again; return the stored
+        document and the backup's own serial.
+
+        The serial never goes down: the restored document gets a serial above the
+        backup's, the current file's and ``min_serial`` (what the database last recorded).
+        The file it replaces, if any, is kept as ``<env>.json.replaced``.
+        """
+        self._check_lock()
+        if not self.backup_path.is_file():
+            raise StateError(f"no {_display(self.backup_path)} to restore the state of '{self.environment}' from")
+        try:
+            data = parse_state_bytes(self.backup_path.read_bytes())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"{_display(self.backup_path)} cannot be read: {exc}") from None
+        bak = parse_document(data, where=f"state backup {_display(self.backup_path)}", environment=self.environment)
+        try:
+            current, _ = self._load()
+        except StateError:
+            current = None  # unreadable: kept aside below all the same
+        serial = max(bak.serial, current.serial if current else 0, min_serial) + 1
+        lost = f"; the state had serial {max(current.serial if current else 0, min_serial)}"
+        doc = bak.record_event(
+            "restore", f"state restored from {self.backup_path.name} (serial {bak.serial}){lost}",
+        ).redacted()
+        events = [*doc.events[:-1], doc.events[-1].model_copy(update={"serial": serial})]
+        new = doc.model_copy(update={"serial": serial, "updated_at": base.utcnow(), "events": events})
+        tmp = self._write_temp(lambda fh: fh.writelines(state_json_lines(base.document_to_json(new))), 0o644)
+        try:
+            if self.path.exists():
+                os.replace(self.path, self.directory / f"{self.environment}.json.replaced")
+            os.replace(tmp, self.path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(f"could not write state file {_display(self.path)}: {exc.strerror}") from exc
+        self._written = (file_identity(self.path), new)
+        self._backend._written(new)
+        return new, bak.serial
 
     def _keep_backup(self, mode: int) -> None:
         """The current file becomes ``<env>.json.bak``: a hard link (no copy of a state of

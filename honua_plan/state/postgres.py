@@ -239,9 +239,11 @@ class PostgresWriter(PostgresReader, StateWriter):
     """Writes on the connection that holds the advisory lock."""
 
     def __init__(
-        self, conn: _Conn, connection: psycopg.Connection[Any], key: int, info: LockInfo
+        self, conn: _Conn, connection: psycopg.Connection[Any], key: int, info: LockInfo,
+        backend: StateBackend | None = None,
     ) -> None:
         super().__init__(conn, connection)
+        self._backend = backend
         self._lock_conn = connection
         self._key = key
         self.lock_info = info
@@ -341,6 +343,8 @@ class PostgresWriter(PostgresReader, StateWriter):
                 f"could not write the state of '{self.environment}': {redact(str(exc))}; "
                 "the stored state is unchanged"
             ) from exc
+        if self._backend is not None:
+            self._backend._written(new)
         return new
 
 
@@ -379,7 +383,7 @@ class PostgresBackend(StateBackend):
     @contextlib.contextmanager
     def lock(self, command: str, *, timeout: float | None = None) -> Iterator[PostgresWriter]:
         conn, info = self._acquire(command, self.lock_timeout if timeout is None else timeout)
-        writer = PostgresWriter(self._c, conn, self.key, info)
+        writer = PostgresWriter(self._c, conn, self.key, info, self)
         try:
             yield writer
         finally:
