@@ -803,3 +803,24 @@ def test_postgres_backend_needs_a_dsn(tmp_path: Path) -> None:
         open_backend("postgres", environment=ENV, root=tmp_path, dsn=None, lock_timeout=0)
     with pytest.raises(StateError, match="unknown state backend"):
         open_backend("s3", environment=ENV, root=tmp_path, dsn=None, lock_timeout=0)
+
+
+def test_cli_unlock_refuses_a_live_holder_and_force_warns(tmp_path: Path) -> None:
+    from tests.helpers import copy_example, run
+
+    repo = copy_example(tmp_path, server=False)
+    store = {"kind": "local", "root": repo, "dsn": None}
+    proc = _spawn_holder(store)
+    try:
+        refused = run(repo, "state", "unlock", "--env", ENV)
+        assert refused.exit_code == 1, refused.output
+        assert f"pid {proc.pid} " in refused.output and "still running" in refused.output
+        assert "--force" in refused.output
+        assert (repo / "state" / f"{ENV}.lock").exists()
+        forced = run(repo, "state", "unlock", "--env", ENV, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert "still running" in forced.output and "can no longer write the state" in forced.output
+        assert not (repo / "state" / f"{ENV}.lock").exists()
+    finally:
+        proc.kill()
+        proc.wait()
