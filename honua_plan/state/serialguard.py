@@ -67,6 +67,8 @@ class SerialGuard:
             conn = self._connect()
             with conn.transaction():
                 if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
+                    # CREATE … IF NOT EXISTS still races with itself: serialise the creators
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext('honua_plan.state_serial'))")
                     for stmt in DDL:
                         conn.execute(stmt)
                 conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
