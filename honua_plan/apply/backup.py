@@ -214,6 +214,7 @@ def take_backup(
     partial = path.with_name(path.name + ".partial")
     wait = lock_wait_s if lock_wait_s and lock_wait_s > 0 else DEFAULT_LOCK_WAIT_S
     names = ", ".join(".".join(split_qualified(t)) for t in tables)
+    regclasses = ", ".join("'" + _pattern(t).replace("'", "''") + "'::regclass" for t in tables)
 
     def explain(stderr: str) -> str | None:
         # pg_dump --lock-wait-timeout runs its LOCK TABLE under a statement timeout
@@ -222,8 +223,8 @@ def take_backup(
             return (f"pg_dump could not lock {names} within {format_seconds(wait)}: another session "
                     "holds a conflicting lock (e.g. LOCK TABLE … IN ACCESS EXCLUSIVE MODE, or a long "
                     "ALTER TABLE); no backup was taken. Find it with: SELECT pid, state, query FROM "
-                    "pg_stat_activity WHERE pid IN (SELECT pid FROM pg_locks WHERE NOT granted OR "
-                    "mode = 'AccessExclusiveLock')")
+                    "pg_stat_activity WHERE pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN "
+                    f"({regclasses}))")
         return None
 
     argv = [
