@@ -546,6 +546,15 @@ class Context:
     def state_dir(self) -> Path:
         return self.root / "state"
 
+    def _clean_partial_backups(self, environment: str) -> None:
+        """Remove the files of a backup interrupted by a crash (call under the state lock)."""
+        from honua_plan.apply.backup import clean_partial_backups
+
+        removed = clean_partial_backups(self.state_dir / "backups", environment)
+        if removed:
+            self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
+                               f"backup: {', '.join(p.name for p in removed)}")
+
     def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
         """Refuse a saved plan whose state, configuration or live objects changed since.
 
@@ -574,15 +583,6 @@ class Context:
             raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
                                  hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
         return facts
-
-    def _clean_partial_backups(self, environment: str) -> None:
-        """Remove the files of a backup interrupted by a crash (call under the state lock)."""
-        from honua_plan.apply.backup import clean_partial_backups
-
-        removed = clean_partial_backups(self.state_dir / "backups", environment)
-        if removed:
-            self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
-                               f"backup: {', '.join(p.name for p in removed)}")
 
     def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
         from honua_plan.apply.executor import Services
