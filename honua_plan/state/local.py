@@ -258,7 +258,7 @@ class LocalWriter(LocalReader, StateWriter):
         lost = f"; the state had serial {max(current.serial if current else 0, min_serial)}"
         doc = bak.record_event(
             "restore", f"state restored from {self.backup_path.name} (serial {bak.serial}){lost}",
-        ).redacted()
+        )
         events = [*doc.events[:-1], doc.events[-1].model_copy(update={"serial": serial})]
         new = doc.model_copy(update={"serial": serial, "updated_at": base.utcnow(), "events": events})
         tmp = self._write_temp(lambda fh: fh.writelines(state_json_lines(base.document_to_json(new))), 0o644)
