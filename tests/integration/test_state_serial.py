@@ -102,15 +102,16 @@ def test_restore_backup_brings_the_state_back_and_plan_converges(
     assert doc["lineage"] == before["lineage"] and doc["serial"] > before["serial"]
     assert doc["events"][-1]["kind"] == "restore"
     assert recorded_serial(pg_dsn) == (doc["lineage"], doc["serial"])
-    # the backup is the version before the last write: at most that write's records are
-    # missing (here: the layer's new index), never a migration that ran
-    plan = run(repo, "plan", "--env", "dev", "--format", "json", env=env)
-    assert plan.exit_code == 0, plan.output
-    assert not [a for a in json.loads(plan.output)["actions"] if a["address"].startswith("migration.")]
-    # here the lost write was the end of the apply: the restored state says so
+    # the backup is the version before the last write; here that write was the end of the
+    # apply, so the restored state holds it unfinished and says so; finishing it runs no
+    # migration again
     assert doc["pending"] is not None and "apply --env dev --resume" in restored.output
     resumed = run(repo, "apply", "--env", "dev", "--resume", env=env)
     assert resumed.exit_code == 0, resumed.output
+    assert "Deploying migration" not in resumed.output
+    plan = run(repo, "plan", "--env", "dev", "--format", "json", env=env)
+    assert plan.exit_code == 0, plan.output
+    assert not [a for a in json.loads(plan.output)["actions"] if a["address"].startswith("migration.")]
     applied = run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
     assert applied.exit_code == 0, applied.output
     assert run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env).exit_code == 0
