@@ -22,7 +22,7 @@ import pytest
 
 from honua_plan.pgserver import pg_dump_available
 from honua_plan.state.local import LocalBackend
-from tests.helpers import REPO, copy_example, edit, run
+from tests.helpers import REPO, copy_example, run
 
 pytestmark = pytest.mark.skipif(not pg_dump_available(), reason="pg_dump is not installed")
 
@@ -119,21 +119,24 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize(("lock_timeout", "policy_timeout", "expected"), [
-    ("2s", None, "could not lock public.bike_lanes within 2s"),
-    ("0", "2s", "pg_dump did not finish within 2s"),
+# ALTER SEQUENCE … OWNER TO holds ACCESS EXCLUSIVE on the table's identity sequence: pg_dump
+# blocks reading it after its LOCK TABLE phase, where --lock-wait-timeout no longer applies
+LOCK_TABLE = "LOCK TABLE bike_lanes IN ACCESS EXCLUSIVE MODE"
+LOCK_SEQUENCE = "ALTER SEQUENCE bike_lanes_id_seq OWNER TO CURRENT_USER"
+
+
+@pytest.mark.parametrize(("blocker", "policy_timeout", "expected"), [
+    (LOCK_TABLE, None, "could not lock public.bike_lanes within 2s"),  # the datasource's lockTimeout: 2s
+    (LOCK_SEQUENCE, "2s", "pg_dump did not finish within 2s"),
 ])
 def test_a_locked_table_fails_the_backup_in_time(
         repo: Path, env: dict[str, str], pg_dsn: str,
-        lock_timeout: str, policy_timeout: str | None, expected: str) -> None:
+        blocker: str, policy_timeout: str | None, expected: str) -> None:
     (repo / M005).write_text(M005_TEXT)
-    edit(repo / "providers/postgis-primary.yaml", "lockTimeout: 2s", f"lockTimeout: {lock_timeout}")
-    if lock_timeout == "0":  # no lock timeout at all: pg_dump would wait as long as it may
-        edit(repo / "providers/postgis-primary.yaml", "lockTimeout: 0", "lockTimeout: 1h")
     if policy_timeout:
         (repo / "policies/dev-policy.yaml").write_text(DEV_POLICY.format(timeout=policy_timeout))
     with psycopg.connect(pg_dsn) as locker:
-        locker.execute("LOCK TABLE bike_lanes IN ACCESS EXCLUSIVE MODE")
+        locker.execute(blocker)
         t0 = time.monotonic()
         proc = apply_in_child(repo, env)
         try:
@@ -166,9 +169,8 @@ def test_a_backup_reports_its_progress(repo: Path, env: dict[str, str]) -> None:
 def test_sigkill_during_pg_dump_takes_pg_dump_along_and_the_next_apply_cleans_up(
         repo: Path, env: dict[str, str], pg_dsn: str) -> None:
     (repo / M005).write_text(M005_TEXT)
-    edit(repo / "providers/postgis-primary.yaml", "lockTimeout: 2s", "lockTimeout: 5m")
     with psycopg.connect(pg_dsn) as locker:
-        locker.execute("LOCK TABLE bike_lanes IN ACCESS EXCLUSIVE MODE")
+        locker.execute(LOCK_SEQUENCE)  # pg_dump starts, then blocks (the policy's timeout: 5m)
         proc = apply_in_child(repo, env)
         try:
             deadline = time.monotonic() + 60
