@@ -154,6 +154,7 @@ class Bench:
         self.args = args
         self.n = n
         self.repo = workdir / f"repo-{n}"
+        self.dsn = dsn
         self.cache = workdir / "cache"
         self.logs = Path(args.out).resolve() / "logs"  # the commands run in the repository
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -179,9 +180,16 @@ class Bench:
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def reset_state(self) -> None:
+        """A fresh state: the files, and the serial the database remembers (or plan refuses
+        a missing state while the database records one)."""
+        import psycopg
+
         state = self.repo / "state"
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir()
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is not None:  # type: ignore[index]
+                conn.execute("DELETE FROM honua_plan.state_serial")
 
     def measure(self, name: str, args: Sequence[str], expect: tuple[int, ...], *,
                 before: Callable[[], None] | None = None, runs: int | None = None,

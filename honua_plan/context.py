@@ -133,15 +133,69 @@ class Context:
     def db_status(self) -> ClusterStatus:
         return self.embedded.status()
 
-    def seed_data(self, environment: str, rows: int = 42) -> int:
+    def seed_data(self, environment: str, rows: int = 42, *, replace: bool = False) -> int:
+        """Load the sample bike lanes, under the state lock; never into production, and over
+        rows seed-data did not make only with ``replace``, after a pg_dump backup."""
+        from honua_plan.errors import ApplyError
         from honua_plan.providers.sqlexec import connect
         from honua_plan.sample import seed_bike_lanes
 
         if rows < 0:
             raise UsageError("--rows must be 0 or more")
+        desired = self.desired(environment)
+        if desired.policy is not None and desired.policy.spec.production:
+            where = desired.locate(f"policy.{environment}", "spec", "production")
+            raise UsageError(
+                f"{where}: environment '{environment}' is a production environment (production: true); "
+                "sample data is for development and is never loaded there"
+            )
+        table = "public.bike_lanes"
         resolved = self.resolve_dsn(environment)
-        with connect(resolved.dsn) as conn:
-            return seed_bike_lanes(conn, rows)
+        with self.backend(environment) as backend, \
+                backend.lock(f"honua dev seed-data --env {environment}") as writer, \
+                connect(resolved.dsn) as conn:
+            doc = writer.read()
+            self.check_state(environment, backend, doc)
+            if doc.pending is not None:
+                raise ApplyError(
+                    f"an apply of {environment} did not finish; seed-data does not change its tables meanwhile",
+                    hint=f"finish it first: `honua apply --env {environment} --resume` or `--rollback`",
+                )
+
+            def guard(foreign: int) -> None:
+                if not replace:
+                    raise UsageError(
+                        f"{table} holds {foreign} row(s) not made by seed-data (no seed-data marker, "
+                        "or the rows changed since it loaded them); refusing to replace them",
+                        hint=f"`honua dev seed-data --env {environment} --replace` replaces them after "
+                             "taking a pg_dump backup",
+                    )
+                rec = self._seed_backup(environment, resolved.dsn, table, desired)
+                writer.write(doc.with_backup(rec).record_event(
+                    "backup", f"backup {rec.id} before seed-data replaced {foreign} row(s) of {table}",
+                    actor=self.actor), expected_serial=doc.serial)
+
+            return seed_bike_lanes(conn, rows, table=table, guard=guard)
+
+    def _seed_backup(self, environment: str, dsn: str, table: str, desired: DesiredState) -> Any:
+        import time
+
+        from honua_plan.apply.backup import format_size, take_backup
+        from honua_plan.connections import default_datasource
+        from honua_plan.errors import ApplyError
+        from honua_plan.pgserver import pg_dump_available
+
+        if not pg_dump_available():
+            raise ApplyError("--replace takes a backup first, but pg_dump is not installed; nothing was changed")
+        ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+        self.console.print(f"Backing up 1 table ({table})…")
+        t0 = time.perf_counter()
+        rec = take_backup(dsn, [table], directory=self.state_dir / "backups", environment=environment,
+                          migration_id=None, lock_wait_s=ds.spec.lockTimeout if ds else None,
+                          timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
+        self.console.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)}) in state/{rec.path}",
+                        time.perf_counter() - t0)
+        return rec
 
     # ------------------------------------------------------------------ state
 
@@ -163,12 +217,94 @@ class Context:
             else:
                 dsn = self.resolve_dsn(environment).dsn
         root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
-        return open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
-                            lock_timeout=cfg.lockTimeout)
+        backend = open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
+                               lock_timeout=cfg.lockTimeout)
+        guard = self._serial_guard(environment)
+        backend.after_write, backend.on_close = guard.record, guard.close
+        return backend
 
-    def recorded(self, environment: str) -> StateDocument:
+    def _serial_guard(self, environment: str) -> Any:
+        from honua_plan.state.serialguard import SerialGuard
+
+        return SerialGuard(environment, lambda: self.resolve_dsn(environment).dsn)
+
+    def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
+        """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
+        import json
+
+        from honua_plan.state.local import LocalBackend
+
+        backup: tuple[str, int | None] | None = None
+        where = backend.describe()
+        if isinstance(backend, LocalBackend):
+            where = self._rel(backend.path)
+            bak = backend.reader().backup_path
+            if doc.serial == 0 and bak.is_file():
+                try:
+                    serial: int | None = int(json.loads(bak.read_text(encoding="utf-8"))["serial"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    serial = None
+                backup = (self._rel(bak), serial)
+        guard = self._serial_guard(environment)
+        try:
+            guard.check(doc, where, backup)
+        finally:
+            guard.close()
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def recorded(self, environment: str, *, check: bool = True) -> StateDocument:
+        """The recorded state; ``check``: refuse one that went backwards."""
         with self.backend(environment) as b:
-            return b.reader().read()
+            doc = b.reader().read()
+            if check:
+                self.check_state(environment, b, doc)
+            return doc
+
+    def restore_state_backup(self, environment: str, *, force: bool = False) -> tuple[StateDocument, int, str | None]:
+        """Make ``state/<env>.json.bak`` the state again, under the lock; returns the stored
+        document, the backup's serial and where the replaced file was kept."""
+        from honua_plan.errors import HonuaError, StateError
+        from honua_plan.state.local import LocalBackend
+
+        with self.backend(environment) as backend:
+            if not isinstance(backend, LocalBackend):
+                raise UsageError(
+                    "restore-backup is for the local state backend; the postgres backend keeps every "
+                    "version in honua_plan.state_history"
+                )
+            bak = backend.reader().backup_path
+            if not bak.is_file():
+                raise StateError(f"no {self._rel(bak)} to restore the state of '{environment}' from")
+            current = backend.reader().read()
+            if not force:
+                try:
+                    self.check_state(environment, backend, current)
+                except HonuaError:
+                    pass  # the state went backwards or is missing: what this command is for
+                else:
+                    if current.serial:
+                        raise UsageError(
+                            f"{self._rel(backend.path)} (serial {current.serial}) is newer than "
+                            f"{self._rel(bak)} and nothing says it went backwards; refusing to replace it",
+                            hint=f"`honua state restore-backup --env {environment} --force` replaces it anyway",
+                        )
+            guard = self._serial_guard(environment)
+            try:
+                recorded = guard.recorded()
+            except Exception:  # the database may be unreachable: restore all the same
+                recorded = None
+            finally:
+                guard.close()
+            replaced = backend.path.is_file()
+            with backend.lock("honua state restore-backup") as writer:
+                doc, bak_serial = writer.restore_backup_file(min_serial=recorded[1] if recorded else 0)
+            return doc, bak_serial, self._rel(backend.path.with_name(f"{environment}.json.replaced")) \
+                if replaced else None
 
     def _recorded_early(self, environment: str, early: Prefetch) -> StateDocument:
         """The recorded state, from what the prefetch parsed when it is the backend's file."""
@@ -180,8 +316,11 @@ class Context:
                 if found is not None:
                     doc = b.reader().read_prefetched(*found)
                     if doc is not None:
+                        self.check_state(environment, b, doc)
                         return doc
-            return b.reader().read()
+            doc = b.reader().read()
+            self.check_state(environment, b, doc)
+            return doc
 
     # ------------------------------------------------------------------ refresh (read-only I/O)
 
@@ -296,7 +435,7 @@ class Context:
         source_state = None
         pol = desired.policy
         if pol is not None and pol.spec.cooldown is not None:
-            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment)
+            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
         return PlanRequest(
             now=datetime.now(UTC),
             provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
@@ -442,6 +581,15 @@ class Context:
     def state_dir(self) -> Path:
         return self.root / "state"
 
+    def _clean_partial_backups(self, environment: str) -> None:
+        """Remove the files of a backup interrupted by a crash (call under the state lock)."""
+        from honua_plan.apply.backup import clean_partial_backups
+
+        removed = clean_partial_backups(self.state_dir / "backups", environment)
+        if removed:
+            self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
+                               f"backup: {', '.join(p.name for p in removed)}")
+
     def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
         """Refuse a saved plan whose state, configuration or live objects changed since.
 
@@ -502,8 +650,12 @@ class Context:
 
     def _services(self, desired: DesiredState, session: Any, dsn: str) -> Any:
         from honua_plan.apply.executor import Services
+        from honua_plan.connections import default_datasource
 
-        svc = Services(session=session, dsn=dsn, state_dir=self.state_dir)
+        ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+        svc = Services(session=session, dsn=dsn, state_dir=self.state_dir,
+                       backup_lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
+                       backup_timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
         server = desired.server()
         if server is None or server.spec.type == "none":
             return svc
@@ -545,6 +697,7 @@ class Context:
         policy_checks: list[Any] = []
         with backend:
             recorded = backend.read()
+            self.check_state(environment, backend, recorded)
             if recorded.pending is not None and not (resume or rollback):
                 steps = recorded.pending.steps
                 done = sum(1 for s in steps if s.status == "done")
@@ -615,6 +768,7 @@ class Context:
                     from honua_plan.errors import StalePlanError
 
                     raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")
+                self._clean_partial_backups(environment)
                 save_plan(plan, self.state_dir / "plans" / f"{plan.id}.json")
                 session = Session(conn)
                 executor = Executor(plan, desired, writer, self._services(desired, session, resolved.dsn), con,

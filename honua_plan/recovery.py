@@ -376,6 +376,7 @@ def create_backup(context: Context, environment: str) -> BackupRecord:
     """``honua backup create``: the tables the environment's layers and migrations touch,
     their contents, a snapshot of its metadata files, and the deployed commit."""
     from honua_plan.apply import backup as backups
+    from honua_plan.connections import default_datasource
     from honua_plan.diff import MigrationChange, migration_checksum
     from honua_plan.plan.builder import LiveState, _migration_draft
     from honua_plan.providers import postgis
@@ -397,8 +398,11 @@ def create_backup(context: Context, environment: str) -> BackupRecord:
     backend = context.backend(environment)
     with backend.lock("honua backup create") as writer:
         doc = writer.read()
+        ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
         rec = backups.take_backup(resolved.dsn, tables, directory=context.state_dir / "backups",
-                                  environment=environment, migration_id=None, commit=doc.config_commit)
+                                  environment=environment, migration_id=None, commit=doc.config_commit,
+                                  lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
+                                  timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
         snapshot = context.state_dir / "backups" / f"{rec.id}.metadata.tar.gz"
         try:
             write_snapshot(context.root, snapshot, environment)

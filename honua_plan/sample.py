@@ -4,10 +4,20 @@ The seed's city already has ``public.bike_lanes``; ``honua dev seed-data`` plays
 city: it creates the table when missing (same DDL as migration 001) and loads ``rows``
 deterministic lanes inside (-122.5 45.5, -122.4 45.6), so that the seed's
 ``Sample query returned 42 features`` holds with the default.
+
+It never destroys rows it did not make. Each load records, in the same transaction,
+a marker row in ``honua_plan.seed_data`` of the target database: the table, its row
+count and a checksum of the rows (md5 over the seed's columns in ``id`` order). A later
+load may replace the table's rows only when they still match that marker (or the table
+is empty or missing); otherwise ``guard`` is called with the number of rows at stake,
+while the table is locked against writers, to refuse or to back them up first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import psycopg
 from psycopg import sql
 
 from honua_plan.providers.sqlexec import execute
@@ -48,17 +58,83 @@ FROM (
 """
 
 
-def seed_bike_lanes(conn: object, rows: int = 42, *, table: str = "bike_lanes", replace: bool = True) -> int:
-    """Create (if missing) and fill the table; returns the number of rows it now holds."""
+MARKER_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS honua_plan",
+    "CREATE TABLE IF NOT EXISTS honua_plan.seed_data ("
+    " table_name text PRIMARY KEY, row_count bigint NOT NULL, checksum text NOT NULL,"
+    " seeded_at timestamptz NOT NULL DEFAULT now())",
+)
+
+CHECKSUM = """
+SELECT count(*), md5(coalesce(string_agg(concat_ws('|', id, name, lane_type, width_ft, last_updated,
+                                                   encode(ST_AsEWKB(geom), 'hex')), ',' ORDER BY id), ''))
+FROM {table}
+"""
+
+
+def _qualified(table: str) -> str:
+    return table if "." in table else f"public.{table}"
+
+
+def table_checksum(conn: psycopg.Connection, table: str) -> tuple[int, str | None]:
+    """Row count and checksum of the seed's columns (checksum None: the table has other columns)."""
+    ident = sql.Identifier(*table.split("."))
+    try:
+        with conn.transaction():
+            row = execute(conn, sql.SQL(CHECKSUM).format(table=ident))[0]
+            return int(row[0]), str(row[1])
+    except psycopg.errors.UndefinedColumn:
+        count = execute(conn, sql.SQL("SELECT count(*) FROM {table}").format(table=ident))[0][0]
+        return int(count), None
+
+
+def foreign_rows(conn: psycopg.Connection, table: str) -> int:
+    """How many rows of ``table`` seed-data did not make: 0 when it is missing, empty, or
+    exactly what the last load left (its marker's count and checksum)."""
+    if execute(conn, "SELECT to_regclass(%s)", [table])[0][0] is None:
+        return 0
+    count, checksum = table_checksum(conn, table)
+    if count == 0:
+        return 0
+    marker = None
+    if execute(conn, "SELECT to_regclass('honua_plan.seed_data')")[0][0] is not None:
+        found = execute(conn, "SELECT row_count, checksum FROM honua_plan.seed_data WHERE table_name = %s",
+                        [_qualified(table)])
+        marker = found[0] if found else None
+    if marker is not None and checksum is not None and (int(marker[0]), marker[1]) == (count, checksum):
+        return 0
+    return count
+
+
+def seed_bike_lanes(conn: object, rows: int = 42, *, table: str = "bike_lanes", replace: bool = True,
+                    guard: Callable[[int], None] | None = None) -> int:
+    """Create (if missing) and fill the table; returns the number of rows it now holds.
+
+    ``guard(n)`` is called, with the table locked against writers (SHARE: readers such as
+    pg_dump still get in), when ``n`` > 0 of its rows were not made by seed-data; it
+    raises to refuse. The marker is written in the same transaction as the rows.
+    """
     from psycopg import Connection
 
     assert isinstance(conn, Connection)
     ident = sql.Identifier(*table.split("."))
     with conn.transaction():
+        if execute(conn, "SELECT to_regclass(%s)", [table])[0][0] is not None:
+            execute(conn, sql.SQL("LOCK TABLE {table} IN SHARE MODE").format(table=ident), fetch=False)
+            foreign = foreign_rows(conn, table)
+            if foreign and guard is not None:
+                guard(foreign)
         execute(conn, sql.SQL(CREATE_BIKE_LANES).format(table=ident), fetch=False)
         if replace:
             execute(conn, sql.SQL("TRUNCATE {table} RESTART IDENTITY").format(table=ident), fetch=False)
         execute(conn, sql.SQL(INSERT_LANES).format(table=ident), {"rows": rows}, fetch=False)
+        for stmt in MARKER_DDL:
+            execute(conn, stmt, fetch=False)
+        count, checksum = table_checksum(conn, table)
+        execute(conn, "INSERT INTO honua_plan.seed_data (table_name, row_count, checksum) VALUES (%s, %s, %s)"
+                " ON CONFLICT (table_name) DO UPDATE SET row_count = EXCLUDED.row_count,"
+                " checksum = EXCLUDED.checksum, seeded_at = now()",
+                [_qualified(table), count, checksum or ""], fetch=False)
     execute(conn, sql.SQL("ANALYZE {table}").format(table=ident), fetch=False)
     result = execute(conn, sql.SQL("SELECT count(*) FROM {table}").format(table=ident))
     return int(result[0][0])

@@ -11,14 +11,25 @@ has no password, and their stderr is redacted before it is shown.
 
 A record keeps the dump's size and SHA-256, so a restore refuses a file that changed
 since it was written.
+
+Never hanging, never outliving apply: ``pg_dump --lock-wait-timeout`` fails fast when
+another session holds a conflicting lock on a table; the whole run has a process
+timeout (the policy's ``backupTimeout``); the child gets ``PR_SET_PDEATHSIG`` (Linux),
+so it is killed when the process that started it dies, even by SIGKILL, and is killed
+in a ``finally`` otherwise. A dump is written to ``<id>.dump.partial`` and renamed when
+complete; what an interrupted backup leaves (``*.partial``, an empty reserved
+``.dump``) is removed by :func:`clean_partial_backups` on the next apply.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +44,9 @@ from honua_plan.secrets import check_dsn, redact, register, register_dsn
 from honua_plan.state.model import BackupRecord, TableContent, backup_id, utcnow
 
 __all__ = [
+    "DEFAULT_LOCK_WAIT_S",
     "check_backup_file",
+    "clean_partial_backups",
     "compare_contents",
     "prune_backups",
     "restore_backup",
@@ -41,6 +54,9 @@ __all__ = [
     "table_contents",
     "take_backup",
 ]
+
+DEFAULT_LOCK_WAIT_S = 30.0
+"""pg_dump's lock wait when the datasource sets no lock timeout (0)."""
 
 _INSTALL_HINT = "install the PostgreSQL client tools (e.g. apt-get install postgresql-client)"
 
@@ -71,18 +87,82 @@ def _pattern(table: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
 
 
-def _run(argv: list[str], env: dict[str, str], what: str, timeout_s: float | None) -> None:
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        proc = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ApplyError(f"{what} did not finish within {timeout_s:g}s") from None
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _run(argv: list[str], env: dict[str, str], what: str, timeout_s: float | None,
+         explain: Callable[[str], str | None] | None = None) -> None:
+    """Run a client tool; it never outlives this process nor ``timeout_s``."""
+    try:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent())
     except OSError as exc:
         raise ApplyError(redact(f"{what} could not be started: {exc}")) from None
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ApplyError(f"{what} did not finish within {format_seconds(timeout_s or 0)} and was stopped",
+                         hint="raise the policy's backupTimeout, or find what blocks it in "
+                              "pg_stat_activity") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     if proc.returncode != 0:
-        message = (proc.stderr or proc.stdout or "").strip() or f"exit status {proc.returncode}"
-        raise ApplyError(redact(f"{what} failed: {message}"))
+        message = (err or out or "").strip() or f"exit status {proc.returncode}"
+        clear = explain(message) if explain else None
+        raise ApplyError(redact(clear or f"{what} failed: {message}"))
+
+
+def format_seconds(seconds: float) -> str:
+    """``2s``, ``1.5s``, ``5m`` (for messages)."""
+    from honua_plan.config.expected import format_duration
+
+    return format_duration(seconds)
+
+
+def format_size(size: int) -> str:
+    """``812 B``, ``12.3 kB``, ``4.0 MB``."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def clean_partial_backups(directory: Path, environment: str) -> list[Path]:
+    """Remove what an interrupted backup of ``environment`` left: ``*.dump.partial`` and
+    empty reserved ``.dump`` files. Call it while holding the environment's state lock."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for path in sorted(directory.glob(f"{environment}-backup-*.dump*")):
+        try:
+            partial = path.name.endswith(".dump.partial")
+            if partial or (path.name.endswith(".dump") and path.stat().st_size == 0):
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def sha256_file(path: Path) -> str:
@@ -118,11 +198,14 @@ def take_backup(
     now: datetime | None = None,
     timeout_s: float | None = None,
     commit: str | None = None,
+    lock_wait_s: float | None = None,
 ) -> BackupRecord:
     """Dump ``tables`` to ``<directory>/<backup id>.dump`` and describe the file.
 
     The record's ``path`` is relative to ``directory.parent`` (the state directory),
-    e.g. ``backups/dev-backup-20251004-140530.dump``.
+    e.g. ``backups/dev-backup-20251004-140530.dump``. pg_dump waits at most
+    ``lock_wait_s`` (default :data:`DEFAULT_LOCK_WAIT_S`) for each table's lock and runs
+    at most ``timeout_s`` in all.
     """
     if not tables:
         raise ApplyError("a backup needs at least one table")
@@ -130,17 +213,39 @@ def take_backup(
     conninfo, env = _connection(dsn)
     created = now or utcnow()
     directory.mkdir(parents=True, exist_ok=True)
-    snapshot = _Snapshot(dsn, tables)  # the dump and the recorded contents see the same rows
+    wait = lock_wait_s if lock_wait_s and lock_wait_s > 0 else DEFAULT_LOCK_WAIT_S
+    names = ", ".join(".".join(split_qualified(t)) for t in tables)
+    regclasses = ", ".join("'" + _pattern(t).replace("'", "''") + "'::regclass" for t in tables)
+
+    def explain(stderr: str) -> str | None:
+        # pg_dump --lock-wait-timeout runs its LOCK TABLE under a statement timeout
+        if "lock timeout" in stderr or "could not obtain lock" in stderr or (
+                "statement timeout" in stderr and "LOCK TABLE" in stderr):
+            return (f"pg_dump could not lock {names} within {format_seconds(wait)}: another session "
+                    "holds a conflicting lock (e.g. LOCK TABLE … IN ACCESS EXCLUSIVE MODE, or a long "
+                    "ALTER TABLE); no backup was taken. Find it with: SELECT pid, state, query FROM "
+                    "pg_stat_activity WHERE pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN "
+                    f"({regclasses}))")
+        return None
+
+    # the dump and the recorded contents see the same rows; reading them waits as long as pg_dump may
+    if timeout_s is not None and timeout_s < wait:  # the process timeout binds first
+        def explain_snapshot(_: str) -> str | None:
+            return f"pg_dump did not finish within {format_seconds(timeout_s)} and was stopped"
+        snapshot = _Snapshot(dsn, tables, lock_wait_s=timeout_s, timeout_s=timeout_s, explain=explain_snapshot)
+    else:
+        snapshot = _Snapshot(dsn, tables, lock_wait_s=wait, timeout_s=timeout_s, explain=explain)
     ident, path = _reserve(directory, backup_id(environment, created))
     partial = path.with_name(path.name + ".partial")
     argv = [
         pg_dump, "--format=custom", "--no-owner", "--no-privileges", "--strict-names",
+        f"--lock-wait-timeout={max(1, round(wait * 1000))}",
         f"--file={partial}", f"--snapshot={snapshot.id}",
         *(f"--table={_pattern(t)}" for t in tables),
         f"--dbname={conninfo}",
     ]
     try:
-        _run(argv, env, "pg_dump", timeout_s)
+        _run(argv, env, "pg_dump", timeout_s, explain)
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -262,9 +367,14 @@ class _Snapshot:
     """An open REPEATABLE READ transaction with an exported snapshot (``pg_dump --snapshot``)
     and the tables' contents read in it."""
 
-    def __init__(self, dsn: str, tables: Sequence[str]) -> None:
+    def __init__(self, dsn: str, tables: Sequence[str], *, lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
+                 timeout_s: float | None = None, explain: Callable[[str], str | None] | None = None) -> None:
+        options = f"-c lock_timeout={max(1, round(lock_wait_s * 1000))}"
+        if timeout_s:
+            options += f" -c statement_timeout={max(1, round(timeout_s * 1000))}"
         try:
-            self.conn = psycopg.connect(dsn, autocommit=False, application_name="honua-plan-backup")
+            self.conn = psycopg.connect(dsn, autocommit=False, application_name="honua-plan-backup",
+                                        options=options)
         except psycopg.Error as exc:
             raise ApplyError(redact(f"pg_dump failed: cannot connect: {exc}")) from None
         try:
@@ -275,7 +385,9 @@ class _Snapshot:
             self.contents = table_contents(self.conn, tables)
         except psycopg.Error as exc:
             self.close()
-            raise ApplyError(redact(f"pg_dump failed: reading the tables: {exc}")) from None
+            timed_out = isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
+            clear = explain(str(exc)) if explain and timed_out else None
+            raise ApplyError(redact(clear or f"pg_dump failed: reading the tables: {exc}")) from None
         except BaseException:
             self.close()
             raise

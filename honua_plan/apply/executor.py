@@ -98,6 +98,8 @@ class Services:
     session: Session
     dsn: str
     state_dir: Path
+    backup_lock_wait_s: float | None = None  # the datasource's lockTimeout
+    backup_timeout_s: float | None = None  # the policy's backupTimeout
     publish: Callable[[DesiredState], None] | None = None  # compile + publish + reload + health
     unpublish_to: Callable[[dict[str, Any] | None], None] | None = None  # restore a published doc
     read_published: Callable[[], dict[str, Any] | None] | None = None
@@ -677,10 +679,16 @@ class Executor:
                 raise ApplyError("policy requires a backup but pg_dump is not installed")
             self.con.warn("pg_dump is not installed: no backup taken")
             return None
+        from honua_plan.apply.backup import format_size
+
+        n = len(action.backup_tables)
+        self.con.print(f"Backing up {n} table{'s' if n != 1 else ''} ({', '.join(action.backup_tables)})…")
+        t0 = time.perf_counter()
         rec = take_backup(self.svc.dsn, action.backup_tables, directory=self.svc.state_dir / "backups",
-                          environment=self.plan.environment, migration_id=mid)
+                          environment=self.plan.environment, migration_id=mid,
+                          lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
         self._save(self.doc.with_backup(rec))
-        self.con.ok(f"Backup created: {rec.id}")
+        self.con.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)})", time.perf_counter() - t0)
         if self.desired.policy is not None:
             from honua_plan.apply.backup import prune_backups
 
@@ -947,7 +955,8 @@ class Executor:
         tables = sorted({".".join(x.split(".")[:2]) for x in lost})
         rec = take_backup(self.svc.dsn, tables, directory=self.svc.state_dir / "backups",
                           environment=self.plan.environment,
-                          migration_id=action.address.removeprefix("migration."))
+                          migration_id=action.address.removeprefix("migration."),
+                          lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id} ({', '.join(tables)})", indent=2)
         return rec.id

@@ -219,15 +219,17 @@ def db_status(ctx: click.Context, fmt: str) -> None:
 @dev.command("seed-data")
 @env_option(required=False)
 @click.option("--rows", type=int, default=42, show_default=True, help="Number of bike lanes to load.")
+@click.option("--replace", is_flag=True,
+              help="Replace rows seed-data did not make (a pg_dump backup is taken first).")
 @click.pass_context
-def seed_data(ctx: click.Context, environment: str | None, rows: int) -> None:
-    """Load the example's sample bike lanes (inside the seed's envelope)."""
+def seed_data(ctx: click.Context, environment: str | None, rows: int, replace: bool) -> None:
+    """Load the example's sample bike lanes (not in production; never over other rows without --replace)."""
     import time
 
     context = state(ctx).context()
     env = environment or "dev"
     start = time.perf_counter()
-    count = context.seed_data(env, rows)
+    count = context.seed_data(env, rows, replace=replace)
     context.console.ok(f"Loaded {count} bike lanes into bike_lanes ({env})", time.perf_counter() - start)
 
 
@@ -375,7 +377,7 @@ def state_group() -> None:
 def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
     """List the recorded resources."""
     context = state(ctx).context(quiet=fmt == "json")
-    doc = context.recorded(environment)
+    doc = context.recorded(environment, check=False)  # inspecting a state that went backwards is allowed
     if fmt == "json":
         echo_json({"environment": environment, "serial": doc.serial, "lineage": doc.lineage,
                    "resources": sorted(doc.resources)})
@@ -393,7 +395,7 @@ def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
 def state_show(ctx: click.Context, environment: str, address: str | None) -> None:
     """Show the whole state document, or one resource."""
     context = state(ctx).context()
-    doc = context.recorded(environment)
+    doc = context.recorded(environment, check=False)
     if address is None:
         echo_json(doc.to_json_data())
         return
@@ -424,12 +426,37 @@ def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) ->
 
 @state_group.command("unlock")
 @env_option()
+@click.option("--force", is_flag=True, help="Break the lock even though its holder may still run.")
 @click.pass_context
-def state_unlock(ctx: click.Context, environment: str) -> None:
-    """Break a lock left behind by a crashed process (local backend)."""
+def state_unlock(ctx: click.Context, environment: str, force: bool) -> None:
+    """Remove the state lock of a holder that is dead (refused while it runs, unless --force)."""
     context = state(ctx).context()
     with context.backend(environment) as backend:
-        context.console.print(backend.force_unlock())
+        message = backend.force_unlock(force=force)
+    if message.startswith("warning: "):
+        context.console.warn(message.removeprefix("warning: "))
+    else:
+        context.console.print(message)
+
+
+@state_group.command("restore-backup")
+@env_option()
+@click.option("--force", is_flag=True, help="Replace the state even though nothing says it went backwards.")
+@click.pass_context
+def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> None:
+    """Make state/<env>.json.bak the state again (after it went backwards or was deleted)."""
+    context = state(ctx).context()
+    doc, bak_serial, replaced = context.restore_state_backup(environment, force=force)
+    con = context.console
+    con.ok(f"Restored the state of {environment} from state/{environment}.json.bak (serial {bak_serial}); "
+           f"it is now serial {doc.serial}")
+    if replaced:
+        con.print(f"  the file it replaced is kept as {replaced}")
+    if doc.pending is not None:
+        con.print(f"  it holds an apply that had not finished when it was saved: finish it with "
+                  f"`honua apply --env {environment} --resume` (or undo it with --rollback)")
+    con.print(f"  the backup is the version before the last write: check `honua plan --env {environment}` "
+              "before applying")
 
 
 # --------------------------------------------------------------------------- apply

@@ -678,6 +678,9 @@ class PolicySpec(Strict):
     cooldown: Cooldown | None = None
     requireBackup: bool = False
     backupRetention: Duration = 30 * 86400.0
+    backupTimeout: Duration = Field(
+        default=300.0, gt=0, description="how long a pg_dump backup may run before it is stopped"
+    )
 
 
 class PolicyMetadata(Metadata):

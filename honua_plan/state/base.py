@@ -31,13 +31,14 @@ import getpass
 import os
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from honua_plan.errors import StateError
+from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
 from honua_plan.state.model import (
     JSON_CONTEXT,
@@ -104,6 +105,66 @@ class LockInfo:
         )
 
 
+def pid_alive(pid: int, since: datetime | None = None) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie does not), and is the one that
+    existed at ``since`` (a process started later only reuses the pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        return True  # no /proc here: the signal said it exists
+    if fields[0] in ("Z", "X"):
+        return False
+    if since is not None:
+        try:
+            btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                         if line.startswith("btime "))
+            started = btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, StopIteration, IndexError):
+            return True
+        if started > since.timestamp() + 2:  # 2 s: btime is rounded to the second
+            return False
+    return True
+
+
+def holder_alive(holder: LockInfo) -> bool | None:
+    """True/False when the holder's process can be checked (same host), else None."""
+    if holder.pid <= 0 or holder.host != socket.gethostname():
+        return None
+    return pid_alive(holder.pid, holder.since)
+
+
+def unlock_refusal(environment: str, holder: LockInfo, alive: bool | None, session: str = "") -> StateLockedError:
+    """The error of ``honua state unlock`` without ``--force`` while the holder may run."""
+
+    why = ("which is still running" if alive else
+           "whose process cannot be checked from this host (another host, or no holder record)")
+    return StateLockedError(
+        f"state for '{environment}' is locked by {holder.describe()}, {why}{session}; "
+        "refusing to break a lock that may be in use",
+        hint=f"wait for it to finish or stop that process; `honua state unlock --env {environment} --force` "
+             "breaks the lock anyway (the holder then cannot write the state)",
+    )
+
+
+def unlock_message(environment: str, holder: LockInfo, alive: bool | None, done: str) -> str:
+    """What ``honua state unlock`` did: a plain message for a dead holder, a warning otherwise."""
+    if alive is False:
+        return f"{done} the lock on the state for '{environment}': its holder, {holder.describe()}, was dead"
+    state = "still running" if alive else "possibly still running (it cannot be checked from this host)"
+    return (f"warning: {done} the lock on the state for '{environment}' held by {holder.describe()}, "
+            f"{state}; it can no longer write the state")
+
+
 def locked_message(environment: str, holder: LockInfo | None, *, waited: float = 0) -> str:
     """The message of :class:`~honua_plan.errors.StateLockedError`."""
     after = f" (waited {waited:g}s)" if waited > 0 else ""
@@ -163,6 +224,10 @@ class StateBackend(ABC):
     kind: str
     environment: str
     lock_timeout: float
+    after_write: Callable[[StateDocument], None] | None = None
+    """Called with every document a writer of this backend stored (e.g. to record its
+    serial elsewhere); set by whoever opens the backend."""
+    on_close: Callable[[], None] | None = None
 
     @abstractmethod
     def reader(self) -> StateReader:
@@ -184,8 +249,12 @@ class StateBackend(ABC):
         """Who holds the lock now, or ``None`` (a stale lock record is not a holder)."""
 
     @abstractmethod
-    def force_unlock(self) -> str:
-        """Break a lock left behind if the backend can; return what was done, for people."""
+    def force_unlock(self, *, force: bool = False) -> str:
+        """Break a lock whose holder is dead; return what was done, for people.
+
+        Raises :class:`~honua_plan.errors.StateLockedError` when the holder may still run
+        (its process is alive, or cannot be checked), unless ``force``.
+        """
 
     @abstractmethod
     def describe(self) -> str:
@@ -198,8 +267,15 @@ class StateBackend(ABC):
     def exists(self) -> bool:
         return self.reader().exists()
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release any resource the backend keeps open (none by default)."""
+        if self.on_close is not None:
+            self.on_close()
+
+    def _written(self, doc: StateDocument) -> None:
+        """Writers call this after each successful write."""
+        if self.after_write is not None:
+            self.after_write(doc)
 
     def __enter__(self) -> StateBackend:
         return self

@@ -231,7 +231,49 @@ class LocalWriter(LocalReader, StateWriter):
                 f"could not write state file {_display(self.path)}: {exc.strerror}"
             ) from exc
         self._written = (file_identity(self.path), new)
+        self._backend._written(new)
         return new
+
+    def restore_backup_file(self, *, min_serial: int = 0) -> tuple[StateDocument, int]:
+        """Make ``<env>.json.bak`` (the previous version) the state again; return the stored
+        document and the backup's own serial.
+
+        The serial never goes down: the restored document gets a serial above the
+        backup's, the current file's and ``min_serial`` (what the database last recorded).
+        The file it replaces, if any, is kept as ``<env>.json.replaced``.
+        """
+        self._check_lock()
+        if not self.backup_path.is_file():
+            raise StateError(f"no {_display(self.backup_path)} to restore the state of '{self.environment}' from")
+        try:
+            data = parse_state_bytes(self.backup_path.read_bytes())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"{_display(self.backup_path)} cannot be read: {exc}") from None
+        bak = parse_document(data, where=f"state backup {_display(self.backup_path)}", environment=self.environment)
+        try:
+            current, _ = self._load()
+        except StateError:
+            current = None  # unreadable: kept aside below all the same
+        serial = max(bak.serial, current.serial if current else 0, min_serial) + 1
+        lost = f"; the state had serial {max(current.serial if current else 0, min_serial)}"
+        doc = bak.record_event(
+            "restore", f"state restored from {self.backup_path.name} (serial {bak.serial}){lost}",
+        )
+        events = [*doc.events[:-1], doc.events[-1].model_copy(update={"serial": serial})]
+        new = doc.model_copy(update={"serial": serial, "updated_at": base.utcnow(), "events": events})
+        tmp = self._write_temp(lambda fh: fh.writelines(state_json_lines(base.document_to_json(new))), 0o644)
+        try:
+            if self.path.exists():
+                os.replace(self.path, self.directory / f"{self.environment}.json.replaced")
+            os.replace(tmp, self.path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(f"could not write state file {_display(self.path)}: {exc.strerror}") from exc
+        self._written = (file_identity(self.path), new)
+        self._backend._written(new)
+        return new, bak.serial
 
     def _keep_backup(self, mode: int) -> None:
         """The current file becomes ``<env>.json.bak``: a hard link (no copy of a state of
@@ -400,19 +442,22 @@ class LocalBackend(StateBackend):
         finally:
             os.close(fd)
 
-    def force_unlock(self) -> str:
-        """Remove the lock file; a holder still running then fails on its next write."""
+    def force_unlock(self, *, force: bool = False) -> str:
+        """Remove the lock file of a dead holder (or, with ``force``, of any holder); a
+        holder still running then fails on its next write."""
         holder = self.holder()
         if not self.lock_path.exists():
             return f"state for '{self.environment}' is not locked"
+        if holder is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+            return f"state for '{self.environment}' was not locked (removed a stale lock file)"
+        alive = base.holder_alive(holder)
+        if alive is not False and not force:
+            raise base.unlock_refusal(self.environment, holder, alive)
         with contextlib.suppress(FileNotFoundError):
             self.lock_path.unlink()
-        if holder is None:
-            return f"state for '{self.environment}' was not locked (removed a stale lock file)"
-        message = (
-            f"removed the lock on the state for '{self.environment}' held by {holder.describe()}; "
-            "if that process is still running it can no longer write the state"
-        )
+        message = base.unlock_message(self.environment, holder, alive, "removed")
         if self.exists():  # leave a trace in the event log
             try:
                 with self.lock("honua state unlock", timeout=5) as writer:
@@ -420,9 +465,9 @@ class LocalBackend(StateBackend):
                     writer.write(
                         current.record_event(
                             "unlock",
-                            "forced unlock: " + message,
+                            "forced unlock: " + message.removeprefix("warning: "),
                             actor=writer.lock_info.user,
-                            details={"holder": holder.to_json_data()},
+                            details={"holder": holder.to_json_data(), "holder_alive": alive},
                         ),
                         expected_serial=current.serial,
                     )

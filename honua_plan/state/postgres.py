@@ -239,9 +239,11 @@ class PostgresWriter(PostgresReader, StateWriter):
     """Writes on the connection that holds the advisory lock."""
 
     def __init__(
-        self, conn: _Conn, connection: psycopg.Connection[Any], key: int, info: LockInfo
+        self, conn: _Conn, connection: psycopg.Connection[Any], key: int, info: LockInfo,
+        backend: StateBackend | None = None,
     ) -> None:
         super().__init__(conn, connection)
+        self._backend = backend
         self._lock_conn = connection
         self._key = key
         self.lock_info = info
@@ -341,6 +343,8 @@ class PostgresWriter(PostgresReader, StateWriter):
                 f"could not write the state of '{self.environment}': {redact(str(exc))}; "
                 "the stored state is unchanged"
             ) from exc
+        if self._backend is not None:
+            self._backend._written(new)
         return new
 
 
@@ -379,7 +383,7 @@ class PostgresBackend(StateBackend):
     @contextlib.contextmanager
     def lock(self, command: str, *, timeout: float | None = None) -> Iterator[PostgresWriter]:
         conn, info = self._acquire(command, self.lock_timeout if timeout is None else timeout)
-        writer = PostgresWriter(self._c, conn, self.key, info)
+        writer = PostgresWriter(self._c, conn, self.key, info, self)
         try:
             yield writer
         finally:
@@ -498,9 +502,10 @@ class PostgresBackend(StateBackend):
         finally:
             conn.close()
 
-    def force_unlock(self) -> str:
-        """Nothing to break: the server drops a session advisory lock when the session ends."""
-        conn = self._c.connect("status")
+    def force_unlock(self, *, force: bool = False) -> str:
+        """End the session holding the advisory lock when its holder is dead (or with
+        ``force``); the server then releases the lock. Stale holder rows are forgotten."""
+        conn = self._c.connect("unlock")
         try:
             holder = self._holder(conn)
             if self._c.tables_present(conn):  # forget holder rows of sessions that are gone
@@ -514,19 +519,58 @@ class PostgresBackend(StateBackend):
                     ).format(self._c.tables.holder),
                     (self.environment, classid, objid),
                 )
+            if holder is None:
+                return (
+                    f"state for '{self.environment}' is not locked; nothing to unlock "
+                    "(the postgres backend uses a session advisory lock, which the server "
+                    "releases when the holding session ends)"
+                )
+            alive = base.holder_alive(holder)
+            session = f"; its database session (server pid {holder.server_pid}) is open"
+            if alive is not False and not force:
+                raise base.unlock_refusal(self.environment, holder, alive, session)
+            self._terminate(conn, holder)
         except psycopg.Error as exc:
-            raise self._c.error("cannot query the lock of", exc) from None
+            raise self._c.error("cannot unlock", exc) from None
         finally:
             conn.close()
-        if holder is None:
-            return (
-                f"state for '{self.environment}' is not locked; nothing to unlock "
-                "(the postgres backend uses a session advisory lock, which the server "
-                "releases when the holding session ends)"
+        message = base.unlock_message(
+            self.environment, holder, alive, f"ended database session {holder.server_pid} and so released"
+        )
+        if self.exists():
+            try:
+                with self.lock("honua state unlock", timeout=5) as writer:
+                    current = writer.read()
+                    writer.write(
+                        current.record_event(
+                            "unlock",
+                            "forced unlock: " + message.removeprefix("warning: "),
+                            actor=writer.lock_info.user,
+                            details={"holder": holder.to_json_data(), "holder_alive": alive},
+                        ),
+                        expected_serial=current.serial,
+                    )
+            except StateError as exc:
+                message += f" (the unlock could not be recorded in the event log: {exc})"
+        return message
+
+    def _terminate(self, conn: psycopg.Connection[Any], holder: LockInfo) -> None:
+        """``pg_terminate_backend`` the holder's session and wait until its lock is gone."""
+        row = conn.execute("SELECT pg_terminate_backend(%s)", (holder.server_pid,)).fetchone()
+        if not (row and row[0]):
+            raise StateError(
+                f"could not end database session {holder.server_pid} holding the state lock of "
+                f"'{self.environment}' (it ended already, or this role may not signal it)"
             )
-        return (
-            f"state for '{self.environment}' is locked by {holder.describe()} through a postgres "
-            f"session advisory lock (server pid {holder.server_pid}); the server releases it when "
-            "that session ends, so there is nothing to unlock here: stop that process, or end its "
-            f"session with SELECT pg_terminate_backend({holder.server_pid})"
+        deadline = time.monotonic() + 10
+        while self._holder(conn) is not None:
+            if time.monotonic() > deadline:
+                raise StateError(
+                    f"database session {holder.server_pid} was asked to end but still holds the "
+                    f"state lock of '{self.environment}' after 10s"
+                )
+            time.sleep(_POLL_S)
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE environment = %s AND server_pid = %s").format(self._c.tables.holder),
+            (self.environment, holder.server_pid),
         )

@@ -370,6 +370,7 @@ DURATION_FIELDS: dict[tuple[str, str], tuple[str, Callable[[Path, str], None], b
     ("RollbackPolicy", "timeout"): (MIG3, lambda r, v: edit(r / MIG3, "    timeout: 5m", f"    timeout: {v}"), False),
     ("Cooldown", "minimum"): (POLICY, lambda r, v: edit(r / POLICY, "minimum: 48h", f"minimum: {v}"), False),
     ("PolicySpec", "backupRetention"): (POLICY, lambda r, v: edit(r / POLICY, "backupRetention: 30d", f"backupRetention: {v}"), False),
+    ("PolicySpec", "backupTimeout"): (POLICY, lambda r, v: edit(r / POLICY, "backupRetention: 30d", f"backupRetention: 30d\n  backupTimeout: {v}"), False),
 }
 
 # the reproductions, a unitless number and zero; every other bad form is in tests/unit/test_durations.py

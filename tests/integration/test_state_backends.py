@@ -6,6 +6,7 @@ the throwaway cluster per test).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -520,27 +521,122 @@ def test_stale_lock_record_is_not_an_error(store: dict[str, Any], backend: State
     assert backend.holder() is None
 
 
-def test_force_unlock(store: dict[str, Any], backend: StateBackend, make_backend: Factory) -> None:
-    other = make_backend()
-    assert "not locked" in other.force_unlock()
+def test_unlock_when_not_locked(backend: StateBackend, make_backend: Factory) -> None:
+    assert "not locked" in make_backend().force_unlock()
     _write(backend)
-    with backend.lock("honua apply --env dev") as w:
-        msg = other.force_unlock()
-        assert f"pid {os.getpid()}" in msg
-        if store["kind"] == "local":
-            # the lock file is gone: a new locker gets the lock, the old writer cannot write
-            with pytest.raises(StateLockedError, match="forcibly removed"):
-                w.write(w.read(), expected_serial=w.read().serial)
-            events = other.read().events
-            assert events[-1].kind == "unlock" and "forced unlock" in events[-1].message
-            with other.lock("honua apply"):
-                pass
-        else:
-            # a session advisory lock cannot be broken from outside: nothing changes
-            assert "pg_terminate_backend" in msg
-            with pytest.raises(StateLockedError), other.lock("honua plan"):
-                pass
-            w.write(w.read(), expected_serial=1)
+    assert "not locked" in make_backend().force_unlock()
+
+
+_DEAD_HOLDER_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from honua_plan.state import open_backend
+b = open_backend(os.environ["HP_KIND"], environment=os.environ["HP_ENV"],
+                 root=Path(os.environ["HP_ROOT"]), dsn=os.environ.get("HP_DSN") or None,
+                 lock_timeout=0)
+cm = b.lock("honua apply --env dev")
+cm.__enter__()
+child = os.fork()
+if child == 0:  # keeps the flock / the database session after the holder died
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    time.sleep(120)
+    os._exit(0)
+print("LOCKED", child, flush=True)
+os._exit(0)
+"""
+
+
+def _spawn_dead_holder(store: dict[str, Any]) -> tuple[int, int]:
+    """A lock whose recorded holder (pid) is dead while the lock itself is still held
+    (its fd / database session lives on in a forked child): what a crash leaves behind
+    when the lock outlives its process. Returns (dead holder pid, child pid)."""
+    env = dict(os.environ)
+    env.update(HP_KIND=store["kind"], HP_ENV=ENV, HP_ROOT=str(store["root"]), HP_DSN=store["dsn"] or "",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-c", _DEAD_HOLDER_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    out, err = proc.communicate(timeout=30)
+    words = out.split()
+    assert words[:1] == ["LOCKED"], err
+    proc.wait()
+    return proc.pid, int(words[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_unlock_refuses_a_live_holder(store: dict[str, Any], make_backend: Factory) -> None:
+    proc = _spawn_holder(store)
+    try:
+        b = make_backend()
+        with pytest.raises(StateLockedError) as info:
+            b.force_unlock()
+        msg = str(info.value)
+        assert f"pid {proc.pid} " in msg and "still running" in msg
+        assert "--force" in info.value.hint
+        # nothing was broken: the holder keeps the lock and can still write
+        assert b.holder() is not None and b.holder().pid == proc.pid  # type: ignore[union-attr]
+        with pytest.raises(StateLockedError), b.lock("honua plan"):
+            pass
+        assert proc.stdin is not None
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=20)
+        assert "RELEASED" in out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unlock_force_breaks_a_live_holder(store: dict[str, Any], backend: StateBackend,
+                                           make_backend: Factory) -> None:
+    _write(backend)
+    proc = _spawn_holder(store)
+    try:
+        b = make_backend()
+        msg = b.force_unlock(force=True)
+        assert msg.startswith("warning:") and f"pid {proc.pid} " in msg and "still running" in msg
+        with b.lock("honua apply", timeout=10):  # the lock is ours now
+            pass
+        events = b.read().events
+        assert events[-1].kind == "unlock" and "forced unlock" in events[-1].message
+        if store["kind"] == "postgres":  # its session was ended
+            with _admin(store) as conn:
+                assert not conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'honua-plan lock%%'"
+                ).fetchone()[0]  # type: ignore[index]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unlock_removes_a_dead_holders_lock(store: dict[str, Any], backend: StateBackend,
+                                            make_backend: Factory) -> None:
+    _write(backend)
+    dead, child = _spawn_dead_holder(store)
+    try:
+        b = make_backend()
+        holder = b.holder()
+        assert holder is not None and holder.pid == dead and not _alive(dead)
+        with pytest.raises(StateLockedError), b.lock("honua plan"):
+            pass  # the lock is really still held
+        msg = b.force_unlock()
+        assert f"pid {dead} " in msg and "was dead" in msg and not msg.startswith("warning")
+        with b.lock("honua apply", timeout=10):
+            pass
+        events = b.read().events
+        assert events[-1].kind == "unlock" and "was dead" in events[-1].message
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_postgres_lock_released_when_its_connection_is_killed(
@@ -707,3 +803,24 @@ def test_postgres_backend_needs_a_dsn(tmp_path: Path) -> None:
         open_backend("postgres", environment=ENV, root=tmp_path, dsn=None, lock_timeout=0)
     with pytest.raises(StateError, match="unknown state backend"):
         open_backend("s3", environment=ENV, root=tmp_path, dsn=None, lock_timeout=0)
+
+
+def test_cli_unlock_refuses_a_live_holder_and_force_warns(tmp_path: Path) -> None:
+    from tests.helpers import copy_example, run
+
+    repo = copy_example(tmp_path, server=False)
+    store = {"kind": "local", "root": repo, "dsn": None}
+    proc = _spawn_holder(store)
+    try:
+        refused = run(repo, "state", "unlock", "--env", ENV)
+        assert refused.exit_code == 1, refused.output
+        assert f"pid {proc.pid} " in refused.output and "still running" in refused.output
+        assert "--force" in refused.output
+        assert (repo / "state" / f"{ENV}.lock").exists()
+        forced = run(repo, "state", "unlock", "--env", ENV, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert "still running" in forced.output and "can no longer write the state" in forced.output
+        assert not (repo / "state" / f"{ENV}.lock").exists()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -103,3 +103,23 @@ def test_unknown_keys_are_refused() -> None:
 
 def test_committed_schemas_are_fresh() -> None:
     assert stale(REPO / "schemas") == [], "run `honua schema export` and commit schemas/"
+
+
+@pytest.mark.parametrize(("value", "seconds", "error"), [
+    (None, 300.0, None),
+    ("10m", 600.0, None),
+    ("90s", 90.0, None),
+    ("0s", None, "greater than 0|more than zero"),
+    ("soon", None, "soon"),
+])
+def test_policy_backup_timeout(value: str | None, seconds: float | None, error: str | None) -> None:
+    from pydantic import ValidationError
+
+    from honua_plan.config.models import PolicySpec
+
+    data = {} if value is None else {"backupTimeout": value}
+    if error is None:
+        assert PolicySpec.model_validate(data).backupTimeout == seconds
+    else:
+        with pytest.raises(ValidationError, match=error):
+            PolicySpec.model_validate(data)

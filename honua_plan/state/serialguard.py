@@ -1,0 +1,140 @@
+"""The newest state serial, remembered in the target database: a state that went
+backwards is refused.
+
+A state file can be replaced by an old copy, edited, or deleted; the next plan would then
+believe every migration is pending and run them again. So every state write also
+records ``(environment, lineage, serial)`` in ``honua_plan.state_serial`` of the
+environment's own database (it only ever goes up), and before a plan or an apply
+:meth:`SerialGuard.check` compares the state with it:
+
+* a stored serial lower than the recorded one (same lineage): an old or edited state;
+* a stored state of another lineage than the recorded one: someone else's state;
+* no state while ``<env>.json.bak`` exists (local backend), or while the database
+  records one: a deleted state.
+
+Each is refused with the command that restores (``honua state restore-backup``).
+Recording is best effort: a write whose record failed only leaves an older serial in
+the database, which never causes a false refusal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from honua_plan.errors import StateError
+from honua_plan.secrets import redact
+from honua_plan.state.model import StateDocument
+
+DDL = (
+    "CREATE SCHEMA IF NOT EXISTS honua_plan",
+    "CREATE TABLE IF NOT EXISTS honua_plan.state_serial ("
+    " environment text PRIMARY KEY, lineage text NOT NULL, serial bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL DEFAULT now())",
+)
+
+UPSERT = (
+    "INSERT INTO honua_plan.state_serial (environment, lineage, serial) VALUES (%s, %s, %s)"
+    " ON CONFLICT (environment) DO UPDATE SET lineage = EXCLUDED.lineage,"
+    " serial = CASE WHEN honua_plan.state_serial.lineage = EXCLUDED.lineage"
+    " THEN GREATEST(honua_plan.state_serial.serial, EXCLUDED.serial) ELSE EXCLUDED.serial END,"
+    " updated_at = now()"
+)
+
+
+class SerialGuard:
+    """Records and checks one environment's state serial in its database."""
+
+    def __init__(self, environment: str, dsn: Callable[[], str]) -> None:
+        self.environment = environment
+        self._dsn = dsn
+        self._conn: Any = None
+        self._broken = False
+
+    def _connect(self) -> Any:
+        from honua_plan.providers.sqlexec import connect
+
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._dsn(), application_name="honua-plan state-serial")
+        return self._conn
+
+    def record(self, doc: StateDocument) -> None:
+        """Called after every state write: the database's serial goes up to ``doc.serial``."""
+        if self._broken:
+            return
+        try:
+            conn = self._connect()
+            with conn.transaction():
+                if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
+                    # CREATE … IF NOT EXISTS still races with itself: serialise the creators
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext('honua_plan.state_serial'))")
+                    for stmt in DDL:
+                        conn.execute(stmt)
+                conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
+        except Exception:  # best effort, see the module docstring
+            self._broken = True
+            self.close()
+
+    def recorded(self) -> tuple[str, int] | None:
+        """The (lineage, serial) the database records, or None."""
+        conn = self._connect()
+        if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
+            return None
+        row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE environment = %s",
+                           (self.environment,)).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def check(self, doc: StateDocument, where: str, backup: tuple[str, int | None] | None) -> None:
+        """Refuse ``doc`` (``serial == 0``: nothing stored) when the state went backwards.
+
+        ``where`` names the state (``state/dev.json``); ``backup`` is the local backend's
+        ``(path, serial)`` of ``<env>.json.bak`` when that file exists.
+        """
+        env = self.environment
+        restore = f"honua state restore-backup --env {env}"
+        if doc.serial == 0 and backup is not None:
+            path, serial = backup
+            raise StateError(
+                f"{where} is missing but {path}"
+                f"{f' (serial {serial})' if serial is not None else ''} exists: the state was deleted "
+                "or lost; planning without it would run every migration again",
+                hint=f"restore it with `{restore}` (or inspect it and `cp {path} {where}`)",
+            )
+        try:
+            recorded = self.recorded()
+        except Exception as exc:  # the database is checked again by what needs it
+            if doc.serial == 0:
+                return
+            raise StateError(redact(f"cannot check the state serial of '{env}' in its database: {exc}")) from None
+        if recorded is None:
+            return
+        lineage, serial = recorded
+        hint = (f"restore the newest state: `{restore}` (uses the previous version, <env>.json.bak, "
+                "and records the restore), or put the newest copy of the state file back")
+        if doc.serial == 0:
+            raise StateError(
+                f"there is no state for '{env}', but the database records serial {serial} (lineage "
+                f"{lineage[:8]}) written by honua: the state was deleted, or this is not the state "
+                "directory of this database; planning without it would run every migration again",
+                hint=hint,
+            )
+        if doc.lineage != lineage:
+            raise StateError(
+                f"{where} has lineage {doc.lineage[:8]}, but the database of '{env}' last recorded a state "
+                f"of lineage {lineage[:8]} (serial {serial}): this state belongs to something else",
+                hint=hint,
+            )
+        if doc.serial < serial:
+            raise StateError(
+                f"{where} has serial {doc.serial}, but the database last recorded serial {serial} for "
+                f"'{env}': the state went backwards (an old copy, or an edit); what happened after "
+                f"serial {doc.serial} would be planned again",
+                hint=hint,
+            )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
