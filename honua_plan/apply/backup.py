@@ -266,14 +266,8 @@ def take_backup(
     )
 
 
-def restore_backup(
-    dsn: str, record: BackupRecord, *, state_dir: Path, timeout_s: float | None = None
-) -> None:
-    """Put the backed-up tables back as they were, in one transaction.
-
-    The file's SHA-256 is checked first: a dump that changed since it was taken is
-    refused rather than restored.
-    """
+def _unchanged_file(record: BackupRecord, state_dir: Path) -> Path:
+    """The backup's file, refused when missing or changed since it was taken (SHA-256)."""
     path = state_dir / record.path
     if not path.is_file():
         raise ApplyError(f"backup {record.id}: file {record.path} not found under {state_dir}")
@@ -283,6 +277,18 @@ def restore_backup(
             f"backup {record.id}: {record.path} does not match its recorded SHA-256 "
             f"(recorded {record.sha256[:12]}…, file {actual[:12]}…); refusing to restore it"
         )
+    return path
+
+
+def restore_backup(
+    dsn: str, record: BackupRecord, *, state_dir: Path, timeout_s: float | None = None
+) -> None:
+    """Put the backed-up tables back as they were, in one transaction.
+
+    The file's SHA-256 is checked first: a dump that changed since it was taken is
+    refused rather than restored.
+    """
+    path = _unchanged_file(record, state_dir)
     pg_restore = _tool("pg_restore")
     conninfo, env = _connection(dsn)
     argv = [
@@ -420,15 +426,7 @@ def compare_contents(expected: Mapping[str, TableContent], actual: Mapping[str, 
 def check_backup_file(record: BackupRecord, *, state_dir: Path, timeout_s: float | None = 60.0) -> None:
     """Refuse a backup that cannot be restored: missing, changed since it was taken, or
     unreadable to ``pg_restore --list``. Reads only; nothing is touched."""
-    path = state_dir / record.path
-    if not path.is_file():
-        raise ApplyError(f"backup {record.id}: file {record.path} not found under {state_dir}")
-    actual = sha256_file(path)
-    if actual != record.sha256:
-        raise ApplyError(
-            f"backup {record.id}: {record.path} does not match its recorded SHA-256 "
-            f"(recorded {record.sha256[:12]}…, file {actual[:12]}…); refusing to restore it"
-        )
+    path = _unchanged_file(record, state_dir)
     pg_restore = _tool("pg_restore")
     try:
         proc = subprocess.run([pg_restore, "--list", str(path)], capture_output=True, text=True,
