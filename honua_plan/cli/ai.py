@@ -312,13 +312,15 @@ def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive
 @click.argument("dst")
 @click.option("--migration", metavar="ID", help="Promote this migration only.")
 @click.option("--auto-validate", is_flag=True, help="Run the layer tests of SRC first.")
+@click.option("--allow-untested", is_flag=True, help="Promote although SRC has no recorded test since its last change.")
 @yes_option
 @click.pass_context
 def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, auto_validate: bool,
-                yes: bool) -> None:
+                allow_untested: bool, yes: bool) -> None:
     """Promote what SRC runs to DST: compare, safety and policy checks, plan and apply DST."""
     context = state(ctx).context()
-    context.promote(src, dst, migration=migration, auto_validate=auto_validate, yes=yes, confirm=confirm)
+    context.promote(src, dst, migration=migration, auto_validate=auto_validate, allow_untested=allow_untested,
+                    yes=yes, confirm=confirm)
 
 
 @ai_group.command("disaster-recovery")

@@ -50,9 +50,10 @@ def state(repo: Path, env: str) -> dict:
 def test_promote_dev_to_staging_then_a_modified_layer(repo: Path, dbs: dict[str, str]) -> None:
     env = env_of(dbs)
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
-    result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
-    for line in ("Comparing environments...", "Changes to be promoted:", "Migrations:", "+ 001_create_bike_lanes (new)",
+    for line in ("Comparing environments...",
+                 "dev health unknown: no `honua test` recorded since its last change", "Changes to be promoted:", "Migrations:", "+ 001_create_bike_lanes (new)",
                  "Applied in dev, not yet in staging:", f"+ {LAYER}", "Safety Checks:", "✓ No drift in dev",
                  "Deployment Plan:", "Promotion completed successfully!"):
         assert line in result.output, result.output
@@ -63,11 +64,14 @@ def test_promote_dev_to_staging_then_a_modified_layer(repo: Path, dbs: dict[str,
     edit(repo / "environments/dev/layers/bike-lanes.yaml", 'title: "Bike Lanes"', 'title: "Bicycle Lanes"')
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
     result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    assert result.exit_code == 1 and "dev health unknown: no `honua test` recorded since its last change" \
+        in result.output, result.output  # the new apply is not proven yet
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
     assert "~ layers/bike-lanes.yaml (modified)" in result.output
     staged = (repo / "environments/staging/layers/bike-lanes.yaml").read_text()
     assert 'title: "Bicycle Lanes"' in staged and "environment: staging" in staged
-    assert run(repo, "promote", "dev", "staging", "--yes", env=env).output.strip().endswith(
+    assert run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env).output.strip().endswith(
         "Nothing to promote: staging already has what dev has.")
 
 
@@ -78,7 +82,7 @@ def test_promotion_to_production_needs_approval(repo: Path, dbs: dict[str, str])
     text = text[:text.index("  deploymentWindows:")] + "  requireBackup: true\n"  # keep approval only
     policy.write_text(text)
     assert run(repo, "apply", "--env", "staging", "--auto-approve", env=env).exit_code == 0
-    result = run(repo, "promote", "staging", "production", "--yes", env=env)
+    result = run(repo, "promote", "staging", "production", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 1
     assert "Approval requirement" in result.output
     assert "needs 1 approval(s) from gis-ops" in result.output
@@ -95,7 +99,7 @@ def test_promotion_stops_on_source_drift(repo: Path, dbs: dict[str, str]) -> Non
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
     with psycopg.connect(dbs["dev"], autocommit=True) as conn:
         conn.execute("ALTER TABLE bike_lanes ADD COLUMN oops int")
-    result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 1
     assert "✗ dev drifted" in result.output and "stopped by its safety checks" in result.output
     assert "staging.json" not in {p.name for p in (repo / "state").iterdir()} or \
