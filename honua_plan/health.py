@@ -3,7 +3,7 @@
 "Healthy for 48 hours" means: the environment's current configuration has run for 48
 hours without a failure, and a check proved it healthy. So the period starts at the later
 of its last change (apply, migrate, recover) and its last failure (a failed apply, a
-rollback, a failed ``honua test``); it counts only when a passing ``honua test`` was
+rollback, a failed ``honua test`` or recovery); it counts only when a passing ``honua test`` was
 recorded after that start (``test`` events carry ``details.ok``). No such test is
 "unknown", which promotion and the cooldown policy treat as not satisfied.
 """
@@ -22,7 +22,8 @@ CHECKS = frozenset({"test", "health"})
 
 
 def is_failure(ev: Event) -> bool:
-    return ev.kind in FAILURES or (ev.kind in CHECKS and ev.details.get("ok") is False)
+    """A failed apply, a rollback, a failed test, or a recovery that did not restore everything."""
+    return ev.kind in FAILURES or (ev.kind in (*CHECKS, "recover") and ev.details.get("ok") is False)
 
 
 @dataclass(frozen=True)

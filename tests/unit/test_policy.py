@@ -100,6 +100,9 @@ H = timedelta(hours=1)
     # a new apply without a test after it: unknown
     ([(INSIDE - 60 * H, "test", True), (INSIDE - 3 * H, "apply", None)], "fail",
      "staging health unknown: no `honua test` recorded since its last change (3h ago)"),
+    # a recovery that did not restore everything is a change and a failure
+    ([(INSIDE - 5 * H, "recover", False)], "fail", "staging failed 5h ago and has not passed a test since"),
+    ([(INSIDE - 5 * H, "recover", True)], "fail", "staging health unknown: no `honua test` recorded since its last"),
     # a later apply that failed (and rolled back): failing until a test passes
     ([(INSIDE - 49 * H, "apply-failed", None)], "fail", "staging failed 49h ago and has not passed a test since"),
     # a failure older than a later, tested change does not count
