@@ -812,9 +812,28 @@ class Context:
         return provider
 
     def test_layers(self, environment: str, layer: str | None = None) -> Any:
+        """``honua test``; the result is recorded in the state's event log (a ``test`` event):
+        promotion and the cooldown policy count healthy time from it."""
+        from honua_plan.errors import StateLockedError
         from honua_plan.layertest import test_layers
+        from honua_plan.state.model import Event
 
-        return test_layers(self, environment, layer)
+        reports = test_layers(self, environment, layer)
+        failed = sorted({f"{r.layer}: {c.name}" for r in reports for c in r.checks if not c.ok})
+        # a failure is a failure; a pass proves the environment healthy only when every layer ran
+        ok: bool | None = False if failed else (True if reports and layer is None else None)
+        message = ("layer tests failed: " + "; ".join(failed) if failed else
+                   f"layer tests passed ({', '.join(sorted(r.layer for r in reports)) or 'no layer'})")
+        event = Event(kind="test", actor=self.actor, message=message,
+                      details={"ok": ok, "layers": sorted(r.layer for r in reports), "failed": failed})
+        try:
+            with self.backend(environment) as backend:
+                if backend.exists():  # never applied: nothing to be healthy yet, no state to create
+                    with backend.lock("honua test", timeout=5) as writer:
+                        writer.append_event(event)
+        except StateLockedError as exc:
+            self.console.warn(f"test result not recorded in the {environment} state: {exc.message}")
+        return reports
 
     def dev_apply(self, environment: str, *, confirm: Any = None, yes: bool = True) -> Any:
         """The seed's local loop: validate, apply layers/services (+ what they need), then test them."""
@@ -934,13 +953,18 @@ class Context:
     # ------------------------------------------------------------------ promotion
 
     def promote(self, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
-                yes: bool = False, confirm: Any = None) -> Any:
-        """Compare ``src`` with ``dst``, carry the layers and services over, plan and apply ``dst``."""
+                yes: bool = False, confirm: Any = None, allow_untested: bool = False) -> Any:
+        """Compare ``src`` with ``dst``, carry the layers and services over, plan and apply ``dst``.
+
+        Everything is computed with the target's new files in memory (a loader overlay):
+        nothing is written before the confirmation, so "no" leaves every file as it was."""
         import time
 
         from honua_plan.config.expected import format_duration
+        from honua_plan.config.loader import load
         from honua_plan.errors import ApprovalRequired, PlanError
-        from honua_plan.promote import compare, healthy_for, pending_deployments
+        from honua_plan.health import assess
+        from honua_plan.promote import compare, pending_deployments
         from honua_plan.providers.metadata import write_atomic
 
         con = self.console
@@ -1002,32 +1026,42 @@ class Context:
             if not ok:
                 problems.append(bad)
 
-        age = healthy_for(src_state)
-        check(src_state.pending is None, f"No unfinished apply in {src}", f"{src} has an unfinished apply")
-        check(age is not None, f"{src.capitalize()} healthy for {format_duration(age or 0)}",
-              f"{src} has no successful apply since its last failure")
-        src_drift = self.plan(src, refresh_only=True).drift
-        check(not src_drift, f"No drift in {src}", f"{src} drifted: {src_drift[0].summary if src_drift else ''}")
-        if auto_validate:
+        if auto_validate:  # first: its result is recorded and counts in the health check below
             reports = self.test_layers(src)
             failed = [c.name for r in reports for c in r.checks if not c.ok]
             check(not failed, f"All layer tests passed in {src}", f"layer tests failed in {src}: {', '.join(failed)}")
+            src_state = self.recorded(src)
+        check(src_state.pending is None, f"No unfinished apply in {src}", f"{src} has an unfinished apply")
+        health = assess(src_state)
+        if health.status == "unknown" and allow_untested:
+            con.warn(f"{health.describe(src)} (--allow-untested)", indent=2)
+        else:
+            check(health.status == "healthy", health.describe(src),
+                  health.describe(src) + (f" (run `honua test --env {src}`, or --auto-validate)"
+                                          if health.status == "unknown" else ""))
+        src_drift = self.plan(src, refresh_only=True).drift
+        check(not src_drift, f"No drift in {src}", f"{src} drifted: {src_drift[0].summary if src_drift else ''}")
         if problems:
             raise PlanError(f"promotion {src} → {dst} stopped by its safety checks", hint="; ".join(problems))
 
-        # carry the files over, then plan the target like any other change
-        for f in cmp.changed:
-            assert f.source_text is not None
-            write_atomic(self.root / "environments" / dst / f.kind / f.name, f.source_text.encode())
-        dst_d = self._reload_desired(dst)
-        # what was proven in the source: its changed files, its deployments, its migrations
-        changed_files = {f"environments/{dst}/{f.kind}/{f.name}" for f in cmp.changed}
-        targets = {a for a in [*dst_d.layers, *(f"service.{s}" for s in dst_d.services)]
-                   if (src_map := dst_d.source(a)) is not None and src_map.path in changed_files}
-        targets |= set(deployments) | {f"migration.{m}" for m in cmp.migrations}
-        if targets:  # the shared provider settings travel with them
-            targets |= {f"datasource.{n}" for n in dst_d.datasources} | {f"server.{n}" for n in dst_d.servers}
-        plan = self.plan(dst, target=tuple(sorted(targets)))
+        # the target's new files, in memory: the plan reads them, nothing is written yet
+        overlay = {f"environments/{dst}/{f.kind}/{f.name}": (f.source_text or "").encode() for f in cmp.changed}
+        written = self._desired.pop(dst, None)
+        try:
+            dst_d = load(self.root, dst, overlay=overlay)[0]
+            _exempt_names(dst_d)
+            self._desired[dst] = dst_d
+            # what was proven in the source: its changed files, its deployments, its migrations
+            targets = {a for a in [*dst_d.layers, *(f"service.{s}" for s in dst_d.services)]
+                       if (src_map := dst_d.source(a)) is not None and src_map.path in overlay}
+            targets |= set(deployments) | {f"migration.{m}" for m in cmp.migrations}
+            if targets and migration is None:  # the shared provider settings travel with them
+                targets |= {f"datasource.{n}" for n in dst_d.datasources} | {f"server.{n}" for n in dst_d.servers}
+            plan = self.plan(dst, target=tuple(sorted(targets)))
+        finally:
+            self._desired.pop(dst, None)
+            if written is not None:
+                self._desired[dst] = written
         breaking = [f for a in plan.actions for f in a.findings if f.code == "SVC101"]
         check(not breaking, "No breaking changes", f"breaking change: {breaking[0].message if breaking else ''}")
         con.print("")
@@ -1050,20 +1084,28 @@ class Context:
         con.print(f"Phase 3: Validate ({checks} check(s))")
         con.print(f"Total estimated time: {format_duration(plan.estimated_s + 2)}")
         con.print(f"Rollback available: {'Yes (automatic on failure)' if any(a.automatic_rollback for a in plan.actions) or not any(a.kind == 'migration' for a in plan.actions) else 'Partial'}")
-        if plan.approvals_required and not plan.approved:
+        needs_approval = bool(plan.approvals_required and not plan.approved)
+        if confirm is not None:
+            what = f"Write the {dst} files and save the plan for approval?" if needs_approval and overlay else (
+                "Save the plan for approval?" if needs_approval else "Proceed with promotion?")
+            confirm(what, yes)
+        for rel, data in overlay.items():  # confirmed: now the target's files change
+            write_atomic(self.root / rel, data)
+        if overlay:
+            self._reload_desired(dst)
+        if needs_approval:
             from honua_plan.plan.store import save_plan
 
             path = self.state_dir / "plans" / f"promote-{src}-{dst}-{plan.id[:8]}.json"
             save_plan(plan, path)
-            rel = path.relative_to(self.root) if path.is_relative_to(self.root) else path
+            rel_plan = path.relative_to(self.root) if path.is_relative_to(self.root) else path
+            files = f"the {dst} files were updated ({', '.join(sorted(overlay))}) and " if overlay else ""
             raise ApprovalRequired(
                 f"the promotion to {dst} needs {plan.approvals_required} approval(s)"
                 + (f" from {', '.join(plan.approvers)}" if plan.approvers else "")
-                + f"; the {dst} files were updated and the plan saved to {rel}",
-                hint=f"honua approve {rel} --by NAME && honua apply --env {dst} {rel}",
+                + f"; {files}the plan was saved to {rel_plan}",
+                hint=f"honua approve {rel_plan} --by NAME && honua apply --env {dst} {rel_plan}",
             )
-        if confirm is not None:
-            confirm("Proceed with promotion?", yes)
         con.print("")
         con.print(f"Starting promotion {src} → {dst}")
         result = self.apply(dst, plan=plan, yes=True, show=False, banner=False, command="honua promote")

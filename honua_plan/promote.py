@@ -60,8 +60,72 @@ def retarget(text: str, src: str, dst: str) -> str:
     return "".join(out)
 
 
+def migration_managed(desired: DesiredState, environment: str) -> dict[str, set[str]]:
+    """File (relative path) → the keys that migrations' metadata steps set in it for ``environment``.
+
+    Promotion never copies those keys: the migration makes that change itself when it is
+    applied in the target (and undoes it when it rolls back)."""
+    from honua_plan.config import templating
+
+    variables = templating.variables_for(environment, desired.project.metadata.name)
+    out: dict[str, set[str]] = {}
+    for m in desired.migrations:
+        for step in [*m.spec.up, *m.spec.down]:
+            if step.type == "metadata" and step.path and step.changes:
+                try:
+                    path = templating.render(step.path, variables)
+                except templating.TemplateProblem:
+                    continue  # reported by validate
+                out.setdefault(path, set()).update(step.changes)
+    return out
+
+
+def _get(data: Any, dotted: str) -> Any:
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _without_managed(text: str, target_text: str | None, keys: set[str], where: str) -> str:
+    """``text`` with each migration-managed key set to what the target has (absent: removed)."""
+    import yaml
+
+    from honua_plan.providers.metadata import edit_text
+
+    target = yaml.safe_load(target_text) if target_text else None
+    ours = yaml.safe_load(text)
+    changes = {k: _get(target, k) for k in sorted(keys) if _get(ours, k) != _get(target, k)}
+    return edit_text(text, changes, where=where) if changes else text
+
+
+def migration_chain(ref: str, dst: DesiredState) -> tuple[list[str], list[str]]:
+    """The ids of migration ``ref`` and of everything it depends on (transitively), and problems."""
+    from honua_plan.config.loader import resolve_migration
+
+    ids: list[str] = []
+    problems: list[str] = []
+    todo = [ref]
+    while todo:
+        r = todo.pop()
+        m = resolve_migration(r, dst.migrations)
+        if m is None:
+            problems.append(f"no migration {r!r}")
+            continue
+        if m.metadata.id in ids:
+            continue
+        ids.append(m.metadata.id)
+        todo.extend(m.spec.dependencies)
+    return ids, problems
+
+
 def compare(root: Path, src: DesiredState, dst: DesiredState, src_state: StateDocument,
             dst_state: StateDocument, *, migration: str | None = None) -> Comparison:
+    """``migration``: only that migration and the ones it depends on, pending in ``dst``; no files."""
+    import yaml
+
     cmp = Comparison(src.environment, dst.environment)
     src_attrs = {a: resource_attributes(m) for a, m in {**src.layers, **{f"service.{k}": v for k, v in src.services.items()}}.items()}
     dst_attrs = {a: resource_attributes(m) for a, m in {**dst.layers, **{f"service.{k}": v for k, v in dst.services.items()}}.items()}
@@ -70,7 +134,8 @@ def compare(root: Path, src: DesiredState, dst: DesiredState, src_state: StateDo
         s = src.source(address)
         if s is not None:
             by_file[s.path] = address
-    for kind in KINDS:
+    managed = migration_managed(src, src.environment)
+    for kind in KINDS if migration is None else ():
         sdir = root / "environments" / src.environment / kind
         ddir = root / "environments" / dst.environment / kind
         names = sorted({p.name for p in sdir.glob("*.y*ml")} | {p.name for p in ddir.glob("*.y*ml")})
@@ -80,21 +145,33 @@ def compare(root: Path, src: DesiredState, dst: DesiredState, src_state: StateDo
                 cmp.files.append(FileChange(kind, name, "removed"))
                 continue
             text = retarget(sp.read_text(), src.environment, dst.environment)
-            if not dp.exists():
+            target_text = dp.read_text() if dp.exists() else None
+            keys = managed.get(f"environments/{src.environment}/{kind}/{name}")
+            if keys:
+                text = _without_managed(text, target_text, keys, f"environments/{src.environment}/{kind}/{name}")
+            if target_text is None:
                 cmp.files.append(FileChange(kind, name, "new", text))
                 continue
-            known = by_file.get(f"environments/{src.environment}/{kind}/{name}")
-            same = known is not None and src_attrs.get(known) == dst_attrs.get(known)
+            if keys:
+                same = yaml.safe_load(text) == yaml.safe_load(target_text)
+            else:
+                known = by_file.get(f"environments/{src.environment}/{kind}/{name}")
+                same = known is not None and src_attrs.get(known) == dst_attrs.get(known)
             cmp.files.append(FileChange(kind, name, "unchanged" if same else "modified", text))
+    wanted: set[str] | None = None
+    if migration is not None:
+        chain, problems = migration_chain(migration, dst)
+        cmp.problems.extend(problems)
+        wanted = set(chain)
     applied_src = set(src_state.applied_migrations())
     for m in dst.migrations_for_env():
-        if migration is not None and m.metadata.id != migration and m.stem != migration:
+        if wanted is not None and m.metadata.id not in wanted:
             continue
         latest = dst_state.latest_migration(m.metadata.id)
         if latest is not None and latest.status == "applied":
             continue
         if m.metadata.id not in applied_src:
-            if migration is not None:
+            if wanted is not None:
                 cmp.problems.append(f"migration {m.metadata.id} is not applied in {src.environment} yet")
             continue
         src_rec = src_state.latest_migration(m.metadata.id)
@@ -123,18 +200,6 @@ def pending_deployments(src: DesiredState, dst: DesiredState, src_state: StateDo
         if theirs is None or theirs.fingerprint != fingerprint(dst_res[address][1]):
             out.append(address)
     return sorted(out)
-
-
-def healthy_for(state: StateDocument) -> float | None:
-    """Seconds since the source environment's last successful apply (None: never)."""
-    from honua_plan.state.model import utcnow
-
-    for ev in reversed(state.events):
-        if ev.kind in ("apply", "migrate"):
-            return (utcnow() - ev.at).total_seconds()
-        if ev.kind in ("apply-failed", "rollback"):
-            return None
-    return None
 
 
 def summary(cmp: Comparison) -> dict[str, Any]:

@@ -492,6 +492,9 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
     status = {"database": "not restored (unchanged)" if record is not None else "not restored (metadata only, data untouched)",
               "metadata": "unchanged", "service": "not touched"}
     previous_files: dict[str, bytes | None] = {}
+    # measured, recorded in the recover event (the recovery report reads them from there)
+    times: dict[str, str | None] = {"maintenance_started": None, "service_back": None,
+                                    "backup_taken": record.created_at.isoformat() if record is not None else None}
     ok = True
     pending: list[Any] = []
     db_line = ""
@@ -505,6 +508,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                 try:
                     if serves and hasattr(provider, "stop"):
                         provider.stop()
+                        times["maintenance_started"] = utcnow().isoformat()
                         status["service"] = "stopped (maintenance mode)"
                         con.ok("Maintenance mode activated", time.perf_counter() - started)
                     else:
@@ -531,6 +535,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                         context._reload_desired(environment)
                         status["metadata"] = "unchanged (put back as it was)"
                     _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    _back(times, status)
                     now_desired, now_facts, undone = None, None, []
                     if record is not None and status["database"].startswith("restored"):
                         try:  # the data is restored: state follows it even though the rest failed
@@ -539,7 +544,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                         except HonuaError:
                             now_desired, now_facts = None, None
                     _record(context, writer, doc, environment, record, src, reason, False, undone, status,
-                            desired=now_desired, facts=now_facts, error=exc.message)
+                            desired=now_desired, facts=now_facts, error=exc.message, times=times)
                     raise RecoveryError(f"recovery of {environment} failed: {exc.message}",
                                         hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
 
@@ -604,6 +609,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                     except HonuaError as exc:
                         bad = [exc.message]
                         _bring_back(context, provider, serves, previous_doc, was_running, status)
+                    _back(times, status, healthy=not bad or status["service"].startswith("previous"))
                     if bad:
                         ok = False
                         con.fail("Health checks failed: " + "; ".join(bad), time.perf_counter() - t0)
@@ -622,7 +628,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                     con.print("  - Health checks: not run (server type none: nothing is served)")
                     svc_line = "not checked (server type none: nothing is served)"
                 doc = _record(context, writer, doc, environment, record, src, reason, ok, pending, status,
-                              desired=desired, facts=facts)
+                              desired=desired, facts=facts, times=times)
             except BaseException:
                 if status["service"].startswith("stopped"):  # never leave it down
                     _bring_back(context, provider, serves, previous_doc, was_running, status)
@@ -639,7 +645,8 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
     con.print(f"  - Database: {db_line}")
     con.print(f"  - Services: {svc_line}")
     con.print(f"  - Metadata: {status['metadata']}")
-    con.print(f"  - Downtime: {format_duration(time.perf_counter() - started)}")
+    con.print(f"  - Downtime: {downtime_text(times)}")
+    con.print(f"  - Recovery took: {format_duration(time.perf_counter() - started)}")
     if record is not None:
         lost = (utcnow() - record.created_at).total_seconds()
         con.print(f"  - Data loss window: changes after {record.created_at:%Y-%m-%d %H:%M:%S} UTC "
@@ -652,6 +659,30 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
         raise RecoveryError(f"recovery of {environment} did not restore everything",
                             hint=f"database: {db_line}; services: {svc_line}; metadata: {status['metadata']}")
     return ok
+
+
+def _back(times: dict[str, str | None], status: dict[str, str], *, healthy: bool = True) -> None:
+    """Stamp the moment the service answers again (after a maintenance stop)."""
+    from honua_plan.state.model import utcnow
+
+    if times["maintenance_started"] and times["service_back"] is None and healthy \
+            and not status["service"].startswith("DOWN"):
+        times["service_back"] = utcnow().isoformat()
+
+
+def downtime_text(times: dict[str, Any]) -> str:
+    """Maintenance start → service back, as measured (or why there is no figure)."""
+    from datetime import datetime
+
+    from honua_plan.config.expected import format_duration
+
+    start, back = times.get("maintenance_started"), times.get("service_back")
+    if not start:
+        return "none: nothing was stopped (nothing is served)"
+    if not back:
+        return f"still down since {start[:19].replace('T', ' ')} UTC (the service did not answer again)"
+    seconds = (datetime.fromisoformat(back) - datetime.fromisoformat(start)).total_seconds()
+    return f"{format_duration(seconds)} (maintenance start to service back)"
 
 
 def _bring_back(context: Context, provider: Any, serves: bool, previous_doc: Any, was_running: bool,
@@ -674,7 +705,8 @@ def _bring_back(context: Context, provider: Any, serves: bool, previous_doc: Any
 
 def _record(context: Context, writer: Any, doc: StateDocument, environment: str, record: BackupRecord | None,
             src: Source, reason: str, ok: bool, pending: list[Any], status: dict[str, str], *,
-            desired: Any = None, facts: Any = None, error: str | None = None) -> StateDocument:
+            desired: Any = None, facts: Any = None, error: str | None = None,
+            times: dict[str, str | None] | None = None) -> StateDocument:
     """State follows the database: restored tables' shapes, undone migrations pending, the event."""
     from honua_plan.diff import table_address, table_attributes
     from honua_plan.state.model import MigrationRecord, ResourceRecord, utcnow
@@ -701,6 +733,6 @@ def _record(context: Context, writer: Any, doc: StateDocument, environment: str,
         f"recovered {src.label}" if error is None else f"recovery from {src.label} failed: {error}",
         actor=context.actor,
         details={"reason": reason, "ok": ok and error is None, "backup": record.id if record else None,
-                 "commit": src.commit, "pending": [r.id for r in pending], **status})
+                 "commit": src.commit, "pending": [r.id for r in pending], **status, **(times or {})})
     writer.write(doc, expected_serial=writer.read().serial)
     return doc

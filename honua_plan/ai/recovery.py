@@ -1,10 +1,12 @@
 """``honua-ai disaster-recovery``: what is broken, what can be restored, then ``Context.recover``.
 
-:func:`analyze` only reads: database health (connect + refresh, layer tables present,
-invalid geometries), service availability (the server provider's health of the
-environment's collections, short timeout), the git repository (``git status``), the
-backups in the state, and the last successful deployment from the state's events
-(its commit comes from the saved plan, else the state's config commit).
+:func:`analyze` only reads, and only real signals: database health (connect + refresh,
+layer tables present, invalid geometries counted), each table's live row count against
+the count recorded with the latest backup, each collection's ``/items`` when a server
+serves them, the failures recorded in the state's event log, the git repository, the
+backups, and the last successful deployment. :func:`write_report` records the answer to
+"What happened?", those signals, the data-loss window and the measured downtime in
+``<state>/incidents/REC-YYYYMMDD-NNN.md`` (numbered per day).
 """
 
 from __future__ import annotations
@@ -49,16 +51,24 @@ class RecoveryAnalysis:
     latest_backup: Any = None
     backups: int = 0
     git: bool = False
+    at: datetime | None = None
+    first_failure: Any = None  # the earliest failure event since the last successful deployment
 
 
 def _ago(now: datetime, then: datetime) -> str:
     return f"{format_duration(max(0.0, (now - then).total_seconds()))} ago"
 
 
-def database_check(context: Context, environment: str) -> Check:
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+def database_check(context: Context, environment: str, recorded: dict[str, Any] | None = None,
+                   backup_id: str = "") -> list[Check]:
+    """Database health, then one line per table the latest backup recorded: live rows vs recorded."""
+    from psycopg import sql
 
+    from honua_plan.providers import postgis
+    from honua_plan.providers.sqlexec import Session, connect, execute, split_name
+
+    recorded = recorded or {}
+    rows: dict[str, int | None] = {}
     try:
         resolved = context.resolve_dsn(environment, start_embedded=False)
         with connect(resolved.dsn, connect_timeout=5) as conn:
@@ -74,19 +84,40 @@ def database_check(context: Context, environment: str) -> Check:
                 elif t.geometry(st.geometryColumn) is not None:
                     bad, _, _ = postgis.count_invalid_geometries(session, st.qualified_table, st.geometryColumn)
                     if bad:
-                        invalid.append(f"{bad} invalid geometries in {st.qualified_table}")
+                        invalid.append(f"{bad:,} invalid geometries in {st.qualified_table}")
+            for table in sorted(recorded):
+                t = facts.table(table)
+                if t is None:
+                    rows[table] = None
+                    continue
+                ident = sql.Identifier(*split_name(t.qualified_name))
+                rows[table] = int(execute(conn, sql.SQL("SELECT count(*) FROM {}").format(ident))[0][0])
     except HonuaError as exc:
-        return Check(False, "Database health", "CRITICAL", exc.message)
+        return [Check(False, "Database health", "CRITICAL", exc.message)]
     except Exception as exc:  # a broken catalog is a finding here, not a crash
-        return Check(False, "Database health", "CRITICAL", f"{type(exc).__name__}: {exc}")
+        return [Check(False, "Database health", "CRITICAL", f"{type(exc).__name__}: {exc}")]
     if missing:
-        return Check(False, "Database health", "CRITICAL", f"tables missing: {', '.join(sorted(set(missing)))}")
-    if invalid:
-        return Check(False, "Database health", "DEGRADED", "; ".join(invalid))
-    return Check(True, "Database health", "HEALTHY", f"{len(facts.tables)} tables")
+        out = [Check(False, "Database health", "CRITICAL", f"tables missing: {', '.join(sorted(set(missing)))}")]
+    elif invalid:
+        out = [Check(False, "Database health", "DEGRADED", "; ".join(invalid))]
+    else:
+        out = [Check(True, "Database health", "HEALTHY", f"{len(facts.tables)} tables, 0 invalid geometries")]
+    for table, live in rows.items():
+        had = recorded[table].rows
+        if live is None:
+            out.append(Check(False, f"Rows in {table}", "TABLE MISSING", f"{had:,} rows in backup {backup_id}"))
+        elif live < had:
+            out.append(Check(False, f"Rows in {table}", f"{live:,}",
+                             f"{had:,} in backup {backup_id}: {had - live:,} fewer"))
+        else:
+            out.append(Check(True, f"Rows in {table}", f"{live:,}", f"{had:,} in backup {backup_id}"))
+    return out
 
 
 def service_check(context: Context, environment: str, timeout_s: float = 5.0) -> Check:
+    """Each collection's ``/items`` on the running server (200 with features)."""
+    from honua_plan.recovery import items_check
+
     desired = context.desired(environment)
     ids = [lyr.collection_id for lyr in desired.layers.values()]
     try:
@@ -98,17 +129,28 @@ def service_check(context: Context, environment: str, timeout_s: float = 5.0) ->
             return Check(None, "Service availability", "not checked", "server type none: nothing is published")
         if not ids:
             return Check(None, "Service availability", "not checked", "no layers")
-        try:
-            result = provider.health(ids, timeout_s=timeout_s)
-        except HonuaError as exc:
-            return Check(False, "Service availability", "DEGRADED", exc.message)
-        statuses = getattr(result, "statuses", {}) or {}
-        up = [c for c, code in statuses.items() if code == 200]
-        if result.ok:
-            return Check(True, "Service availability", "HEALTHY", f"{len(ids)} collection(s) answer")
-        return Check(False, "Service availability", "DEGRADED", f"{len(up)} of {len(ids)} collections answer")
+        bad = items_check(provider, sorted(ids), {}, timeout_s)
+        if not bad:
+            return Check(True, "Service availability", "HEALTHY", f"{len(ids)} collection(s) serve /items")
+        return Check(False, "Service availability", "DEGRADED", "; ".join(bad))
     finally:
         provider.close()
+
+
+def failures_check(doc: StateDocument, now: datetime, since: datetime | None) -> tuple[Check, Any]:
+    """Failures the state recorded since the last successful deployment (else the last 7 days)."""
+    from datetime import timedelta
+
+    from honua_plan.health import is_failure
+
+    start = since or now - timedelta(days=7)
+    failed = [e for e in doc.events if is_failure(e) and e.at >= start]
+    scope = "since the last successful deployment" if since else "in the last 7d"
+    if not failed:
+        return Check(True, "Recent failures", "none", scope), None
+    last = failed[-1]
+    return Check(False, "Recent failures", str(len(failed)),
+                 f"{scope}; latest: {last.kind} {_ago(now, last.at)}: {last.message or '-'}"), failed[0]
 
 
 def git_check(context: Context) -> Check:
@@ -135,16 +177,21 @@ def analyze(context: Context, environment: str, *, now: datetime | None = None) 
     from honua_plan.state.model import utcnow
 
     now = now or utcnow()
-    out = RecoveryAnalysis(environment)
-    out.checks.append(database_check(context, environment))
+    out = RecoveryAnalysis(environment, at=now)
+    doc = context.recorded(environment)
+    backups = sorted(doc.backups, key=lambda b: b.created_at)
+    latest = backups[-1] if backups else None
+    out.checks.extend(database_check(context, environment, dict(latest.contents) if latest else None,
+                                     latest.id if latest else ""))
     out.checks.append(service_check(context, environment))
+    out.last_deployment = last_deployment(context, doc)
+    check, out.first_failure = failures_check(doc, now, out.last_deployment.at if out.last_deployment else None)
+    out.checks.append(check)
     git = git_check(context)
     out.git = git.status != "NOT A GIT REPOSITORY"
     out.checks.append(git)
-    doc = context.recorded(environment)
-    backups = sorted(doc.backups, key=lambda b: b.created_at)
     out.backups = len(backups)
-    out.latest_backup = backups[-1] if backups else None
+    out.latest_backup = latest
     if backups:
         span = f"newest {_ago(now, backups[-1].created_at)}"
         if len(backups) > 1:
@@ -152,7 +199,6 @@ def analyze(context: Context, environment: str, *, now: datetime | None = None) 
         out.checks.append(Check(True, "Backups available", str(len(backups)), span))
     else:
         out.checks.append(Check(False, "Backups available", "none", "no backup was taken in this environment"))
-    out.last_deployment = last_deployment(context, doc)
     return out
 
 
@@ -169,3 +215,83 @@ def options(a: RecoveryAnalysis, *, now: datetime) -> list[tuple[str, bool]]:
     third = ("Restore from specific Git commit", True) if a.git else \
         ("Restore from specific Git commit (not a git repository)", False)
     return [first, second, third]
+
+
+# --------------------------------------------------------------------------- the recovery report
+
+
+def next_report_id(folder: Any, now: datetime) -> tuple[str, Any]:
+    """``REC-YYYYMMDD-NNN``, the next number of that day; the file is created (exclusively)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    day = f"REC-{now:%Y%m%d}-"
+    taken = [int(p.stem[len(day):]) for p in folder.glob(f"{day}*.md") if p.stem[len(day):].isdigit()]
+    n = max(taken, default=0) + 1
+    while True:
+        rid = f"{day}{n:03d}"
+        path = folder / f"{rid}.md"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            n += 1
+            continue
+        return rid, path
+
+
+def write_report(context: Context, environment: str, *, what: str, analysis: RecoveryAnalysis, option: str,
+                 event: Any, error: str | None) -> tuple[str, Any]:
+    """Write ``<state>/incidents/REC-…md``: what happened, the signals, the figures measured."""
+    from honua_plan.providers.metadata import write_atomic
+    from honua_plan.recovery import downtime_text
+    from honua_plan.secrets import redact
+
+    now = analysis.at or datetime.now().astimezone()
+    rid, path = next_report_id(context.state_dir / "incidents", now)
+    details = dict(event.details) if event is not None else {}
+    incident_at = analysis.first_failure.at if analysis.first_failure is not None else analysis.at
+    incident_src = (f"first failure recorded since the last deployment: {analysis.first_failure.kind}"
+                    if analysis.first_failure is not None else
+                    "detected when disaster recovery started; no earlier failure recorded")
+    backup_at = datetime.fromisoformat(details["backup_taken"]) if details.get("backup_taken") else None
+    if backup_at is not None and incident_at is not None:
+        window = (f"{format_duration(max(0.0, (incident_at - backup_at).total_seconds()))}: changes between the "
+                  f"backup ({backup_at:%Y-%m-%d %H:%M:%S} UTC) and the incident ({incident_at:%Y-%m-%d %H:%M:%S} UTC) "
+                  "are not restored")
+    else:
+        window = "none: no data was restored (metadata only, or the recovery did not run)"
+    if event is None:
+        result = f"NOT STARTED: {error}" if error else "NOT STARTED"
+    else:
+        result = ("SUCCEEDED" if details.get("ok") else "FAILED") + (f": {error}" if error else "")
+    lines = [
+        f"# Recovery {rid}: {environment}",
+        "",
+        f"- **Environment:** {environment}",
+        f"- **When:** {now:%Y-%m-%d %H:%M:%S} UTC",
+        f"- **Who:** {context.actor}",
+        f"- **Option:** {option}",
+        f"- **Result:** {result}",
+        f"- **Backup restored:** {details.get('backup') or 'none'}",
+        f"- **Commit:** {details.get('commit') or 'none'}",
+        f"- **Incident time:** {incident_at:%Y-%m-%d %H:%M:%S} UTC ({incident_src})" if incident_at else
+        "- **Incident time:** unknown",
+        f"- **Data-loss window:** {window}",
+        f"- **Downtime:** {downtime_text(details) if event is not None else 'none: nothing was stopped'}",
+        "",
+        "## What happened?",
+        "",
+        what,
+        "",
+        "## Analysis (before recovery)",
+        "",
+        *[f"- {c.line()}" for c in analysis.checks],
+        "",
+        "## After recovery",
+        "",
+        *([f"- {k}: {details[k]}" for k in ("database", "metadata", "service") if k in details] or ["- (nothing ran)"]),
+    ]
+    if details.get("pending"):
+        lines.append(f"- migrations pending again: {', '.join(details['pending'])}")
+    write_atomic(path, redact("\n".join(lines) + "\n").encode())
+    return rid, path

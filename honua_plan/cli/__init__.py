@@ -743,17 +743,20 @@ def serve(ctx: click.Context, environment: str | None, port: int | None, stop: b
 @main.command()
 @click.argument("source")
 @click.argument("target")
-@click.option("--migration", "migration", metavar="ID", help="Promote only this migration (and no files).")
-@click.option("--auto-validate", is_flag=True, help="Run the layer tests of SOURCE first.")
+@click.option("--migration", "migration", metavar="ID",
+              help="Promote only this migration and the ones it depends on (no files).")
+@click.option("--auto-validate", is_flag=True, help="Run the layer tests of SOURCE first (and record them).")
+@click.option("--allow-untested", is_flag=True,
+              help="Promote although SOURCE has no recorded `honua test` since its last change (a warning).")
 @yes_option
 @by_option
 @click.pass_context
 def promote(ctx: click.Context, source: str, target: str, migration: str | None, auto_validate: bool,
-            yes: bool) -> None:
+            allow_untested: bool, yes: bool) -> None:
     """Compare SOURCE with TARGET, carry layers, services and migrations over, and apply TARGET."""
     context = state(ctx).context()
     _apply_result(ctx, context.promote(source, target, migration=migration, auto_validate=auto_validate,
-                                       yes=yes, confirm=confirm))
+                                       allow_untested=allow_untested, yes=yes, confirm=confirm))
 
 
 @main.command()

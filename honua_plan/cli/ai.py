@@ -312,13 +312,15 @@ def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive
 @click.argument("dst")
 @click.option("--migration", metavar="ID", help="Promote this migration only.")
 @click.option("--auto-validate", is_flag=True, help="Run the layer tests of SRC first.")
+@click.option("--allow-untested", is_flag=True, help="Promote although SRC has no recorded test since its last change.")
 @yes_option
 @click.pass_context
 def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, auto_validate: bool,
-                yes: bool) -> None:
+                allow_untested: bool, yes: bool) -> None:
     """Promote what SRC runs to DST: compare, safety and policy checks, plan and apply DST."""
     context = state(ctx).context()
-    context.promote(src, dst, migration=migration, auto_validate=auto_validate, yes=yes, confirm=confirm)
+    context.promote(src, dst, migration=migration, auto_validate=auto_validate, allow_untested=allow_untested,
+                    yes=yes, confirm=confirm)
 
 
 @ai_group.command("disaster-recovery")
@@ -331,9 +333,9 @@ def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, a
 @click.pass_context
 def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: int | None, commit: str | None,
                           backup_id: str | None, reason: str | None, yes: bool) -> None:
-    """Analyze an environment, offer the recovery options, and recover."""
+    """Analyze an environment, offer the recovery options, recover, and write the recovery report."""
     from honua_plan.ai.recovery import analyze, options
-    from honua_plan.errors import UsageError
+    from honua_plan.errors import HonuaError, UsageError
     from honua_plan.state.model import utcnow
 
     context = state(ctx).context()
@@ -402,9 +404,34 @@ def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: i
         kwargs["reason"] = reason
     else:
         _record_reason(context, env, reason, choice)
-    ok = context.recover(env, **kwargs)
+    error: str | None = None
+    ok: Any = False
+    try:
+        ok = context.recover(env, **kwargs)
+    except HonuaError as exc:
+        error = exc.message
+        raise
+    finally:
+        _report(context, env, reason, analysis, offered[choice - 1][0], now, error)
     if ok is False:
         ctx.exit(1)
+
+
+def _report(context: Any, env: str, reason: str, analysis: Any, option: str, started: Any,
+            error: str | None) -> None:
+    """Write the recovery report of a recovery that ran (succeeded or not) and say where it is;
+    one refused or cancelled before it touched anything leaves no report (nothing changed)."""
+    from honua_plan.ai.recovery import write_report
+
+    doc = context.recorded(env)
+    event = next((e for e in reversed(doc.events)
+                  if e.kind in ("recover", "recover-failed") and e.at >= started), None)
+    if event is None:
+        return
+    rid, path = write_report(context, env, what=reason, analysis=analysis, option=option, event=event, error=error)
+    rel = path.relative_to(context.root) if path.is_relative_to(context.root) else path
+    context.console.print("")
+    context.console.print(f"Recovery report {rid}: {rel}")
 
 
 def _record_reason(context: Any, env: str, reason: str, choice: int) -> None:

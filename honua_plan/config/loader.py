@@ -206,6 +206,8 @@ class _Files:
     root: Path
     hashes: dict[str, str] = field(default_factory=dict)
     cache: ParseCache | None = None
+    overlay: Mapping[str, bytes] = field(default_factory=dict)
+    """Relative path → content read instead of the file (promotion plans before it writes)."""
 
     def rel(self, p: Path) -> str:
         text, root = str(p), str(self.root)
@@ -218,12 +220,15 @@ class _Files:
 
     def read(self, p: Path, problems: list[Diagnostic]) -> list[Document]:
         rel = self.rel(p)
-        try:
-            with open(p, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            problems.append(Diagnostic(Location(rel), f"cannot read file: {exc.strerror}"))
-            return []
+        if rel in self.overlay:
+            raw = self.overlay[rel]
+        else:
+            try:
+                with open(p, "rb") as fh:
+                    raw = fh.read()
+            except OSError as exc:
+                problems.append(Diagnostic(Location(rel), f"cannot read file: {exc.strerror}"))
+                return []
         digest = self.hashes[rel] = hashlib.sha256(raw).hexdigest()
         try:
             text = raw.decode("utf-8")
@@ -251,6 +256,8 @@ class _Files:
         (see :meth:`refused`) is reported and skipped."""
         if self.refused(folder, problems):  # the folder or one of its parents is a bad link
             return []
+        here = self.rel(folder)
+        extra = {r.rsplit("/", 1)[1] for r in self.overlay if r.rsplit("/", 1)[0] == here and r.endswith(YAML_SUFFIXES)}
         names = []
         try:
             # os.scandir: the file type comes with the directory entry (no stat per file)
@@ -263,11 +270,11 @@ class _Files:
                     if e.is_file():
                         names.append(e.name)
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return [folder / n for n in sorted(extra)]
         except OSError as exc:
             problems.append(Diagnostic(Location(self.rel(folder), 1, 1), f"cannot read folder: {exc.strerror}"))
             return []
-        return [folder / n for n in sorted(names)]
+        return [folder / n for n in sorted(set(names) | extra)]
 
 
 def _kind_of(doc: Document, problems: list[Diagnostic]) -> str | None:
@@ -638,10 +645,15 @@ def _check_templates_and_sql(
                 check_sql(chk.query, sources[address], ("spec", "validation", "healthChecks", i, "query"))
 
 
-def load(root: Path | str, environment: str | None = None) -> list[DesiredState]:
-    """Load and check the repository for one environment (or all): raise ConfigError on problems."""
+def load(root: Path | str, environment: str | None = None, *,
+         overlay: Mapping[str, bytes] | None = None) -> list[DesiredState]:
+    """Load and check the repository for one environment (or all): raise ConfigError on problems.
+
+    ``overlay`` (relative path → content) is read instead of those files, so that a change
+    can be planned before anything is written."""
     root = Path(root).resolve()
     ld = _Loader(root)
+    ld.files.overlay = dict(overlay or {})
     try:
         return _load(root, environment, ld)
     finally:

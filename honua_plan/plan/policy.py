@@ -71,20 +71,24 @@ def evaluate(
         checks.append(PolicyCheck(name="approval", status="warn", message="Approval requirement: 1 approval (autoApprove is off)"))
 
     if spec.cooldown is not None and has_changes:
+        from honua_plan.health import assess
+
         cd = spec.cooldown
-        last = _last_apply(source_state)
-        if last is None:
+        health = assess(source_state, now)
+        if health.status == "never-applied":
             checks.append(PolicyCheck(name="cooldown", status="fail",
                                       message=f"Cooldown period: {cd.sourceEnvironment} has never been applied"))
+        elif health.status != "healthy":
+            checks.append(PolicyCheck(name="cooldown", status="fail",
+                                      message=f"Cooldown period: {health.describe(cd.sourceEnvironment)}"))
+        elif (health.seconds or 0) >= cd.minimum:
+            checks.append(PolicyCheck(name="cooldown", status="pass",
+                                      message=f"Cooldown period: Satisfied ({cd.sourceEnvironment} healthy for "
+                                              f"{format_duration(health.seconds or 0)})"))
         else:
-            age = (now - last).total_seconds()
-            if age >= cd.minimum:
-                checks.append(PolicyCheck(name="cooldown", status="pass",
-                                          message=f"Cooldown period: Satisfied ({cd.sourceEnvironment} applied {format_duration(age)} ago)"))
-            else:
-                checks.append(PolicyCheck(name="cooldown", status="fail",
-                                          message=f"Cooldown period: {cd.sourceEnvironment} applied {format_duration(age)} ago, "
-                                                  f"needs {format_duration(cd.minimum)}"))
+            checks.append(PolicyCheck(name="cooldown", status="fail",
+                                      message=f"Cooldown period: {cd.sourceEnvironment} healthy for "
+                                              f"{format_duration(health.seconds or 0)}, needs {format_duration(cd.minimum)}"))
     if spec.requireBackup:
         if not backup_needed:
             checks.append(PolicyCheck(name="backup", status="pass", message="Backup requirement: Configured (no table touched)"))
@@ -94,15 +98,6 @@ def evaluate(
             checks.append(PolicyCheck(name="backup", status="fail",
                                       message="Backup requirement: pg_dump is not installed, no backup can be taken"))
     return checks, required, approvers
-
-
-def _last_apply(state: StateDocument | None) -> datetime | None:
-    if state is None:
-        return None
-    for ev in reversed(state.events):
-        if ev.kind in ("apply", "migrate"):
-            return ev.at
-    return None
 
 
 def _in_window(now: datetime, days: Sequence[str], start: str, end: str, tz: str) -> bool:

@@ -309,7 +309,7 @@ def test_disaster_recovery_non_interactive(repo: Path, env: dict[str, str], pg_d
 def test_promote_wrapper(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
     seed(pg_dsn)
     assert run(repo, "deploy", "migration", "002", "--environment", "dev", "--yes", env=env).exit_code == 0
-    result = run(repo, "ai", "promote", "dev", "staging", "--migration", "002", "--yes", env=env)
+    result = run(repo, "ai", "promote", "dev", "staging", "--migration", "002", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
     assert "Comparing environments..." in result.output
     status = run(repo, "migrate", "status", "--env", "staging", "--format", "json", env=env).output

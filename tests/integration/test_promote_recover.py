@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pty
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -50,9 +55,10 @@ def state(repo: Path, env: str) -> dict:
 def test_promote_dev_to_staging_then_a_modified_layer(repo: Path, dbs: dict[str, str]) -> None:
     env = env_of(dbs)
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
-    result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
-    for line in ("Comparing environments...", "Changes to be promoted:", "Migrations:", "+ 001_create_bike_lanes (new)",
+    for line in ("Comparing environments...",
+                 "dev health unknown: no `honua test` recorded since its last change", "Changes to be promoted:", "Migrations:", "+ 001_create_bike_lanes (new)",
                  "Applied in dev, not yet in staging:", f"+ {LAYER}", "Safety Checks:", "✓ No drift in dev",
                  "Deployment Plan:", "Promotion completed successfully!"):
         assert line in result.output, result.output
@@ -63,11 +69,14 @@ def test_promote_dev_to_staging_then_a_modified_layer(repo: Path, dbs: dict[str,
     edit(repo / "environments/dev/layers/bike-lanes.yaml", 'title: "Bike Lanes"', 'title: "Bicycle Lanes"')
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
     result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    assert result.exit_code == 1 and "dev health unknown: no `honua test` recorded since its last change" \
+        in result.output, result.output  # the new apply is not proven yet
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
     assert "~ layers/bike-lanes.yaml (modified)" in result.output
     staged = (repo / "environments/staging/layers/bike-lanes.yaml").read_text()
     assert 'title: "Bicycle Lanes"' in staged and "environment: staging" in staged
-    assert run(repo, "promote", "dev", "staging", "--yes", env=env).output.strip().endswith(
+    assert run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env).output.strip().endswith(
         "Nothing to promote: staging already has what dev has.")
 
 
@@ -78,7 +87,7 @@ def test_promotion_to_production_needs_approval(repo: Path, dbs: dict[str, str])
     text = text[:text.index("  deploymentWindows:")] + "  requireBackup: true\n"  # keep approval only
     policy.write_text(text)
     assert run(repo, "apply", "--env", "staging", "--auto-approve", env=env).exit_code == 0
-    result = run(repo, "promote", "staging", "production", "--yes", env=env)
+    result = run(repo, "promote", "staging", "production", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 1
     assert "Approval requirement" in result.output
     assert "needs 1 approval(s) from gis-ops" in result.output
@@ -95,7 +104,7 @@ def test_promotion_stops_on_source_drift(repo: Path, dbs: dict[str, str]) -> Non
     assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
     with psycopg.connect(dbs["dev"], autocommit=True) as conn:
         conn.execute("ALTER TABLE bike_lanes ADD COLUMN oops int")
-    result = run(repo, "promote", "dev", "staging", "--yes", env=env)
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 1
     assert "✗ dev drifted" in result.output and "stopped by its safety checks" in result.output
     assert "staging.json" not in {p.name for p in (repo / "state").iterdir()} or \
@@ -148,3 +157,152 @@ def test_recover_needs_a_source(repo: Path, dbs: dict[str, str]) -> None:
     assert result.exit_code == 1 and "--latest-backup, --backup ID, --last-deployment or --commit SHA" in result.output
     result = run(repo, "recover", "--env", "dev", "--latest-backup", "--yes", env=env_of(dbs))
     assert result.exit_code == 1 and "no backup at all for dev" in result.output
+
+
+# --------------------------------------------------------------------------- promotion writes only when confirmed
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (config, state, plans, backups) → sha256 of its bytes."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_tty(repo: Path, env: dict[str, str], *args: str, answer: str) -> tuple[int, str]:
+    """The real CLI in a child process whose stdin is a terminal (a pty), answering ``answer``."""
+    master, slave = pty.openpty()
+    child_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "honua_plan", "-C", str(repo), *args], stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env)
+    os.close(slave)
+    os.write(master, answer.encode() + b"\n")
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    return proc.returncode, out.decode()
+
+
+def test_promote_answered_no_changes_no_file(repo: Path, dbs: dict[str, str]) -> None:
+    env = env_of(dbs)
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
+    edit(repo / "environments/dev/layers/bike-lanes.yaml", 'title: "Bike Lanes"', 'title: "Bicycle Lanes"')
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
+    before = tree_digest(repo)
+
+    code, out = run_tty(repo, env, "promote", "dev", "staging", "--allow-untested", answer="no")
+    assert code == 1, out
+    assert "~ layers/bike-lanes.yaml (modified)" in out and "Proceed with promotion? (yes/no)" in out, out
+    assert "cancelled: nothing was changed" in out, out
+    assert tree_digest(repo) == before  # the line is true: not one byte changed
+
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", env=env)  # no terminal, no --yes
+    assert result.exit_code == 1 and "stdin is not a terminal" in result.output, result.output
+    assert tree_digest(repo) == before
+
+    # confirmed: now the file is written, and the plan saw exactly it
+    result = run(repo, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
+    assert result.exit_code == 0, result.output
+    assert 'title: "Bicycle Lanes"' in (repo / "environments/staging/layers/bike-lanes.yaml").read_text()
+    assert run(repo, "plan", "--env", "staging", "--detailed-exitcode", env=env).exit_code == 0
+
+
+# --------------------------------------------------------------------------- --migration and metadata steps
+
+
+@pytest.fixture
+def repo003(tmp_path: Path, dbs: dict[str, str]) -> Path:
+    """The example with migration 003; dev holds enough rows for its index scan check, staging 42 (it rolls back)."""
+    with psycopg.connect(dbs["dev"], autocommit=True) as conn:
+        seed_bike_lanes(conn, 5000)
+    return copy_example(tmp_path / "repo003", server=False)
+
+
+def test_promote_one_migration_carries_its_dependencies_and_no_file(repo003: Path, dbs: dict[str, str]) -> None:
+    env = env_of(dbs)
+    edit(repo003 / "environments/dev/layers/bike-lanes.yaml", 'title: "Bike Lanes"', 'title: "Bicycle Lanes"')
+    applied = run(repo003, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert applied.exit_code == 0, applied.output
+    staging_files = tree_digest(repo003 / "environments/staging")
+
+    result = run(repo003, "promote", "dev", "staging", "--migration", "002", "--allow-untested", "--yes", env=env)
+    assert result.exit_code == 0, result.output
+    assert "Metadata Changes:\n  (none)" in result.output, result.output
+    assert "+ 001_create_bike_lanes (new)" in result.output and "+ 002_add_parcels_layer (new)" in result.output
+    assert "003_optimize" not in result.output
+    assert tree_digest(repo003 / "environments/staging") == staging_files  # "only this migration": no file
+    migrations = {m["id"]: m["status"] for m in state(repo003, "staging")["migrations"]}
+    assert migrations == {"001": "applied", "002": "applied"}
+    assert LAYER not in state(repo003, "staging")["resources"]
+
+    result = run(repo003, "promote", "dev", "staging", "--migration", "nope", "--allow-untested", "--yes", env=env)
+    assert result.exit_code == 1 and "no migration 'nope'" in result.output, result.output
+
+
+def test_promoted_migration_rolls_back_and_leaves_no_declared_index(repo003: Path, dbs: dict[str, str]) -> None:
+    env = env_of(dbs)
+    applied = run(repo003, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert applied.exit_code == 0, applied.output
+    dev_layer = (repo003 / "environments/dev/layers/bike-lanes.yaml").read_text()
+    assert "idx_bike_lanes_geom" in dev_layer  # 003's metadata step wrote it in dev
+
+    result = run(repo003, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
+    assert result.exit_code != 0, result.output  # 003 rolls back on staging's 42 rows
+    staged = repo003 / "environments/staging/layers/bike-lanes.yaml"
+    assert "idx_bike_lanes_geom" not in staged.read_text()  # 003 makes (and undoes) that change itself
+    statuses = [m["status"] for m in state(repo003, "staging")["migrations"] if m["id"] == "003"]
+    assert statuses and statuses[-1] != "applied"
+    with psycopg.connect(dbs["staging"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_bike_lanes_geom'").fetchone() == (0,)
+
+    # a layer that does declare the missing index is drift, in drift and in plan
+    text = staged.read_text().replace("    srid: 4326\n", "    srid: 4326\n    indexes:\n"
+                                      "      - name: idx_bike_lanes_geom\n        type: gist\n        column: geom\n")
+    staged.write_text(text)
+    drift = run(repo003, "drift", "--env", "staging", env=env)
+    assert drift.exit_code != 0 and "idx_bike_lanes_geom" in drift.output, drift.output
+
+
+# --------------------------------------------------------------------------- health: recorded tests and failures
+
+
+def write_events(repo: Path, environment: str, events: list[tuple[timedelta, str, bool | None]]) -> None:
+    """Record events at controlled times (``now - delta``) through the state backend."""
+    from honua_plan.context import Context
+    from honua_plan.state.model import Event, utcnow
+
+    now = utcnow()
+    with Context(repo).backend(environment) as backend, backend.lock("test") as writer:
+        doc = writer.read()
+        serial = doc.serial
+        for delta, kind, ok in events:
+            doc = doc.with_event(Event(at=now - delta, kind=kind, details={} if ok is None else {"ok": ok}))
+        writer.write(doc, expected_serial=serial)
+
+
+def test_honua_test_results_are_recorded_and_a_failure_stops_promotion(repo: Path, dbs: dict[str, str]) -> None:
+    env = env_of(dbs)
+    assert run(repo, "apply", "--env", "staging", "--auto-approve", env=env).exit_code == 0
+    tested = run(repo, "test", "--env", "staging", env=env)  # no server: the OGC checks fail
+    assert tested.exit_code != 0
+    last = state(repo, "staging")["events"][-1]
+    assert last["kind"] == "test" and last["details"]["ok"] is False, last
+    result = run(repo, "promote", "staging", "production", "--allow-untested", "--yes", env=env)
+    assert result.exit_code == 1
+    assert "✗ staging failed" in result.output and "has not passed a test since" in result.output, result.output
+    assert "Staging healthy for" not in result.output
+
+
+@pytest.mark.parametrize("events,line", [
+    ([(timedelta(hours=72), "apply", None), (timedelta(hours=71), "test", True)],
+     "✓ Cooldown period: Satisfied (staging healthy for 72h)"),
+    ([(timedelta(hours=72), "apply", None), (timedelta(hours=71), "test", True), (timedelta(hours=10), "test", False),
+      (timedelta(hours=9), "test", True)],
+     "✗ Cooldown period: staging healthy for 10h, needs 48h"),
+    ([(timedelta(hours=72), "apply", None)],
+     "✗ Cooldown period: staging health unknown: no `honua test` recorded since its last change (72h ago)"),
+])
+def test_cooldown_counts_from_the_last_recorded_failure(repo: Path, dbs: dict[str, str],
+                                                        events: list[tuple[timedelta, str, bool | None]],
+                                                        line: str) -> None:
+    write_events(repo, "staging", events)
+    result = run(repo, "plan", "--env", "production", env=env_of(dbs))
+    assert line in result.output, result.output

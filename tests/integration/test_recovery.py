@@ -128,6 +128,46 @@ def test_example_4_through_the_assistant(repo: Path, pg_dsn: str, option: str) -
     assert contents(pg_dsn) == expected
 
 
+def test_the_assistant_analyzes_real_signals_and_writes_a_numbered_report(repo: Path, pg_dsn: str) -> None:
+    """Offline (no model): the analysis shows the deleted rows, then the dropped table; each
+    recovery leaves ``REC-YYYYMMDD-NNN`` with what happened and the figures measured."""
+    from datetime import UTC, datetime
+
+    env = {**env_of(pg_dsn), "HONUA_AI_MODEL": ""}
+    deploy(repo, pg_dsn)
+    assert run(repo, "test", "--env", "dev", env=env).exit_code != 0  # nothing serves dev: a recorded failure
+    disaster(pg_dsn, "delete-rows")
+    result = run(repo, "ai", "disaster-recovery", "--environment", "dev", "--option", "1", "--yes",
+                 "--what", "A script deleted every third bike lane.", env=env)
+    assert result.exit_code == 0, result.output
+    deleted = ROWS // 3
+    for line in (f"✗ Rows in public.bike_lanes: {ROWS - deleted:,} ({ROWS:,} in backup dev-backup-",
+                 f": {deleted:,} fewer)", "✓ Database health: HEALTHY", "✗ Recent failures: 1 (",
+                 "latest: test "):
+        assert line in result.output, result.output
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    first = repo / "state" / "incidents" / f"REC-{day}-001.md"
+    assert f"Recovery report REC-{day}-001: state/incidents/REC-{day}-001.md" in result.output, result.output
+    report = first.read_text()
+    for line in (f"# Recovery REC-{day}-001: dev", "## What happened?\n\nA script deleted every third bike lane.",
+                 "- **Result:** SUCCEEDED", "- **Backup restored:** dev-backup-",
+                 "- **Incident time:** ", "(first failure recorded since the last deployment: test)",
+                 "- **Data-loss window:** ", "are not restored",
+                 "- **Downtime:** none: nothing was stopped (nothing is served)",
+                 f"Rows in public.bike_lanes: {ROWS - deleted:,}"):
+        assert line in report, report
+
+    disaster(pg_dsn, "drop-table")
+    result = run(repo, "ai", "disaster-recovery", "--environment", "dev", "--option", "1", "--yes",
+                 "--what", "Someone dropped the table.", env=env)
+    assert result.exit_code == 0, result.output
+    assert "✗ Database health: CRITICAL (tables missing: public.bike_lanes)" in result.output
+    assert f"✗ Rows in public.bike_lanes: TABLE MISSING ({ROWS:,} rows in backup dev-backup-" in result.output
+    second = (repo / "state" / "incidents" / f"REC-{day}-002.md").read_text()
+    assert "Someone dropped the table." in second and "TABLE MISSING" in second
+    assert contents(pg_dsn) is not None and contents(pg_dsn)[0] == ROWS  # type: ignore[index]
+
+
 def test_a_recovery_is_never_the_last_successful_deployment(repo: Path, pg_dsn: str) -> None:
     deploy(repo, pg_dsn)
     first = run(repo, "recover", "--env", "dev", "--last-deployment", "--yes", env=env_of(pg_dsn))
@@ -377,3 +417,19 @@ def test_metadata_that_does_not_load_is_put_back_and_state_follows_the_restored_
     assert (repo / LAYER_FILE).read_text() == good and contents(pg_dsn) == expected
     drift = run(repo, "drift", "--env", "dev", env=env_of(pg_dsn))
     assert drift.exit_code == 0, drift.output
+
+
+def test_served_assistant_recovery_measures_the_downtime(served: tuple[Path, str], pg_dsn: str) -> None:
+    repo, base = served
+    deploy(repo, pg_dsn)
+    disaster(pg_dsn, "drop-table")
+    result = run(repo, "ai", "disaster-recovery", "--environment", "dev", "--option", "1", "--yes",
+                 "--what", "The table is gone.", env={**env_of(pg_dsn), "HONUA_AI_MODEL": ""})
+    assert result.exit_code == 0, result.output
+    assert f"✗ Service availability: DEGRADED ({CID}: /items answered HTTP 5" in result.output, result.output
+    assert "Downtime: " in result.output and "(maintenance start to service back)" in result.output
+    report = next((repo / "state" / "incidents").glob("REC-*-001.md")).read_text()
+    assert "(maintenance start to service back)" in report and "- **Result:** SUCCEEDED" in report, report
+    from tests.integration.test_served_layers import get
+
+    assert get(f"{base}/collections/{CID}/items?limit=1&f=json")[0] == 200

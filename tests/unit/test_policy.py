@@ -30,8 +30,18 @@ def policy(**spec: object) -> Policy:
                                   "metadata": {"name": "p", "environment": "production"}, "spec": base})
 
 
-def staging_applied(at: datetime) -> StateDocument:
-    return StateDocument.new("staging").model_copy(update={"events": [Event(at=at, kind="apply", serial=1)]})
+def staging_applied(at: datetime, *, tested: bool = True) -> StateDocument:
+    """Staging applied at ``at`` and (``tested``) a passing ``honua test`` a minute later."""
+    events = [Event(at=at, kind="apply", serial=1)]
+    if tested:
+        events.append(Event(at=at + timedelta(minutes=1), kind="test", serial=2, details={"ok": True}))
+    return StateDocument.new("staging").model_copy(update={"events": events})
+
+
+def with_events(doc: StateDocument, *events: tuple[datetime, str, bool | None]) -> StateDocument:
+    evs = [Event(at=at, kind=kind, serial=len(doc.events) + i + 1, details={} if ok is None else {"ok": ok})
+           for i, (at, kind, ok) in enumerate(events)]
+    return doc.model_copy(update={"events": [*doc.events, *evs]})
 
 
 def run(p: Policy, *, risk: str = "LOW", provenance: str = "human", now: datetime = INSIDE,
@@ -73,6 +83,43 @@ def test_cooldown_not_met_and_never_applied() -> None:
     assert checks["cooldown"][0] == "fail" and "needs 48h" in checks["cooldown"][1]
     checks, _ = run(policy(), source=StateDocument.new("staging"))
     assert checks["cooldown"] == ("fail", "Cooldown period: staging has never been applied")
+
+
+H = timedelta(hours=1)
+
+
+@pytest.mark.parametrize("events,status,text", [
+    # applied 50h ago, tested then: healthy for 50h
+    ([], "pass", "Satisfied (staging healthy for 50h)"),
+    # a failed test 10h ago: healthy time counts from that failure (once a test passed again)
+    ([(INSIDE - 10 * H, "test", False), (INSIDE - 9 * H, "test", True)], "fail", "staging healthy for 10h, needs 48h"),
+    # failed and not passed since
+    ([(INSIDE - 10 * H, "test", False)], "fail", "staging failed 10h ago and has not passed a test since"),
+    # a rollback is a failure too
+    ([(INSIDE - 5 * H, "rollback", None), (INSIDE - 4 * H, "test", True)], "fail", "staging healthy for 5h, needs 48h"),
+    # a new apply without a test after it: unknown
+    ([(INSIDE - 60 * H, "test", True), (INSIDE - 3 * H, "apply", None)], "fail",
+     "staging health unknown: no `honua test` recorded since its last change (3h ago)"),
+    # a recovery that did not restore everything is a change and a failure
+    ([(INSIDE - 5 * H, "recover", False)], "fail", "staging failed 5h ago and has not passed a test since"),
+    ([(INSIDE - 5 * H, "recover", True)], "fail", "staging health unknown: no `honua test` recorded since its last"),
+    # a later apply that failed (and rolled back): failing until a test passes
+    ([(INSIDE - 49 * H, "apply-failed", None)], "fail", "staging failed 49h ago and has not passed a test since"),
+    # a failure older than a later, tested change does not count
+    ([(INSIDE - 49 * H, "apply-failed", None), (INSIDE - 48.5 * H, "apply", None), (INSIDE - 48.4 * H, "test", True)],
+     "pass", "Satisfied (staging healthy for 48h 30m)"),
+])
+def test_cooldown_counts_from_the_last_failure(events: list[tuple[datetime, str, bool | None]], status: str,
+                                               text: str) -> None:
+    source = with_events(staging_applied(INSIDE - 50 * H), *events)
+    checks, _ = run(policy(), source=source)
+    assert checks["cooldown"][0] == status and text in checks["cooldown"][1], checks["cooldown"]
+
+
+def test_cooldown_untested_is_unknown() -> None:
+    checks, _ = run(policy(), source=staging_applied(INSIDE - 50 * H, tested=False))
+    assert checks["cooldown"] == ("fail", "Cooldown period: staging health unknown: no `honua test` recorded "
+                                          "since its last change (50h ago)")
 
 
 def test_backup_required_without_pg_dump() -> None:
