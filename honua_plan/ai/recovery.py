@@ -20,6 +20,7 @@ from honua_plan.errors import HonuaError
 
 if TYPE_CHECKING:
     from honua_plan.context import Context
+    from honua_plan.recovery import Deployment
     from honua_plan.state.model import StateDocument
 
 
@@ -33,14 +34,6 @@ class Check:
     def line(self) -> str:
         mark = {True: "✓", False: "✗", None: "-"}[self.ok]
         return f"{mark} {self.label}: {self.status}" + (f" ({self.detail})" if self.detail else "")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    at: datetime
-    commit: str | None
-    kind: str
-    plan_id: str | None
 
 
 @dataclass
@@ -169,8 +162,7 @@ def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
     """The newest apply that finished without failures (a recovery never counts as one)."""
     from honua_plan.recovery import last_deployment as newest
 
-    d = newest(context, doc)
-    return Deployment(d.at, d.commit, d.kind, d.plan_id) if d is not None else None
+    return newest(context, doc)
 
 
 def analyze(context: Context, environment: str, *, now: datetime | None = None) -> RecoveryAnalysis:

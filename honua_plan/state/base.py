@@ -156,6 +156,28 @@ def unlock_refusal(environment: str, holder: LockInfo, alive: bool | None, sessi
     )
 
 
+def record_unlock(backend: StateBackend, holder: LockInfo, alive: bool | None, message: str) -> str:
+    """Leave a trace of an unlock in the event log (when the state exists); ``message``
+    gains a note when it could not be recorded."""
+    if not backend.exists():
+        return message
+    try:
+        with backend.lock("honua state unlock", timeout=5) as writer:
+            current = writer.read()
+            writer.write(
+                current.record_event(
+                    "unlock",
+                    "forced unlock: " + message.removeprefix("warning: "),
+                    actor=writer.lock_info.user,
+                    details={"holder": holder.to_json_data(), "holder_alive": alive},
+                ),
+                expected_serial=current.serial,
+            )
+    except StateError as exc:
+        message += f" (the unlock could not be recorded in the event log: {exc})"
+    return message
+
+
 def unlock_message(environment: str, holder: LockInfo, alive: bool | None, done: str) -> str:
     """What ``honua state unlock`` did: a plain message for a dead holder, a warning otherwise."""
     if alive is False:
@@ -201,6 +223,8 @@ class StateReader(ABC):
 
 class StateWriter(StateReader):
     """Read-write access; only :meth:`StateBackend.lock` hands one out."""
+
+    lock_info: LockInfo  # who holds the lock this writer writes under
 
     @abstractmethod
     def write(self, doc: StateDocument, *, expected_serial: int) -> StateDocument:

@@ -458,19 +458,4 @@ class LocalBackend(StateBackend):
         with contextlib.suppress(FileNotFoundError):
             self.lock_path.unlink()
         message = base.unlock_message(self.environment, holder, alive, "removed")
-        if self.exists():  # leave a trace in the event log
-            try:
-                with self.lock("honua state unlock", timeout=5) as writer:
-                    current = writer.read()
-                    writer.write(
-                        current.record_event(
-                            "unlock",
-                            "forced unlock: " + message.removeprefix("warning: "),
-                            actor=writer.lock_info.user,
-                            details={"holder": holder.to_json_data(), "holder_alive": alive},
-                        ),
-                        expected_serial=current.serial,
-                    )
-            except StateError as exc:
-                message += f" (the unlock could not be recorded in the event log: {exc})"
-        return message
+        return base.record_unlock(self, holder, alive, message)

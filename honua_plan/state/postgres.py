@@ -537,22 +537,7 @@ class PostgresBackend(StateBackend):
         message = base.unlock_message(
             self.environment, holder, alive, f"ended database session {holder.server_pid} and so released"
         )
-        if self.exists():
-            try:
-                with self.lock("honua state unlock", timeout=5) as writer:
-                    current = writer.read()
-                    writer.write(
-                        current.record_event(
-                            "unlock",
-                            "forced unlock: " + message.removeprefix("warning: "),
-                            actor=writer.lock_info.user,
-                            details={"holder": holder.to_json_data(), "holder_alive": alive},
-                        ),
-                        expected_serial=current.serial,
-                    )
-            except StateError as exc:
-                message += f" (the unlock could not be recorded in the event log: {exc})"
-        return message
+        return base.record_unlock(self, holder, alive, message)
 
     def _terminate(self, conn: psycopg.Connection[Any], holder: LockInfo) -> None:
         """``pg_terminate_backend`` the holder's session and wait until its lock is gone."""
