@@ -139,6 +139,11 @@ class Executor:
         self.allow_destroy = allow_destroy
         self.assume_done = assume_done
         self.assume_not_done = assume_not_done
+        steps = {f"{a.address}#{i}" for a in plan.actions for i in range(1, len(a.operations) + 1)}
+        unknown = sorted((assume_done | assume_not_done) - steps)
+        if unknown:  # a typo must not silently leave the question unanswered
+            raise ApplyError(f"--assume-done/--assume-not-done name no step of this apply: {', '.join(unknown)}",
+                             hint="steps are written ADDRESS#N, as the refusal of --resume printed them")
         self._logged: dict[str, dict[str, Any]] = {}
         self.last_rollback_ok = True
 

@@ -347,6 +347,8 @@ def test_resume_asks_when_it_cannot_tell_whether_a_non_transactional_step_ran(
     assert "honua apply --env dev --resume --assume-done migration.004#1" in refused.output
     assert "--assume-not-done migration.004#1" in refused.output
     assert state_doc(repo)["pending"] is not None
+    typo = run(repo, "apply", "--env", "dev", "--resume", "--assume-done", "migration.004#9", env=env)
+    assert typo.exit_code == 1 and "name no step of this apply: migration.004#9" in typo.output
     result = run(repo, "apply", "--env", "dev", "--resume", "--assume-done", "migration.004#1", env=env)
     assert result.exit_code == 0, result.output
     assert "[1/1] Vacuuming bike lanes (assumed done: --assume-done)" in result.output
