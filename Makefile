@@ -23,7 +23,7 @@ lint: bootstrap
 # Re-resolve requirements.lock: one universal lock (Python 3.11 and 3.12+) with hashes.
 # Run `make test-latest` first: it tries the versions this would pick.
 lock: bootstrap
-	$(VENV)/bin/uv pip compile pyproject.toml requirements-build.in \
+	UV_SYSTEM_CERTS=1 $(VENV)/bin/uv pip compile pyproject.toml requirements-build.in \
 	  --extra dev --extra server --extra ai --universal --python-version $(LOCK_PYTHON) \
 	  --generate-hashes --upgrade -q -o requirements.lock
 	scripts/bootstrap.sh

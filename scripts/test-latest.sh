@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/bootstrap.sh  # PostgreSQL/PostGIS and the uv of the lock
 UV=.venv/bin/uv
+# The platform's certificate store (Debian's /etc/ssl/certs), as pip uses, rather than
+# uv's bundled roots: a site with its own CA (a proxy) works as it does for pip.
+export UV_SYSTEM_CERTS=1
 PYTHON="${HONUA_PYTHON:-/usr/bin/python3}"
 [ -x "$PYTHON" ] || PYTHON=python3
 rm -rf .venv-latest
