@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--dsn", help="also create the tables in this database")
     p.add_argument("--server", choices=sorted(SERVERS), default="none",
-                   help="the server the layers are published to (pygeoapi: port from $%s)" % PORT_ENV)
+                   help=f"the server the layers are published to (pygeoapi: port from ${PORT_ENV})")
     args = p.parse_args(argv)
     specs = layers(args.layers)
     write_repo(args.root, specs, server=args.server)

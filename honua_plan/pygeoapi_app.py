@@ -57,7 +57,7 @@ if _Base is not None:
 
     def yaml_load(fh: IO[str]) -> Any:
         """pygeoapi.util.yaml_load on libyaml's parser."""
-        return yaml.load(fh, Loader=_EnvVarLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(fh, Loader=_EnvVarLoader)
 
     _util.yaml_load = yaml_load
     _config.yaml_load = yaml_load

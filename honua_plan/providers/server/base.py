@@ -58,14 +58,15 @@ __all__ = [
     "PlanEntry",
     "PublishResult",
     "ServerProvider",
+    "changed_keys",
+    "check_served",
     "collection_url",
     "compute_extents",
     "diff_published",
+    "health_sample",
     "http_request",
     "is_loopback_url",
     "merge_published",
-    "check_served",
-    "health_sample",
     "poll_collections",
 ]
 
@@ -130,7 +131,7 @@ def _comparable(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in VOLATILE_KEYS}
 
 
-def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     a, b = _comparable(before), _comparable(after)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
@@ -159,7 +160,7 @@ def diff_published(
                 else:
                     entries.append(PlanEntry("skip", name, "no longer declared; kept (prune is off)", kind))
             else:
-                changed = _changed_keys(before[name], after[name])
+                changed = changed_keys(before[name], after[name])
                 if changed:
                     entries.append(PlanEntry("update", name, f"{', '.join(changed)} changed", kind))
                 else:
