@@ -49,7 +49,7 @@ def _env_constructor(loader: Any, node: Any) -> Any:
 
 
 if _Base is not None:
-    class _EnvVarLoader(_Base):  # type: ignore[misc,valid-type]
+    class _EnvVarLoader(_Base):
         pass
 
     _EnvVarLoader.add_implicit_resolver("!env", _ENV, None)

@@ -29,7 +29,6 @@ __all__ = ["field_schema", "openapi_document", "provider_fields", "table_key"]
 # udt name (pg_type.typname) -> JSON type, as SQLAlchemy's python_type maps it in get_fields
 _INTEGER = {"int2", "int4", "int8", "oid", "xid", "cid", "regclass"}
 _NUMBER = {"float4", "float8", "numeric"}
-_OBJECT = {"json", "jsonb"}
 # str(SQLAlchemy type).lower() -> format (get_fields' column_format_map)
 _FORMATS = {"date": "date", "interval": "duration", "time": "time", "timetz": "time",
             "timestamp": "date-time", "timestamptz": "date-time"}
@@ -47,9 +46,7 @@ def field_schema(column: ColumnFacts) -> dict[str, Any]:
         json_type = "number"
     elif udt == "bool":
         json_type = "boolean"
-    elif udt in _OBJECT:
-        json_type = "object"
-    else:
+    else:  # text types, and those SQLAlchemy gives no python_type in the map (json, uuid, …)
         json_type = "string"
     fmt = None if column.udt.startswith("_") else _FORMATS.get(udt)
     return {"type": json_type, "format": fmt}
