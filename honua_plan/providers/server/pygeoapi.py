@@ -685,6 +685,8 @@ class PygeoapiServer(ServerProvider):
             # through --pythonpath: the server's environment has no PYTHONPATH
             sys.executable, "-m", "gunicorn", "honua_plan.pygeoapi_app:APP",
             "--pythonpath", _PACKAGE_ROOT,
+            # pygeoapi's libraries imported once in the master: a reload's workers fork with them
+            "--config", str(Path(_PACKAGE_ROOT) / "honua_plan" / "pygeoapi_gunicorn.py"),
             "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.options.workers),
             "--pid", str(self.pid_path),
