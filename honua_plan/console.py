@@ -62,7 +62,6 @@ class Console:
         self.colour = _colour_wanted(self.out)
         self.phases: dict[str, _Phase] | None = None  # None: every line printed as it comes
         self.held: list[str] = []  # the ✓ lines a compact apply did not print
-        self._current: str | None = None
         self._progress: Any = None
 
     # -- long applies ---------------------------------------------------------------
@@ -91,16 +90,14 @@ class Console:
         ph = self.phases.get(phase)
         if ph is None:
             ph = self.phases[phase] = _Phase(phase, 0)
-        if self._current != phase:
-            self._end_phase()
-            self._current = phase
-            if self._progress is not None and ph.total > SHOW_FIRST:
-                self._progress.start()
-                ph.task = self._progress.add_task(ph.label, total=ph.total)
         ph.done += 1
         if failed:
             ph.failed += 1
-        if self._progress is not None and ph.task is not None:
+        if self._progress is not None and ph.total > SHOW_FIRST:
+            if ph.task is None:
+                if not self._progress.live.is_started:
+                    self._progress.start()
+                ph.task = self._progress.add_task(ph.label, total=ph.total)
             self._progress.update(ph.task, completed=ph.done)
         if failed or ph.shown < SHOW_FIRST:
             ph.shown += 0 if failed else 1
@@ -108,27 +105,19 @@ class Console:
         self.held.append(text)
         return False
 
-    def _end_phase(self) -> None:
-        """The summary line of the phase that just ended (when lines were held back)."""
-        if self._current is None or self.phases is None:
-            return
-        ph = self.phases[self._current]
-        self._current = None
-        if self._progress is not None and ph.task is not None:
-            self._progress.remove_task(ph.task)
-            self._progress.stop()
-            ph.task = None
-        hidden = ph.done - ph.shown - ph.failed
-        if hidden > 0:
-            self._write(f"  … {ph.label}: {ph.done - ph.failed:,} ✓, {ph.failed:,} ✗"
-                        f" ({hidden:,} ✓ not listed: `--verbose` lists them)")
-
     def end_compact(self) -> None:
-        """End a long apply's summaries (before its result line)."""
+        """Stop the progress bars and print one summary line per phase that held lines back."""
         if self.phases is None:
             return
-        self._end_phase()
-        self.phases = None
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        phases, self.phases = self.phases, None
+        for ph in phases.values():
+            hidden = ph.done - ph.shown - ph.failed
+            if hidden > 0:
+                self._write(f"  … {ph.label}: {ph.done - ph.failed:,} ✓, {ph.failed:,} ✗"
+                            f" ({hidden:,} ✓ not listed: `--verbose` lists them)")
 
     def _write(self, text: str, *, err: bool = False) -> None:
         stream = self.err if err else self.out
@@ -148,8 +137,6 @@ class Console:
     def print(self, text: str = "", *, err: bool = False) -> None:
         if self.quiet and not err:
             return
-        if self.phases is not None and not err:
-            self._end_phase()
         self._write(text, err=err)
 
     def ok(self, text: str, seconds: float | None = None, indent: int = 0, *, phase: str | None = None) -> None:
@@ -191,8 +178,6 @@ class Console:
     def step(self, index: int, total: int, label: str, indent: int = 2) -> Iterator[None]:
         """``[1/3] Creating spatial index... ✓ (1.8s)``: one line per step."""
         prefix = " " * indent + f"[{index}/{total}] {label}..."
-        if self.phases is not None:
-            self._end_phase()
         start = time.perf_counter()
         if not self.quiet:
             self.out.write(redact(prefix))

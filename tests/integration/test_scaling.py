@@ -303,6 +303,7 @@ class Published:
     n: int
     repo: Path
     dsn: str
+    port: int
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
@@ -346,17 +347,19 @@ def published(repos: dict[int, Sized], env: pytest.MonkeyPatch,
             repo = generate.write_repo(tmp_path_factory.mktemp(f"published{n}"), sized.specs, server="pygeoapi")
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
-                env.setenv(generate.PORT_ENV, str(s.getsockname()[1]))
+                port = int(s.getsockname()[1])
+            env.setenv(generate.PORT_ENV, str(port))
             env.setenv("HONUA_PG_DSN", sized.dsn)
             ctx = Context(repo)
             save_plan(ctx.plan(ENV), repo / "plan.json")
             assert ctx.apply(ENV, repo / "plan.json", yes=True).ok
-            out[n] = Published(n, repo, sized.dsn)
-            env.delenv(generate.PORT_ENV)
+            out[n] = Published(n, repo, sized.dsn, port)
         yield out
     finally:
         for p in out.values():
+            env.setenv(generate.PORT_ENV, str(p.port))
             Context(p.repo).server_provider(ENV).stop()
+        env.delenv(generate.PORT_ENV, raising=False)
 
 
 @pytest.mark.server
@@ -367,6 +370,7 @@ def test_noop_plan_with_pygeoapi_sends_constant_statements_and_requests(
     counts = {}
     for n, p in published.items():
         env.setenv("HONUA_PG_DSN", p.dsn)
+        env.setenv(generate.PORT_ENV, str(p.port))
         ctx = Context(p.repo)
         assert ctx.server_provider(ENV).is_running()
         monkeypatch.setattr("honua_plan.prefetch.FORK", False)  # a forked reader's statements would not be seen
@@ -391,6 +395,7 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
     per_n = {}
     for n, p in published.items():
         env.setenv("HONUA_PG_DSN", p.dsn)
+        env.setenv(generate.PORT_ENV, str(p.port))
         layer = p.repo / "environments" / ENV / "layers" / "layer-00000.yaml"
         layer.write_text(layer.read_text().replace('title: "Layer 0"', 'title: "Layer 0, renamed"'))
         ctx = Context(p.repo)
