@@ -203,7 +203,7 @@ class Executor:
             return
         layers = sum(1 for a in actions if a.kind == "layer" and a.action in ("create", "update", "replace"))
         self.con.compact({
-            "resources": ("resources recorded", sum(1 for a in actions if _recordable(a) and a.kind != "server")),
+            "resources": ("resources recorded", sum(1 for a in actions if _recordable(a))),
             "verify": ("layers verified against their tables (2 checks each)", 2 * layers),
             "checks": ("health checks", sum(len(a.checks) for a in actions if a.kind == "validation")),
         })

@@ -3,7 +3,10 @@
 Files, all under ``state/<env>/server/`` and all written atomically (temp + rename)::
 
     pygeoapi-config.yml   rendered from the published document (no secret in it)
-    openapi.json          ``pygeoapi openapi generate -f json … --no-fail-on-invalid-collection``
+    openapi.json          what ``pygeoapi openapi generate -f json … --no-fail-on-invalid-collection``
+                          writes, built in process from the catalog (:mod:`.pygeoapi_openapi`)
+    .pygeoapi-config.sha256  digests of the config and published.json as written: a plan
+                          that finds both unchanged does not parse the config
     gunicorn.pid          the gunicorn master
     server.log            gunicorn's error log, with pygeoapi's own output (--capture-output)
 
@@ -11,8 +14,12 @@ Why it works the way it does (``reference/pygeoapi.md``):
 
 * pygeoapi reads its config once per worker at import, so a reload is: write the
   files, ``SIGHUP`` the gunicorn master (graceful worker replacement, no dropped
-  requests), wait until the old workers are gone, then :meth:`health` polls
-  ``/ogc/collections/<id>``. The same HUP clears pygeoapi's per-worker table-model
+  requests), wait until the old workers are gone, then :meth:`health` asks
+  ``/ogc/collections`` once (every published id listed) and ``/ogc/collections/<id>``
+  for a bounded sample (the changed collections and a few unchanged), concurrently.
+* Workers run ``honua_plan/pygeoapi_app.py`` (pygeoapi's app, its config read by
+  libyaml) and the master imports pygeoapi's libraries once
+  (``honua_plan/pygeoapi_gunicorn.py``), so a reload's workers only read the config. The same HUP clears pygeoapi's per-worker table-model
   cache, so a column added by a migration is served after the reload.
 * URLs live under ``/ogc``: ``server.url`` is ``http://host:port/ogc`` (or
   ``spec.publicUrl``) for the links pygeoapi writes, and gunicorn strips the prefix
@@ -20,7 +27,7 @@ Why it works the way it does (``reference/pygeoapi.md``):
 * SRID 4326 is announced as CRS84 (lon, lat); ``EPSG/0/4326`` would swap axes.
 * The database password never enters the file: the provider's ``data.password`` is
   ``${HONUA_PYGEOAPI_DB_PASSWORD}`` (pygeoapi interpolates ``${VAR}``), and the value
-  is put in the environment of gunicorn and of ``openapi generate`` only. Several
+  is put in the environment of gunicorn only (the OpenAPI document needs no connection). Several
   datasources with passwords get ``HONUA_PYGEOAPI_DB_PASSWORD_<DATASOURCE>`` each.
 * Nothing else is interpolated. pygeoapi's ``yaml_load`` expands ``${VAR}`` through an
   implicit resolver, which PyYAML applies to *plain* scalars only, so every string of
