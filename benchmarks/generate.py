@@ -3,7 +3,8 @@
 A repository of N layers has ``ceil(N / 50)`` services of up to 50 layers each, one
 YAML file per layer (in the seed's shape: fields, CRS, OGC options, one health check),
 a PostGIS datasource whose connection comes from ``$HONUA_PG_DSN``, and a server of
-``type: none`` (nothing is published). No migrations: the tables are created directly
+``type: none`` (nothing is published) or ``type: pygeoapi`` (the default users run, its
+port from ``$HONUA_BENCH_PORT``). No migrations: the tables are created directly
 by :func:`create_tables`, a few multi-statement batches that fill each table from
 ``generate_series``.
 
@@ -75,7 +76,7 @@ spec:
     backend: local
     path: state
   defaultDatasource: postgis-primary
-  defaultServer: no-server
+  defaultServer: gis-server
 """
 
 _DATASOURCE = """\
@@ -98,11 +99,31 @@ _SERVER = """\
 apiVersion: honua.io/v1
 kind: Server
 metadata:
-  name: no-server
+  name: gis-server
   description: "Nothing is published: the benchmark measures the engine"
 spec:
   type: none
 """
+
+# The default server (what `honua init` and the example repository use): pygeoapi under
+# gunicorn with 2 workers; the port comes from $HONUA_BENCH_PORT (a free one per run).
+PORT_ENV = "HONUA_BENCH_PORT"
+_SERVER_PYGEOAPI = """\
+apiVersion: honua.io/v1
+kind: Server
+metadata:
+  name: gis-server
+  description: "pygeoapi, as `honua init` sets it up"
+spec:
+  type: pygeoapi
+  pygeoapi:
+    host: 127.0.0.1
+    portEnv: HONUA_BENCH_PORT
+    basePath: /ogc
+    workers: 2
+  healthTimeout: 120s
+"""
+SERVERS = {"none": _SERVER, "pygeoapi": _SERVER_PYGEOAPI}
 
 _SERVICE = """\
 # yaml-language-server: $schema=../../../schemas/service.schema.json
@@ -186,8 +207,11 @@ spec:
 """
 
 
-def write_repo(root: Path, specs: Sequence[SyntheticLayer]) -> Path:
-    """Write the config repository for ``specs`` under ``root`` (created; must not hold one)."""
+def write_repo(root: Path, specs: Sequence[SyntheticLayer], *, server: str = "none") -> Path:
+    """Write the config repository for ``specs`` under ``root`` (created; must not hold one).
+
+    ``server``: ``none`` (nothing published) or ``pygeoapi`` (the default users run).
+    """
     root = Path(root)
     if (root / "honua.yaml").exists():
         raise FileExistsError(f"{root} already holds a config repository")
@@ -198,7 +222,7 @@ def write_repo(root: Path, specs: Sequence[SyntheticLayer]) -> Path:
     (root / "state").mkdir(parents=True)
     (root / "honua.yaml").write_text(_PROJECT.format(n=len(specs)))
     (root / "providers" / "postgis-primary.yaml").write_text(_DATASOURCE)
-    (root / "providers" / "gis-server.yaml").write_text(_SERVER)
+    (root / "providers" / "gis-server.yaml").write_text(SERVERS[server])
     for service in sorted({s.service for s in specs}):
         (env / "services" / f"{service}.yaml").write_text(
             _SERVICE.format(name=service, per=LAYERS_PER_SERVICE))
@@ -299,9 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("root", type=Path)
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--dsn", help="also create the tables in this database")
+    p.add_argument("--server", choices=sorted(SERVERS), default="none",
+                   help=f"the server the layers are published to (pygeoapi: port from ${PORT_ENV})")
     args = p.parse_args(argv)
     specs = layers(args.layers)
-    write_repo(args.root, specs)
+    write_repo(args.root, specs, server=args.server)
     if args.dsn:
         create_tables(args.dsn, specs)
     print(f"wrote {args.root} ({len(specs)} layers)" + (" and its tables" if args.dsn else ""))

@@ -14,7 +14,15 @@ statements sent to PostgreSQL.
 Operations, in order: ``validate`` (cold parse cache, then warm), first ``plan``
 (everything to create), ``apply`` of a saved plan, no-op ``plan`` (warm and cold parse
 cache), ``drift`` with nothing drifted, ``drift`` after 1% of the tables were altered out
-of band (a column added; dropped again afterwards).
+of band (a column added; dropped again afterwards), and one changed layer (``plan --out``
+then ``apply``, the two times added).
+
+Each size is measured twice over the same tables: with a server of ``type: none`` (the
+engine alone, the floor) and with ``type: pygeoapi`` (the default users run: the apply
+publishes, starts or reloads gunicorn and checks health; plan and drift run with the
+server up). For the pygeoapi rows the probe run also counts HTTP requests and records
+the server's own times (publish, start-up, reload, health), reported apart from the
+engine's.
 
 Writes ``report.json``, ``report.md`` and (with matplotlib) ``scaling.png`` to ``--out``;
 ``--report STEM`` also writes ``STEM.json`` / ``STEM.md`` / ``STEM.png`` (the committed
@@ -46,12 +54,19 @@ from benchmarks import generate
 ENV = generate.ENVIRONMENT
 DEFAULT_SIZES = (100, 1000, 10000)
 
+SERVERS = ("none", "pygeoapi")
 # Budgets (README "Performance"): wall seconds, end to end, by (operation, N).
 TIME_BUDGETS: dict[tuple[str, int], float] = {
     ("plan_noop", 1000): 1.0, ("drift_clean", 1000): 1.0,
     ("plan_noop", 10000): 6.0, ("drift_clean", 10000): 6.0,
     ("apply", 1000): 5.0,
 }
+# with the pygeoapi server (issue 17)
+PUBLISHED_TIME_BUDGETS: dict[tuple[str, int], float] = {
+    ("apply", 1000): 8.0, ("change_one", 1000): 3.0,
+    ("apply", 10000): 60.0, ("plan_noop", 10000): 6.0,
+}
+PUBLISHED_OVER_FLOOR = 0.2  # no-op plan and clean drift: at most this much over type none, at N = 1,000
 RSS_BUDGET_MB = 400.0  # at N = 10,000, for the no-op plan and the clean drift (as the issue states it)
 RSS_BUDGETED = ("plan_noop", "drift_clean")
 GROWTH_BUDGET = 12.0  # time(10,000) / time(1,000)
@@ -65,8 +80,17 @@ OPERATIONS = (
     ("plan_noop_cold", "no-op plan, cold parse cache"),
     ("drift_clean", "drift, nothing drifted"),
     ("drift_1pct", "drift, 1% of tables altered"),
+    ("change_one", "one changed layer: plan + apply"),
+)
+PUBLISHED_OPERATIONS = (
+    ("plan_first", "first plan (all creates)"),
+    ("apply", "apply of N new layers (publish, start, health)"),
+    ("plan_noop", "no-op plan, server running"),
+    ("drift_clean", "drift, nothing drifted, server running"),
+    ("change_one", "one changed layer: plan + apply + reload"),
 )
 LABELS = dict(OPERATIONS)
+PUBLISHED_LABELS = dict(PUBLISHED_OPERATIONS)
 
 
 @dataclass
@@ -81,6 +105,8 @@ class Run:
 class Measurement:
     runs: list[Run] = field(default_factory=list)
     statements: int | None = None
+    requests: int | None = None  # HTTP requests (probe run)
+    server: dict[str, float] = field(default_factory=dict)  # the server's own times (probe run)
     status: str = "ok"  # ok | failed | timeout | skipped
     note: str = ""
     probe: Run | None = None  # the extra run that counted statements
@@ -96,7 +122,7 @@ class Measurement:
 
     def to_json(self) -> dict[str, Any]:
         return {"median_s": self.median_s, "max_rss_mb": self.max_rss_mb, "statements": self.statements,
-                "status": self.status, "note": self.note, "runs": [asdict(r) for r in self.runs]}
+                "requests": self.requests, "server": self.server, "status": self.status, "note": self.note, "runs": [asdict(r) for r in self.runs]}
 
 
 # --------------------------------------------------------------------------- processes
@@ -150,17 +176,19 @@ def run_measured(argv: Sequence[str], env: dict[str, str], cwd: Path, *, timeout
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path, dsn: str, n: int) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, dsn: str, n: int, server: str = "none") -> None:
         self.args = args
         self.n = n
-        self.repo = workdir / f"repo-{n}"
         self.dsn = dsn
+        self.server = server
+        self.tag = f"{n}" if server == "none" else f"{n}-{server}"
+        self.repo = workdir / f"repo-{self.tag}"
         self.cache = workdir / "cache"
         self.logs = Path(args.out).resolve() / "logs"  # the commands run in the repository
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
         self.env.update({"HONUA_PG_DSN": dsn, "NO_COLOR": "1", "HONUA_ACTOR": "benchmarks",
-                         "HONUA_CACHE_DIR": str(self.cache)})
+                         "HONUA_CACHE_DIR": str(self.cache), generate.PORT_ENV: str(free_port())})
         for var in ("HONUA_CACHE", "PYTHONDONTWRITEBYTECODE", "HONUA_PG_DSN_DEV"):
             self.env.pop(var, None)  # a user's machine keeps .pyc files
         self.env["PYTHONPATH"] = os.pathsep.join(
@@ -174,16 +202,21 @@ class Bench:
 
     def run(self, argv: Sequence[str], name: str, timeout: float | None = None) -> Run:
         return run_measured(argv, self.env, self.repo, timeout=timeout or self.args.timeout,
-                            log=self.logs / f"{self.n}-{name}.log")
+                            log=self.logs / f"{self.tag}-{name}.log")
 
     def clear_cache(self) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)
+
+    def stop_server(self) -> None:
+        if self.server == "pygeoapi" and (self.repo / "state").is_dir():
+            self.run(self.honua("serve", "--env", ENV, "--stop"), "serve-stop")
 
     def reset_state(self) -> None:
         """A fresh state: the files, and the serial the database remembers (or plan refuses
         a missing state while the database records one)."""
         import psycopg
 
+        self.stop_server()  # its pid file is under state/
         state = self.repo / "state"
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir()
@@ -204,20 +237,64 @@ class Bench:
                 m.status, m.note = "timeout", f"did not finish within {timeout or self.args.timeout:.0f} s"
                 return m
             if r.exit_code not in expect:
-                m.status, m.note = "failed", f"exit code {r.exit_code} (expected {expect}); see logs/{self.n}-{name}.log"
+                m.status, m.note = "failed", f"exit code {r.exit_code} (expected {expect}); see logs/{self.tag}-{name}.log"
                 return m
         if before:
             before()
-        count_file = self.logs / f"{self.n}-{name}.count.json"
-        m.probe = r = self.run(self.probe(count_file, *args), f"{name}-probe", timeout)
+        count_file = self.logs / f"{self.tag}-{name}.count.json"
+        m.probe = self.run(self.probe(count_file, *args), f"{name}-probe", timeout)
+        self.read_counts(m, count_file)
+        return m
+
+    @staticmethod
+    def read_counts(m: Measurement, count_file: Path) -> None:
         try:
-            m.statements = int(json.loads(count_file.read_text())["statements"])
+            data = json.loads(count_file.read_text())
+            m.statements = int(data["statements"])
+            m.requests = int(data.get("requests", 0))
+            m.server = {k: float(v) for k, v in (data.get("server") or {}).items()}
         except (OSError, ValueError, KeyError, TypeError):
             m.note = "statement count unavailable"
+
+    def change_one(self, runs: int, timeout: float) -> Measurement:
+        """One layer's title changed, then ``plan --out`` and ``apply`` (times added); the
+        probe run counts the apply's statements and requests."""
+        m = Measurement()
+        layer = self.repo / "environments" / ENV / "layers" / "layer-00000.yaml"
+        original = layer.read_text()
+        plan_file = self.repo / "state-change.json"
+        try:
+            for k in range(runs + 1):
+                layer.write_text(original.replace('title: "Layer 0"', f'title: "Layer 0 (edit {k})"'))
+                p = self.run(self.honua("plan", "--env", ENV, "--out", str(plan_file)), "change-plan", timeout)
+                if p.exit_code != 0 or p.timed_out:
+                    m.status, m.note = "failed", f"plan exit {p.exit_code}; see logs/{self.tag}-change-plan.log"
+                    return m
+                apply = ["apply", "--env", ENV, str(plan_file), "--auto-approve"]
+                if k < runs:
+                    a = self.run(self.honua(*apply), "change-apply", timeout)
+                    if a.exit_code != 0 or a.timed_out:
+                        m.status, m.note = "failed", f"apply exit {a.exit_code}; see logs/{self.tag}-change-apply.log"
+                        return m
+                    m.runs.append(Run(round(p.seconds + a.seconds, 3), max(p.max_rss_mb, a.max_rss_mb), 0))
+                else:
+                    count_file = self.logs / f"{self.tag}-change_one.count.json"
+                    m.probe = self.run(self.probe(count_file, *apply), "change-apply-probe", timeout)
+                    self.read_counts(m, count_file)
+        finally:
+            layer.write_text(original)
         return m
 
 
 # --------------------------------------------------------------------------- one size
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def bench_size(args: argparse.Namespace, workdir: Path, cluster: Any, n: int,
@@ -250,6 +327,12 @@ def bench_size(args: argparse.Namespace, workdir: Path, cluster: Any, n: int,
 
     b.clear_cache()
     b.run([sys.executable, "-m", "honua_plan", "--help"], "warmup")  # compile .pyc once
+    if "none" not in args.servers:
+        result["operations"] = {}
+        result["published"] = bench_published(args, workdir, dsn, n, specs, skip_apply)
+        if not args.keep:
+            cluster.drop_database(dbname)
+        return result
     done("validate_cold", b.measure("validate_cold", ["validate"], (0,), before=b.clear_cache))
     done("validate", b.measure("validate", ["validate"], (0,)))
     done("plan_first", b.measure("plan_first", ["plan", "--env", ENV, "--detailed-exitcode"], (2,)))
@@ -291,11 +374,91 @@ def bench_size(args: argparse.Namespace, workdir: Path, cluster: Any, n: int,
         done("drift_1pct", m)
     finally:
         generate.alter_tables(dsn, targets, revert=True)
+    done("change_one", b.change_one(args.runs, args.apply_timeout))
     result["operations"] = {k: v.to_json() for k, v in ops.items()}
     if not args.keep:
         shutil.rmtree(b.repo, ignore_errors=True)
+    if "pygeoapi" in args.servers:
+        result["published"] = bench_published(args, workdir, dsn, n, specs, skip_apply)
+    if not args.keep:
         cluster.drop_database(dbname)
     return result
+
+
+def bench_published(args: argparse.Namespace, workdir: Path, dsn: str, n: int,
+                    specs: Sequence[generate.SyntheticLayer], skip_apply: str | None) -> dict[str, Any]:
+    """The same tables, published to pygeoapi: apply (publish, start, health), no-op plan
+    and clean drift with the server up, one changed layer (plan + apply + reload)."""
+    log = print
+    log(f"   -- with the pygeoapi server (N = {n:,})")
+    b = Bench(args, workdir, dsn, n, server="pygeoapi")
+    shutil.rmtree(b.repo, ignore_errors=True)
+    generate.write_repo(b.repo, specs, server="pygeoapi")
+    ops: dict[str, Measurement] = {}
+
+    def done(name: str, m: Measurement) -> None:
+        ops[name] = m
+        med = f"{m.median_s:.2f} s" if m.median_s is not None else "-"
+        srv = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(m.server.items()))
+        log(f"   {PUBLISHED_LABELS[name]:44s} {med:>9s}  {m.max_rss_mb or 0:7.1f} MB  "
+            f"{m.statements if m.statements is not None else '-':>6} stmts  "
+            f"{m.requests if m.requests is not None else '-':>5} reqs  {m.status} {m.note} {srv}")
+
+    plan_file = b.repo / "state-plan.json"
+
+    def fresh_plan() -> None:
+        b.reset_state()  # stops the server first
+        r = b.run(b.honua("plan", "--env", ENV, "--out", str(plan_file)), "apply-plan")
+        if r.exit_code != 0:
+            log(f"   (plan --out before apply: exit {r.exit_code}{', timed out' if r.timed_out else ''})")
+
+    try:
+        b.run([sys.executable, "-m", "honua_plan", "--help"], "warmup")
+        done("plan_first", b.measure("plan_first", ["plan", "--env", ENV, "--detailed-exitcode"], (2,)))
+        if skip_apply:
+            done("apply", Measurement(status="skipped", note=skip_apply))
+        else:
+            done("apply", b.measure("apply", ["apply", "--env", ENV, str(plan_file), "--auto-approve"], (0,),
+                                    before=fresh_plan, timeout=args.apply_timeout))
+        probe = ops["apply"].probe
+        if ops["apply"].status == "ok" and probe is not None and probe.exit_code == 0:
+            done("plan_noop", b.measure("plan_noop", ["plan", "--env", ENV, "--detailed-exitcode"], (0,)))
+            done("drift_clean", b.measure("drift_clean", ["drift", "--env", ENV], (0,)))
+            done("change_one", b.change_one(args.runs, args.apply_timeout))
+            server_rss = _server_rss_mb(b)
+        else:
+            server_rss = None
+    finally:
+        b.stop_server()
+        if not args.keep:
+            shutil.rmtree(b.repo, ignore_errors=True)
+    return {"operations": {k: v.to_json() for k, v in ops.items()}, "server_rss_mb": server_rss}
+
+
+def _server_rss_mb(b: Bench) -> dict[str, float] | None:
+    """Resident memory of the gunicorn master and its workers now (VmRSS, MB)."""
+    pid_file = b.repo / "state" / ENV / "server" / "gunicorn.pid"
+    try:
+        master = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+    def rss(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    try:
+        workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                   and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(master)]
+    except OSError:
+        workers = []
+    out = {"master": rss(master)}
+    for i, w in enumerate(sorted(workers)):
+        with contextlib.suppress(OSError):
+            out[f"worker {i + 1}"] = rss(w)
+    return out
 
 
 # --------------------------------------------------------------------------- machine, budgets
@@ -384,6 +547,7 @@ def evaluate_budgets(sizes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
         if len(vals) >= 2:
             out.append({"budget": f"SQL statements of {LABELS[name]} constant in N", "value": counts,
                         "met": len(set(vals)) == 1})
+    out += evaluate_published_budgets(sizes)
     if 1000 in sizes and 10000 in sizes:
         for name in ("plan_noop", "drift_clean", "validate", "plan_first", "apply"):
             a, b = op(1000, name), op(10000, name)
@@ -391,6 +555,47 @@ def evaluate_budgets(sizes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
                 ratio = round(b["median_s"] / a["median_s"], 1)
                 out.append({"budget": f"{LABELS[name]}: time(10,000) / time(1,000) <= {GROWTH_BUDGET:g}",
                             "value": ratio, "met": ratio <= GROWTH_BUDGET})
+    return out
+
+
+def evaluate_published_budgets(sizes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 17's budgets: the pygeoapi rows, and their distance from the ``none`` floor."""
+    out: list[dict[str, Any]] = []
+
+    def pub(n: int, name: str) -> dict[str, Any] | None:
+        return ((sizes.get(n, {}).get("published") or {}).get("operations") or {}).get(name)
+
+    for (name, n), limit in PUBLISHED_TIME_BUDGETS.items():
+        m = pub(n, name)
+        if m is None:
+            continue
+        got = m["median_s"]
+        out.append({"budget": f"pygeoapi: {PUBLISHED_LABELS[name]} at N={n:,} <= {limit:g} s", "value": got,
+                    "met": got is not None and m["status"] == "ok" and got <= limit})
+    for name in ("plan_noop", "drift_clean"):
+        m, floor = pub(1000, name), sizes.get(1000, {}).get("operations", {}).get(name)
+        if m and floor and m["median_s"] is not None and floor["median_s"] is not None:
+            extra = round(m["median_s"] - floor["median_s"], 3)
+            out.append({"budget": f"pygeoapi: {PUBLISHED_LABELS[name]} at N=1,000 <= type none + "
+                                  f"{PUBLISHED_OVER_FLOOR:g} s", "value": extra,
+                        "met": extra <= PUBLISHED_OVER_FLOOR})
+    for name in ("plan_noop", "drift_clean"):
+        for what in ("statements", "requests"):
+            counts = {n: (pub(n, name) or {}).get(what) for n in sorted(sizes) if sizes[n].get("published")}
+            vals = [c for c in counts.values() if c is not None]
+            if len(vals) >= 2:
+                out.append({"budget": f"pygeoapi: {what} of {PUBLISHED_LABELS[name]} constant in N",
+                            "value": counts, "met": len(set(vals)) == 1})
+    m = pub(10000, "plan_noop")
+    if m is not None:
+        rss = m["max_rss_mb"]
+        out.append({"budget": f"pygeoapi: {PUBLISHED_LABELS['plan_noop']}: peak RSS at N=10,000 < {RSS_BUDGET_MB:g} MB",
+                    "value": rss, "met": rss is not None and m["status"] == "ok" and rss < RSS_BUDGET_MB})
+    a = pub(10000, "apply")
+    if a is not None:
+        rss = a["max_rss_mb"]
+        out.append({"budget": f"pygeoapi: apply: engine peak RSS at N=10,000 < {RSS_BUDGET_MB:g} MB",
+                    "value": rss, "met": rss is not None and a["status"] == "ok" and rss < RSS_BUDGET_MB})
     return out
 
 
@@ -447,6 +652,44 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for name, label in OPERATIONS:
         lines.append(f"| {label} | " + " | ".join(_cell(sizes[n]["operations"].get(name)) for n in ns) + " |")
+    pub_ns = [n for n in ns if sizes[n].get("published")]
+    if pub_ns:
+        lines += ["", "### With the pygeoapi server (the default)", "",
+                  "Same tables, server `type: pygeoapi` (gunicorn, 2 workers). Each cell: median wall time · "
+                  "peak RSS of the engine · SQL statements · HTTP requests.", "",
+                  "| operation | " + " | ".join(f"N = {n:,}" for n in pub_ns) + " |",
+                  "|---|" + "---|" * len(pub_ns)]
+        for name, label in PUBLISHED_OPERATIONS:
+            cells = []
+            for n in pub_ns:
+                m = sizes[n]["published"]["operations"].get(name)
+                cell = _cell(m)
+                if m is not None and m.get("median_s") is not None:
+                    cell += f" · {m.get('requests') if m.get('requests') is not None else '?'}"
+                cells.append(cell)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Where the time of the pygeoapi rows goes (the probe run; seconds): the server's own work "
+                  "(`publish` = config + OpenAPI + published.json, of which `openapi_generate`; `start` = gunicorn "
+                  "start-up until the landing page answers; `reload` = SIGHUP until the old workers are gone; "
+                  "`health` = /collections and the sample) against the whole command.", "",
+                  "| operation | N | whole command | publish | openapi_generate | start | reload | health | engine "
+                  "(the rest) |", "|---|---|---|---|---|---|---|---|---|"]
+        for n in pub_ns:
+            for name in ("apply", "change_one"):
+                m = sizes[n]["published"]["operations"].get(name)
+                if not m or not m.get("server") or m.get("median_s") is None:
+                    continue
+                srv = m["server"]
+                whole = m["median_s"]
+                own = sum(srv.get(k, 0.0) for k in ("publish", "start", "reload", "health"))
+                lines.append(f"| {PUBLISHED_LABELS[name]} | {n:,} | {whole:.2f} | " + " | ".join(
+                    f"{srv[k]:.2f}" if k in srv else "–" for k in
+                    ("publish", "openapi_generate", "start", "reload", "health")) + f" | {max(whole - own, 0):.2f} |")
+        rss = [(n, sizes[n]["published"].get("server_rss_mb")) for n in pub_ns]
+        rss = [(n, r) for n, r in rss if r]
+        if rss:
+            lines += ["", "Server RSS after the runs (MB): " + "; ".join(
+                f"N = {n:,}: " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()) for n, r in rss) + "."]
     notes = [(n, name, m["note"]) for n in ns for name, m in sizes[n]["operations"].items()
              if m.get("note") and not sizes[n].get("partial")]
     recorded = [(n, sizes[n].get("state_recorded_by")) for n in ns if sizes[n].get("state_recorded_by") != "apply"]
@@ -533,12 +776,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--apply-timeout", type=float, default=300,
                    help="seconds before an apply run is killed (larger sizes are then skipped)")
     p.add_argument("--keep", action="store_true", help="keep the generated repositories and databases")
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help="servers to measure each size with: none (the engine alone), pygeoapi (default: %(default)s)")
     p.add_argument("--render", default=None, metavar="REPORT_JSON",
                    help="only render REPORT_JSON again (Markdown, plot) into --out / --report")
     p.add_argument("--merge", default=None,
                    help="start from this report.json: its sizes are kept unless measured again")
     args = p.parse_args(argv)
     sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
+    args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
+    if not args.servers or set(args.servers) - set(SERVERS):
+        p.error(f"--servers: choose from {', '.join(SERVERS)}")
     out = Path(args.out)
     if args.render:
         rendered: dict[str, Any] = json.loads(Path(args.render).read_text())

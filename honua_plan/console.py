@@ -29,14 +29,103 @@ def _colour_wanted(stream: IO[str]) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-class Console:
-    """Human-facing output. ``quiet`` silences progress (used with --format json)."""
+SHOW_FIRST = 3  # ✓ lines shown per phase of a long apply (failures: all of them)
 
-    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, *, quiet: bool = False) -> None:
+
+class _Phase:
+    """One kind of repeated ✓ line in a long apply: counted, the first few shown."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.shown = 0
+        self.failed = 0
+        self.task: Any = None
+
+
+class Console:
+    """Human-facing output. ``quiet`` silences progress (used with --format json).
+
+    A long apply (:meth:`compact`) prints, per phase (resources recorded, layers verified,
+    checks run), its first :data:`SHOW_FIRST` ✓ lines and every ✗, then one summary
+    line; on a terminal a ``rich`` progress bar per phase shows how far it is. The full
+    per-resource list is kept (:attr:`held`) and printed with ``verbose``.
+    """
+
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, *, quiet: bool = False,
+                 verbose: bool = False) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.quiet = quiet
+        self.verbose = verbose
         self.colour = _colour_wanted(self.out)
+        self.phases: dict[str, _Phase] | None = None  # None: every line printed as it comes
+        self.held: list[str] = []  # the ✓ lines a compact apply did not print
+        self._progress: Any = None
+
+    # -- long applies ---------------------------------------------------------------
+
+    def compact(self, phases: dict[str, tuple[str, int]]) -> None:
+        """Summarize the phases ``{key: (label, expected lines)}`` of a long apply (not with verbose)."""
+        if self.verbose or self.quiet:
+            return
+        self.phases = {k: _Phase(label, total) for k, (label, total) in phases.items()}
+        if getattr(self.out, "isatty", lambda: False)() and not os.environ.get("HONUA_NO_PROGRESS"):
+            from rich.console import Console as RichConsole
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=RichConsole(file=self.out), transient=True)
+
+    def _phase_line(self, phase: str, text: str, failed: bool) -> bool:
+        """Count a ✓/✗ line of ``phase``; True when it is printed now."""
+        assert self.phases is not None
+        ph = self.phases.get(phase)
+        if ph is None:
+            ph = self.phases[phase] = _Phase(phase, 0)
+        ph.done += 1
+        if failed:
+            ph.failed += 1
+        if self._progress is not None and ph.total > SHOW_FIRST:
+            if ph.task is None:
+                if not self._progress.live.is_started:
+                    self._progress.start()
+                ph.task = self._progress.add_task(ph.label, total=ph.total)
+            self._progress.update(ph.task, completed=ph.done)
+        if failed or ph.shown < SHOW_FIRST:
+            ph.shown += 0 if failed else 1
+            return True
+        self.held.append(text)
+        return False
+
+    def end_compact(self) -> None:
+        """Stop the progress bars and print one summary line per phase that held lines back."""
+        if self.phases is None:
+            return
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        phases, self.phases = self.phases, None
+        for ph in phases.values():
+            hidden = ph.done - ph.shown - ph.failed
+            if hidden > 0:
+                self._write(f"  … {ph.label}: {ph.done - ph.failed:,} ✓, {ph.failed:,} ✗"
+                            f" ({hidden:,} ✓ not listed: `--verbose` lists them)")
+
+    def _write(self, text: str, *, err: bool = False) -> None:
+        stream = self.err if err else self.out
+        if self._progress is not None and self._progress.live.is_started and not err:
+            self._progress.console.print(redact(text), markup=False, highlight=False)
+            return
+        stream.write(redact(text) + "\n")
+        stream.flush()
 
     def _style(self, text: str, **kw: Any) -> str:
         if not self.colour:
@@ -48,17 +137,29 @@ class Console:
     def print(self, text: str = "", *, err: bool = False) -> None:
         if self.quiet and not err:
             return
-        stream = self.err if err else self.out
-        stream.write(redact(text) + "\n")
-        stream.flush()
+        self._write(text, err=err)
 
-    def ok(self, text: str, seconds: float | None = None, indent: int = 0) -> None:
+    def ok(self, text: str, seconds: float | None = None, indent: int = 0, *, phase: str | None = None) -> None:
         t = f" ({format_duration(seconds)})" if seconds is not None else ""
-        self.print(" " * indent + self._style(OK, fg="green") + " " + text + t)
+        line = " " * indent + self._style(OK, fg="green") + " " + text + t
+        if self.quiet:
+            return
+        if phase is not None and self.phases is not None:
+            if self._phase_line(phase, " " * indent + OK + " " + text + t, failed=False):
+                self._write(line)
+            return
+        self.print(line)
 
-    def fail(self, text: str, seconds: float | None = None, indent: int = 0) -> None:
+    def fail(self, text: str, seconds: float | None = None, indent: int = 0, *, phase: str | None = None) -> None:
         t = f" ({format_duration(seconds)})" if seconds is not None else ""
-        self.print(" " * indent + self._style(FAIL, fg="red") + " " + text + t)
+        line = " " * indent + self._style(FAIL, fg="red") + " " + text + t
+        if self.quiet:
+            return
+        if phase is not None and self.phases is not None:
+            self._phase_line(phase, line, failed=True)
+            self._write(line)
+            return
+        self.print(line)
 
     def warn(self, text: str, indent: int = 0) -> None:
         self.print(" " * indent + self._style(WARN + text, fg="yellow"))

@@ -197,6 +197,26 @@ class Executor:
                     if key.startswith("file:"):
                         self.edited_files.setdefault(key.removeprefix("file:"), base64.b64decode(value))
         done = {s.id for s in self.doc.pending.steps if s.status == "done"}
+        self._compact_output()
+        try:
+            return self._run(result, done, started)
+        finally:
+            self.con.end_compact()
+
+    def _compact_output(self) -> None:
+        """A long apply prints a few ✓ per phase, a progress bar on a terminal, and a summary."""
+        actions = self.plan.actions
+        if len(actions) <= COMPACT_OVER:
+            return
+        layers = sum(1 for a in actions if a.kind == "layer" and a.action in ("create", "update", "replace"))
+        self.con.compact({
+            "resources": ("resources recorded", sum(1 for a in actions if _recordable(a))),
+            "verify": ("layers verified against their tables (2 checks each)", 2 * layers),
+            "checks": ("health checks", sum(len(a.checks) for a in actions if a.kind == "validation")),
+        })
+
+    def _run(self, result: ApplyResult, done: set[str], started: float) -> ApplyResult:
+        assert self.doc.pending is not None
         failed: dict[str, str] = {}
         batch: list[Action] = []
         for action in [*self.plan.actions, None]:
@@ -435,14 +455,15 @@ class Executor:
             name = name.split("::", 1)[-1]
         if action.action == "delete":
             if not quiet:
-                self.con.ok(f"Removed {action.kind}: {name}")
+                self.con.ok(f"Removed {action.kind}: {name}", phase="resources")
             return None
         assert action.after is not None
         if action.kind == "layer" and not quiet:
             self._verify_layer(action)
         src = self.desired.source(action.address)
         if not quiet:
-            self.con.ok(f"{'Created' if action.action == 'create' else 'Updated'} {action.kind}: {name}")
+            self.con.ok(f"{'Created' if action.action == 'create' else 'Updated'} {action.kind}: {name}",
+                        phase="resources")
         return ResourceRecord.create(action.address, action.kind, action.after, serial=self.doc.next_serial,
                                      source_path=src.path if src else None, applied_by=self.actor)
 
@@ -467,8 +488,8 @@ class Executor:
         errors, _warnings, _ = check_layer(self.desired, layer, table, created_in_plan=False)
         if errors:
             raise StepFailed("; ".join(str(e) for e in errors), "step-failure")
-        self.con.ok(f"Verified table exists: {st.table}")
-        self.con.ok(f"Validated geometry column: {st.geometryColumn}")
+        self.con.ok(f"Verified table exists: {st.table}", phase="verify")
+        self.con.ok(f"Validated geometry column: {st.geometryColumn}", phase="verify")
 
     def _reload(self, action: Action) -> None:
         if self.svc.publish is None:
@@ -494,7 +515,7 @@ class Executor:
         failed: list[str] = []
         for c in action.checks:
             r = run_check(self.svc.session, c)
-            (self.con.ok if r.ok else self.con.fail)(_check_label(c, r, None))
+            (self.con.ok if r.ok else self.con.fail)(_check_label(c, r, None), phase="checks")
             if not r.ok:
                 failed.append(f"{c.name}: {r.message}")
         if failed:
@@ -1063,6 +1084,9 @@ def _rollback_label(c: CheckRecord, r: Any) -> str:
         return "Index removed"
     name = f"{c.type.capitalize()} check" if c.name.startswith(f"{c.type}: ") else c.name
     return f"{name} {'passed' if r.ok else 'FAILED'} ({r.message})"
+
+
+COMPACT_OVER = 30  # actions: more, and the ✓ lines of each phase are summarized (not with --verbose)
 
 
 def _recordable(action: Action) -> bool:

@@ -19,25 +19,33 @@ Restore = Callable[[dict[str, Any] | None], None]
 Read = Callable[[], dict[str, Any] | None]
 
 
-def _extents(context: Context, desired: DesiredState) -> dict[str, tuple[float, float, float, float] | None]:
+def _catalog_and_extents(
+    context: Context, desired: DesiredState, only: set[str] | None = None
+) -> tuple[Any, dict[str, tuple[float, float, float, float] | None]]:
+    """The catalog (one read: the OpenAPI document's fields come from it) and the extent
+    of each collection in ``only`` (all when None), in a few batched statements."""
     from honua_plan.providers import postgis
     from honua_plan.providers.sqlexec import Session, connect
 
-    out: dict[str, tuple[float, float, float, float] | None] = {}
     resolved = context.resolve_dsn(desired.environment)
     with connect(resolved.dsn) as conn:
         session = Session(conn)
-        facts = postgis.refresh(session)
+        facts = postgis.refresh(session, exact_sizes=False)
+        wanted: dict[str, tuple[str, str]] = {}
         for layer in desired.layers.values():
             st = layer.spec.storage
             t = facts.table(st.qualified_table)
+            if only is not None and layer.collection_id not in only:
+                continue
             if t is not None and t.geometry(st.geometryColumn) is not None:
-                out[layer.collection_id] = postgis.table_extent(session, st.qualified_table, st.geometryColumn)
-    return out
+                wanted[layer.collection_id] = (st.qualified_table, st.geometryColumn)
+        boxes = postgis.table_extents_many(session, list(wanted.values()))
+    return facts, {cid: boxes.get(pair) for cid, pair in wanted.items()}
 
 
 def publish_callbacks(context: Context, desired: DesiredState, server: Server) -> tuple[Publish, Restore, Read]:
     from honua_plan.providers.server import open_server
+    from honua_plan.providers.server.base import changed_keys
     from honua_plan.providers.server.compile import compile_published
 
     def provider(d: DesiredState) -> Any:
@@ -45,9 +53,19 @@ def publish_callbacks(context: Context, desired: DesiredState, server: Server) -
                            dsn_resolver=lambda: context.resolve_dsn(d.environment).dsn)
 
     def publish(d: DesiredState) -> None:
-        doc = compile_published(d, _extents(context, d))
         p = provider(d)
         try:
+            # extents of the new and changed collections only: an unchanged one keeps the box
+            # it was published with (merge_published), so one changed layer scans one table
+            current = ((p.read() or {}).get("collections") or {})
+            draft = compile_published(d)["collections"]
+            moved = {cid for cid, entry in draft.items()
+                     if cid not in current or not current[cid].get("bbox") or changed_keys(current[cid], entry)}
+            facts, extents = _catalog_and_extents(context, d, moved)
+            doc = compile_published(d, extents)
+            if hasattr(p, "catalog"):  # pygeoapi: its OpenAPI document's fields come from this read
+                for name in {c.get("datasource") or "" for c in doc["collections"].values()}:
+                    p.catalog[name] = facts
             p.publish(doc, prune=True)
             p.reload()
             p.health(sorted(doc["collections"]), server.spec.healthTimeout)

@@ -467,6 +467,8 @@ def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> N
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @yes_option
 @click.option("--resume", is_flag=True, help="Continue an apply that was interrupted.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="List every resource and check (a long apply otherwise shows a few per phase and a summary).")
 @click.option("--rollback", "rollback_", is_flag=True, help="Undo what an interrupted apply did.")
 @click.option("--allow-destroy", is_flag=True,
               help="Let a rollback run a down step that destroys data (DROP TABLE/COLUMN, TRUNCATE of rows); "
@@ -477,7 +479,7 @@ def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> N
               help="With --resume: step STEP did not complete; run it again.")
 @by_option
 @click.pass_context
-def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool,
+def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool, verbose: bool,
           rollback_: bool, allow_destroy: bool, assume_done: tuple[str, ...], assume_not_done: tuple[str, ...]) -> None:
     """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
     from honua_plan.errors import UsageError
@@ -490,6 +492,7 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
     if both:
         raise UsageError(f"step {sorted(both)[0]} cannot be both --assume-done and --assume-not-done")
     context = state(ctx).context()
+    context.console.verbose = verbose
     _apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
                                      allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
                                      assume_not_done=frozenset(assume_not_done), confirm=confirm))

@@ -304,3 +304,124 @@ def test_a_cached_plan_imports_neither_yaml_nor_pydantic_where_not_needed(repos:
 
     assert run(reader) == [True, False]  # the state was read, without the models
     assert run(plan) == [False, False]  # a no-op plan, without PyYAML (the forked reader has its own)
+
+
+# --------------------------------------------------------------------------- with pygeoapi (issue 17)
+
+
+@dataclass
+class Published:
+    n: int
+    repo: Path
+    dsn: str
+    port: int
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Count every statement psycopg sends (any module) and every HTTP request (any client)."""
+    import http.client
+
+    import psycopg
+
+    seen: dict[str, list[str]] = {"statements": [], "requests": []}
+    for cls in (psycopg.Cursor, psycopg.ServerCursor):
+        for name in ("execute", "executemany", "copy"):
+            fn = cls.__dict__.get(name)
+            if fn is not None:
+                def wrapper(self, query, *a, _fn=fn, **kw):  # type: ignore[no-untyped-def]
+                    seen["statements"].append(str(query)[:80])
+                    return _fn(self, query, *a, **kw)
+                monkeypatch.setattr(cls, name, wrapper)
+    real_request = http.client.HTTPConnection.request
+
+    def request(self, method, url, *a, **kw):  # type: ignore[no-untyped-def]
+        seen["requests"].append(f"{method} {url}")
+        return real_request(self, method, url, *a, **kw)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", request)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def published(repos: dict[int, Sized], env: pytest.MonkeyPatch,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Published]]:
+    """The same tables published to a real pygeoapi (one per N), applied for real."""
+    pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")
+    pytest.importorskip("gunicorn", reason="gunicorn is not installed: pip install 'honua-plan[server]'")
+    import socket
+
+    from honua_plan.plan.store import save_plan
+
+    out: dict[int, Published] = {}
+    try:
+        for n, sized in repos.items():
+            repo = generate.write_repo(tmp_path_factory.mktemp(f"published{n}"), sized.specs, server="pygeoapi")
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            env.setenv(generate.PORT_ENV, str(port))
+            env.setenv("HONUA_PG_DSN", sized.dsn)
+            ctx = Context(repo)
+            save_plan(ctx.plan(ENV), repo / "plan.json")
+            assert ctx.apply(ENV, repo / "plan.json", yes=True).ok
+            out[n] = Published(n, repo, sized.dsn, port)
+        yield out
+    finally:
+        for p in out.values():
+            env.setenv(generate.PORT_ENV, str(p.port))
+            Context(p.repo).server_provider(ENV).stop()
+        env.delenv(generate.PORT_ENV, raising=False)
+
+
+@pytest.mark.server
+def test_noop_plan_with_pygeoapi_sends_constant_statements_and_requests(
+        published: dict[int, Published], env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A no-op plan and a clean drift check with the server up: the refresh's statements and
+    no HTTP request, whatever N (the published config is not parsed or regenerated)."""
+    counts = {}
+    for n, p in published.items():
+        env.setenv("HONUA_PG_DSN", p.dsn)
+        env.setenv(generate.PORT_ENV, str(p.port))
+        ctx = Context(p.repo)
+        assert ctx.server_provider(ENV).is_running()
+        monkeypatch.setattr("honua_plan.prefetch.FORK", False)  # a forked reader's statements would not be seen
+        for refresh_only in (False, True):
+            with monkeypatch.context() as mp:
+                seen = _counting(mp)
+                plan = Context(p.repo).plan(ENV, refresh_only=refresh_only)
+            assert not plan.has_changes and plan.drift == [], [a.address for a in plan.actions]
+            counts[(refresh_only, n)] = (len(seen["statements"]), len(seen["requests"]))
+    assert set(counts.values()) == {(REFRESH_STATEMENTS, 0)}, counts
+
+
+@pytest.mark.server
+def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
+        published: dict[int, Published], env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applying one changed layer reloads pygeoapi and checks health with one /collections
+    request and a fixed sample (the changed collection and 3 unchanged), whatever N; the
+    OpenAPI document needs no connection per collection."""
+    from honua_plan.plan.store import save_plan
+    from honua_plan.providers.server.base import HEALTH_SAMPLE_UNCHANGED
+
+    per_n = {}
+    for n, p in published.items():
+        env.setenv("HONUA_PG_DSN", p.dsn)
+        env.setenv(generate.PORT_ENV, str(p.port))
+        layer = p.repo / "environments" / ENV / "layers" / "layer-00000.yaml"
+        layer.write_text(layer.read_text().replace('title: "Layer 0"', 'title: "Layer 0, renamed"'))
+        ctx = Context(p.repo)
+        plan = ctx.plan(ENV)
+        assert plan.has_changes
+        save_plan(plan, p.repo / "change.json")
+        with monkeypatch.context() as mp:
+            seen = _counting(mp)
+            assert ctx.apply(ENV, p.repo / "change.json", yes=True).ok
+        per_collection = [r for r in seen["requests"] if "/collections/" in r]
+        listing = [r for r in seen["requests"] if r.split("?")[0].endswith("/collections")]
+        assert len(per_collection) == 1 + HEALTH_SAMPLE_UNCHANGED, seen["requests"]
+        assert any("layer-00000" in r for r in per_collection)
+        assert 1 <= len(listing) <= 3  # retried only while the new workers boot
+        per_n[n] = (len(seen["statements"]), len(per_collection))
+        served = Context(p.repo).server_provider(ENV)
+        assert served.read()["collections"]["svc-000::layer-00000"]["title"] == "Layer 0, renamed"
+    assert per_n[SMALL] == per_n[LARGE], per_n

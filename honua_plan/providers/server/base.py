@@ -58,9 +58,12 @@ __all__ = [
     "PlanEntry",
     "PublishResult",
     "ServerProvider",
+    "changed_keys",
+    "check_served",
     "collection_url",
     "compute_extents",
     "diff_published",
+    "health_sample",
     "http_request",
     "is_loopback_url",
     "merge_published",
@@ -128,7 +131,7 @@ def _comparable(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in VOLATILE_KEYS}
 
 
-def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     a, b = _comparable(before), _comparable(after)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
@@ -157,7 +160,7 @@ def diff_published(
                 else:
                     entries.append(PlanEntry("skip", name, "no longer declared; kept (prune is off)", kind))
             else:
-                changed = _changed_keys(before[name], after[name])
+                changed = changed_keys(before[name], after[name])
                 if changed:
                     entries.append(PlanEntry("update", name, f"{', '.join(changed)} changed", kind))
                 else:
@@ -319,6 +322,96 @@ def poll_collections(
             raise ServerError(redact(msg + (f"; last error: {first}" if first else "")))
         time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
         delay = min(delay * 1.5, 1.0)
+
+
+HEALTH_SAMPLE_CHANGED = 100  # changed collections asked one by one, at most (spread over all)
+HEALTH_SAMPLE_UNCHANGED = 3
+HEALTH_CONCURRENCY = 4
+
+
+def health_sample(collection_ids: Sequence[str], changed: Sequence[str] | None) -> list[str]:
+    """The collections asked one by one after a reload: the changed ones (at most
+    :data:`HEALTH_SAMPLE_CHANGED`, evenly spread) and a few unchanged ones."""
+    ids = list(dict.fromkeys(collection_ids))
+    wanted = set(ids)
+    moved = [c for c in dict.fromkeys(changed if changed is not None else ids) if c in wanted]
+
+    def spread(items: list[str], k: int) -> list[str]:
+        if len(items) <= k:
+            return items
+        return [items[(i * len(items)) // k] for i in range(k)]
+
+    moved_set = set(moved)
+    still = [c for c in ids if c not in moved_set]
+    return spread(moved, HEALTH_SAMPLE_CHANGED) + spread(still, HEALTH_SAMPLE_UNCHANGED)
+
+
+def check_served(
+    base: str,
+    collection_ids: Sequence[str],
+    timeout_s: float,
+    *,
+    changed: Sequence[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    what: str = "the OGC API",
+    alive: Callable[[], str | None] | None = None,
+) -> HealthResult:
+    """Health after a reload, in a number of requests bounded whatever N.
+
+    One ``GET <base>/collections`` until it answers 200 and lists every id of
+    ``collection_ids`` (which proves the new configuration is loaded), then
+    ``<base>/collections/<id>`` for :func:`health_sample` (the changed collections and a
+    few unchanged ones), :data:`HEALTH_CONCURRENCY` at a time. ServerError at the timeout.
+    """
+    import concurrent.futures
+
+    started = time.monotonic()
+    deadline = started + max(float(timeout_s), 0.0)
+    expected = list(dict.fromkeys(collection_ids))
+    delay = 0.1
+    missing: list[str] = expected
+    status, error = 0, ""
+    while True:
+        remaining = max(deadline - time.monotonic(), 0.5)
+        try:
+            resp = http_request("GET", f"{base.rstrip('/')}/collections?f=json", headers=headers,
+                                timeout=min(30.0, remaining), what=what)
+            status, error = resp.status, ""
+            if resp.status == 200:
+                try:
+                    listed = {str(c.get("id")) for c in (resp.json() or {}).get("collections") or []
+                              if isinstance(c, dict)}
+                except (ValueError, AttributeError):
+                    listed = set()
+                missing = [c for c in expected if c not in listed]
+                if not missing:
+                    break
+        except ServerError as exc:
+            status, error = 0, exc.message
+        if alive is not None:
+            problem = alive()
+            if problem:
+                raise ServerError(problem)
+        if time.monotonic() >= deadline:
+            got = "no answer" if status == 0 else f"HTTP {status}"
+            detail = (f"{len(missing)} collection(s) not listed, e.g. {', '.join(missing[:5])}"
+                      if status == 200 else f"/collections: {got}")
+            raise ServerError(redact(f"{what} at {_safe_url(base)} did not serve the published collections within "
+                                     f"{timeout_s:g}s: {detail}" + (f"; last error: {error}" if error else "")))
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+        delay = min(delay * 1.5, 1.0)
+    sample = health_sample(expected, changed)
+    if not sample:
+        return HealthResult(True, {}, time.monotonic() - started, base)
+    left = max(deadline - time.monotonic(), 1.0)
+    with concurrent.futures.ThreadPoolExecutor(HEALTH_CONCURRENCY) as pool:
+        parts = list(pool.map(
+            lambda chunk: poll_collections(base, chunk, left, headers=headers, what=what, alive=alive),
+            [sample[i::HEALTH_CONCURRENCY] for i in range(HEALTH_CONCURRENCY) if sample[i::HEALTH_CONCURRENCY]]))
+    statuses: dict[str, int] = {}
+    for part in parts:
+        statuses.update(part.statuses)
+    return HealthResult(True, statuses, time.monotonic() - started, base)
 
 
 # --------------------------------------------------------------------------- extents

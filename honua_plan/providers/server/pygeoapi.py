@@ -3,7 +3,10 @@
 Files, all under ``state/<env>/server/`` and all written atomically (temp + rename)::
 
     pygeoapi-config.yml   rendered from the published document (no secret in it)
-    openapi.json          ``pygeoapi openapi generate -f json … --no-fail-on-invalid-collection``
+    openapi.json          what ``pygeoapi openapi generate -f json … --no-fail-on-invalid-collection``
+                          writes, built in process from the catalog (:mod:`.pygeoapi_openapi`)
+    .pygeoapi-config.sha256  digests of the config and published.json as written: a plan
+                          that finds both unchanged does not parse the config
     gunicorn.pid          the gunicorn master
     server.log            gunicorn's error log, with pygeoapi's own output (--capture-output)
 
@@ -11,8 +14,12 @@ Why it works the way it does (``reference/pygeoapi.md``):
 
 * pygeoapi reads its config once per worker at import, so a reload is: write the
   files, ``SIGHUP`` the gunicorn master (graceful worker replacement, no dropped
-  requests), wait until the old workers are gone, then :meth:`health` polls
-  ``/ogc/collections/<id>``. The same HUP clears pygeoapi's per-worker table-model
+  requests), wait until the old workers are gone, then :meth:`health` asks
+  ``/ogc/collections`` once (every published id listed) and ``/ogc/collections/<id>``
+  for a bounded sample (the changed collections and a few unchanged), concurrently.
+* Workers run ``honua_plan/pygeoapi_app.py`` (pygeoapi's app, its config read by
+  libyaml) and the master imports pygeoapi's libraries once
+  (``honua_plan/pygeoapi_gunicorn.py``), so a reload's workers only read the config. The same HUP clears pygeoapi's per-worker table-model
   cache, so a column added by a migration is served after the reload.
 * URLs live under ``/ogc``: ``server.url`` is ``http://host:port/ogc`` (or
   ``spec.publicUrl``) for the links pygeoapi writes, and gunicorn strips the prefix
@@ -20,7 +27,7 @@ Why it works the way it does (``reference/pygeoapi.md``):
 * SRID 4326 is announced as CRS84 (lon, lat); ``EPSG/0/4326`` would swap axes.
 * The database password never enters the file: the provider's ``data.password`` is
   ``${HONUA_PYGEOAPI_DB_PASSWORD}`` (pygeoapi interpolates ``${VAR}``), and the value
-  is put in the environment of gunicorn and of ``openapi generate`` only. Several
+  is put in the environment of gunicorn only (the OpenAPI document needs no connection). Several
   datasources with passwords get ``HONUA_PYGEOAPI_DB_PASSWORD_<DATASOURCE>`` each.
 * Nothing else is interpolated. pygeoapi's ``yaml_load`` expands ``${VAR}`` through an
   implicit resolver, which PyYAML applies to *plain* scalars only, so every string of
@@ -66,10 +73,10 @@ from honua_plan.providers.server.base import (
     PublishResult,
     ServerProvider,
     call_resolver,
+    check_served,
     diff_published,
     http_request,
     merge_published,
-    poll_collections,
 )
 from honua_plan.providers.server.compile import CRS84, storage_crs_uri
 from honua_plan.secrets import check_dsn, redact, register
@@ -78,11 +85,13 @@ INSTALL_HINT = "pip install 'honua-plan[server]'"
 PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
 CONFIG_FILE = "pygeoapi-config.yml"
 OPENAPI_FILE = "openapi.json"  # JSON: pygeoapi loads a YAML one with ${VAR} expansion
+DIGEST_FILE = ".pygeoapi-config.sha256"  # of the config as honua wrote it: unchanged -> no parse
 PID_FILE = "gunicorn.pid"
 LOG_FILE = "server.log"
 DEFAULT_PORT = 5555
 MAP_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 MAP_ATTRIBUTION = '&copy; <a href="https://openstreetmap.org/copyright">OpenStreetMap contributors</a>'
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # the directory honua_plan is imported from
 _LIBPQ_DATA_KEYS = ("host", "port", "dbname", "user")
 # What the server process may inherit from ours: where programs and files are, the
 # locale, and libpq's file locations (.pgpass, certificates). Never a value: no DSN, no
@@ -293,19 +302,26 @@ def render_config(
     }
 
 
+_AS_WRITTEN: Any = object()  # _read_config: the file is the one rendered from published.json
+
+
 class EnvReference(str):
     """A ``${VAR}`` pygeoapi must expand: the one string :func:`dump_config` writes plain."""
 
 
-class _QuotedDumper(yaml.SafeDumper):
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter: 10x faster
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _QuotedDumper(_BaseDumper):
     """Every string double-quoted, so pygeoapi's ``${VAR}`` resolver (plain scalars only) skips it."""
 
 
-def _quoted(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _quoted(dumper: Any, value: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
 
 
-def _reference(dumper: yaml.SafeDumper, value: EnvReference) -> yaml.ScalarNode:
+def _reference(dumper: Any, value: EnvReference) -> yaml.ScalarNode:
     if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value):
         raise ServerError(f"not an environment reference: {value!r}")
     return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="")
@@ -321,6 +337,12 @@ def dump_config(config: Mapping[str, Any]) -> str:
     # width: no folding of long quoted strings (faithful either way, but readable)
     return header + yaml.dump(dict(config), Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True,
                               width=1 << 16)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- processes
@@ -390,13 +412,6 @@ def _gunicorn_supports(flag: str) -> bool:
     return any(flag in (getattr(s, "cli", None) or []) for s in KNOWN_SETTINGS)
 
 
-def _pygeoapi_cli() -> list[str]:
-    exe = Path(sys.executable).parent / "pygeoapi"
-    if exe.is_file() and os.access(exe, os.X_OK):
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from pygeoapi import cli; sys.exit(cli())"]
-
-
 # --------------------------------------------------------------------------- provider
 
 
@@ -415,7 +430,16 @@ class PygeoapiServer(ServerProvider):
         self.openapi_path = self.server_dir / OPENAPI_FILE
         self.pid_path = self.server_dir / PID_FILE
         self.log_path = self.server_dir / LOG_FILE
+        self.digest_path = self.server_dir / DIGEST_FILE
         self.timings: dict[str, float] = {}
+        # datasource -> DatabaseFacts: the catalog the caller already read (apply), so the
+        # OpenAPI document needs no read of its own
+        self.catalog: dict[str, Any] = {}
+        self._datasource_of: dict[str, str] = {}
+        self._config_text = ""
+        # the collections the last publish created or updated: health asks each of them
+        # (None: not known, a sample of all)
+        self.last_changed: list[str] | None = None  # collection id -> datasource, of the last render
         self.port_override: int | None = None  # `honua serve --port`
 
     # -- addresses --------------------------------------------------------------
@@ -477,7 +501,9 @@ class PygeoapiServer(ServerProvider):
         config that the document does not know is reported with what the config says.
         """
         doc = self.read_published_file()
-        config = self._read_config()
+        config = self._read_config(written_from=doc)
+        if config is _AS_WRITTEN:
+            return doc
         if config is None:
             return doc if doc is None or not doc.get("collections") else {**doc, "collections": {}}
         doc = doc or {"format_version": 1, "environment": self.environment, "services": {}, "collections": {}}
@@ -507,15 +533,25 @@ class PygeoapiServer(ServerProvider):
             collections[cid] = entry
         return {**doc, "collections": collections}
 
-    def _read_config(self) -> dict[str, Any] | None:
+    def _read_config(self, written_from: Mapping[str, Any] | None = None) -> Any:
+        """The config on disk; :data:`_AS_WRITTEN` (not parsed) when it is byte for byte the
+        one honua rendered from ``written_from`` (its digest file says so)."""
         try:
             text = self.config_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ServerError(f"cannot read {self.config_path}: {exc.strerror}") from None
+        if written_from is not None:
+            try:
+                recorded = self.digest_path.read_text(encoding="ascii").split()
+                published = self.published_path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                recorded, published = [], ""
+            if recorded == [_digest(text), _digest(published)]:
+                return _AS_WRITTEN
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_BaseLoader)  # a safe loader (libyaml's when present)
         except yaml.YAMLError as exc:
             raise ServerError(f"{self.config_path} is not valid YAML: {exc}") from None
         return data if isinstance(data, dict) else None
@@ -549,6 +585,7 @@ class PygeoapiServer(ServerProvider):
         """The pygeoapi config for ``doc`` and the secret environment it needs."""
         connections = self._connections(doc)
         names, values = self._password_env(connections)
+        self._datasource_of = {cid: str(c.get("datasource") or "") for cid, c in (doc.get("collections") or {}).items()}
         config = render_config(
             doc, host=self.host, port=self.port, url=self.public_url, connections=connections, password_envs=names,
         )
@@ -565,7 +602,10 @@ class PygeoapiServer(ServerProvider):
         config, secret_env = self.render(merged)
         self.server_dir.mkdir(parents=True, exist_ok=True)
         self._write_files(config, secret_env)
-        self.write_published(merged)
+        published = self.write_published(merged)
+        self._write_digest(published)
+        self.last_changed = [e.collection for e in entries
+                             if e.kind == "collection" and e.action in ("create", "update")]
         return PublishResult(
             tuple(entries), merged, time.perf_counter() - started,
             files=(str(self.config_path), str(self.openapi_path), str(self.published_path)),
@@ -573,44 +613,87 @@ class PygeoapiServer(ServerProvider):
         )
 
     def _write_files(self, config: Mapping[str, Any], secret_env: Mapping[str, str]) -> None:
-        """Config and OpenAPI, each to a temp file, then both renamed into place."""
+        """Config and OpenAPI, each to a temp file, then both renamed into place.
+
+        The OpenAPI document comes from pygeoapi's generator run here on the catalog
+        facts (:mod:`.pygeoapi_openapi`), not from ``pygeoapi openapi generate`` (a
+        connection and a table reflection per collection); ``secret_env`` is not needed
+        for it, as nothing connects with the password.
+        """
         from honua_plan.providers.metadata import write_atomic
 
         tmp_cfg = self.server_dir / f".{CONFIG_FILE}.new"
         tmp_oas = self.server_dir / f".{OPENAPI_FILE}.new"
         try:
-            write_atomic(tmp_cfg, dump_config(config).encode("utf-8"))
-            self._generate_openapi(tmp_cfg, tmp_oas, secret_env)
+            started = time.perf_counter()
+            text = dump_config(config)
+            write_atomic(tmp_cfg, text.encode("utf-8"))
+            self.timings["config_write"] = time.perf_counter() - started
+            started = time.perf_counter()
+            write_atomic(tmp_oas, self._openapi(config).encode("utf-8"))
+            self.timings["openapi_generate"] = time.perf_counter() - started
+            self.digest_path.unlink(missing_ok=True)  # rewritten once published.json says the same
             os.replace(tmp_oas, self.openapi_path)
             os.replace(tmp_cfg, self.config_path)
+            self._config_text = text
             (self.server_dir / "openapi.yml").unlink(missing_ok=True)  # left by older versions
         finally:
             tmp_cfg.unlink(missing_ok=True)
             tmp_oas.unlink(missing_ok=True)
 
-    def _generate_openapi(self, config: Path, output: Path, secret_env: Mapping[str, str]) -> None:
-        argv = [*_pygeoapi_cli(), "openapi", "generate", str(config), "--format", "json",
-                "--output-file", str(output), "--no-fail-on-invalid-collection"]
-        env = server_env({**secret_env, "PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(output),
-                          "PYTHONUNBUFFERED": "1"})
-        started = time.perf_counter()
-        try:
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
-                                  cwd=self.server_dir, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ServerError("pygeoapi openapi generate did not finish within 120s") from None
-        except OSError as exc:
-            raise ServerError(f"cannot run pygeoapi: {exc.strerror}", hint=INSTALL_HINT) from None
-        self.timings["openapi_generate"] = time.perf_counter() - started
-        if proc.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
-            tail = redact((proc.stderr or proc.stdout or "").strip())[-1500:]
-            raise ServerError(f"pygeoapi openapi generate failed (exit {proc.returncode}):\n{tail}")
+    def _write_digest(self, published: Path) -> None:
+        """Record that the config on disk is the one rendered from ``published.json`` as it is now."""
+        from honua_plan.providers.metadata import write_atomic
+
+        text = f"{_digest(self._config_text)} {_digest(published.read_text(encoding='utf-8'))}\n"
+        write_atomic(self.digest_path, text.encode("ascii"))
+
+    def _openapi(self, config: Mapping[str, Any]) -> str:
+        from honua_plan.providers.server.pygeoapi_openapi import (
+            openapi_document,
+            provider_fields,
+            table_key,
+        )
+
+        resources: Mapping[str, Any] = config.get("resources") or {}
+        by_table: dict[str, str] = {}  # schema.table -> datasource
+        for cid, res in resources.items():
+            ds = self._datasource_of.get(cid, "")
+            for prov in (res or {}).get("providers") or []:
+                by_table[table_key(prov)] = ds
+        facts = self._catalog_facts(sorted(set(by_table.values())))
+
+        def fields(key: str, geom_field: str) -> dict[str, dict[str, Any]] | None:
+            f = facts.get(by_table.get(key, ""))
+            table = f.table(key) if f is not None else None
+            return provider_fields(table.columns, geom_field) if table is not None else None
+
+        return openapi_document(config, fields)
+
+    def _catalog_facts(self, datasources: Sequence[str]) -> dict[str, Any]:
+        """The catalog of each datasource: given by the caller (:attr:`catalog`), else one read each."""
+        from honua_plan.providers import postgis
+        from honua_plan.providers.sqlexec import Session, connect
+
+        out: dict[str, Any] = {}
+        for ds in datasources:
+            if ds in self.catalog:
+                out[ds] = self.catalog[ds]
+                continue
+            with connect(call_resolver(self.dsn_resolver, ds), application_name="honua-plan openapi") as conn:
+                out[ds] = self.catalog[ds] = postgis.refresh(Session(conn), exact_sizes=False)
+        return out
 
     # -- process ------------------------------------------------------------------
 
     def _argv(self, *, daemon: bool) -> list[str]:
         argv = [
-            sys.executable, "-m", "gunicorn", "pygeoapi.flask_app:APP",
+            # pygeoapi's app, its config read by libyaml (honua_plan/pygeoapi_app.py), found
+            # through --pythonpath: the server's environment has no PYTHONPATH
+            sys.executable, "-m", "gunicorn", "honua_plan.pygeoapi_app:APP",
+            "--pythonpath", _PACKAGE_ROOT,
+            # pygeoapi's libraries imported once in the master: a reload's workers fork with them
+            "--config", str(Path(_PACKAGE_ROOT) / "honua_plan" / "pygeoapi_gunicorn.py"),
             "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.options.workers),
             "--pid", str(self.pid_path),
@@ -811,8 +894,8 @@ class PygeoapiServer(ServerProvider):
 
     def health(self, collection_ids: Sequence[str], timeout_s: float = 30.0) -> HealthResult:
         started = time.perf_counter()
-        result = poll_collections(self.local_url, collection_ids, timeout_s, what="pygeoapi",
-                                  alive=self._alive_problem)
+        result = check_served(self.local_url, collection_ids, timeout_s, changed=self.last_changed,
+                              what="pygeoapi", alive=self._alive_problem)
         self.timings["health"] = time.perf_counter() - started
         return result
 
