@@ -78,11 +78,14 @@ class SerialGuard:
 
     def recorded(self) -> tuple[str, int] | None:
         """The (lineage, serial) the database records, or None."""
-        conn = self._connect()
-        if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
+        import psycopg
+
+        conn = self._connect()  # autocommit: a failed statement leaves no aborted transaction
+        try:  # one round trip on every plan; the table exists once anything was applied
+            row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE environment = %s",
+                               (self.environment,)).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return None
-        row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE environment = %s",
-                           (self.environment,)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
     def check(self, doc: StateDocument, where: str, backup: tuple[str, int | None] | None) -> None:

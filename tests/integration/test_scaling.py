@@ -31,6 +31,7 @@ from honua_plan.providers.sqlexec import Session, StatementLog, connect
 SMALL, LARGE = 20, 200
 ENV = generate.ENVIRONMENT
 REFRESH_STATEMENTS = 7  # BEGIN, server facts, relations, columns, indexes, constraints, COMMIT
+SERIAL_GUARD_STATEMENTS = 1  # a plan checks the state serial its database records (honua_plan.state_serial)
 
 
 @dataclass
@@ -343,40 +344,56 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def published(repos: dict[int, Sized], env: pytest.MonkeyPatch,
+def published(pg_cluster, repos: dict[int, Sized], env: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Published]]:
-    """The same tables published to a real pygeoapi (one per N), applied for real."""
+    """The same tables published to a real pygeoapi (one per N), applied for real.
+
+    Each N gets its own copy of the module's database: the published repository has a
+    state of its own, and the database's recorded state serial belongs to the module's
+    repository (the serial guard refuses a new state on a database that has one)."""
     pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")
     pytest.importorskip("gunicorn", reason="gunicorn is not installed: pip install 'honua-plan[server]'")
     import socket
 
+    import psycopg
+
     from honua_plan.plan.store import save_plan
 
     out: dict[int, Published] = {}
+    names: list[str] = []
     try:
         for n, sized in repos.items():
+            name = f"published_{n}"
+            pg_cluster.drop_database(name)
+            dsn = pg_cluster.create_database(name, template=f"scaling_{n}")
+            names.append(name)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("DELETE FROM honua_plan.state_serial")
             repo = generate.write_repo(tmp_path_factory.mktemp(f"published{n}"), sized.specs, server="pygeoapi")
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = int(s.getsockname()[1])
             env.setenv(generate.PORT_ENV, str(port))
-            env.setenv("HONUA_PG_DSN", sized.dsn)
+            env.setenv("HONUA_PG_DSN", dsn)
             ctx = Context(repo)
             save_plan(ctx.plan(ENV), repo / "plan.json")
             assert ctx.apply(ENV, repo / "plan.json", yes=True).ok
-            out[n] = Published(n, repo, sized.dsn, port)
+            out[n] = Published(n, repo, dsn, port)
         yield out
     finally:
         for p in out.values():
             env.setenv(generate.PORT_ENV, str(p.port))
             Context(p.repo).server_provider(ENV).stop()
         env.delenv(generate.PORT_ENV, raising=False)
+        for name in names:
+            pg_cluster.drop_database(name)
 
 
 @pytest.mark.server
 def test_noop_plan_with_pygeoapi_sends_constant_statements_and_requests(
         published: dict[int, Published], env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A no-op plan and a clean drift check with the server up: the refresh's statements and
+    """A no-op plan and a clean drift check with the server up: the refresh's statements, the
+    state-serial check and
     no HTTP request, whatever N (the published config is not parsed or regenerated)."""
     counts = {}
     for n, p in published.items():
@@ -391,7 +408,7 @@ def test_noop_plan_with_pygeoapi_sends_constant_statements_and_requests(
                 plan = Context(p.repo).plan(ENV, refresh_only=refresh_only)
             assert not plan.has_changes and plan.drift == [], [a.address for a in plan.actions]
             counts[(refresh_only, n)] = (len(seen["statements"]), len(seen["requests"]))
-    assert set(counts.values()) == {(REFRESH_STATEMENTS, 0)}, counts
+    assert set(counts.values()) == {(REFRESH_STATEMENTS + SERIAL_GUARD_STATEMENTS, 0)}, counts
 
 
 @pytest.mark.server
