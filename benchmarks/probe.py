@@ -124,10 +124,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.meta_path.insert(0, _Hook())
     _patch_http()
     _patch_server()
-    import honua_plan.prefetch
+    import honua_plan.providers.postgis.prefetch
     from honua_plan.cli import main as honua
 
-    honua_plan.prefetch.FORK = False  # a forked reader's statements would not be counted here
+    honua_plan.providers.postgis.prefetch.FORK = False  # a forked reader's statements would not be counted here
 
     global _exit_code
     try:

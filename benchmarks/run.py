@@ -795,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_markdown(rendered))
         return 0
 
-    from honua_plan.pgserver import EmbeddedCluster
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
     # SIGTERM (a CI timeout, kill) ends like Ctrl-C: the cluster is stopped and removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

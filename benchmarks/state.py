@@ -20,9 +20,9 @@ def record_applied_state(root: Path | str, environment: str = "dev", *, actor: s
     Returns the number of resources recorded. The state must be empty (no earlier apply).
     """
     from honua_plan.context import Context
-    from honua_plan.diff import table_address, table_attributes
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.plan.diff import table_address, table_attributes
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect
     from honua_plan.state.model import ResourceRecord
 
     ctx = Context(root)

@@ -68,7 +68,7 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
             f"datasource '{name}' has no connection for environment '{environment}'",
             hint=f"set one of: {names}",
         )
-    from honua_plan.pgserver import EmbeddedCluster
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
     # one embedded cluster per repository, one database per environment: dev, staging
     # and production never share tables

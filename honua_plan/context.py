@@ -19,12 +19,12 @@ from honua_plan.errors import ConfigError, Diagnostic, UsageError
 if TYPE_CHECKING:
     from honua_plan.config.loader import DesiredState
     from honua_plan.connections import ResolvedDsn
-    from honua_plan.facts import DatabaseFacts
-    from honua_plan.pgserver import ClusterStatus, EmbeddedCluster
     from honua_plan.plan.builder import LiveState
     from honua_plan.plan.model import DriftRecord, Plan, Provenance
-    from honua_plan.prefetch import Prefetch
-    from honua_plan.providers.sqlexec import StatementLog
+    from honua_plan.providers.embedded.pgserver import ClusterStatus, EmbeddedCluster
+    from honua_plan.providers.postgis.facts import DatabaseFacts
+    from honua_plan.providers.postgis.prefetch import Prefetch
+    from honua_plan.providers.postgis.sqlexec import StatementLog
     from honua_plan.state.base import StateBackend
     from honua_plan.state.model import StateDocument
 
@@ -87,7 +87,7 @@ class Context:
 
     def _check_history(self, states: list[DesiredState]) -> None:
         """Like Flyway's validate: an applied migration whose spec changed is an error."""
-        from honua_plan.diff import diff_migrations
+        from honua_plan.plan.diff import diff_migrations
 
         problems: list[Diagnostic] = []
         for desired in states:
@@ -115,7 +115,7 @@ class Context:
     @property
     def embedded(self) -> EmbeddedCluster:
         from honua_plan.connections import embedded_root
-        from honua_plan.pgserver import EmbeddedCluster
+        from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
         return EmbeddedCluster(embedded_root(self.root))
 
@@ -137,8 +137,8 @@ class Context:
         """Load the sample bike lanes, under the state lock; never into production, and over
         rows seed-data did not make only with ``replace``, after a pg_dump backup."""
         from honua_plan.errors import ApplyError
-        from honua_plan.providers.sqlexec import connect
-        from honua_plan.sample import seed_bike_lanes
+        from honua_plan.providers.postgis.sqlexec import connect
+        from honua_plan.workflows.sample import seed_bike_lanes
 
         if rows < 0:
             raise UsageError("--rows must be 0 or more")
@@ -183,7 +183,7 @@ class Context:
         from honua_plan.apply.backup import format_size, take_backup
         from honua_plan.connections import default_datasource
         from honua_plan.errors import ApplyError
-        from honua_plan.pgserver import pg_dump_available
+        from honua_plan.providers.embedded.pgserver import pg_dump_available
 
         if not pg_dump_available():
             raise ApplyError("--replace takes a backup first, but pg_dump is not installed; nothing was changed")
@@ -325,8 +325,8 @@ class Context:
     # ------------------------------------------------------------------ refresh (read-only I/O)
 
     def read_facts(self, environment: str, log: StatementLog | None = None) -> DatabaseFacts:
-        from honua_plan.providers import postgis
-        from honua_plan.providers.sqlexec import Session, connect
+        from honua_plan.providers.postgis import catalog as postgis
+        from honua_plan.providers.postgis.sqlexec import Session, connect
 
         resolved = self.resolve_dsn(environment)
         with connect(resolved.dsn) as conn:
@@ -340,8 +340,8 @@ class Context:
         opened only when a change needs a query.
         """
         from honua_plan.config import templating
-        from honua_plan.diff import attributes_fingerprint, desired_resources, diff_migrations
         from honua_plan.plan.builder import LiveState
+        from honua_plan.plan.diff import attributes_fingerprint, desired_resources, diff_migrations
 
         env = desired.environment
         pending, _, _ = diff_migrations(desired, recorded)
@@ -352,7 +352,7 @@ class Context:
         conn = None
 
         def session() -> Any:
-            from honua_plan.providers.sqlexec import Session, connect
+            from honua_plan.providers.postgis.sqlexec import Session, connect
 
             nonlocal conn
             if conn is None:
@@ -361,7 +361,7 @@ class Context:
 
         try:
             if facts is None:
-                from honua_plan.providers import postgis
+                from honua_plan.providers.postgis import catalog as postgis
 
                 facts = postgis.refresh(session())
             resources = desired_resources(desired)
@@ -376,8 +376,8 @@ class Context:
                 if t is not None and t.geometry(col) is not None:
                     to_count.append((table, col))
             if to_count or pending:  # only a plan with work queries more than the catalog
-                from honua_plan.preconditions import query_preconditions
-                from honua_plan.providers import postgis
+                from honua_plan.checks.preconditions import query_preconditions
+                from honua_plan.providers.postgis import catalog as postgis
 
                 s = session()
                 for (table, col), counts in postgis.count_invalid_geometries_many(s, to_count).items():
@@ -429,7 +429,7 @@ class Context:
 
         pg_dump = True
         if desired.migrations:  # only a migration takes a backup: no PATH search, no pg_config run without
-            from honua_plan.pgserver import pg_dump_available
+            from honua_plan.providers.embedded.pgserver import pg_dump_available
 
             pg_dump = pg_dump_available()
         source_state = None
@@ -458,13 +458,13 @@ class Context:
     ) -> Plan:
         """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
         ``plan``/``drift`` would compare against is then neither the old nor the new state)."""
-        from honua_plan.prefetch import Prefetch
+        from honua_plan.providers.postgis.prefetch import Prefetch
 
         # the catalog and the state file are read while this process imports the plan
         # engine and loads the repository
         early = Prefetch(self.root, environment)
-        from honua_plan.diff import desired_resources
         from honua_plan.plan.builder import build_plan
+        from honua_plan.plan.diff import desired_resources
 
         try:
             desired = self.desired(environment)
@@ -480,7 +480,7 @@ class Context:
             raise
         facts = None
         if rows is not None:
-            from honua_plan.facts import facts_from_rows
+            from honua_plan.providers.postgis.facts import facts_from_rows
 
             facts = facts_from_rows(rows)
             del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
@@ -533,7 +533,7 @@ class Context:
                      if r["status"] in ("pending", "rolled_back", "failed"))
 
     def migrate_status(self, environment: str) -> list[dict[str, Any]]:
-        from honua_plan.diff import migration_checksum
+        from honua_plan.plan.diff import migration_checksum
 
         desired = self.desired(environment)
         recorded = self.recorded(environment)
@@ -688,7 +688,7 @@ class Context:
         from honua_plan.plan.approvals import valid_approvers
         from honua_plan.plan.render import render_text
         from honua_plan.plan.store import load_plan, save_plan, verify_digest
-        from honua_plan.providers.sqlexec import Session, connect
+        from honua_plan.providers.postgis.sqlexec import Session, connect
 
         desired = self.desired(environment)
         con = self.console
@@ -814,8 +814,8 @@ class Context:
     def test_layers(self, environment: str, layer: str | None = None) -> Any:
         """``honua test``; the result is recorded in the state's event log (a ``test`` event):
         promotion and the cooldown policy count healthy time from it."""
+        from honua_plan.checks.layertest import test_layers
         from honua_plan.errors import StateLockedError
-        from honua_plan.layertest import test_layers
         from honua_plan.state.model import Event
 
         reports = test_layers(self, environment, layer)
@@ -839,7 +839,7 @@ class Context:
         """The seed's local loop: validate, apply layers/services (+ what they need), then test them."""
         import time
 
-        from honua_plan import ogctest
+        from honua_plan.checks import ogc as ogctest
         from honua_plan.errors import HonuaError
 
         con = self.console
@@ -877,7 +877,7 @@ class Context:
             variables = desired.template_vars()
             from honua_plan.apply.validate import run_check
             from honua_plan.plan.builder import _check_record
-            from honua_plan.providers.sqlexec import Session, connect
+            from honua_plan.providers.postgis.sqlexec import Session, connect
 
             ok = True
             with connect(self.resolve_dsn(environment).dsn) as conn:
@@ -911,9 +911,9 @@ class Context:
     def _resumable(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> Plan:
         """--resume re-runs the saved plan. A migration edited since (to fix the step that
         failed) takes its new steps, as long as the steps already done are unchanged."""
-        from honua_plan.diff import MigrationChange, migration_checksum
         from honua_plan.errors import StalePlanError
         from honua_plan.plan.builder import LiveState, _migration_draft
+        from honua_plan.plan.diff import MigrationChange, migration_checksum
 
         assert recorded.pending is not None
         actions = []
@@ -960,12 +960,12 @@ class Context:
         nothing is written before the confirmation, so "no" leaves every file as it was."""
         import time
 
+        from honua_plan.checks.health import assess
         from honua_plan.config.expected import format_duration
         from honua_plan.config.loader import load
         from honua_plan.errors import ApprovalRequired, PlanError
-        from honua_plan.health import assess
-        from honua_plan.promote import compare, pending_deployments
         from honua_plan.providers.metadata import write_atomic
+        from honua_plan.workflows.promote import compare, pending_deployments
 
         con = self.console
         started = time.perf_counter()
@@ -1119,14 +1119,14 @@ class Context:
                 last_deployment: bool = False, commit: str | None = None, include_shared: bool = False,
                 yes: bool = False, confirm: Any = None, reason: str = "") -> Any:
         """Disaster recovery: restore a point in time (a backup's data and its commit's metadata)."""
-        from honua_plan.recovery import recover
+        from honua_plan.workflows.recover import recover
 
         return recover(self, environment, backup_id=backup_id, latest=latest, deployment=last_deployment,
                        commit=commit, include_shared=include_shared, yes=yes, confirm=confirm, reason=reason)
 
     def backup_create(self, environment: str) -> Any:
         """``honua backup create``: the environment's tables, their contents, its metadata and commit."""
-        from honua_plan.recovery import create_backup
+        from honua_plan.workflows.recover import create_backup
 
         return create_backup(self, environment)
 
@@ -1137,12 +1137,12 @@ class Context:
     # ------------------------------------------------------------------ scaffolding
 
     def init(self, target: Path | str, *, force: bool = False) -> list[Path]:
-        from honua_plan.scaffold import scaffold
+        from honua_plan.config.scaffold import scaffold
 
         return scaffold(Path(target), force=force)
 
     def schema_export(self, out: Path | str | None = None) -> list[Path]:
-        from honua_plan.schemas import export
+        from honua_plan.config.schemas import export
 
         return export(Path(out) if out else self.root / "schemas")
 

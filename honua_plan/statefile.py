@@ -1,7 +1,7 @@
 """Reading a local state file's bytes and JSON, without the state models.
 
 Kept outside :mod:`honua_plan.state` (whose package imports pydantic) so that the
-prefetch reader (:mod:`honua_plan.prefetch`) parses the state file without importing
+prefetch reader (:mod:`honua_plan.providers.postgis.prefetch`) parses the state file without importing
 pydantic: ~0.2 s of CPU on a slow core, taken from the same two cores the plan runs on.
 """
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from honua_plan.pgserver import EmbeddedCluster
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
 TEMPLATE_DB = "honua_template"
 _DB_FIXTURES = frozenset({"pg_cluster", "pg_dsn", "pg_root"})
@@ -43,7 +43,7 @@ def pg_root() -> Iterator[Path]:
         yield root
     finally:
         if any(root.glob("**/postmaster.pid")):  # a cluster the test left running
-            from honua_plan.pgserver import EmbeddedCluster
+            from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
             for pidfile in root.glob("**/data/postmaster.pid"):
                 EmbeddedCluster(pidfile.parent.parent).stop()
@@ -53,7 +53,7 @@ def pg_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedCluster]:
     """A running embedded cluster (fast settings) with the ``honua_template`` database."""
-    from honua_plan.pgserver import EmbeddedCluster
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
     cluster = EmbeddedCluster(_make_root("session"), fast=True)
     try:

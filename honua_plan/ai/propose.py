@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from honua_plan.ai import AI_ACTOR
 from honua_plan.config.models import IDENT_RE, NAME_RE, QUALIFIED_RE, Layer
 from honua_plan.errors import HonuaError, UsageError
-from honua_plan.facts import ColumnFacts, TableFacts
+from honua_plan.providers.postgis.facts import ColumnFacts, TableFacts
 
 if TYPE_CHECKING:
     from honua_plan.console import Console
@@ -48,7 +48,7 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../../../schemas/layer.schema.jso
 ACRONYMS = frozenset({"id", "gid", "fid", "oid", "uuid", "url", "srid", "osm", "gps", "zip", "api", "ogc"})
 TEXT_UDTS = frozenset({"varchar", "text", "bpchar", "citext"})
 
-# udt (pg_type.typname) -> Layer field type; see honua_plan.diff._FIELD_TYPES for what plan accepts
+# udt (pg_type.typname) -> Layer field type; see honua_plan.plan.diff._FIELD_TYPES for what plan accepts
 _FIELD_TYPE: dict[str, str] = {
     "int2": "smallint",
     "int4": "integer",

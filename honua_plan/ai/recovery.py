@@ -20,8 +20,8 @@ from honua_plan.errors import HonuaError
 
 if TYPE_CHECKING:
     from honua_plan.context import Context
-    from honua_plan.recovery import Deployment
     from honua_plan.state.model import StateDocument
+    from honua_plan.workflows.recover import Deployment
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def database_check(context: Context, environment: str, recorded: dict[str, Any] 
     """Database health, then one line per table the latest backup recorded: live rows vs recorded."""
     from psycopg import sql
 
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect, execute, split_name
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect, execute, split_name
 
     recorded = recorded or {}
     rows: dict[str, int | None] = {}
@@ -109,7 +109,7 @@ def database_check(context: Context, environment: str, recorded: dict[str, Any] 
 
 def service_check(context: Context, environment: str, timeout_s: float = 5.0) -> Check:
     """Each collection's ``/items`` on the running server (200 with features)."""
-    from honua_plan.recovery import items_check
+    from honua_plan.workflows.recover import items_check
 
     desired = context.desired(environment)
     ids = [lyr.collection_id for lyr in desired.layers.values()]
@@ -134,7 +134,7 @@ def failures_check(doc: StateDocument, now: datetime, since: datetime | None) ->
     """Failures the state recorded since the last successful deployment (else the last 7 days)."""
     from datetime import timedelta
 
-    from honua_plan.health import is_failure
+    from honua_plan.checks.health import is_failure
 
     start = since or now - timedelta(days=7)
     failed = [e for e in doc.events if is_failure(e) and e.at >= start]
@@ -160,7 +160,7 @@ def git_check(context: Context) -> Check:
 
 def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
     """The newest apply that finished without failures (a recovery never counts as one)."""
-    from honua_plan.recovery import last_deployment as newest
+    from honua_plan.workflows.recover import last_deployment as newest
 
     return newest(context, doc)
 
@@ -235,8 +235,8 @@ def write_report(context: Context, environment: str, *, what: str, analysis: Rec
                  event: Any, error: str | None) -> tuple[str, Any]:
     """Write ``<state>/incidents/REC-…md``: what happened, the signals, the figures measured."""
     from honua_plan.providers.metadata import write_atomic
-    from honua_plan.recovery import downtime_text
     from honua_plan.secrets import redact
+    from honua_plan.workflows.recover import downtime_text
 
     now = analysis.at or datetime.now().astimezone()
     rid, path = next_report_id(context.state_dir / "incidents", now)

@@ -203,7 +203,7 @@ class Scheduled:
 def schedule_migration(context: Context, migration_id: str, environment: str, window_text: str, *,
                        approval_required: bool = False, now: datetime | None = None) -> Scheduled:
     """Check and record a deployment window for a migration (a ``schedule`` event in the state)."""
-    from honua_plan.pgserver import pg_dump_available
+    from honua_plan.providers.embedded.pgserver import pg_dump_available
     from honua_plan.state.model import utcnow
 
     desired = context.desired(environment)

@@ -3,7 +3,7 @@
 The database side lives in three small modules so each can be tested against a real
 PostGIS on its own:
 
-* :mod:`~honua_plan.apply.sqlsteps` runs one SQL step: in a transaction with
+* :mod:`~honua_plan.providers.postgis.sqlsteps` runs one SQL step: in a transaction with
   ``SET LOCAL`` timeouts, or statement by statement in autocommit for
   ``CONCURRENTLY`` and friends; retries lock timeouts; drops INVALID indexes a
   failed ``CREATE INDEX CONCURRENTLY`` leaves behind.

@@ -37,9 +37,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from honua_plan import pgserver
 from honua_plan.errors import ApplyError
-from honua_plan.providers.sqlexec import split_qualified
+from honua_plan.providers.embedded import pgserver
+from honua_plan.providers.postgis.sqlexec import split_qualified
 from honua_plan.secrets import check_dsn, redact, register, register_dsn
 from honua_plan.state.model import BackupRecord, TableContent, backup_id, utcnow
 

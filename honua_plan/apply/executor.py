@@ -39,7 +39,7 @@ from honua_plan.state.model import (
 
 if TYPE_CHECKING:
     from honua_plan.config.loader import DesiredState
-    from honua_plan.providers.sqlexec import Session
+    from honua_plan.providers.postgis.sqlexec import Session
     from honua_plan.state.base import StateWriter
 
 _GERUNDS = {"create": "Creating", "analyze": "Analyzing", "update": "Updating", "drop": "Dropping",
@@ -330,7 +330,7 @@ class Executor:
         doc = self.doc
         if self.reload_desired is not None and self.edited_files:
             # metadata steps edited layer files: record what the files say now
-            from honua_plan.diff import desired_resources
+            from honua_plan.plan.diff import desired_resources
 
             self.desired = self.reload_desired()
             current = desired_resources(self.desired)
@@ -350,7 +350,7 @@ class Executor:
 
     def _record_tables(self, doc: StateDocument) -> StateDocument:
         """Remember the shape of every served or migrated table, for drift detection."""
-        from honua_plan.diff import table_address, table_attributes
+        from honua_plan.plan.diff import table_address, table_attributes
 
         facts = self._facts()  # the facts read before (none if SQL ran since): one catalog read, not two
         self._facts_cache = None  # their last use: ~40 MB at 10,000 tables, not kept past this apply
@@ -469,7 +469,7 @@ class Executor:
 
     def _facts(self) -> Any:
         """Live facts, read once and again only after SQL ran (one refresh, not one per layer)."""
-        from honua_plan.providers import postgis
+        from honua_plan.providers.postgis import catalog as postgis
 
         if self._facts_cache is None:
             self._facts_cache = postgis.refresh(self.svc.session)
@@ -477,7 +477,7 @@ class Executor:
 
     def _verify_layer(self, action: Action) -> None:
         """Check the layer against its table as it is now (migrations of this apply ran)."""
-        from honua_plan.diff import check_layer
+        from honua_plan.plan.diff import check_layer
 
         layer = self.desired.layers.get(action.address)
         if layer is None:
@@ -629,7 +629,7 @@ class Executor:
         """Before a step outside a transaction: journal the catalog as it is, so a crash
         leaves what is needed to tell (and undo) what the step did."""
         from honua_plan.apply.journal import op_tables, snapshot
-        from honua_plan.apply.sqlsteps import is_transactional
+        from honua_plan.providers.postgis.sqlsteps import is_transactional
 
         if op.kind != "sql" or is_transactional(op):
             return
@@ -644,7 +644,7 @@ class Executor:
         step_log decides for a transactional step; for one outside a transaction the
         catalog, the user's --assume-done/--assume-not-done, or a question decides."""
         from honua_plan.apply.journal import index_valid
-        from honua_plan.apply.sqlsteps import is_transactional
+        from honua_plan.providers.postgis.sqlsteps import is_transactional
 
         sid = f"{action.address}#{index}"
         if sid in self._logged:
@@ -679,10 +679,10 @@ class Executor:
 
     def _preconditions(self, action: Action, migration: Any) -> None:
         """Re-check preconditions against the database as it is now."""
-        from honua_plan.diff import MigrationChange
+        from honua_plan.checks.preconditions import query_preconditions
         from honua_plan.plan.builder import LiveState, _migration_draft
-        from honua_plan.preconditions import query_preconditions
-        from honua_plan.providers import postgis
+        from honua_plan.plan.diff import MigrationChange
+        from honua_plan.providers.postgis import catalog as postgis
 
         if not migration.spec.preConditions:
             return
@@ -697,7 +697,7 @@ class Executor:
         if not action.backup_tables:
             return None
         from honua_plan.apply.backup import take_backup
-        from honua_plan.pgserver import pg_dump_available
+        from honua_plan.providers.embedded.pgserver import pg_dump_available
 
         required = bool(self.desired.policy and self.desired.policy.spec.requireBackup)
         if not pg_dump_available():
@@ -728,7 +728,7 @@ class Executor:
                        step_id: str | None = None) -> dict[str, Any] | None:
         """Run one operation; for an up step (``step_id``) of SQL, return what it changed."""
         if op.kind == "sql":
-            from honua_plan.apply.sqlsteps import run_sql_operation
+            from honua_plan.providers.postgis.sqlsteps import run_sql_operation
 
             self._facts_cache = None
             if step_id is None:
@@ -745,7 +745,7 @@ class Executor:
         """A journaled up step: catalog before/after and the step_log row in the step's own
         transaction; outside a transaction, after it (from the snapshot journaled before)."""
         from honua_plan.apply import journal as j
-        from honua_plan.apply.sqlsteps import is_transactional, run_sql_operation
+        from honua_plan.providers.postgis.sqlsteps import is_transactional, run_sql_operation
 
         session = self.svc.session
         tables = j.op_tables(op)
@@ -791,7 +791,7 @@ class Executor:
 
     def _record_migration(self, migration: Any, action: Action, status: str, started_at: datetime,
                           t_start: float, backup_id: str | None, error: str | None) -> None:
-        from honua_plan.diff import migration_checksum
+        from honua_plan.plan.diff import migration_checksum
 
         rec = MigrationRecord(
             id=migration.metadata.id, description=migration.metadata.description or "",
@@ -974,7 +974,7 @@ class Executor:
     def _destroy_backup(self, action: Action, lost: list[str]) -> str:
         """A backup of the tables a down step is about to destroy data in, taken just before."""
         from honua_plan.apply.backup import take_backup
-        from honua_plan.pgserver import pg_dump_available
+        from honua_plan.providers.embedded.pgserver import pg_dump_available
 
         if not pg_dump_available():
             raise ApplyError("pg_dump is not installed")

@@ -31,9 +31,9 @@ from typing import Any
 
 from psycopg import sql
 
-from honua_plan import sqlinfo
 from honua_plan.plan.model import Operation
-from honua_plan.providers.sqlexec import Session
+from honua_plan.providers.postgis.sqlexec import Session
+from honua_plan.sql import analysis as sqlinfo
 
 KILL_ENV = "HONUA_TEST_KILL_AT"
 

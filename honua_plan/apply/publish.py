@@ -24,8 +24,8 @@ def _catalog_and_extents(
 ) -> tuple[Any, dict[str, tuple[float, float, float, float] | None]]:
     """The catalog (one read: the OpenAPI document's fields come from it) and the extent
     of each collection in ``only`` (all when None), in a few batched statements."""
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect
 
     resolved = context.resolve_dsn(desired.environment)
     with connect(resolved.dsn) as conn:

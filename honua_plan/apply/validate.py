@@ -12,10 +12,10 @@ Why each choice:
   means; this module only reports it, with the plan text or rows in ``detail``.
 * ``performance`` checks run ``EXPLAIN (ANALYZE, FORMAT TEXT)`` unless the query
   already starts with ``EXPLAIN``; "Index Scan using X" accepts Index Scan, Index Only
-  Scan and Bitmap Index Scan on X (:func:`honua_plan.checks.evaluate_plan`), because
+  Scan and Bitmap Index Scan on X (:func:`honua_plan.checks.compare.evaluate_plan`), because
   which one the planner picks depends on selectivity (reference 5.2).
 
-The comparison itself is :mod:`honua_plan.checks` (pure).
+The comparison itself is :mod:`honua_plan.checks.compare` (pure).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any
 
 from psycopg import sql
 
-from honua_plan.checks import evaluate, execution_ms
+from honua_plan.checks.compare import evaluate, execution_ms
 from honua_plan.config.expected import ExpectationSyntaxError, format_duration, parse
 from honua_plan.errors import DatabaseError
 from honua_plan.plan.model import CheckRecord
-from honua_plan.providers.sqlexec import Session, StatementError
+from honua_plan.providers.postgis.sqlexec import Session, StatementError
 from honua_plan.secrets import redact
 
 __all__ = [

@@ -29,7 +29,7 @@ from honua_plan.cli.base import run as base_run
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from honua_plan.versions import version_lines
+    from honua_plan.cli.versions import version_lines
 
     click.echo("\n".join(version_lines()))
     ctx.exit()

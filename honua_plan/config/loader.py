@@ -575,7 +575,7 @@ def _check_templates_and_sql(
     cache: ParseCache | None = None,
 ) -> None:
     def compute(sql_text: str) -> list[tuple[int, int, str, str]]:
-        from honua_plan.sqlinfo import (
+        from honua_plan.sql.analysis import (
             diagnose as sql_diagnose,  # sqlglot: imported on a cache miss only
         )
 

@@ -19,7 +19,9 @@ from honua_plan import __version__
 from honua_plan.config import templating
 from honua_plan.config.loader import DesiredState
 from honua_plan.config.models import Check, Migration, MigrationStep
-from honua_plan.diff import (
+from honua_plan.errors import Diagnostic, PlanError
+from honua_plan.plan import policy as policy_mod
+from honua_plan.plan.diff import (
     Change,
     Drift,
     check_layer,
@@ -29,9 +31,6 @@ from honua_plan.diff import (
     diff_migrations,
     diff_resources,
 )
-from honua_plan.errors import Diagnostic, PlanError
-from honua_plan.facts import DatabaseFacts, TableFacts
-from honua_plan.plan import policy as policy_mod
 from honua_plan.plan.model import (
     Action,
     CheckRecord,
@@ -43,12 +42,12 @@ from honua_plan.plan.model import (
     Provenance,
     ServerEntry,
 )
+from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts
 from honua_plan.state.model import StateDocument
 
 if TYPE_CHECKING:
-    from honua_plan import graph
-    from honua_plan.plan import risk
-    from honua_plan.sqlinfo import Statement
+    from honua_plan.plan import graph, risk
+    from honua_plan.sql.analysis import Statement
 else:
 
     class _Lazy:
@@ -63,12 +62,12 @@ else:
                 self._module = importlib.import_module(self._name)
             return getattr(self._module, attr)
 
-    graph = _Lazy("honua_plan.graph")
+    graph = _Lazy("honua_plan.plan.graph")
     risk = _Lazy("honua_plan.plan.risk")
 
 
 def analyze(text: str) -> tuple[Statement, ...]:
-    from honua_plan.sqlinfo import analyze as _analyze
+    from honua_plan.sql.analysis import analyze as _analyze
 
     return _analyze(text)
 

@@ -71,7 +71,7 @@ def evaluate(
         checks.append(PolicyCheck(name="approval", status="warn", message="Approval requirement: 1 approval (autoApprove is off)"))
 
     if spec.cooldown is not None and has_changes:
-        from honua_plan.health import assess
+        from honua_plan.checks.health import assess
 
         cd = spec.cooldown
         health = assess(source_state, now)

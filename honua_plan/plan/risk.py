@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from honua_plan.facts import ColumnFacts, DatabaseFacts, TableFacts
-from honua_plan.sqlinfo import (
+from honua_plan.providers.postgis.facts import ColumnFacts, DatabaseFacts, TableFacts
+from honua_plan.sql.analysis import (
     LOCK_RANK,
     SHARE,
     SHARE_ROW_EXCLUSIVE,

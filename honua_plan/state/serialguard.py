@@ -53,7 +53,7 @@ class SerialGuard:
         self._broken = False
 
     def _connect(self) -> Any:
-        from honua_plan.providers.sqlexec import connect
+        from honua_plan.providers.postgis.sqlexec import connect
 
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._dsn(), application_name="honua-plan state-serial")

@@ -101,7 +101,7 @@ def test_version_names_what_is_installed() -> None:
     from importlib.metadata import version
 
     from honua_plan import __version__
-    from honua_plan.pgserver import find_bindir
+    from honua_plan.providers.embedded.pgserver import find_bindir
 
     proc = _honua("--version")
     assert proc.returncode == 0, proc.stderr

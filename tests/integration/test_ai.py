@@ -40,7 +40,7 @@ def env(pg_dsn: str) -> dict[str, str]:
 
 
 def seed(pg_dsn: str, table: str = "bike_lanes", rows: int = 42) -> None:
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert seed_bike_lanes(conn, rows, table=table) == rows
@@ -234,7 +234,7 @@ def test_schedule_records_the_event(repo: Path, env: dict[str, str]) -> None:
                  "    - ✗ Notifications: not configured"):
         assert line in out, out
     from honua_plan.context import Context
-    from honua_plan.pgserver import pg_dump_available
+    from honua_plan.providers.embedded.pgserver import pg_dump_available
 
     if pg_dump_available():
         assert "    - Backup database: ✓ Automated" in out

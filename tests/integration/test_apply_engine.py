@@ -48,7 +48,7 @@ def env(pg_dsn: str) -> dict[str, str]:
 
 
 def seed(pg_dsn: str, rows: int = 42) -> None:
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert seed_bike_lanes(conn, rows) == rows

@@ -131,7 +131,7 @@ def env(pg_dsn: str) -> dict[str, str]:
 @pytest.fixture
 def applied(repo: Path, env: dict[str, str], pg_dsn: str) -> StateWatch:
     """The example applied on the 42-row table: a converged starting point."""
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)

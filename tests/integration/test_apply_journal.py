@@ -30,7 +30,7 @@ from honua_plan.errors import HonuaError
 from tests.helpers import REPO, copy_example, edit, run
 
 if TYPE_CHECKING:
-    from honua_plan.pgserver import EmbeddedCluster
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
 ROWS = 2_000
 
@@ -74,7 +74,7 @@ def make_repo(root: Path) -> Path:
 
 
 def seed(dsn: str) -> None:
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, ROWS)

@@ -10,7 +10,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan import pgserver
 from honua_plan.apply.backup import (
     prune_backups,
     restore_backup,
@@ -18,7 +17,8 @@ from honua_plan.apply.backup import (
     take_backup,
 )
 from honua_plan.errors import ApplyError
-from honua_plan.pgserver import pg_dump_available
+from honua_plan.providers.embedded import pgserver
+from honua_plan.providers.embedded.pgserver import pg_dump_available
 from honua_plan.state.model import BackupRecord
 
 NOW = datetime(2025, 10, 4, 14, 5, 30, tzinfo=UTC)

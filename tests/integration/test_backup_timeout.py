@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.pgserver import pg_dump_available
+from honua_plan.providers.embedded.pgserver import pg_dump_available
 from honua_plan.state.local import LocalBackend
 from tests.helpers import REPO, copy_example, run
 
@@ -59,7 +59,7 @@ spec:
 @pytest.fixture
 def repo(tmp_path: Path, pg_dsn: str) -> Path:
     """The example (without a server) applied on the seed's 42-row table."""
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     r = copy_example(tmp_path / "repo", server=False)
     path = r / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table

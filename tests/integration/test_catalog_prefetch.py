@@ -12,9 +12,9 @@ import pytest
 
 from honua_plan import connections
 from honua_plan.context import Context
-from honua_plan.prefetch import Prefetch
-from honua_plan.providers import postgis
-from honua_plan.providers.sqlexec import StatementLog
+from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis.prefetch import Prefetch
+from honua_plan.providers.postgis.sqlexec import StatementLog
 from honua_plan.state.local import LocalReader
 from tests.helpers import copy_example, edit
 
@@ -67,8 +67,12 @@ def test_plan_uses_the_early_reads(repo: Path, pg_dsn: str, monkeypatch: pytest.
 
 def test_the_readers_fingerprints_are_the_facts_own(repo: Path, pg_dsn: str) -> None:
     """The forked reader hashes each table's shape; the facts must get the same hash."""
-    from honua_plan.facts import SHAPE_FINGERPRINTS, facts_from_rows, with_fingerprints
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.providers.postgis.facts import (
+        SHAPE_FINGERPRINTS,
+        facts_from_rows,
+        with_fingerprints,
+    )
+    from honua_plan.providers.postgis.sqlexec import Session, connect
 
     with connect(pg_dsn) as conn:
         conn.execute("CREATE TABLE prefetch_shape (id int PRIMARY KEY, geom geometry(Point, 4326), "
@@ -111,8 +115,8 @@ def test_a_state_written_meanwhile_is_read_again(repo: Path, pg_dsn: str, monkey
 def test_an_early_read_of_another_database_is_not_used(repo: Path, pg_dsn: str, pg_cluster: object,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """early_dsn guessing wrong costs time, never correctness."""
-    from honua_plan.pgserver import EmbeddedCluster
-    from honua_plan.providers.sqlexec import connect, execute
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
+    from honua_plan.providers.postgis.sqlexec import connect, execute
 
     assert isinstance(pg_cluster, EmbeddedCluster)
     other = pg_cluster.create_database("t_prefetch_other", template="honua_template", exist_ok=True)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from honua_plan import ogctest
+from honua_plan.checks import ogc as ogctest
 from honua_plan.errors import ServerError
 
 CID = "transportation::bike-lanes"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from honua_plan.errors import EmbeddedDatabaseError
-from honua_plan.pgserver import MAX_SOCKET_PATH, ClusterStatus, EmbeddedCluster
+from honua_plan.providers.embedded.pgserver import MAX_SOCKET_PATH, ClusterStatus, EmbeddedCluster
 
 pytestmark = pytest.mark.integration
 

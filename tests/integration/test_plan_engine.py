@@ -29,7 +29,7 @@ def plan_json(repo: Path, env: dict[str, str], *args: str) -> dict:
 
 
 def seed(pg_dsn: str, rows: int = 42) -> None:
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert seed_bike_lanes(conn, rows) == rows

@@ -8,9 +8,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from honua_plan.facts import DatabaseFacts
-from honua_plan.providers import postgis
-from honua_plan.providers.sqlexec import Session, StatementError, StatementLog, connect, execute
+from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis.facts import DatabaseFacts
+from honua_plan.providers.postgis.sqlexec import (
+    Session,
+    StatementError,
+    StatementLog,
+    connect,
+    execute,
+)
 
 BIKE_LANES = """
 CREATE TABLE bike_lanes (

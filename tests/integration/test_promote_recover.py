@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.pgserver import EmbeddedCluster
-from honua_plan.sample import seed_bike_lanes
+from honua_plan.providers.embedded.pgserver import EmbeddedCluster
+from honua_plan.workflows.sample import seed_bike_lanes
 from tests.helpers import copy_example, edit, run
 
 LAYER = "layer.transportation::bike-lanes"

@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.providers import postgis
+from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis.sqlexec import Session, connect
 from honua_plan.providers.server.pygeoapi import connection_params, dump_config, render_config
 from honua_plan.providers.server.pygeoapi_openapi import openapi_document, provider_fields
-from honua_plan.providers.sqlexec import Session, connect
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")
 

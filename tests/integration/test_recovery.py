@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.pgserver import pg_dump_available
-from honua_plan.sample import seed_bike_lanes
+from honua_plan.providers.embedded.pgserver import pg_dump_available
+from honua_plan.workflows.sample import seed_bike_lanes
 from tests.helpers import copy_example, edit, run
 
 pytestmark = pytest.mark.skipif(not pg_dump_available(), reason="pg_dump is not installed")

@@ -36,8 +36,8 @@ def url_dsn(pg_dsn: str, password: str) -> str:
                                                 ("Xk7-qZ9w-long", "conninfo")])
 def test_a_password_equal_to_a_name_breaks_nothing_and_stays_out_of_state_and_plan(
         password: str, form: str, pg_dsn: str, tmp_path: Path) -> None:
-    from honua_plan.sample import seed_bike_lanes
     from honua_plan.state.model import StateDocument
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:  # the example's table, as in Example 1
         seed_bike_lanes(conn, 42)

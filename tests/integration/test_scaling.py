@@ -25,8 +25,8 @@ import pytest
 from benchmarks import generate
 from benchmarks.state import record_applied_state
 from honua_plan.context import Context
-from honua_plan.providers import postgis
-from honua_plan.providers.sqlexec import Session, StatementLog, connect
+from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis.sqlexec import Session, StatementLog, connect
 
 SMALL, LARGE = 20, 200
 ENV = generate.ENVIRONMENT
@@ -109,7 +109,7 @@ def test_first_plan_checks_each_new_layer_once(repos: dict[int, Sized]) -> None:
 
 def test_noop_plan_sends_only_the_refresh(repos: dict[int, Sized], env: pytest.MonkeyPatch,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import honua_plan.diff as diff
+    import honua_plan.plan.diff as diff
 
     deep_diffs: list[object] = []
     real = diff._paths
@@ -151,7 +151,7 @@ def test_drift_sends_only_the_refresh_and_finds_what_changed(repos: dict[int, Si
 def test_unchanged_repository_is_not_parsed_again(repos: dict[int, Sized],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import honua_plan.config.yamlload as yamlload
-    import honua_plan.sqlinfo as sqlinfo
+    import honua_plan.sql.analysis as sqlinfo
     from honua_plan.config.loader import load
 
     parsed: list[str] = []
@@ -285,7 +285,7 @@ def test_a_cached_plan_imports_neither_yaml_nor_pydantic_where_not_needed(repos:
     reader = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from honua_plan.prefetch import _read_state\n"
+        "from honua_plan.providers.postgis.prefetch import _read_state\n"
         "state = _read_state(Path(sys.argv[1]), sys.argv[2])\n"
         "print(json.dumps([state is not None, 'pydantic' in sys.modules]))\n"
     )
@@ -401,7 +401,7 @@ def test_noop_plan_with_pygeoapi_sends_constant_statements_and_requests(
         env.setenv(generate.PORT_ENV, str(p.port))
         ctx = Context(p.repo)
         assert ctx.server_provider(ENV).is_running()
-        monkeypatch.setattr("honua_plan.prefetch.FORK", False)  # a forked reader's statements would not be seen
+        monkeypatch.setattr("honua_plan.providers.postgis.prefetch.FORK", False)  # a forked reader's statements would not be seen
         for refresh_only in (False, True):
             with monkeypatch.context() as mp:
                 seen = _counting(mp)

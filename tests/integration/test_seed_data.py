@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.pgserver import pg_dump_available
+from honua_plan.providers.embedded.pgserver import pg_dump_available
 from tests.helpers import REPO, copy_example, run
 
 

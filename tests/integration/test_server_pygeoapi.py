@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from honua_plan import ogctest
+from honua_plan.checks import ogc as ogctest
 from honua_plan.config.loader import load_environment
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import compile_published, open_server

@@ -10,8 +10,8 @@ import pytest
 from psycopg import sql
 
 from honua_plan.errors import DatabaseError
-from honua_plan.providers import postgis
-from honua_plan.providers.sqlexec import (
+from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis.sqlexec import (
     Session,
     StatementError,
     StatementLog,

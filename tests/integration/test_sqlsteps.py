@@ -11,15 +11,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from honua_plan.apply.sqlsteps import (
+from honua_plan.errors import ApplyError
+from honua_plan.plan.model import Operation
+from honua_plan.providers.postgis.sqlexec import Session, open_session
+from honua_plan.providers.postgis.sqlsteps import (
     SqlStepError,
     drop_invalid_indexes,
     find_invalid_indexes,
     run_sql_operation,
 )
-from honua_plan.errors import ApplyError
-from honua_plan.plan.model import Operation
-from honua_plan.providers.sqlexec import Session, open_session
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from honua_plan.sample import seed_bike_lanes
+from honua_plan.workflows.sample import seed_bike_lanes
 from tests.helpers import copy_example, run
 
 

@@ -17,7 +17,7 @@ from honua_plan.apply.validate import (
 )
 from honua_plan.config.expected import format_duration
 from honua_plan.plan.model import CheckRecord
-from honua_plan.providers.sqlexec import Session, open_session
+from honua_plan.providers.postgis.sqlexec import Session, open_session
 
 BBOX_QUERY = (
     "SELECT * FROM bike_lanes\n"

@@ -121,7 +121,7 @@ def world(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Env:
     (repo / "providers/gis-server.yaml").write_text(SERVER)
     # migration 003 is Example 2's: its performance check needs a large table (tested elsewhere)
     (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
-    from honua_plan.sample import seed_bike_lanes
+    from honua_plan.workflows.sample import seed_bike_lanes
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)

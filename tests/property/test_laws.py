@@ -6,8 +6,8 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from honua_plan import graph
-from honua_plan.diff import diff_resources
+from honua_plan.plan import graph
+from honua_plan.plan.diff import diff_resources
 from honua_plan.state.model import ResourceRecord, StateDocument
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.text(max_size=8))

@@ -20,7 +20,7 @@ from honua_plan.ai.propose import (
 )
 from honua_plan.config.models import Layer
 from honua_plan.errors import UsageError
-from honua_plan.facts import ColumnFacts, GeometryColumnFacts, TableFacts
+from honua_plan.providers.postgis.facts import ColumnFacts, GeometryColumnFacts, TableFacts
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 10, 4, 12, 0, tzinfo=UTC)

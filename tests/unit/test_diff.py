@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from honua_plan.config.loader import load_environment
-from honua_plan.diff import (
+from honua_plan.plan.diff import (
     check_layer,
     desired_resources,
     detect_drift,
@@ -17,7 +17,7 @@ from honua_plan.diff import (
     table_address,
     table_attributes,
 )
-from honua_plan.facts import (
+from honua_plan.providers.postgis.facts import (
     ColumnFacts,
     DatabaseFacts,
     GeometryColumnFacts,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from honua_plan.config.loader import load
-from honua_plan.promote import compare, migration_chain
 from honua_plan.state.model import MigrationRecord, StateDocument
+from honua_plan.workflows.promote import compare, migration_chain
 from tests.helpers import copy_example, edit
 
 LAYER = "environments/{env}/layers/bike-lanes.yaml"
@@ -22,7 +22,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def applied(env: str, root: Path, *ids: str) -> StateDocument:
-    from honua_plan.diff import migration_checksum
+    from honua_plan.plan.diff import migration_checksum
 
     desired = load(root, env)[0]
     doc = StateDocument.new(env)

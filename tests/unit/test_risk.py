@@ -6,13 +6,6 @@ from typing import Any
 
 import pytest
 
-from honua_plan.facts import (
-    ColumnFacts,
-    DatabaseFacts,
-    GeometryColumnFacts,
-    IndexFacts,
-    TableFacts,
-)
 from honua_plan.plan.risk import (
     MIN_SECONDS,
     RULES,
@@ -31,7 +24,14 @@ from honua_plan.plan.risk import (
     raise_for_environment,
     table_state,
 )
-from honua_plan.sqlinfo import analyze
+from honua_plan.providers.postgis.facts import (
+    ColumnFacts,
+    DatabaseFacts,
+    GeometryColumnFacts,
+    IndexFacts,
+    TableFacts,
+)
+from honua_plan.sql.analysis import analyze
 
 
 def _gix(name: str, column: str = "geom", *, valid: bool = True) -> IndexFacts:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from honua_plan.sqlinfo import (
+from honua_plan.sql.analysis import (
     ACCESS_EXCLUSIVE,
     ACCESS_SHARE,
     EXCLUSIVE,

@@ -441,8 +441,8 @@ def compute_extents(
     unreadable gets ``None`` and a warning, never an exception.
     """
     from honua_plan.errors import DatabaseError, HonuaError
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect
 
     out: dict[str, list[float] | None] = {}
     warnings: list[str] = []

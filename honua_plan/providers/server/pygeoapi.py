@@ -17,9 +17,9 @@ Why it works the way it does (``reference/pygeoapi.md``):
   requests), wait until the old workers are gone, then :meth:`health` asks
   ``/ogc/collections`` once (every published id listed) and ``/ogc/collections/<id>``
   for a bounded sample (the changed collections and a few unchanged), concurrently.
-* Workers run ``honua_plan/pygeoapi_app.py`` (pygeoapi's app, its config read by
+* Workers run ``honua_plan/providers/server/pygeoapi_app.py`` (pygeoapi's app, its config read by
   libyaml) and the master imports pygeoapi's libraries once
-  (``honua_plan/pygeoapi_gunicorn.py``), so a reload's workers only read the config. The same HUP clears pygeoapi's per-worker table-model
+  (``honua_plan/providers/server/pygeoapi_gunicorn.py``), so a reload's workers only read the config. The same HUP clears pygeoapi's per-worker table-model
   cache, so a column added by a migration is served after the reload.
 * URLs live under ``/ogc``: ``server.url`` is ``http://host:port/ogc`` (or
   ``spec.publicUrl``) for the links pygeoapi writes, and gunicorn strips the prefix
@@ -672,8 +672,8 @@ class PygeoapiServer(ServerProvider):
 
     def _catalog_facts(self, datasources: Sequence[str]) -> dict[str, Any]:
         """The catalog of each datasource: given by the caller (:attr:`catalog`), else one read each."""
-        from honua_plan.providers import postgis
-        from honua_plan.providers.sqlexec import Session, connect
+        from honua_plan.providers.postgis import catalog as postgis
+        from honua_plan.providers.postgis.sqlexec import Session, connect
 
         out: dict[str, Any] = {}
         for ds in datasources:
@@ -688,12 +688,12 @@ class PygeoapiServer(ServerProvider):
 
     def _argv(self, *, daemon: bool) -> list[str]:
         argv = [
-            # pygeoapi's app, its config read by libyaml (honua_plan/pygeoapi_app.py), found
+            # pygeoapi's app, its config read by libyaml (honua_plan/providers/server/pygeoapi_app.py), found
             # through --pythonpath: the server's environment has no PYTHONPATH
-            sys.executable, "-m", "gunicorn", "honua_plan.pygeoapi_app:APP",
+            sys.executable, "-m", "gunicorn", "honua_plan.providers.server.pygeoapi_app:APP",
             "--pythonpath", _PACKAGE_ROOT,
             # pygeoapi's libraries imported once in the master: a reload's workers fork with them
-            "--config", str(Path(_PACKAGE_ROOT) / "honua_plan" / "pygeoapi_gunicorn.py"),
+            "--config", str(Path(__file__).with_name("pygeoapi_gunicorn.py")),
             "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.options.workers),
             "--pid", str(self.pid_path),

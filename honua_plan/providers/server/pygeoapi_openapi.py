@@ -6,7 +6,7 @@ process (38 s for 1,000 collections on the benchmark host). The document depends
 provider only through ``fields`` (and ``editable``/``properties``/``time_field``, which
 honua's config never sets), so :func:`openapi_document` runs pygeoapi's own generator
 (:func:`pygeoapi.openapi.get_oas`) on the config in this process, with a stand-in
-provider answering ``fields`` from one catalog read (:class:`~honua_plan.facts.TableFacts`):
+provider answering ``fields`` from one catalog read (:class:`~honua_plan.providers.postgis.facts.TableFacts`):
 the same document, no connection per collection.
 
 The field types follow ``PostgreSQLProvider.get_fields``: the JSON type of SQLAlchemy's
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from honua_plan.facts import ColumnFacts
+from honua_plan.providers.postgis.facts import ColumnFacts
 
 __all__ = ["field_schema", "openapi_document", "provider_fields", "table_key"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from honua_plan.providers.sqlexec import execute
+from honua_plan.providers.postgis.sqlexec import execute
 
 ENVELOPE = (-122.5, 45.5, -122.4, 45.6)
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from honua_plan.facts import CatalogRows
-    from honua_plan.providers.sqlexec import StatementLog
+    from honua_plan.providers.postgis.facts import CatalogRows
+    from honua_plan.providers.postgis.sqlexec import StatementLog
 
 FORK = True
 """Read in a forked process where possible; False keeps the reads in this process (a
@@ -47,8 +47,8 @@ _State = tuple[str, Any, Any]  # path, file identity, parsed JSON
 
 def _read_catalog(root: Path, environment: str) -> _Catalog | None:
     from honua_plan.connections import early_dsn
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, StatementLog, connect
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, StatementLog, connect
 
     dsn = early_dsn(root, environment)
     if dsn is None:
@@ -143,7 +143,7 @@ class Prefetch:
         self._catalog = _safely(_read_catalog, root, environment)
         if self._catalog is not None:  # a core of its own: the drift check's hashes too
             with contextlib.suppress(Exception):
-                from honua_plan.facts import with_fingerprints
+                from honua_plan.providers.postgis.facts import with_fingerprints
 
                 with_fingerprints(self._catalog[1])
 
@@ -203,7 +203,7 @@ class Prefetch:
             return None
         _, rows, logged = found
         if log is not None:
-            from honua_plan.providers.sqlexec import LoggedStatement
+            from honua_plan.providers.postgis.sqlexec import LoggedStatement
 
             for entry in logged:
                 log.record(LoggedStatement(*entry))

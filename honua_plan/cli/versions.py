@@ -20,7 +20,7 @@ from honua_plan import __version__
 
 def _postgresql() -> tuple[str, Path | None]:
     from honua_plan.errors import EmbeddedDatabaseError
-    from honua_plan.pgserver import find_bindir
+    from honua_plan.providers.embedded.pgserver import find_bindir
 
     try:
         bindir = find_bindir()
@@ -35,7 +35,7 @@ def _postgresql() -> tuple[str, Path | None]:
 
 
 def _postgis(bindir: Path | None) -> str:
-    from honua_plan.pgserver import postgis_control
+    from honua_plan.providers.embedded.pgserver import postgis_control
 
     control = postgis_control(bindir) if bindir is not None else None
     if control is None or not control.is_file():

@@ -1,4 +1,4 @@
-"""PostGIS provider, read side: turn the live catalog into frozen :mod:`honua_plan.facts`.
+"""PostGIS provider, read side: turn the live catalog into frozen :mod:`honua_plan.providers.postgis.facts`.
 
 Why it looks like this: a plan against a database with 10,000 tables must not send
 10,000 queries. :func:`refresh` sends a constant number of statements whatever the
@@ -29,8 +29,13 @@ from typing import Any
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from honua_plan.facts import CatalogRows, DatabaseFacts, TableFacts, facts_from_rows
-from honua_plan.providers.sqlexec import Connection, Session, qualified, split_name
+from honua_plan.providers.postgis.facts import (
+    CatalogRows,
+    DatabaseFacts,
+    TableFacts,
+    facts_from_rows,
+)
+from honua_plan.providers.postgis.sqlexec import Connection, Session, qualified, split_name
 
 __all__ = [
     "EXCLUDED_SCHEMAS",
@@ -260,7 +265,7 @@ def catalog_rows(
     """The catalog statements' rows as plain values (see :func:`refresh`).
 
     Plain lists, tuples, strings and numbers, so that another process can read them and
-    hand them over with :mod:`marshal` (see :mod:`honua_plan.prefetch`).
+    hand them over with :mod:`marshal` (see :mod:`honua_plan.providers.postgis.prefetch`).
     """
     session = _session(session_or_conn)
     before = session.log.count

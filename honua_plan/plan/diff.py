@@ -21,7 +21,7 @@ from typing import Any, Literal
 from honua_plan.config.loader import DesiredState
 from honua_plan.config.models import Layer, Migration
 from honua_plan.errors import Diagnostic
-from honua_plan.facts import DatabaseFacts, TableFacts
+from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts
 from honua_plan.state.model import StateDocument, fingerprint
 
 ChangeAction = Literal["create", "update", "delete", "replace", "no-op"]

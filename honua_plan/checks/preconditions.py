@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from honua_plan import checks
+from honua_plan.checks import compare as checks
 from honua_plan.config import templating
 from honua_plan.config.expected import parse
 from honua_plan.errors import HonuaError
-from honua_plan.providers.sqlexec import qualified
+from honua_plan.providers.postgis.sqlexec import qualified
 
 if TYPE_CHECKING:
     from honua_plan.config.models import Migration
-    from honua_plan.providers.sqlexec import Session
+    from honua_plan.providers.postgis.sqlexec import Session
 
 
 def query_preconditions(session: Session, migration: Migration, variables: dict[str, object]) -> dict[str, tuple[bool, str]]:

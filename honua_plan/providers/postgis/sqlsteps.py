@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 from psycopg import pq, sql
 
-from honua_plan import sqlinfo
 from honua_plan.errors import ApplyError, HonuaError
 from honua_plan.plan.model import Operation
-from honua_plan.providers.sqlexec import Session, StatementError, split_name
+from honua_plan.providers.postgis.sqlexec import Session, StatementError, split_name
 from honua_plan.secrets import redact
+from honua_plan.sql import analysis as sqlinfo
 
 __all__ = [
     "LOCK_TIMEOUT",

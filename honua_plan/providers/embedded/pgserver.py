@@ -522,7 +522,7 @@ class EmbeddedCluster:
         if self.fast:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         path = self.data_dir / "honua.conf"
-        path.write_text("# written by honua_plan.pgserver; edits are overwritten\n"
+        path.write_text("# written by honua_plan.providers.embedded.pgserver; edits are overwritten\n"
                         + "\n".join(lines) + "\n")
         self._chown(path)
 

@@ -92,11 +92,11 @@ def test_layers(context: Context, environment: str, layer_name: str | None = Non
 
 def _test_one(context: Context, environment: str, layer: Layer, provider: Any, metadata_ok: bool,
               metadata_msg: str, requests: int) -> LayerReport:
-    from honua_plan import ogctest
     from honua_plan.apply.validate import run_check
+    from honua_plan.checks import ogc as ogctest
     from honua_plan.plan.builder import _check_record
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect
 
     cid = layer.collection_id
     report = LayerReport(layer.metadata.name, cid)

@@ -348,9 +348,9 @@ def pending_after_restore(context: Context, desired: Any, doc: StateDocument, re
                           facts: Any) -> list[Any]:
     """Migrations applied after the backup was taken that touch one of its tables: the
     restore undid them."""
-    from honua_plan.diff import MigrationChange, migration_checksum
     from honua_plan.plan.builder import LiveState, _migration_draft
-    from honua_plan.providers.sqlexec import split_qualified
+    from honua_plan.plan.diff import MigrationChange, migration_checksum
+    from honua_plan.providers.postgis.sqlexec import split_qualified
 
     restored = {".".join(split_qualified(t)) for t in record.tables}
     out = []
@@ -377,10 +377,10 @@ def create_backup(context: Context, environment: str) -> BackupRecord:
     their contents, a snapshot of its metadata files, and the deployed commit."""
     from honua_plan.apply import backup as backups
     from honua_plan.connections import default_datasource
-    from honua_plan.diff import MigrationChange, migration_checksum
     from honua_plan.plan.builder import LiveState, _migration_draft
-    from honua_plan.providers import postgis
-    from honua_plan.providers.sqlexec import Session, connect
+    from honua_plan.plan.diff import MigrationChange, migration_checksum
+    from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.sqlexec import Session, connect
 
     con = context.console
     desired = context.desired(environment)
@@ -549,8 +549,8 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                                         hint="; ".join(f"{k}: {v}" for k, v in status.items())) from None
 
                 # integrity: the restored tables against what the backup recorded
-                from honua_plan.providers import postgis
-                from honua_plan.providers.sqlexec import Session, connect
+                from honua_plan.providers.postgis import catalog as postgis
+                from honua_plan.providers.postgis.sqlexec import Session, connect
 
                 t0 = time.perf_counter()
                 problems: list[str] = []
@@ -708,7 +708,7 @@ def _record(context: Context, writer: Any, doc: StateDocument, environment: str,
             desired: Any = None, facts: Any = None, error: str | None = None,
             times: dict[str, str | None] | None = None) -> StateDocument:
     """State follows the database: restored tables' shapes, undone migrations pending, the event."""
-    from honua_plan.diff import table_address, table_attributes
+    from honua_plan.plan.diff import table_address, table_attributes
     from honua_plan.state.model import MigrationRecord, ResourceRecord, utcnow
 
     if facts is not None:

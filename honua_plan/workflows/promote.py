@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from honua_plan.config.loader import DesiredState
-from honua_plan.diff import migration_checksum, resource_attributes
+from honua_plan.plan.diff import migration_checksum, resource_attributes
 from honua_plan.state.model import StateDocument
 
 KINDS = ("layers", "services")
@@ -185,7 +185,7 @@ def compare(root: Path, src: DesiredState, dst: DesiredState, src_state: StateDo
 def pending_deployments(src: DesiredState, dst: DesiredState, src_state: StateDocument,
                         dst_state: StateDocument) -> list[str]:
     """Layers and services applied in ``src`` as declared, but not (or differently) in ``dst``."""
-    from honua_plan.diff import desired_resources
+    from honua_plan.plan.diff import desired_resources
     from honua_plan.state.model import fingerprint
 
     src_res, dst_res = desired_resources(src), desired_resources(dst)
