@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from honua_plan.config.expected import format_duration
 from honua_plan.secrets import redact
 
 OK = "✓"
@@ -203,3 +202,16 @@ class Console:
             self.fail(label, time.perf_counter() - start, indent)
             raise
         self.ok(label, time.perf_counter() - start, indent)
+
+
+def format_duration(seconds: float) -> str:
+    """``850ms``, ``2.5s``, ``1m 5s``, ``2h 3m``: how the engine prints every duration."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    minutes, sec = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {sec}s" if sec else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m" if minutes else f"{hours}h"

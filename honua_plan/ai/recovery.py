@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from honua_plan.config.expected import format_duration
+from honua_plan.console import format_duration
 from honua_plan.errors import HonuaError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def service_check(context: Context, environment: str, timeout_s: float = 5.0) ->
     except HonuaError as exc:
         return Check(False, "Service availability", "DEGRADED", exc.message)
     try:
-        if not getattr(provider, "manages_publication", True):
+        if not provider.manages_publication:
             return Check(None, "Service availability", "not checked", "server type none: nothing is published")
         if not ids:
             return Check(None, "Service availability", "not checked", "no layers")
@@ -134,7 +134,7 @@ def failures_check(doc: StateDocument, now: datetime, since: datetime | None) ->
     """Failures the state recorded since the last successful deployment (else the last 7 days)."""
     from datetime import timedelta
 
-    from honua_plan.checks.health import is_failure
+    from honua_plan.state.health import is_failure
 
     start = since or now - timedelta(days=7)
     failed = [e for e in doc.events if is_failure(e) and e.at >= start]

@@ -9,6 +9,6 @@ PostGIS on its own:
   failed ``CREATE INDEX CONCURRENTLY`` leaves behind.
 * :mod:`~honua_plan.apply.backup` takes, verifies, restores and prunes the
   ``pg_dump`` backups taken before a migration touches a table.
-* :mod:`~honua_plan.apply.validate` runs validation and health checks (read-only,
+* :mod:`~honua_plan.checks.validate` runs validation and health checks (read-only,
   with a statement timeout) and measures query times for "before → after".
 """

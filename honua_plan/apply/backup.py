@@ -131,7 +131,7 @@ def _run(argv: list[str], env: dict[str, str], what: str, timeout_s: float | Non
 
 def format_seconds(seconds: float) -> str:
     """``2s``, ``1.5s``, ``5m`` (for messages)."""
-    from honua_plan.config.expected import format_duration
+    from honua_plan.console import format_duration
 
     return format_duration(seconds)
 

@@ -23,8 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from honua_plan.config.expected import format_duration
-from honua_plan.console import Console
+from honua_plan.console import Console, format_duration
 from honua_plan.errors import ApplyError, HonuaError, ValidationFailed
 from honua_plan.plan.model import Action, CheckRecord, Operation, Plan
 from honua_plan.secrets import redact
@@ -510,7 +509,7 @@ class Executor:
             self._resource(action, quiet=True)
 
     def _health(self, action: Action) -> None:
-        from honua_plan.apply.validate import run_check
+        from honua_plan.checks.validate import run_check
 
         failed: list[str] = []
         for c in action.checks:
@@ -524,7 +523,7 @@ class Executor:
     # ------------------------------------------------------------------ migrations
 
     def _migration(self, action: Action) -> None:
-        from honua_plan.apply.validate import measure_query_ms, run_check
+        from honua_plan.checks.validate import measure_query_ms, run_check
 
         mid = action.address.removeprefix("migration.")
         migration = self.desired.migration(mid)
@@ -773,7 +772,8 @@ class Executor:
         return eff
 
     def _metadata(self, action: Action, index: int, op: Operation) -> None:
-        from honua_plan.providers.metadata import edit_text, write_atomic
+        from honua_plan.config.yamledit import edit_text
+        from honua_plan.providers.metadata import write_atomic
 
         assert op.path is not None and op.changes is not None
         path = self.desired.root / op.path
@@ -828,7 +828,7 @@ class Executor:
 
     def rollback_action(self, action: Action, *, reason: str, detail: str = "", elapsed: float = 0.0) -> Path | None:
         """Undo one action: inverse operations, files restored byte for byte, rollback validated."""
-        from honua_plan.apply.validate import run_check
+        from honua_plan.checks.validate import run_check
 
         con = self.con
         t0 = time.perf_counter()

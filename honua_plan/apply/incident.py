@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from honua_plan.config.expected import format_duration
+from honua_plan.console import format_duration
 from honua_plan.plan.model import Action, Plan
 from honua_plan.secrets import redact
 

@@ -9,14 +9,16 @@ exits non-zero when any failed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from honua_plan.errors import HonuaError
 
 if TYPE_CHECKING:
+    from honua_plan.config.loader import DesiredState
     from honua_plan.config.models import Layer
-    from honua_plan.context import Context
+    from honua_plan.providers.server.base import ServerProvider
 
 DEFAULT_MAX_AVG_MS = 500.0
 
@@ -60,12 +62,13 @@ def _timed(name: str, fn: Any) -> TestCheck:
     return TestCheck(name, ok, message, time.perf_counter() - t0, tuple(details))
 
 
-def test_layers(context: Context, environment: str, layer_name: str | None = None, *,
+def test_layers(desired: DesiredState, dsn: Callable[[], str], layer_name: str | None = None, *,
                 requests: int = 20) -> list[LayerReport]:
-    """Run the checklist for one layer (by name or collection id) or every layer of ``environment``."""
+    """Run the checklist for one layer (by name or collection id) or every layer of ``desired``;
+    ``dsn`` gives the environment's connection string when a check needs it."""
     from honua_plan.errors import UsageError
 
-    desired = context.desired(environment)  # a ConfigError stops here with every problem listed
+    environment = desired.environment
     metadata_ok, metadata_msg = True, "configuration valid"
     layers = list(desired.layers.values())
     if layer_name is not None:
@@ -78,22 +81,22 @@ def test_layers(context: Context, environment: str, layer_name: str | None = Non
     if server is not None and server.spec.type != "none":
         from honua_plan.providers.server import open_server
 
-        provider = open_server(server, root=context.root, environment=environment,
-                               dsn_resolver=lambda *_: context.resolve_dsn(environment).dsn)
+        provider = open_server(server, root=desired.root, environment=environment,
+                               dsn_resolver=lambda *_: dsn())
     reports = []
     try:
         for layer in layers:
-            reports.append(_test_one(context, environment, layer, provider, metadata_ok, metadata_msg, requests))
+            reports.append(_test_one(desired, dsn, layer, provider, metadata_ok, metadata_msg, requests))
     finally:
         if provider is not None:
             provider.close()
     return reports
 
 
-def _test_one(context: Context, environment: str, layer: Layer, provider: Any, metadata_ok: bool,
+def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provider: ServerProvider | None, metadata_ok: bool,
               metadata_msg: str, requests: int) -> LayerReport:
-    from honua_plan.apply.validate import run_check
     from honua_plan.checks import ogc as ogctest
+    from honua_plan.checks.validate import run_check
     from honua_plan.plan.builder import _check_record
     from honua_plan.providers.postgis import catalog as postgis
     from honua_plan.providers.postgis.sqlexec import Session, connect
@@ -104,7 +107,7 @@ def _test_one(context: Context, environment: str, layer: Layer, provider: Any, m
     st = layer.spec.storage
     conn = None
     try:
-        conn = connect(context.resolve_dsn(environment).dsn)
+        conn = connect(dsn())
         report.checks.append(TestCheck("Data source connectivity", True, "connected"))
     except HonuaError as exc:
         report.checks.append(TestCheck("Data source connectivity", False, exc.message))
@@ -133,7 +136,7 @@ def _test_one(context: Context, environment: str, layer: Layer, provider: Any, m
                 return not problems, "; ".join(problems) or msg, [msg]
 
             report.checks.append(_timed("Geometry validation", geometry))
-            variables = context.desired(environment).template_vars()
+            variables = desired.template_vars()
             results = [(chk, run_check(session, _check_record(chk, "health", variables)))
                        for chk in layer.spec.validation.healthChecks]
             if results:
@@ -144,10 +147,14 @@ def _test_one(context: Context, environment: str, layer: Layer, provider: Any, m
                     + (f"; {bad[0][0].label}: {bad[0][1].message}" if bad else ""),
                     sum(r.seconds for _, r in results),
                     tuple(f"{'✓' if r.ok else '✗'} {c.label}: {r.message}" for c, r in results)))
-    if provider is None or not getattr(provider, "manages_publication", True):
+    if provider is None or not provider.manages_publication:
         report.checks.append(TestCheck("OGC API conformance", False, "no GIS server configured (server type none)"))
         return report
     url = provider.ogc_url
+    if url is None:
+        report.checks.append(TestCheck("OGC API conformance", False,
+                                       "the server declares no OGC API URL to test (set its publicUrl)"))
+        return report
     report.endpoint = f"{url.rstrip('/')}/collections/{cid}"
     outcomes = ogctest.run_checks(url, [cid])
     failed = [o for o in outcomes if not o.ok]

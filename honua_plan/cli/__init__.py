@@ -67,7 +67,7 @@ def validate(ctx: click.Context, environment: str | None, fmt: str) -> None:
         result = context.validate(environment)
     except ConfigError as exc:
         if fmt == "json":
-            from honua_plan.context import config_error_summary
+            from honua_plan.workspace import config_error_summary
 
             echo_json(config_error_summary(exc))
             ctx.exit(1)
@@ -173,8 +173,8 @@ def _print_status(ctx: click.Context, fmt: str, action: str) -> None:
     if stopped_pid is not None:  # db_stop checked that it is no longer running
         context.console.ok(f"Stopped the embedded PostGIS (pid {stopped_pid}; data: {st.data_dir})")
     elif st.running:
-        from honua_plan.connections import embedded_database
         from honua_plan.errors import HonuaError
+        from honua_plan.providers.postgis.connections import embedded_database
 
         context.console.ok(f"Embedded PostGIS running (pid {st.pid})")
         context.console.print(f"  data:    {st.data_dir}")
@@ -235,10 +235,6 @@ def seed_data(ctx: click.Context, environment: str | None, rows: int, replace: b
 
 # --------------------------------------------------------------------------- ai
 
-
-@main.group()
-def ai() -> None:
-    """The AI assistant (extra 'ai'): its proposals are validated and planned like any other."""
 
 
 def run() -> None:
@@ -632,7 +628,7 @@ def backup_create(ctx: click.Context, environment: str) -> None:
 @click.pass_context
 def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
     """List the backups of an environment, newest last: age, size, tables, rows and checksums."""
-    from honua_plan.config.expected import format_duration
+    from honua_plan.console import format_duration
     from honua_plan.state.model import utcnow
 
     context = state(ctx).context(quiet=fmt == "json")
@@ -732,11 +728,11 @@ def serve(ctx: click.Context, environment: str | None, port: int | None, stop: b
     env = _default_env(ctx, environment)
     context = state(ctx).context()
     if stop:
-        stopped = context.serve(env, stop=True)
+        stopped = context.stop_server(env)
         context.console.print("Server stopped." if stopped else "No server was running.")
         return
     provider = context.serve(env, port=port, foreground=not background)
-    if background and provider is not None:
+    if background:
         context.console.ok(f"Serving {env} at {provider.ogc_url}")
 
 
@@ -786,4 +782,6 @@ def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str |
         ctx.exit(1)
 
 
-import honua_plan.cli.ai as _ai_commands  # noqa: E402,F401
+from honua_plan.cli.ai import ai  # noqa: E402 - after the commands it shares options with
+
+main.add_command(ai)

@@ -1,4 +1,4 @@
-"""``honua-ai …`` (= ``honua ai …``): the AI consultant's commands, on the existing ``ai`` group.
+"""``honua-ai …`` (= ``honua ai …``): the AI consultant's commands, on the ``ai`` group that ``honua`` adds.
 
 Thin like the other commands: flags in, one call into :mod:`honua_plan.ai` or the
 Context, text out. Everything works offline except ``chat``'s free-text answers
@@ -14,12 +14,15 @@ from typing import Any
 
 import click
 
-from honua_plan.cli import main
 from honua_plan.cli.base import confirm, echo_json, env_option, format_option, state, yes_option
 
-_group = main.commands["ai"]
-assert isinstance(_group, click.Group)
-ai_group: click.Group = _group
+
+@click.group()
+def ai() -> None:
+    """The AI assistant (extra 'ai'): its proposals are validated and planned like any other."""
+
+
+ai_group: click.Group = ai
 
 
 def _split(value: str | None) -> list[str] | None:

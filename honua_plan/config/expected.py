@@ -132,15 +132,3 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     if total <= 0 and not allow_zero:
         raise ValueError(f"a duration must be more than zero (got {value!r}): {DURATION_HELP}")
     return total
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s".replace(".0s", "s")
-    minutes, sec = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec}s" if sec else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m" if minutes else f"{hours}h"

@@ -41,7 +41,8 @@ from honua_plan.config.models import (
     Service,
     Strict,
 )
-from honua_plan.config.yamlload import YAML_SUFFIXES, Document, ParseCache, SourceMap
+from honua_plan.config.source import Document, SourceMap
+from honua_plan.config.yamlload import YAML_SUFFIXES, ParseCache
 from honua_plan.errors import ConfigError, Diagnostic, Location
 
 PROJECT_FILE = "honua.yaml"

@@ -37,61 +37,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from honua_plan.errors import Diagnostic, Location
-
-PathKey = tuple[str | int, ...]
-
-
-@dataclass
-class SourceMap:
-    """Line/column of every key path in one YAML document.
-
-    ``positions`` may be filled lazily: a document read from the :class:`ParseCache`
-    keeps its text and computes them on the first :meth:`locate` that needs them.
-    """
-
-    path: str
-    positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
-    start: tuple[int, int] = (1, 1)
-    _lazy: tuple[str, int] | None = field(default=None, repr=False, compare=False)
-
-    def _fill(self) -> None:
-        if self._lazy is None:
-            return
-        text, index = self._lazy
-        self._lazy = None
-        docs = load_documents(text, self.path, [])
-        if index < len(docs):
-            self.positions = docs[index].source.positions
-
-    def locate(self, key: PathKey) -> Location:
-        """The closest known position for ``key`` (walking up to its parents)."""
-        k = tuple(key)
-        if k and self._lazy is not None:
-            self._fill()
-        while k:
-            pos = self.positions.get(k)
-            if pos is not None:
-                return Location(self.path, pos[0], pos[1])
-            k = k[:-1]
-        return Location(self.path, *self.start)
-
-
-@dataclass
-class Document:
-    """One YAML document: its plain data and where each part came from."""
-
-    data: Any
-    source: SourceMap
-    index: int = 0  # position in a multi-document file
-
+from honua_plan.config.source import Document, PathKey, SourceMap
+from honua_plan.errors import Diagnostic
 
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _positions_of(text: str, path: str, index: int) -> Callable[[], dict[PathKey, tuple[int, int]]]:
+    """Positions of document ``index`` of ``text``, parsed again when first asked for."""
+    def compute() -> dict[PathKey, tuple[int, int]]:
+        docs = load_documents(text, path, [])
+        return docs[index].source.positions if index < len(docs) else {}
+    return compute
 
 
 def _lazy_positions(docs: list[Document], text: str, problems: list[Diagnostic]) -> list[Document]:
@@ -100,7 +61,7 @@ def _lazy_positions(docs: list[Document], text: str, problems: list[Diagnostic])
     if not problems:
         for d in docs:
             d.source.positions = {}
-            d.source._lazy = (text, d.index)
+            d.source._lazy = _positions_of(text, d.source.path, d.index)
     return docs
 
 
@@ -200,7 +161,7 @@ def _salt() -> str:
     """What cached results depend on besides the input: the parsing code and libraries."""
     here = Path(__file__).resolve().parent
     parts = [str(_CACHE_FORMAT), sys.version]  # marshal's format is per version
-    for p in (here / "yamlload.py", here / "yamlparse.py", here / "loader.py", here.parent / "sqlinfo.py"):
+    for p in (here / "yamlload.py", here / "yamlparse.py", here / "loader.py", *sorted((here.parent / "sql").glob("*.py"))):
         try:
             st = p.stat()
             parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
@@ -274,7 +235,7 @@ class ParseCache:
             try:
                 docs = [
                     Document(_patched(data, patches),
-                             SourceMap(path, start=(line, col), _lazy=(text, index)), index)
+                             SourceMap(path, start=(line, col), _lazy=_positions_of(text, path, index)), index)
                     for index, (data, line, col, patches) in enumerate(entry)
                 ]
             except (TypeError, ValueError, KeyError, IndexError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from honua_plan.config.yamlload import Document, PathKey, SourceMap
+from honua_plan.config.source import Document, PathKey, SourceMap
 from honua_plan.errors import Diagnostic, Location
 
 try:

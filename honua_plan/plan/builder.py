@@ -159,7 +159,7 @@ def _step_operation(
         before = live.file_texts.get(path)
         text_diff = None
         if before is not None and step.changes is not None:
-            from honua_plan.providers.metadata import edit_text, unified_diff
+            from honua_plan.config.yamledit import edit_text, unified_diff
 
             text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
         return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,

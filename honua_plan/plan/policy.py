@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from honua_plan.config.expected import format_duration
 from honua_plan.config.models import Policy
+from honua_plan.console import format_duration
 from honua_plan.plan.model import PolicyCheck
 from honua_plan.state.model import StateDocument
 
@@ -71,7 +71,7 @@ def evaluate(
         checks.append(PolicyCheck(name="approval", status="warn", message="Approval requirement: 1 approval (autoApprove is off)"))
 
     if spec.cooldown is not None and has_changes:
-        from honua_plan.checks.health import assess
+        from honua_plan.state.health import assess
 
         cd = spec.cooldown
         health = assess(source_state, now)

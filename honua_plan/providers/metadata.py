@@ -1,93 +1,14 @@
-"""Metadata files: round-trip edits of the YAML the engine changes (``type: metadata``).
+"""The metadata provider: it writes the YAML files a plan's ``metadata`` steps edit.
 
-:func:`edit_text` is pure (text in, text out) so the planner can show the exact diff;
-ruamel.yaml's round-trip mode keeps comments, key order and the formatting of the
-lines it does not touch. :func:`write_atomic` is the only writer.
+The edit itself is pure and planned (:mod:`honua_plan.config.yamledit`);
+:func:`write_atomic` is the only writer of files, here and for the server adapters.
 """
 
 from __future__ import annotations
 
-import difflib
-import io
 import os
 import tempfile
-from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
-
-from honua_plan.errors import ApplyError
-
-
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
-
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 4096
-    y.indent(mapping=2, sequence=4, offset=2)
-    return y
-
-
-def _to_rt(value: Any) -> Any:
-    """Plain values to ruamel's round-trip types, block style (as people write YAML)."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if isinstance(value, Mapping):
-        m = CommentedMap()
-        for k, v in value.items():
-            m[k] = _to_rt(v)
-        return m
-    if isinstance(value, list | tuple):
-        s = CommentedSeq([_to_rt(v) for v in value])
-        if not value:
-            s.fa.set_flow_style()
-        return s
-    return value
-
-
-def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
-    """Apply ``{"spec.storage.indexes": [...]}``-style changes to YAML ``text``.
-
-    Aliases are refused before ruamel reads the text, as the loader refuses them."""
-    from honua_plan.config.yamlparse import alias_problem
-    from honua_plan.errors import ConfigError
-
-    refused = alias_problem(text, where or "metadata file")
-    if refused is not None:
-        raise ConfigError([refused])
-    y = _yaml()
-    doc = y.load(text)
-    if doc is None:
-        raise ApplyError(f"{where or 'metadata file'} is empty")
-    for dotted, value in changes.items():
-        parts = dotted.split(".")
-        node: Any = doc
-        for p in parts[:-1]:
-            if not isinstance(node, MutableMapping):
-                raise ApplyError(f"{where}: cannot set {dotted}: {p} is not a mapping")
-            if p not in node:
-                from ruamel.yaml.comments import CommentedMap
-
-                node[p] = CommentedMap()
-            node = node[p]
-        if not isinstance(node, MutableMapping):
-            raise ApplyError(f"{where}: cannot set {dotted}: parent is not a mapping")
-        if value is None and parts[-1] in node:
-            del node[parts[-1]]
-        else:
-            node[parts[-1]] = _to_rt(value)
-    out = io.StringIO()
-    y.dump(doc, out)
-    return out.getvalue()
-
-
-def unified_diff(before: str, after: str, path: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True),
-            fromfile=f"a/{path}", tofile=f"b/{path}",
-        )
-    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -5,13 +5,15 @@ The postgres backend is imported lazily (``open_backend("postgres", …)``) so t
 reading local state never needs a database driver to load.
 """
 
+from pathlib import Path
+
+from honua_plan.state import base
 from honua_plan.state.base import (
     BACKEND_KINDS,
     LockInfo,
     StateBackend,
     StateReader,
     StateWriter,
-    open_backend,
 )
 from honua_plan.state.model import (
     FORMAT_VERSION,
@@ -48,3 +50,35 @@ __all__ = [
     "open_backend",
     "utcnow",
 ]
+
+
+def open_backend(
+    kind: str,
+    *,
+    environment: str,
+    root: Path,
+    dsn: str | None = None,
+    lock_timeout: float = 0,
+    schema: str = "honua_plan",
+) -> StateBackend:
+    """Open the state backend ``kind`` ("local" or "postgres") for ``environment``.
+
+    ``root`` is the config repository root; the local backend keeps its files in
+    ``root / "state"``. ``dsn`` is required for "postgres" (its password is never
+    shown). ``lock_timeout`` is how long ``lock()`` waits by default.
+    """
+    base.validate_environment(environment)
+    if kind == "local":
+        from honua_plan.state.local import LocalBackend
+
+        return LocalBackend(Path(root) / "state", environment, lock_timeout=lock_timeout)
+    if kind == "postgres":
+        if not dsn:
+            raise base.StateError(
+                "the postgres state backend needs a connection string (dsn); "
+                "set it in honua.yaml from an environment variable"
+            )
+        from honua_plan.state.postgres import PostgresBackend
+
+        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema)
+    raise base.StateError(f"unknown state backend {kind!r}; choose one of: {', '.join(base.BACKEND_KINDS)}")

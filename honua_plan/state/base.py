@@ -395,35 +395,3 @@ def document_to_json(doc: StateDocument) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- factory
-
-
-def open_backend(
-    kind: str,
-    *,
-    environment: str,
-    root: Path,
-    dsn: str | None = None,
-    lock_timeout: float = 0,
-    schema: str = "honua_plan",
-) -> StateBackend:
-    """Open the state backend ``kind`` ("local" or "postgres") for ``environment``.
-
-    ``root`` is the config repository root; the local backend keeps its files in
-    ``root / "state"``. ``dsn`` is required for "postgres" (its password is never
-    shown). ``lock_timeout`` is how long ``lock()`` waits by default.
-    """
-    validate_environment(environment)
-    if kind == "local":
-        from honua_plan.state.local import LocalBackend
-
-        return LocalBackend(Path(root) / "state", environment, lock_timeout=lock_timeout)
-    if kind == "postgres":
-        if not dsn:
-            raise StateError(
-                "the postgres state backend needs a connection string (dsn); "
-                "set it in honua.yaml from an environment variable"
-            )
-        from honua_plan.state.postgres import PostgresBackend
-
-        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema)
-    raise StateError(f"unknown state backend {kind!r}; choose one of: {', '.join(BACKEND_KINDS)}")

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import honua_plan.state.base as base
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
-from honua_plan.state import base
 from honua_plan.state.base import (
     LockInfo,
     StateBackend,

@@ -38,9 +38,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
+import honua_plan.state.base as base
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact, register_dsn, scrub_dsn_error
-from honua_plan.state import base
 from honua_plan.state.base import (
     LockInfo,
     StateBackend,

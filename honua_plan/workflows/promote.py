@@ -7,13 +7,19 @@ the target like any other change, under the target's policy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from honua_plan.config.loader import DesiredState
+from honua_plan.errors import UsageError
 from honua_plan.plan.diff import migration_checksum, resource_attributes
 from honua_plan.state.model import StateDocument
+
+if TYPE_CHECKING:
+    from honua_plan.apply.executor import ApplyResult
+    from honua_plan.workspace import Workspace
 
 KINDS = ("layers", "services")
 
@@ -93,7 +99,7 @@ def _without_managed(text: str, target_text: str | None, keys: set[str], where: 
     """``text`` with each migration-managed key set to what the target has (absent: removed)."""
     import yaml
 
-    from honua_plan.providers.metadata import edit_text
+    from honua_plan.config.yamledit import edit_text
 
     target = yaml.safe_load(target_text) if target_text else None
     ours = yaml.safe_load(text)
@@ -208,3 +214,168 @@ def summary(cmp: Comparison) -> dict[str, Any]:
         "files": [{"path": f.path, "change": f.change} for f in cmp.files if f.change != "unchanged"],
         "migrations": cmp.migrations, "problems": cmp.problems,
     }
+
+
+def promote(ws: Workspace, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
+            yes: bool = False, confirm: Callable[[str, bool], None] | None = None,
+            allow_untested: bool = False) -> ApplyResult | None:
+    """Compare ``src`` with ``dst``, carry the layers and services over, plan and apply ``dst``.
+
+    Everything is computed with the target's new files in memory (a loader overlay):
+    nothing is written before the confirmation, so "no" leaves every file as it was."""
+    import time
+
+    from honua_plan.config.loader import load
+    from honua_plan.console import format_duration
+    from honua_plan.errors import ApprovalRequired, PlanError
+    from honua_plan.providers.metadata import write_atomic
+    from honua_plan.state.health import assess
+    from honua_plan.workflows.apply import apply
+    from honua_plan.workflows.dev import test_layers
+    from honua_plan.workspace import exempt_names
+
+    con = ws.console
+    started = time.perf_counter()
+    envs = ws.load()[0].project.spec.environments
+    if src == dst:
+        raise UsageError("source and target environment are the same")
+    if envs.index(dst) < envs.index(src):
+        con.warn(f"{dst} comes before {src} in the promotion order ({' → '.join(envs)})")
+    src_d, dst_d = ws.desired(src), ws.desired(dst)
+    src_state, dst_state = ws.recorded(src), ws.recorded(dst)
+    con.print("Comparing environments...")
+    con.print("")
+    cmp = compare(ws.root, src_d, dst_d, src_state, dst_state, migration=migration)
+    if cmp.problems:
+        raise PlanError("cannot promote: " + "; ".join(cmp.problems))
+    con.print("Changes to be promoted:")
+    con.rule()
+    con.print("Metadata Changes:")
+    shown = [f for f in cmp.files if f.change != "unchanged"]
+    for f in shown:
+        sym = {"new": "+", "modified": "~", "removed": "-"}[f.change]
+        extra = " (kept: promotion never deletes)" if f.change == "removed" else ""
+        con.print(f"  {sym} {f.path} ({f.change}){extra}")
+    if not shown:
+        con.print("  (none)")
+    con.print("")
+    con.print("Migrations:")
+    for mid in cmp.migrations:
+        m = dst_d.migration(mid)
+        con.print(f"  + {m.stem if m else mid} (new)")
+    if not cmp.migrations:
+        con.print("  (none)")
+    deployments = pending_deployments(src_d, dst_d, src_state, dst_state) if migration is None else []
+    if deployments:
+        con.print("")
+        con.print(f"Applied in {src}, not yet in {dst}:")
+        for address in deployments:
+            con.print(f"  + {address}")
+    con.print("")
+    con.print("Configuration Diff:")
+    con.print(f"  {src} → {dst}")
+    new = sum(1 for f in cmp.files if f.change == "new") + len(cmp.migrations)
+    modified = sum(1 for f in cmp.files if f.change == "modified")
+    con.print(f"  - {new} new resource(s)")
+    con.print(f"  - {modified} modified resource(s)")
+    con.print(f"  - {len(cmp.removed)} removal(s)")
+    if not cmp.changed and not cmp.migrations and not deployments:
+        con.print("")
+        con.print(f"Nothing to promote: {dst} already has what {src} has.")
+        return None
+
+    con.print("")
+    con.print("Safety Checks:")
+    problems: list[str] = []
+
+    def check(ok: bool, text: str, bad: str) -> None:
+        (con.ok if ok else con.fail)(text if ok else bad, indent=2)
+        if not ok:
+            problems.append(bad)
+
+    if auto_validate:  # first: its result is recorded and counts in the health check below
+        reports = test_layers(ws, src)
+        failed = [c.name for r in reports for c in r.checks if not c.ok]
+        check(not failed, f"All layer tests passed in {src}", f"layer tests failed in {src}: {', '.join(failed)}")
+        src_state = ws.recorded(src)
+    check(src_state.pending is None, f"No unfinished apply in {src}", f"{src} has an unfinished apply")
+    health = assess(src_state)
+    if health.status == "unknown" and allow_untested:
+        con.warn(f"{health.describe(src)} (--allow-untested)", indent=2)
+    else:
+        check(health.status == "healthy", health.describe(src),
+              health.describe(src) + (f" (run `honua test --env {src}`, or --auto-validate)"
+                                      if health.status == "unknown" else ""))
+    src_drift = ws.plan(src, refresh_only=True).drift
+    check(not src_drift, f"No drift in {src}", f"{src} drifted: {src_drift[0].summary if src_drift else ''}")
+    if problems:
+        raise PlanError(f"promotion {src} → {dst} stopped by its safety checks", hint="; ".join(problems))
+
+    # the target's new files, in memory: the plan reads them, nothing is written yet
+    overlay = {f"environments/{dst}/{f.kind}/{f.name}": (f.source_text or "").encode() for f in cmp.changed}
+    written = ws._desired.pop(dst, None)
+    try:
+        dst_d = load(ws.root, dst, overlay=overlay)[0]
+        exempt_names(dst_d)
+        ws._desired[dst] = dst_d
+        # what was proven in the source: its changed files, its deployments, its migrations
+        targets = {a for a in [*dst_d.layers, *(f"service.{s}" for s in dst_d.services)]
+                   if (src_map := dst_d.source(a)) is not None and src_map.path in overlay}
+        targets |= set(deployments) | {f"migration.{m}" for m in cmp.migrations}
+        if targets and migration is None:  # the shared provider settings travel with them
+            targets |= {f"datasource.{n}" for n in dst_d.datasources} | {f"server.{n}" for n in dst_d.servers}
+        plan = ws.plan(dst, target=tuple(sorted(targets)))
+    finally:
+        ws._desired.pop(dst, None)
+        if written is not None:
+            ws._desired[dst] = written
+    breaking = [f for a in plan.actions for f in a.findings if f.code == "SVC101"]
+    check(not breaking, "No breaking changes", f"breaking change: {breaking[0].message if breaking else ''}")
+    con.print("")
+    policy_name = f"{dst}-policy.yaml" if dst_d.policy else "no policy"
+    con.print(f"Policy Check ({policy_name}):")
+    for p in plan.policy:
+        mark = {"pass": "✓", "fail": "✗", "warn": "⚠", "skip": "-"}[p.status]
+        con.print(f"  {mark} {p.message}")
+    con.print("")
+    con.print("Deployment Plan:")
+    con.rule()
+    backup_tables = sorted({t for a in plan.actions for t in a.backup_tables})
+    con.print(f"Phase 1: Backup (est. {format_duration(max(1.0, 0.5 * len(backup_tables)))})")
+    con.print(f"  - Database snapshot of {', '.join(backup_tables)}" if backup_tables else "  - No table touched: no database snapshot")
+    con.print(f"  - Metadata backup (state serial {dst_state.serial}, git {ws.git_commit or 'working tree'})")
+    con.print(f"Phase 2: Apply (est. {format_duration(plan.estimated_s)})")
+    for a in plan.actions:
+        con.print(f"  - {a.action} {a.address}")
+    checks = sum(len(a.checks) for a in plan.actions)
+    con.print(f"Phase 3: Validate ({checks} check(s))")
+    con.print(f"Total estimated time: {format_duration(plan.estimated_s + 2)}")
+    con.print(f"Rollback available: {'Yes (automatic on failure)' if any(a.automatic_rollback for a in plan.actions) or not any(a.kind == 'migration' for a in plan.actions) else 'Partial'}")
+    needs_approval = bool(plan.approvals_required and not plan.approved)
+    if confirm is not None:
+        what = f"Write the {dst} files and save the plan for approval?" if needs_approval and overlay else (
+            "Save the plan for approval?" if needs_approval else "Proceed with promotion?")
+        confirm(what, yes)
+    for rel, data in overlay.items():  # confirmed: now the target's files change
+        write_atomic(ws.root / rel, data)
+    if overlay:
+        ws._reload_desired(dst)
+    if needs_approval:
+        from honua_plan.plan.store import save_plan
+
+        path = ws.state_dir / "plans" / f"promote-{src}-{dst}-{plan.id[:8]}.json"
+        save_plan(plan, path)
+        rel_plan = path.relative_to(ws.root) if path.is_relative_to(ws.root) else path
+        files = f"the {dst} files were updated ({', '.join(sorted(overlay))}) and " if overlay else ""
+        raise ApprovalRequired(
+            f"the promotion to {dst} needs {plan.approvals_required} approval(s)"
+            + (f" from {', '.join(plan.approvers)}" if plan.approvers else "")
+            + f"; {files}the plan was saved to {rel_plan}",
+            hint=f"honua approve {rel_plan} --by NAME && honua apply --env {dst} {rel_plan}",
+        )
+    con.print("")
+    con.print(f"Starting promotion {src} → {dst}")
+    result = apply(ws, dst, plan=plan, yes=True, show=False, banner=False, command="honua promote")
+    con.print("")
+    con.print(f"Promotion completed successfully! ({format_duration(time.perf_counter() - started)})")
+    return result

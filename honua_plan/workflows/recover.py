@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from honua_plan.errors import HonuaError, RecoveryError, StateError, UsageError
 
 if TYPE_CHECKING:
-    from honua_plan.context import Context
     from honua_plan.state.model import BackupRecord, Event, StateDocument
+    from honua_plan.workspace import Workspace
 
 SHARED = ("honua.yaml", "providers/", "migrations/")
 DEPLOY_KINDS = ("apply", "migrate")
@@ -61,7 +61,7 @@ class Deployment:
     plan_id: str | None
 
 
-def event_commit(context: Context, ev: Event) -> str | None:
+def event_commit(context: Workspace, ev: Event) -> str | None:
     """The git commit an apply event deployed: recorded with it, else its saved plan's."""
     commit = ev.details.get("commit")
     if isinstance(commit, str) and commit:
@@ -85,7 +85,7 @@ def _successful(ev: Event) -> bool:
         and ev.details.get("ok") is not False
 
 
-def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
+def last_deployment(context: Workspace, doc: StateDocument) -> Deployment | None:
     """The newest apply that finished without failures (a recovery or rollback never counts)."""
     for ev in reversed(doc.events):
         if ev.kind in DEPLOY_KINDS and _successful(ev):
@@ -103,7 +103,7 @@ def next_change(doc: StateDocument, after: datetime) -> datetime | None:
     return None
 
 
-def backup_commit(context: Context, doc: StateDocument, rec: BackupRecord) -> str | None:
+def backup_commit(context: Workspace, doc: StateDocument, rec: BackupRecord) -> str | None:
     """The commit of the metadata the backup's data goes with: recorded with it, else the
     commit of the last successful deployment before it was taken."""
     if rec.commit:
@@ -246,7 +246,7 @@ class Source:
     data_note: str = ""
 
 
-def resolve(context: Context, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
+def resolve(context: Workspace, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
             deployment: bool, commit: str | None) -> Source:
     """Find and check everything a recovery needs; touches nothing."""
     from honua_plan.apply import backup as backups
@@ -321,7 +321,7 @@ def items_check(provider: Any, collection_ids: list[str], rows: dict[str, int], 
     for an empty table). Returns the problems."""
     from honua_plan.providers.server.base import collection_url, http_request
 
-    base = getattr(provider, "local_url", None) or provider.ogc_url
+    base = provider.local_url
     problems: list[str] = []
     for cid in collection_ids:
         url = collection_url(base, cid) + "/items?limit=1&f=json"
@@ -344,7 +344,7 @@ def items_check(provider: Any, collection_ids: list[str], rows: dict[str, int], 
     return problems
 
 
-def pending_after_restore(context: Context, desired: Any, doc: StateDocument, record: BackupRecord,
+def pending_after_restore(context: Workspace, desired: Any, doc: StateDocument, record: BackupRecord,
                           facts: Any) -> list[Any]:
     """Migrations applied after the backup was taken that touch one of its tables: the
     restore undid them."""
@@ -372,14 +372,14 @@ def pending_after_restore(context: Context, desired: Any, doc: StateDocument, re
 # --------------------------------------------------------------------------- backup create
 
 
-def create_backup(context: Context, environment: str) -> BackupRecord:
+def create_backup(context: Workspace, environment: str) -> BackupRecord:
     """``honua backup create``: the tables the environment's layers and migrations touch,
     their contents, a snapshot of its metadata files, and the deployed commit."""
     from honua_plan.apply import backup as backups
-    from honua_plan.connections import default_datasource
     from honua_plan.plan.builder import LiveState, _migration_draft
     from honua_plan.plan.diff import MigrationChange, migration_checksum
     from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.connections import default_datasource
     from honua_plan.providers.postgis.sqlexec import Session, connect
 
     con = context.console
@@ -434,11 +434,12 @@ def _contents_line(table: str, c: Any) -> str:
             f"{len(c.constraints)} constraint(s)")
 
 
-def recover(context: Context, environment: str, *, backup_id: str | None = None, latest: bool = False,
+def recover(context: Workspace, environment: str, *, backup_id: str | None = None, latest: bool = False,
             deployment: bool = False, commit: str | None = None, include_shared: bool = False, yes: bool = False,
             confirm: Any = None, reason: str = "") -> bool:
     from honua_plan.apply import backup as backups
-    from honua_plan.config.expected import format_duration
+    from honua_plan.console import format_duration
+    from honua_plan.providers.server.base import LocalServer
     from honua_plan.state.model import utcnow
 
     con = context.console
@@ -488,7 +489,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
     started = time.perf_counter()
     resolved = context.resolve_dsn(environment)
     provider = context.server_provider(environment)
-    serves = bool(getattr(provider, "manages_publication", False))
+    serves = provider.manages_publication
     status = {"database": "not restored (unchanged)" if record is not None else "not restored (metadata only, data untouched)",
               "metadata": "unchanged", "service": "not touched"}
     previous_files: dict[str, bytes | None] = {}
@@ -503,10 +504,10 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
         with context.backend(environment).lock("honua recover") as writer:
             doc = writer.read()
             previous_doc = provider.read() if serves else None
-            was_running = bool(getattr(provider, "is_running", lambda: False)())
+            was_running = isinstance(provider, LocalServer) and provider.is_running()
             try:
                 try:
-                    if serves and hasattr(provider, "stop"):
+                    if serves and isinstance(provider, LocalServer):
                         provider.stop()
                         times["maintenance_started"] = utcnow().isoformat()
                         status["service"] = "stopped (maintenance mode)"
@@ -598,7 +599,7 @@ def recover(context: Context, environment: str, *, backup_id: str | None = None,
                 t0 = time.perf_counter()
                 if serves:
                     try:
-                        from honua_plan.apply.publish import publish_callbacks
+                        from honua_plan.workflows.publish import publish_callbacks
 
                         publish, _, _ = publish_callbacks(context, desired, desired.server())  # type: ignore[arg-type]
                         publish(desired)
@@ -674,7 +675,7 @@ def downtime_text(times: dict[str, Any]) -> str:
     """Maintenance start → service back, as measured (or why there is no figure)."""
     from datetime import datetime
 
-    from honua_plan.config.expected import format_duration
+    from honua_plan.console import format_duration
 
     start, back = times.get("maintenance_started"), times.get("service_back")
     if not start:
@@ -685,7 +686,7 @@ def downtime_text(times: dict[str, Any]) -> str:
     return f"{format_duration(seconds)} (maintenance start to service back)"
 
 
-def _bring_back(context: Context, provider: Any, serves: bool, previous_doc: Any, was_running: bool,
+def _bring_back(context: Workspace, provider: Any, serves: bool, previous_doc: Any, was_running: bool,
                 status: dict[str, str]) -> None:
     """Serve the previous configuration again (it was stopped for maintenance)."""
     if not serves:
@@ -703,7 +704,7 @@ def _bring_back(context: Context, provider: Any, serves: bool, previous_doc: Any
         status["service"] = f"DOWN: the previous configuration could not be served again ({exc.message})"
 
 
-def _record(context: Context, writer: Any, doc: StateDocument, environment: str, record: BackupRecord | None,
+def _record(context: Workspace, writer: Any, doc: StateDocument, environment: str, record: BackupRecord | None,
             src: Source, reason: str, ok: bool, pending: list[Any], status: dict[str, str], *,
             desired: Any = None, facts: Any = None, error: str | None = None,
             times: dict[str, str | None] | None = None) -> StateDocument:

@@ -338,8 +338,8 @@ def test_plain_documents_does_not_read_outside_the_root(tmp_path: Path) -> None:
 
 def test_metadata_edit_refuses_aliases() -> None:
     """The round-trip (ruamel) editor of metadata steps refuses aliases like the loader."""
+    from honua_plan.config.yamledit import edit_text
     from honua_plan.errors import ConfigError
-    from honua_plan.providers.metadata import edit_text
 
     with pytest.raises(ConfigError) as info:
         edit_text(_billion_laughs(), {"spec.x": 1}, where="environments/dev/layers/x.yaml")

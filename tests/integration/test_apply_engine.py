@@ -281,7 +281,7 @@ def test_a_second_apply_fails_fast_naming_the_lock_holder(repo: Path, env: dict[
     import socket
     import time
 
-    from honua_plan.state.base import open_backend
+    from honua_plan.state import open_backend
 
     without_performance_check(repo)
     seed(pg_dsn, 42)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from honua_plan import connections
 from honua_plan.context import Context
 from honua_plan.providers.postgis import catalog as postgis
+from honua_plan.providers.postgis import connections
 from honua_plan.providers.postgis.prefetch import Prefetch
 from honua_plan.providers.postgis.sqlexec import StatementLog
 from honua_plan.state.local import LocalReader

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from honua_plan.apply.validate import (
+from honua_plan.checks.validate import (
     CheckResult,
     measure_query_ms,
     run_check,
     run_checks,
     strip_explain,
 )
-from honua_plan.config.expected import format_duration
+from honua_plan.console import format_duration
 from honua_plan.plan.model import CheckRecord
 from honua_plan.providers.postgis.sqlexec import Session, open_session
 

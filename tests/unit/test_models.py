@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from honua_plan.config import expected as exp
 from honua_plan.config.models import Layer, Migration
-from honua_plan.config.schemas import stale
 from honua_plan.config.yamlload import load_documents
+from honua_plan.workflows.schemas import stale
 
 SEED = Path(__file__).resolve().parents[1] / "data" / "seed-gitops-examples.md"
 REPO = Path(__file__).resolve().parents[2]

@@ -46,8 +46,8 @@ _State = tuple[str, Any, Any]  # path, file identity, parsed JSON
 
 
 def _read_catalog(root: Path, environment: str) -> _Catalog | None:
-    from honua_plan.connections import early_dsn
     from honua_plan.providers.postgis import catalog as postgis
+    from honua_plan.providers.postgis.connections import early_dsn
     from honua_plan.providers.postgis.sqlexec import Session, StatementLog, connect
 
     dsn = early_dsn(root, environment)

@@ -42,6 +42,7 @@ from honua_plan.secrets import redact
 
 if TYPE_CHECKING:
     from honua_plan.config.models import Server
+    from honua_plan.providers.postgis.facts import DatabaseFacts
 
 Action = Literal["create", "update", "delete", "skip"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "skip")
@@ -534,6 +535,15 @@ class ServerProvider(ABC):
         """The OGC API – Features landing page the collections are served under."""
         return None
 
+    @property
+    def local_url(self) -> str | None:
+        """Where this machine reaches the server (``ogc_url`` unless it runs here)."""
+        return self.ogc_url
+
+    def use_catalog(self, datasource: str, facts: DatabaseFacts) -> None:  # noqa: B027 - optional hook
+        """The catalog the engine read of ``datasource``, for a server that describes its
+        collections from it (pygeoapi's OpenAPI fields); others ignore it."""
+
     def __enter__(self) -> ServerProvider:
         return self
 
@@ -602,6 +612,29 @@ class ServerProvider(ABC):
         out.setdefault("services", {})
         out.setdefault("collections", {})
         return out
+
+
+class LocalServer(ServerProvider):
+    """A server the engine runs as a process on this machine (pygeoapi): ``honua serve``,
+    the dev loop and recovery start, stop and probe it."""
+
+    port_override: int | None = None
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """Whether its process answers now."""
+
+    @abstractmethod
+    def start(self, *, timeout_s: float | None = None) -> None:
+        """Start it in the background; returns once it answers."""
+
+    @abstractmethod
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """Stop it; False when it was not running."""
+
+    @abstractmethod
+    def serve_foreground(self, doc: Mapping[str, Any] | None = None) -> int:
+        """Run it in this terminal until interrupted; the exit status."""
 
 
 class NoopServer(ServerProvider):

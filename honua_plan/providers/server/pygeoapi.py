@@ -62,16 +62,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
     HealthResult,
+    LocalServer,
     PlanEntry,
     PublishResult,
-    ServerProvider,
     call_resolver,
     check_served,
     diff_published,
@@ -80,6 +80,9 @@ from honua_plan.providers.server.base import (
 )
 from honua_plan.providers.server.compile import CRS84, storage_crs_uri
 from honua_plan.secrets import check_dsn, redact, register
+
+if TYPE_CHECKING:
+    from honua_plan.providers.postgis.facts import DatabaseFacts
 
 INSTALL_HINT = "pip install 'honua-plan[server]'"
 PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
@@ -415,7 +418,7 @@ def _gunicorn_supports(flag: str) -> bool:
 # --------------------------------------------------------------------------- provider
 
 
-class PygeoapiServer(ServerProvider):
+class PygeoapiServer(LocalServer):
     """pygeoapi under gunicorn, one per environment, files under ``state/<env>/server/``."""
 
     kind = "pygeoapi"
@@ -467,6 +470,10 @@ class PygeoapiServer(ServerProvider):
     def base_path(self) -> str:
         path = "/" + str(self.options.basePath or "").strip("/")
         return "" if path == "/" else path
+
+    def use_catalog(self, datasource: str, facts: DatabaseFacts) -> None:
+        """The OpenAPI document's fields come from the catalog the engine read (no reflection)."""
+        self.catalog[datasource] = facts
 
     @property
     def local_url(self) -> str:

@@ -36,7 +36,7 @@ class Health:
     failure: str = ""
 
     def describe(self, environment: str) -> str:
-        from honua_plan.config.expected import format_duration
+        from honua_plan.console import format_duration
 
         ago = format_duration(self.seconds or 0)
         if self.status == "healthy":

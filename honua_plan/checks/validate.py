@@ -29,7 +29,8 @@ from typing import Any
 from psycopg import sql
 
 from honua_plan.checks.compare import evaluate, execution_ms
-from honua_plan.config.expected import ExpectationSyntaxError, format_duration, parse
+from honua_plan.config.expected import ExpectationSyntaxError, parse
+from honua_plan.console import format_duration
 from honua_plan.errors import DatabaseError
 from honua_plan.plan.model import CheckRecord
 from honua_plan.providers.postgis.sqlexec import Session, StatementError

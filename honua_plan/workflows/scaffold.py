@@ -141,7 +141,7 @@ def scaffold(target: Path, *, force: bool = False) -> list[Path]:
     target = target.resolve()
     if (target / "honua.yaml").exists() and not force:
         raise UsageError(f"{target} already holds a honua.yaml (use --force to overwrite)")
-    from honua_plan.config.schemas import export
+    from honua_plan.workflows.schemas import export
 
     written: list[Path] = []
     name = target.name.lower().replace(" ", "-").replace("_", "-") or "city-gis"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from honua_plan.config.loader import DesiredState
     from honua_plan.config.models import Server
-    from honua_plan.context import Context
+    from honua_plan.providers.server.base import ServerProvider
+    from honua_plan.workspace import Workspace
 
 Publish = Callable[["DesiredState"], None]
 Restore = Callable[[dict[str, Any] | None], None]
@@ -20,7 +21,7 @@ Read = Callable[[], dict[str, Any] | None]
 
 
 def _catalog_and_extents(
-    context: Context, desired: DesiredState, only: set[str] | None = None
+    context: Workspace, desired: DesiredState, only: set[str] | None = None
 ) -> tuple[Any, dict[str, tuple[float, float, float, float] | None]]:
     """The catalog (one read: the OpenAPI document's fields come from it) and the extent
     of each collection in ``only`` (all when None), in a few batched statements."""
@@ -43,12 +44,12 @@ def _catalog_and_extents(
     return facts, {cid: boxes.get(pair) for cid, pair in wanted.items()}
 
 
-def publish_callbacks(context: Context, desired: DesiredState, server: Server) -> tuple[Publish, Restore, Read]:
+def publish_callbacks(context: Workspace, desired: DesiredState, server: Server) -> tuple[Publish, Restore, Read]:
     from honua_plan.providers.server import open_server
     from honua_plan.providers.server.base import changed_keys
     from honua_plan.providers.server.compile import compile_published
 
-    def provider(d: DesiredState) -> Any:
+    def provider(d: DesiredState) -> ServerProvider:
         return open_server(server, root=context.root, environment=d.environment,
                            dsn_resolver=lambda: context.resolve_dsn(d.environment).dsn)
 
@@ -63,9 +64,8 @@ def publish_callbacks(context: Context, desired: DesiredState, server: Server) -
                      if cid not in current or not current[cid].get("bbox") or changed_keys(current[cid], entry)}
             facts, extents = _catalog_and_extents(context, d, moved)
             doc = compile_published(d, extents)
-            if hasattr(p, "catalog"):  # pygeoapi: its OpenAPI document's fields come from this read
-                for name in {c.get("datasource") or "" for c in doc["collections"].values()}:
-                    p.catalog[name] = facts
+            for name in {c.get("datasource") or "" for c in doc["collections"].values()}:
+                p.use_catalog(name, facts)
             p.publish(doc, prune=True)
             p.reload()
             p.health(sorted(doc["collections"]), server.spec.healthTimeout)

@@ -1,0 +1,214 @@
+"""``honua apply`` and ``honua approve``: a plan (new, saved or resumed) checked and run
+under the state lock by the executor, or an unfinished apply rolled back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from honua_plan.apply.executor import ApplyResult, Services
+    from honua_plan.config.loader import DesiredState
+    from honua_plan.plan.model import Plan
+    from honua_plan.providers.postgis.facts import DatabaseFacts
+    from honua_plan.providers.postgis.sqlexec import Session
+    from honua_plan.state.model import StateDocument
+    from honua_plan.workspace import Workspace
+
+
+def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: Path | None = None) -> Plan:
+    """Record an approval of the plan file's digest, checked against the policy of its
+    environment (groups, signatures) in this repository; ``key`` signs it."""
+    import os
+
+    from honua_plan.plan.approvals import check_approval
+    from honua_plan.plan.signing import KEY_ENV
+    from honua_plan.plan.store import approve
+
+    if key is None and os.environ.get(KEY_ENV):
+        key = Path(os.environ[KEY_ENV]).expanduser()
+
+    def authorize(plan: Plan, approval: Any) -> None:
+        check_approval(ws.desired(plan.environment).policy, approval, ws.root)
+
+    return approve(plan_file, by, comment, key=key, authorize=authorize)
+
+
+def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -> Services:
+    from honua_plan.apply.executor import Services
+    from honua_plan.providers.postgis.connections import default_datasource
+
+    ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+    svc = Services(session=session, dsn=dsn, state_dir=ws.state_dir,
+                   backup_lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
+                   backup_timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
+    server = desired.server()
+    if server is None or server.spec.type == "none":
+        return svc
+    from honua_plan.workflows.publish import publish_callbacks
+
+    publish, unpublish_to, read = publish_callbacks(ws, desired, server)
+    svc.publish, svc.unpublish_to, svc.read_published = publish, unpublish_to, read
+    return svc
+
+
+def apply(
+    ws: Workspace,
+    environment: str,
+    plan_file: Path | None = None,
+    *,
+    yes: bool = False,
+    resume: bool = False,
+    rollback: bool = False,
+    allow_destroy: bool = False,
+    assume_done: frozenset[str] = frozenset(),
+    assume_not_done: frozenset[str] = frozenset(),
+    confirm: Callable[[str, bool], None] | None = None,
+    plan: Plan | None = None,
+    command: str = "honua apply",
+    show: bool = True,
+    banner: bool = True,
+) -> ApplyResult | None:
+    """Plan (or load a saved plan), check it, and apply it under the state lock."""
+    from honua_plan.apply.executor import Executor
+    from honua_plan.errors import ApplyError, ApprovalRequired, PolicyError
+    from honua_plan.plan.approvals import valid_approvers
+    from honua_plan.plan.render import render_text
+    from honua_plan.plan.store import load_plan, save_plan, verify_digest
+    from honua_plan.providers.postgis.sqlexec import Session, connect
+
+    desired = ws.desired(environment)
+    con = ws.console
+    backend = ws.backend(environment)
+    facts: DatabaseFacts | None = None  # read by the freshness check of a saved plan
+    policy_checks: list[Any] = []
+    with backend:
+        recorded = backend.read()
+        ws.check_state(environment, backend, recorded)
+        if recorded.pending is not None and not (resume or rollback):
+            steps = recorded.pending.steps
+            done = sum(1 for s in steps if s.status == "done")
+            failed = [s.id for s in steps if s.status in ("running", "failed")]
+            raise ApplyError(
+                f"a previous apply of {environment} did not finish (plan {recorded.pending.plan_id[:12]}, "
+                f"{done} of {len(steps)} steps done{', stopped at ' + failed[0] if failed else ''})",
+                hint=f"continue it with `honua apply --env {environment} --resume`, or undo it with "
+                     f"`honua apply --env {environment} --rollback`",
+            )
+        if resume or rollback:
+            if recorded.pending is None:
+                raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
+            saved = ws.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
+            plan = load_plan(saved)
+            verify_digest(plan, source=str(saved))
+            if resume:
+                plan = resumable(ws, plan, desired, recorded)
+        elif plan_file is not None:
+            plan = load_plan(plan_file)
+            verify_digest(plan, source=str(plan_file))
+            facts = ws.check_fresh(plan, desired, recorded)
+            derived = ws._rederive(plan, desired, str(plan_file))
+            names, signed = valid_approvers(plan, desired.policy, ws.root)
+            # what the policy asks of the content now (a window is judged at apply time)
+            required = max(plan.approvals_required, derived.approvals_required)
+            if required > len(names):
+                raise ApprovalRequired(
+                    f"the plan needs {required} approval(s)"
+                    + (f" from {', '.join(derived.approvers)}" if derived.approvers else "")
+                    + f", it has {len(names)}",
+                    hint="record one with `honua approve PLAN --by NAME`")
+            policy_checks = derived.policy
+            if names:
+                con.ok(f"Approval verified (approved by: {', '.join(names)}{', signed' if signed else ''})")
+        else:
+            if plan is None:
+                plan = ws.plan(environment)
+            if show:
+                con.print(render_text(plan, colour=con.colour).rstrip("\n"))
+            if plan.has_changes and plan.approvals_required and not plan.approved:
+                raise ApprovalRequired(
+                    f"this plan needs {plan.approvals_required} approval(s)"
+                    + (f" from {', '.join(plan.approvers)}" if plan.approvers else ""),
+                    hint=f"save it with `honua plan --env {environment} --out plan.json`, approve it with "
+                         f"`honua approve plan.json --by NAME`, then `honua apply --env {environment} plan.json`",
+                )
+            if plan.has_changes and confirm is not None:
+                confirm("Continue?", yes)
+            policy_checks = list(plan.policy)
+        if not plan.has_changes and not (resume or rollback):
+            con.print(f"No changes. The {environment} environment matches the configuration.")
+            return None
+        if not (resume or rollback):
+            if plan_file is None and plan.approvals_required and not plan.approved:
+                raise ApprovalRequired(
+                    f"the plan needs {plan.approvals_required} approval(s), it has {len(plan.approvals)}",
+                    hint="record one with `honua approve PLAN --by NAME`",
+                )
+            failed_policy = [c for c in policy_checks if c.status == "fail"]
+            if failed_policy:
+                raise PolicyError("policy forbids this apply: " + "; ".join(c.message for c in failed_policy))
+        resolved = ws.resolve_dsn(environment)
+        with backend.lock(command) as writer, connect(resolved.dsn) as conn:
+            fresh = writer.read()
+            if not (resume or rollback) and (fresh.serial != plan.state_serial or (
+                    fresh.serial and fresh.lineage != plan.state_lineage)):
+                from honua_plan.errors import StalePlanError
+
+                raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")
+            ws._clean_partial_backups(environment)
+            save_plan(plan, ws.state_dir / "plans" / f"{plan.id}.json")
+            session = Session(conn)
+            executor = Executor(plan, desired, writer, services(ws, desired, session, resolved.dsn), con,
+                                actor=ws.actor, command=command,
+                                reload_desired=lambda: ws._reload_desired(environment), facts=facts,
+                                allow_destroy=allow_destroy, assume_done=assume_done,
+                                assume_not_done=assume_not_done)
+            if rollback:
+                return executor.rollback_all()
+            if banner:
+                con.print(f"Applying changes to {environment} environment...")
+            return executor.run(resume=resume)
+
+
+def resumable(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateDocument) -> Plan:
+    """--resume re-runs the saved plan. A migration edited since (to fix the step that
+    failed) takes its new steps, as long as the steps already done are unchanged."""
+    from honua_plan.errors import StalePlanError
+    from honua_plan.plan.builder import LiveState, _migration_draft
+    from honua_plan.plan.diff import MigrationChange, migration_checksum
+
+    assert recorded.pending is not None
+    actions = []
+    facts = None
+    for action in plan.actions:
+        if action.kind != "migration" or action.action != "apply":
+            actions.append(action)
+            continue
+        m = desired.migration(action.address.removeprefix("migration."))
+        if m is None:
+            raise StalePlanError(f"{action.address} no longer exists in migrations/: use --rollback")
+        if facts is None:
+            facts = ws.read_facts(desired.environment)
+        draft = _migration_draft(desired, MigrationChange(m, migration_checksum(m), "resume"),
+                                 LiveState(facts=facts), set())
+        old = [(o.kind, o.sql, o.path, o.changes) for o in action.operations]
+        new = [(o.kind, o.sql, o.path, o.changes) for o in draft.operations]
+        if old == new:
+            actions.append(action)
+            continue
+        try:
+            done = recorded.pending.step(action.address).details.get("ops_done", [])
+        except KeyError:
+            done = []
+        if any(i >= len(new) or old[i] != new[i] for i in done):
+            raise StalePlanError(
+                f"migration {m.metadata.id} changed in steps that already ran: --resume cannot continue it",
+                hint=f"undo the interrupted apply with `honua apply --env {desired.environment} --rollback`, "
+                     "then apply again")
+        ws.console.warn(f"migration {m.metadata.id} changed since the interrupted apply: "
+                          "resuming with its new steps")
+        actions.append(action.model_copy(update={
+            "operations": draft.operations, "rollback": draft.rollback, "checks": draft.checks,
+            "rollback_checks": draft.rollback_checks}))
+    return plan.model_copy(update={"actions": actions})

@@ -1,0 +1,600 @@
+"""The workspace: a configuration repository's handle on its environments.
+
+Everything a command reads before it acts: the desired state (loaded once per
+environment), the recorded state (reader and the serial guard), the state backend, the
+datasource's DSN (resolved once per environment and command, without side effects), the
+live facts (refresh, read-only) and the plan built from the three. It has no verbs: apply,
+promote, recover and the dev loop are in :mod:`honua_plan.workflows`, over a workspace.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from honua_plan.console import Console
+from honua_plan.errors import ConfigError, Diagnostic, UsageError
+
+if TYPE_CHECKING:
+    from honua_plan.config.loader import DesiredState
+    from honua_plan.plan.builder import LiveState, PlanRequest
+    from honua_plan.plan.model import DriftRecord, Plan, Provenance
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
+    from honua_plan.providers.postgis.connections import ResolvedDsn
+    from honua_plan.providers.postgis.facts import DatabaseFacts
+    from honua_plan.providers.postgis.prefetch import Prefetch
+    from honua_plan.providers.postgis.sqlexec import StatementLog
+    from honua_plan.providers.server.base import ServerProvider
+    from honua_plan.state.base import StateBackend
+    from honua_plan.state.model import StateDocument
+    from honua_plan.state.serialguard import SerialGuard
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    environments: tuple[str, ...]
+    counts: dict[str, int]
+    warnings: tuple[Diagnostic, ...]
+
+
+class Workspace:
+    """One repository and its environments, read for one command.
+
+    Its methods are one unit: the pipeline's reading half (load → recorded → refresh →
+    plan), sharing the caches that make a command read each input once (desired states,
+    resolved DSNs); split, every part would need the others' caches.
+    """
+
+    def __init__(self, root: Path | str = ".", *, console: Console | None = None, debug: bool = False) -> None:
+        self.root = Path(root).resolve()
+        self.console = console or Console()
+        self.debug = debug
+        self._desired: dict[str, DesiredState] = {}
+
+    def load(self, environment: str | None = None) -> list[DesiredState]:
+        from honua_plan.config.loader import load
+
+        if environment is not None and environment in self._desired:
+            return [self._desired[environment]]
+        states = load(self.root, environment)
+        for s in states:
+            self._desired[s.environment] = s
+            exempt_names(s)
+        return states
+
+    def desired(self, environment: str) -> DesiredState:
+        return self.load(environment)[0]
+
+    @cached_property
+    def git_commit(self) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(self.root), "rev-parse", "HEAD"],
+                capture_output=True, text=True, timeout=5, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    def validate(self, environment: str | None = None) -> ValidateResult:
+        """Schema, references, SQL parse and templates; raises ConfigError listing every problem."""
+        states = self.load(environment)
+        self._check_history(states)
+        first = states[0]
+        counts = {
+            "datasources": len(first.datasources),
+            "servers": len(first.servers),
+            "migrations": len(first.migrations),
+            "services": sum(len(s.services) for s in states),
+            "layers": sum(len(s.layers) for s in states),
+            "policies": sum(1 for s in states if s.policy is not None),
+        }
+        return ValidateResult(tuple(s.environment for s in states), counts, first.warnings)
+
+    def _check_history(self, states: list[DesiredState]) -> None:
+        """Like Flyway's validate: an applied migration whose spec changed is an error."""
+        from honua_plan.plan.diff import diff_migrations
+
+        problems: list[Diagnostic] = []
+        for desired in states:
+            if desired.project.spec.state.backend != "local":
+                continue  # reading a remote state needs the database: plan does it
+            backend = self.backend(desired.environment)
+            if not backend.exists():
+                continue
+            _, _, errs = diff_migrations(desired, backend.read())
+            problems.extend(errs)
+        if problems:
+            raise ConfigError(list(dict.fromkeys(problems)))
+
+    def resolve_dsn(self, environment: str, datasource: str | None = None, *, start_embedded: bool = True) -> ResolvedDsn:
+        from honua_plan.providers.postgis.connections import default_datasource, resolve
+
+        desired = self.desired(environment)
+        name = datasource or default_datasource(desired.project, desired.datasources)
+        if name is None or name not in desired.datasources:
+            raise UsageError(f"no datasource '{name}' in providers/")
+        return resolve(desired.datasources[name], environment, self.root, start_embedded=start_embedded)
+
+    @property
+    def embedded(self) -> EmbeddedCluster:
+        from honua_plan.providers.embedded.pgserver import EmbeddedCluster
+        from honua_plan.providers.postgis.connections import embedded_root
+
+        return EmbeddedCluster(embedded_root(self.root))
+
+    def backend(self, environment: str) -> StateBackend:
+        import os
+
+        from honua_plan.state import open_backend
+
+        project = self.desired(environment).project
+        cfg = project.spec.state
+        dsn = None
+        if cfg.backend == "postgres":
+            if cfg.dsnEnv and os.environ.get(cfg.dsnEnv):
+                from honua_plan.secrets import check_dsn, register_dsn
+
+                dsn = os.environ[cfg.dsnEnv]
+                register_dsn(dsn)
+                check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
+            else:
+                dsn = self.resolve_dsn(environment).dsn
+        root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
+        backend = open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
+                               lock_timeout=cfg.lockTimeout)
+        guard = self._serial_guard(environment)
+        backend.after_write, backend.on_close = guard.record, guard.close
+        return backend
+
+    def _serial_guard(self, environment: str) -> SerialGuard:
+        from honua_plan.state.serialguard import SerialGuard
+
+        return SerialGuard(environment, lambda: self.resolve_dsn(environment).dsn)
+
+    def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
+        """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
+        import json
+
+        from honua_plan.state.local import LocalBackend
+
+        backup: tuple[str, int | None] | None = None
+        where = backend.describe()
+        if isinstance(backend, LocalBackend):
+            where = self._rel(backend.path)
+            bak = backend.reader().backup_path
+            if doc.serial == 0 and bak.is_file():
+                try:
+                    serial: int | None = int(json.loads(bak.read_text(encoding="utf-8"))["serial"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    serial = None
+                backup = (self._rel(bak), serial)
+        guard = self._serial_guard(environment)
+        try:
+            guard.check(doc, where, backup)
+        finally:
+            guard.close()
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def recorded(self, environment: str, *, check: bool = True) -> StateDocument:
+        """The recorded state; ``check``: refuse one that went backwards."""
+        with self.backend(environment) as b:
+            doc = b.reader().read()
+            if check:
+                self.check_state(environment, b, doc)
+            return doc
+
+    def restore_state_backup(self, environment: str, *, force: bool = False) -> tuple[StateDocument, int, str | None]:
+        """Make ``state/<env>.json.bak`` the state again, under the lock; returns the stored
+        document, the backup's serial and where the replaced file was kept."""
+        from honua_plan.errors import HonuaError, StateError
+        from honua_plan.state.local import LocalBackend
+
+        with self.backend(environment) as backend:
+            if not isinstance(backend, LocalBackend):
+                raise UsageError(
+                    "restore-backup is for the local state backend; the postgres backend keeps every "
+                    "version in honua_plan.state_history"
+                )
+            bak = backend.reader().backup_path
+            if not bak.is_file():
+                raise StateError(f"no {self._rel(bak)} to restore the state of '{environment}' from")
+            current = backend.reader().read()
+            if not force:
+                try:
+                    self.check_state(environment, backend, current)
+                except HonuaError:
+                    pass  # the state went backwards or is missing: what this command is for
+                else:
+                    if current.serial:
+                        raise UsageError(
+                            f"{self._rel(backend.path)} (serial {current.serial}) is newer than "
+                            f"{self._rel(bak)} and nothing says it went backwards; refusing to replace it",
+                            hint=f"`honua state restore-backup --env {environment} --force` replaces it anyway",
+                        )
+            guard = self._serial_guard(environment)
+            try:
+                recorded = guard.recorded()
+            except Exception:  # the database may be unreachable: restore all the same
+                recorded = None
+            finally:
+                guard.close()
+            replaced = backend.path.is_file()
+            with backend.lock("honua state restore-backup") as writer:
+                doc, bak_serial = writer.restore_backup_file(min_serial=recorded[1] if recorded else 0)
+            return doc, bak_serial, self._rel(backend.path.with_name(f"{environment}.json.replaced")) \
+                if replaced else None
+
+    def _recorded_early(self, environment: str, early: Prefetch) -> StateDocument:
+        """The recorded state, from what the prefetch parsed when it is the backend's file."""
+        from honua_plan.state.local import LocalBackend
+
+        with self.backend(environment) as b:
+            if isinstance(b, LocalBackend):
+                found = early.take_state(b.path)
+                if found is not None:
+                    doc = b.reader().read_prefetched(*found)
+                    if doc is not None:
+                        self.check_state(environment, b, doc)
+                        return doc
+            doc = b.reader().read()
+            self.check_state(environment, b, doc)
+            return doc
+
+    def read_facts(self, environment: str, log: StatementLog | None = None) -> DatabaseFacts:
+        from honua_plan.providers.postgis import catalog as postgis
+        from honua_plan.providers.postgis.sqlexec import Session, connect
+
+        resolved = self.resolve_dsn(environment)
+        with connect(resolved.dsn) as conn:
+            return postgis.refresh(Session(conn, log=log))
+
+    def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
+                *, facts: DatabaseFacts | None = None) -> LiveState:
+        """Read what the plan needs: one catalog pass, plus per-change checks only.
+
+        ``facts`` read elsewhere (the prefetch) are used as they are; a connection is then
+        opened only when a change needs a query.
+        """
+        from honua_plan.config import templating
+        from honua_plan.plan.builder import LiveState
+        from honua_plan.plan.diff import attributes_fingerprint, desired_resources, diff_migrations
+
+        env = desired.environment
+        pending, _, _ = diff_migrations(desired, recorded)
+        variables = desired.template_vars()
+        health: dict[str, tuple[int, int, int]] = {}
+        pre: dict[str, tuple[bool, str]] = {}
+        texts: dict[str, str] = {}
+        conn = None
+
+        def session() -> Any:
+            from honua_plan.providers.postgis.sqlexec import Session, connect
+
+            nonlocal conn
+            if conn is None:
+                conn = connect(self.resolve_dsn(env).dsn)
+            return Session(conn, log=log)
+
+        try:
+            if facts is None:
+                from honua_plan.providers.postgis import catalog as postgis
+
+                facts = postgis.refresh(session())
+            resources = desired_resources(desired)
+            to_count: list[tuple[str, str]] = []
+            for address, layer in desired.layers.items():
+                rec = recorded.resources.get(address)
+                if rec is not None and rec.fingerprint == attributes_fingerprint(resources[address][1]):
+                    continue  # unchanged layer: nothing to count
+                table = layer.spec.storage.qualified_table
+                t = facts.table(table)
+                col = layer.spec.storage.geometryColumn
+                if t is not None and t.geometry(col) is not None:
+                    to_count.append((table, col))
+            if to_count or pending:  # only a plan with work queries more than the catalog
+                from honua_plan.checks.preconditions import query_preconditions
+                from honua_plan.providers.postgis import catalog as postgis
+
+                s = session()
+                for (table, col), counts in postgis.count_invalid_geometries_many(s, to_count).items():
+                    health[f"{table}.{col}"] = counts
+                for mc in pending:
+                    m = mc.migration
+                    pre.update(query_preconditions(s, m, variables))
+                    for step in m.spec.up:
+                        if step.type == "metadata" and step.path:
+                            rel = templating.render(step.path, variables)
+                            path = self.root / rel
+                            if path.exists():
+                                texts[rel] = path.read_text()
+        finally:
+            if conn is not None:
+                conn.close()
+        entries, server_error = self._server_dry_run(desired)
+        return LiveState(facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
+                         server_entries=entries, server_error=server_error)
+
+    def _server_dry_run(self, desired: DesiredState) -> tuple[tuple[Any, ...], str | None]:
+        """Ask the server what publishing the layers would do (Honua: manifest dryRun)."""
+        server = desired.server()
+        if server is None or server.spec.type == "none":
+            return (), None
+        from honua_plan.errors import HonuaError
+        from honua_plan.plan.model import ServerEntry
+        from honua_plan.providers.server.compile import compile_published
+
+        try:
+            provider = self.server_provider(desired.environment)
+            try:
+                entries = provider.plan(compile_published(desired))
+            finally:
+                provider.close()
+        except HonuaError as exc:
+            return (), f"publish dry run failed: {exc.message}"
+        return tuple(ServerEntry(action=e.action, kind=e.kind, name=e.collection, message=e.message)
+                     for e in entries), None
+
+    def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
+                 provenance: Provenance | None = None) -> PlanRequest:
+        from datetime import UTC, datetime
+
+        from honua_plan.plan.builder import PlanRequest
+        from honua_plan.plan.model import Provenance as Prov
+
+        pg_dump = True
+        if desired.migrations:  # only a migration takes a backup: no PATH search, no pg_config run without
+            from honua_plan.providers.embedded.pgserver import pg_dump_available
+
+            pg_dump = pg_dump_available()
+        source_state = None
+        pol = desired.policy
+        if pol is not None and pol.spec.cooldown is not None:
+            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
+        return PlanRequest(
+            now=datetime.now(UTC),
+            provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
+            target=target,
+            refresh_only=refresh_only,
+            config_commit=self.git_commit,
+            source_state=source_state,
+            pg_dump_available=pg_dump,
+        )
+
+    def plan(
+        self,
+        environment: str,
+        *,
+        target: tuple[str, ...] = (),
+        refresh_only: bool = False,
+        provenance: Provenance | None = None,
+        log: StatementLog | None = None,
+        refuse_unfinished: bool = False,
+    ) -> Plan:
+        """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
+        ``plan``/``drift`` would compare against is then neither the old nor the new state)."""
+        from honua_plan.providers.postgis.prefetch import Prefetch
+
+        # the catalog and the state file are read while this process imports the plan
+        # engine and loads the repository
+        early = Prefetch(self.root, environment)
+        from honua_plan.plan.builder import build_plan
+        from honua_plan.plan.diff import desired_resources
+
+        try:
+            desired = self.desired(environment)
+            recorded = self._recorded_early(environment, early)
+            if refuse_unfinished:
+                self.refuse_unfinished(environment, recorded)
+            # what does not need the catalog, while the reader may still be at it
+            req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
+            desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
+            rows = early.take_catalog(self.resolve_dsn(environment).dsn, log)
+        except BaseException:
+            early.discard()
+            raise
+        facts = None
+        if rows is not None:
+            from honua_plan.providers.postgis.facts import facts_from_rows
+
+            facts = facts_from_rows(rows)
+            del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
+        live = self.refresh(desired, recorded, log=log, facts=facts)
+        return build_plan(desired, recorded, live, req)
+
+    def refuse_unfinished(self, environment: str, recorded: StateDocument) -> None:
+        """Raise when an apply of ``environment`` holds the state lock or left its journal."""
+        from honua_plan.errors import ApplyError
+
+        next_steps = (f"`honua apply --env {environment} --resume` continues it, "
+                      f"`honua apply --env {environment} --rollback` undoes it")
+        with self.backend(environment) as backend:
+            holder = backend.holder()
+        if holder is not None:
+            what = f"an apply of {environment}" if "apply" in holder.command else f"`{holder.command}` on {environment}"
+            raise ApplyError(
+                f"{what} is in flight ({holder.describe()}): the database and the state may be between the old "
+                "and the new configuration",
+                hint=f"wait for it to finish; if it was killed, {next_steps}")
+        if recorded.pending is not None:
+            steps = recorded.pending.steps
+            done = sum(1 for s in steps if s.status == "done")
+            stopped = [s.id for s in steps if s.status in ("running", "failed")]
+            raise ApplyError(
+                f"an apply of {environment} was interrupted (plan {recorded.pending.plan_id[:12]}, {done} of "
+                f"{len(steps)} steps done{', stopped at ' + stopped[0] if stopped else ''}): the database and the "
+                "state are between the old and the new configuration",
+                hint=next_steps)
+
+    def down_plan(self, environment: str, migration_id: str) -> Plan:
+        from honua_plan.plan.builder import build_down_plan
+
+        desired = self.desired(environment)
+        recorded = self.recorded(environment)
+        live = self.refresh(desired, recorded)
+        return build_down_plan(desired, recorded, live, self._request(desired), migration_id)
+
+    def migration_address(self, environment: str, ref: str) -> str:
+        m = self.desired(environment).migration(ref)
+        if m is None:
+            raise UsageError(f"no migration {ref} in migrations/")
+        return m.address
+
+    def migration_targets(self, environment: str, migration_id: str | None = None) -> tuple[str, ...]:
+        """One migration (with what it needs), or every migration still to apply."""
+        if migration_id:
+            return (self.migration_address(environment, migration_id),)
+        return tuple(f"migration.{r['id']}" for r in self.migrate_status(environment)
+                     if r["status"] in ("pending", "rolled_back", "failed"))
+
+    def migrate_status(self, environment: str) -> list[dict[str, Any]]:
+        from honua_plan.plan.diff import migration_checksum
+
+        desired = self.desired(environment)
+        recorded = self.recorded(environment)
+        rows = []
+        for m in desired.migrations:
+            latest = recorded.latest_migration(m.metadata.id)
+            listed = not m.metadata.environments or environment in m.metadata.environments
+            status = latest.status if latest else ("pending" if listed else "not for this environment")
+            changed = bool(latest and latest.status == "applied" and latest.checksum != migration_checksum(m))
+            rows.append({
+                "id": m.metadata.id, "name": m.stem, "description": m.metadata.description or "",
+                "status": "CHANGED AFTER APPLY" if changed else status,
+                "applied_at": latest.finished_at.isoformat() if latest and latest.finished_at else None,
+                "applied_by": latest.applied_by if latest else None,
+                "duration_s": latest.duration_s if latest else None,
+            })
+        return rows
+
+    def backups(self, environment: str) -> list[Any]:
+        return list(self.recorded(environment).backups)
+
+    def drift(self, environment: str) -> list[DriftRecord]:
+        return self.plan(environment, refresh_only=True).drift
+
+    @cached_property
+    def actor(self) -> str:
+        import getpass
+        import os
+
+        for var in ("HONUA_ACTOR", "GITHUB_ACTOR", "GIT_AUTHOR_EMAIL"):
+            if os.environ.get(var):
+                return os.environ[var]
+        try:
+            out = subprocess.run(["git", "-C", str(self.root), "config", "user.email"],
+                                 capture_output=True, text=True, timeout=5, check=False)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+        return getpass.getuser()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def _clean_partial_backups(self, environment: str) -> None:
+        """Remove the files of a backup interrupted by a crash (call under the state lock)."""
+        from honua_plan.apply.backup import clean_partial_backups
+
+        removed = clean_partial_backups(self.state_dir / "backups", environment)
+        if removed:
+            self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
+                               f"backup: {', '.join(p.name for p in removed)}")
+
+    def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
+        """Refuse a saved plan whose state, configuration or live objects changed since.
+
+        Returns the live facts it read (None if the plan pins no table), for apply to reuse.
+        """
+        from honua_plan.errors import StalePlanError
+
+        problems: list[str] = []
+        if plan.environment != desired.environment:
+            raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
+        if recorded.serial and plan.state_serial and plan.state_lineage != recorded.lineage:
+            problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
+        elif plan.state_serial != recorded.serial:
+            problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
+        if plan.config_hash != desired.config_hash:
+            problems.append("the configuration files changed since the plan was made")
+        facts = None
+        if plan.fingerprints:
+            facts = self.read_facts(desired.environment)
+            for key, fp in sorted(plan.fingerprints.items()):
+                t = facts.table(key.removeprefix("table."))
+                now = t.shape_fingerprint if t else "absent"
+                if now != fp:
+                    problems.append(f"{key} changed in the database since the plan was made")
+        if problems:
+            raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
+                                 hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
+        return facts
+
+    def _rederive(self, saved: Plan, desired: DesiredState, source: str) -> Plan:
+        """Plan again from the configuration, the state and the database, and refuse a saved
+        plan whose actions differ: the file is a record of what was reviewed, never the source
+        of what runs."""
+        from honua_plan.plan.approvals import compare_actions
+        from honua_plan.plan.render import redacted
+
+        derived = self.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
+                            provenance=saved.provenance)
+        compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
+        return derived
+
+    def server_provider(self, environment: str) -> ServerProvider:
+        from honua_plan.providers.server import open_server
+
+        desired = self.desired(environment)
+        return open_server(desired.server(), root=self.root, environment=environment,
+                           dsn_resolver=lambda *_: self.resolve_dsn(environment).dsn)
+
+    def _reload_desired(self, environment: str) -> DesiredState:
+        self._desired.pop(environment, None)
+        return self.desired(environment)
+
+
+
+def exempt_names(desired: DesiredState) -> None:
+    """Tell :mod:`honua_plan.secrets` the names this configuration publishes.
+
+    A password equal to one of them (an environment, a schema, a table, a layer) is then
+    not hidden in free text, where hiding it would mangle every mention of the name.
+    """
+    from honua_plan.secrets import exempt
+
+    names = {desired.environment, *desired.project.spec.environments, desired.project.metadata.name}
+    for address in desired.sources:
+        names.add(address)
+        names.update(address.replace("::", ".").split("."))
+    for layer in desired.layers.values():
+        names.update(layer.spec.storage.qualified_table.split("."))
+    exempt(names)
+
+
+def _in_ci() -> bool:
+    import os
+
+    return bool(os.environ.get("CI"))
+
+
+def config_error_summary(exc: ConfigError) -> dict[str, Any]:
+    """The JSON shape of a ConfigError for ``--format json``."""
+    return {
+        "valid": False,
+        "errors": [
+            {"path": d.location.path, "line": d.location.line, "column": d.location.column,
+             "message": d.message, "severity": d.severity}
+            for d in exc.diagnostics
+        ],
+    }
