@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from honua_plan.plan.model import Plan
     from honua_plan.providers.embedded.pgserver import ClusterStatus
     from honua_plan.providers.server.base import LocalServer
-    from honua_plan.state.model import BackupRecord
+    from honua_plan.state.model import BackupRecord, StateDocument
 
 Confirm = Callable[[str, bool], None]
 
@@ -80,6 +80,12 @@ class Context(Workspace):
         from honua_plan.workflows.recover import create_backup
 
         return create_backup(self, environment)
+
+    def restore_state_backup(self, environment: str, *, force: bool = False) -> tuple[StateDocument, int, str | None]:
+        """Make ``state/<env>.json.bak`` the state again (``honua state restore-backup``)."""
+        from honua_plan.workflows.state import restore_state_backup
+
+        return restore_state_backup(self, environment, force=force)
 
     # ------------------------------------------------------------------ the local loop
 

@@ -19,8 +19,9 @@ from honua_plan.console import Console
 from honua_plan.errors import ConfigError, Diagnostic, UsageError
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
-    from honua_plan.plan.builder import LiveState, PlanRequest
+    from honua_plan.config.desired import DesiredState
+    from honua_plan.plan.builder import PlanRequest
+    from honua_plan.plan.migrations import LiveState
     from honua_plan.plan.model import DriftRecord, Plan, Provenance
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
     from honua_plan.providers.postgis.connections import ResolvedDsn
@@ -192,47 +193,6 @@ class Workspace:
                 self.check_state(environment, b, doc)
             return doc
 
-    def restore_state_backup(self, environment: str, *, force: bool = False) -> tuple[StateDocument, int, str | None]:
-        """Make ``state/<env>.json.bak`` the state again, under the lock; returns the stored
-        document, the backup's serial and where the replaced file was kept."""
-        from honua_plan.errors import HonuaError, StateError
-        from honua_plan.state.local import LocalBackend
-
-        with self.backend(environment) as backend:
-            if not isinstance(backend, LocalBackend):
-                raise UsageError(
-                    "restore-backup is for the local state backend; the postgres backend keeps every "
-                    "version in honua_plan.state_history"
-                )
-            bak = backend.reader().backup_path
-            if not bak.is_file():
-                raise StateError(f"no {self._rel(bak)} to restore the state of '{environment}' from")
-            current = backend.reader().read()
-            if not force:
-                try:
-                    self.check_state(environment, backend, current)
-                except HonuaError:
-                    pass  # the state went backwards or is missing: what this command is for
-                else:
-                    if current.serial:
-                        raise UsageError(
-                            f"{self._rel(backend.path)} (serial {current.serial}) is newer than "
-                            f"{self._rel(bak)} and nothing says it went backwards; refusing to replace it",
-                            hint=f"`honua state restore-backup --env {environment} --force` replaces it anyway",
-                        )
-            guard = self._serial_guard(environment)
-            try:
-                recorded = guard.recorded()
-            except Exception:  # the database may be unreachable: restore all the same
-                recorded = None
-            finally:
-                guard.close()
-            replaced = backend.path.is_file()
-            with backend.lock("honua state restore-backup") as writer:
-                doc, bak_serial = writer.restore_backup_file(min_serial=recorded[1] if recorded else 0)
-            return doc, bak_serial, self._rel(backend.path.with_name(f"{environment}.json.replaced")) \
-                if replaced else None
-
     def _recorded_early(self, environment: str, early: Prefetch) -> StateDocument:
         """The recorded state, from what the prefetch parsed when it is the backend's file."""
         from honua_plan.state.local import LocalBackend
@@ -265,8 +225,8 @@ class Workspace:
         opened only when a change needs a query.
         """
         from honua_plan.config import templating
-        from honua_plan.plan.builder import LiveState
         from honua_plan.plan.diff import attributes_fingerprint, desired_resources, diff_migrations
+        from honua_plan.plan.migrations import LiveState
 
         env = desired.environment
         pending, _, _ = diff_migrations(desired, recorded)

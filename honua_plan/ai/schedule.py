@@ -21,7 +21,7 @@ from honua_plan.config.models import Policy
 from honua_plan.errors import UsageError
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.config.models import Migration
     from honua_plan.context import Context
 

@@ -1,6 +1,12 @@
 """The executor: walks a plan's actions in order and makes them so.
 
-Rules it keeps (DESIGN.md "Apply, state, rollback"):
+The module and its :class:`Executor` are one unit: every method reads or writes the one
+journal (the state document under the apply's lock) in the order its invariants need
+(written before each mutation, read back by resume and rollback); split, the parts would
+share that writer and that order without a boundary between them. The providers run the
+operations themselves (:mod:`honua_plan.providers.registry`).
+
+Rules it keeps (docs/architecture.md, "Apply, state, rollback"):
 
 * it runs under the state lock, given only the writer;
 * every mutating step is journaled (``pending`` in the state document) *before* it
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +43,7 @@ from honua_plan.state.model import (
 )
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.providers.postgis.sqlexec import Session
     from honua_plan.state.base import StateWriter
 
@@ -105,6 +111,8 @@ class Services:
 
 
 class Executor:
+    """Runs one plan under the state lock; one unit with its journal (see the module docstring)."""
+
     def __init__(
         self,
         plan: Plan,
@@ -185,7 +193,7 @@ class Executor:
         self.begin(resume=resume)
         assert self.doc.pending is not None
         if self._has_sql():
-            from honua_plan.apply.journal import completed, ensure_step_log
+            from honua_plan.providers.postgis.effects import completed, ensure_step_log
 
             ensure_step_log(self.svc.session)
             if resume:  # what the database says this apply committed, whatever the journal says
@@ -286,7 +294,7 @@ class Executor:
         assert self.doc.pending is not None
         touched = {s.id for s in self.doc.pending.steps if s.status in ("done", "running", "failed")}
         if self._has_sql():
-            from honua_plan.apply.journal import ensure_step_log
+            from honua_plan.providers.postgis.effects import ensure_step_log
 
             ensure_step_log(self.svc.session)
         self.con.print(f"Rolling back the unfinished apply of {self.plan.environment} (plan {self.plan.id[:12]})...")
@@ -551,7 +559,7 @@ class Executor:
 
         con.print("")
         con.print("Executing:")
-        from honua_plan.apply.journal import kill_point
+        from honua_plan.providers.postgis.effects import kill_point
 
         ops = action.operations
         done_ops: list[int] = self._done_ops(action.address)
@@ -627,7 +635,7 @@ class Executor:
     def _journal_start(self, action: Action, index: int, op: Operation) -> None:
         """Before a step outside a transaction: journal the catalog as it is, so a crash
         leaves what is needed to tell (and undo) what the step did."""
-        from honua_plan.apply.journal import op_tables, snapshot
+        from honua_plan.providers.postgis.effects import op_tables, snapshot
         from honua_plan.providers.postgis.sqlsteps import is_transactional
 
         if op.kind != "sql" or is_transactional(op):
@@ -642,7 +650,7 @@ class Executor:
         """On resume: why step ``index`` needs no run (None: run it). The database's
         step_log decides for a transactional step; for one outside a transaction the
         catalog, the user's --assume-done/--assume-not-done, or a question decides."""
-        from honua_plan.apply.journal import index_valid
+        from honua_plan.providers.postgis.effects import index_valid
         from honua_plan.providers.postgis.sqlsteps import is_transactional
 
         sid = f"{action.address}#{index}"
@@ -679,8 +687,8 @@ class Executor:
     def _preconditions(self, action: Action, migration: Any) -> None:
         """Re-check preconditions against the database as it is now."""
         from honua_plan.checks.preconditions import query_preconditions
-        from honua_plan.plan.builder import LiveState, _migration_draft
         from honua_plan.plan.diff import MigrationChange
+        from honua_plan.plan.migrations import LiveState, migration_draft
         from honua_plan.providers.postgis import catalog as postgis
 
         if not migration.spec.preConditions:
@@ -688,7 +696,7 @@ class Executor:
         facts = postgis.refresh(self.svc.session)
         results = query_preconditions(self.svc.session, migration, self.desired.template_vars())
         live = LiveState(facts=facts, precondition_results=results)
-        draft = _migration_draft(self.desired, MigrationChange(migration, "", ""), live, set())
+        draft = migration_draft(self.desired, MigrationChange(migration, "", ""), live, set())
         if draft.errors:
             raise ApplyError("; ".join(d.message for d in draft.errors))
 
@@ -725,69 +733,38 @@ class Executor:
 
     def _run_operation(self, action: Action, index: int, op: Operation, *,
                        step_id: str | None = None) -> dict[str, Any] | None:
-        """Run one operation; for an up step (``step_id``) of SQL, return what it changed."""
-        if op.kind == "sql":
-            from honua_plan.providers.postgis.sqlsteps import run_sql_operation
+        """Run one operation through the provider of its kind; for a journaled up step
+        (``step_id``), return what it changed."""
+        from honua_plan.providers.base import EXECUTOR_KINDS
+        from honua_plan.providers.registry import provider_for
 
-            self._facts_cache = None
-            if step_id is None:
-                run_sql_operation(self.svc.session, op)
-                return None
-            return self._run_sql_step(action, op, step_id)
-        if op.kind == "metadata":
-            self._metadata(action, index, op)
-        elif op.kind == "reload" and self.svc.publish is not None:
+        if op.kind in EXECUTOR_KINDS:  # recorded / checked by this executor around the operations
+            return None
+        return provider_for(op.kind).run(self, action, op, step_id)
+
+    # ------------------------------------------------------------------ StepContext (providers/base.py)
+
+    @property
+    def session(self) -> Session:
+        return self.svc.session
+
+    def step_details(self, address: str) -> Mapping[str, Any]:
+        assert self.doc.pending is not None
+        return self.doc.pending.step(address).details
+
+    def journal_details(self, address: str, details: Mapping[str, Any]) -> None:
+        assert self.doc.pending is not None
+        self._save(self.doc.with_pending(self.doc.pending.with_step(address, "running", details=dict(details))))
+
+    def remember_file(self, path: str, original: bytes) -> None:
+        self.edited_files.setdefault(path, original)
+
+    def forget_facts(self) -> None:
+        self._facts_cache = None
+
+    def publish(self) -> None:
+        if self.svc.publish is not None:
             self.svc.publish(self.desired)
-        return None
-
-    def _run_sql_step(self, action: Action, op: Operation, step_id: str) -> dict[str, Any]:
-        """A journaled up step: catalog before/after and the step_log row in the step's own
-        transaction; outside a transaction, after it (from the snapshot journaled before)."""
-        from honua_plan.apply import journal as j
-        from honua_plan.providers.postgis.sqlsteps import is_transactional, run_sql_operation
-
-        session = self.svc.session
-        tables = j.op_tables(op)
-        apply_id = self.apply_id
-        box: dict[str, Any] = {}
-        if is_transactional(op):
-            def before() -> None:
-                box["before"] = j.snapshot(session, tables)
-
-            def after() -> None:
-                box["effects"] = j.effects(box["before"], j.snapshot(session, tables), j.xact_rows(session))
-                j.record_done(session, apply_id, step_id, box["effects"])
-
-            run_sql_operation(session, op, before=before, after=after)
-            j.kill_point(step_id, "after-commit")
-            return dict(box["effects"])
-        assert self.doc.pending is not None
-        snap = self.doc.pending.step(action.address).details.get("started", {}).get(step_id.rpartition("#")[2], {})
-        run_sql_operation(session, op)
-        j.kill_point(step_id, "after-commit")
-        eff = j.effects(snap, j.snapshot(session, tables))
-        if session.conn is not None and not session.dry_run:
-            with session.conn.transaction():
-                j.record_done(session, apply_id, step_id, eff)
-        return eff
-
-    def _metadata(self, action: Action, index: int, op: Operation) -> None:
-        from honua_plan.config.yamledit import edit_text
-        from honua_plan.providers.metadata import write_atomic
-
-        assert op.path is not None and op.changes is not None
-        path = self.desired.root / op.path
-        original = path.read_bytes()
-        # journal the original bytes first: rollback restores them exactly
-        key = f"file:{op.path}"
-        assert self.doc.pending is not None
-        step = self.doc.pending.step(action.address)
-        if key not in step.details:
-            self._save(self.doc.with_pending(self.doc.pending.with_step(
-                action.address, "running", details={key: base64.b64encode(original).decode()})))
-        self.edited_files.setdefault(op.path, original)
-        new = edit_text(original.decode(), op.changes, where=op.path)
-        write_atomic(path, new.encode())
 
     def _record_migration(self, migration: Any, action: Action, status: str, started_at: datetime,
                           t_start: float, backup_id: str | None, error: str | None) -> None:
@@ -857,7 +834,7 @@ class Executor:
                 down_done = self._mark_down(action.address, down_done, i - 1)
                 continue
             if op.kind == "sql":
-                from honua_plan.apply.journal import destroys
+                from honua_plan.providers.postgis.effects import destroys
 
                 lost = destroys(self.svc.session, op)
                 if lost and not self.allow_destroy:
@@ -881,7 +858,7 @@ class Executor:
                     if op.kind == "metadata" and op.path in files:
                         self._restore_file(op.path, files.pop(op.path))
                     elif op.kind == "metadata":
-                        self._metadata(action, 0, op)
+                        self._run_operation(action, 0, op)
                     else:
                         self._run_operation(action, i - 1, op)
             except HonuaError as exc:
@@ -933,7 +910,7 @@ class Executor:
         journal of an older version): journaled effects, step_log rows (a crash between
         COMMIT and the journal), and, for a step outside a transaction that started,
         the catalog now against the snapshot journaled before it."""
-        from honua_plan.apply import journal as j
+        from honua_plan.providers.postgis import effects as j
 
         assert self.doc.pending is not None
         step = self.doc.pending.step(action.address)
@@ -954,7 +931,7 @@ class Executor:
 
     def _undo_skipped(self, op: Operation, applied: list[dict[str, Any]] | None, files: dict[str, bytes]) -> str:
         """Why down step ``op`` is skipped ("" = run it): the apply changed nothing it undoes."""
-        from honua_plan.apply.journal import undo_needed
+        from honua_plan.providers.postgis.effects import undo_needed
 
         if applied is None:
             return ""
@@ -1056,11 +1033,11 @@ class Executor:
 
 
 def _kill_point(step: str, point: str) -> None:
-    """The kill matrix's test hook (see :func:`honua_plan.apply.journal.kill_point`)."""
+    """The kill matrix's test hook (see :func:`honua_plan.providers.postgis.effects.kill_point`)."""
     import os
 
     if os.environ.get("HONUA_TEST_KILL_AT"):
-        from honua_plan.apply.journal import kill_point
+        from honua_plan.providers.postgis.effects import kill_point
 
         kill_point(step, point)
 

@@ -11,7 +11,7 @@ from honua_plan.plan.model import Action, Plan
 from honua_plan.secrets import redact
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
 
 
 def recommendations(action: Action, reason: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from honua_plan.errors import HonuaError
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.config.models import Layer
     from honua_plan.providers.server.base import ServerProvider
 
@@ -97,7 +97,7 @@ def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provi
               metadata_msg: str, requests: int) -> LayerReport:
     from honua_plan.checks import ogc as ogctest
     from honua_plan.checks.validate import run_check
-    from honua_plan.plan.builder import _check_record
+    from honua_plan.plan.migrations import check_record
     from honua_plan.providers.postgis import catalog as postgis
     from honua_plan.providers.postgis.sqlexec import Session, connect
 
@@ -137,7 +137,7 @@ def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provi
 
             report.checks.append(_timed("Geometry validation", geometry))
             variables = desired.template_vars()
-            results = [(chk, run_check(session, _check_record(chk, "health", variables)))
+            results = [(chk, run_check(session, check_record(chk, "health", variables)))
                        for chk in layer.spec.validation.healthChecks]
             if results:
                 bad = [(c, r) for c, r in results if not r.ok]

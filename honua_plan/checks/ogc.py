@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from honua_plan.errors import ServerError
-from honua_plan.providers.server.base import HttpResponse, http_request
+from honua_plan.providers.server.http import HttpResponse, http_request
 
 CONF_CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
 CONF_GEOJSON = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson"

@@ -14,8 +14,10 @@ import click
 from honua_plan.cli.base import (
     AppState,
     HonuaGroup,
+    apply_result,
     by_option,
     confirm,
+    default_env,
     echo_json,
     env_option,
     format_option,
@@ -143,98 +145,7 @@ def schema_export(ctx: click.Context, out: Path | None) -> None:
     context.console.ok(f"Wrote {len(written)} schemas to {written[0].parent if written else out}")
 
 
-# --------------------------------------------------------------------------- dev
-
-
-@main.group()
-def dev() -> None:
-    """The local loop: embedded PostGIS, sample data, apply + test."""
-
-
-@dev.group()
-def db() -> None:
-    """The embedded PostgreSQL + PostGIS cluster under state/.pg."""
-
-
-def _print_status(ctx: click.Context, fmt: str, action: str) -> None:
-    context = state(ctx).context(quiet=fmt == "json")
-    stopped_pid: int | None = None
-    if action == "stop":
-        stopped_pid, st = context.db_stop()
-    else:
-        st = getattr(context, f"db_{action}")()
-    if fmt == "json":
-        data = {"running": st.running, "pid": st.pid, "data_dir": str(st.data_dir),
-                "socket_dir": str(st.socket_dir), "port": st.port, "dsn": st.dsn}
-        if action == "stop":
-            data["stopped"] = stopped_pid is not None
-        echo_json(data)
-        return
-    if stopped_pid is not None:  # db_stop checked that it is no longer running
-        context.console.ok(f"Stopped the embedded PostGIS (pid {stopped_pid}; data: {st.data_dir})")
-    elif st.running:
-        from honua_plan.errors import HonuaError
-        from honua_plan.providers.postgis.connections import embedded_database
-
-        context.console.ok(f"Embedded PostGIS running (pid {st.pid})")
-        context.console.print(f"  data:    {st.data_dir}")
-        context.console.print(f"  socket:  {st.socket_dir} (port {st.port})")
-        try:
-            envs = context.load()[0].project.spec.environments
-        except HonuaError:  # a broken config must not hide the database status
-            envs = []
-        if envs:
-            context.console.print("  databases (one per environment): "
-                                  + ", ".join(embedded_database(e) for e in envs))
-    else:
-        context.console.print(f"Embedded PostGIS is not running (data: {st.data_dir})")
-        if action == "status":
-            ctx.exit(3)
-
-
-@db.command("start")
-@format_option(("text", "json"))
-@click.pass_context
-def db_start(ctx: click.Context, fmt: str) -> None:
-    """Create (first time) and start the embedded cluster."""
-    _print_status(ctx, fmt, "start")
-
-
-@db.command("stop")
-@format_option(("text", "json"))
-@click.pass_context
-def db_stop(ctx: click.Context, fmt: str) -> None:
-    """Stop the embedded cluster."""
-    _print_status(ctx, fmt, "stop")
-
-
-@db.command("status")
-@format_option(("text", "json"))
-@click.pass_context
-def db_status(ctx: click.Context, fmt: str) -> None:
-    """Show whether the embedded cluster runs (exit 3 when it does not)."""
-    _print_status(ctx, fmt, "status")
-
-
-@dev.command("seed-data")
-@env_option(required=False)
-@click.option("--rows", type=int, default=42, show_default=True, help="Number of bike lanes to load.")
-@click.option("--replace", is_flag=True,
-              help="Replace rows seed-data did not make (a pg_dump backup is taken first).")
-@click.pass_context
-def seed_data(ctx: click.Context, environment: str | None, rows: int, replace: bool) -> None:
-    """Load the example's sample bike lanes (not in production; never over other rows without --replace)."""
-    import time
-
-    context = state(ctx).context()
-    env = environment or "dev"
-    start = time.perf_counter()
-    count = context.seed_data(env, rows, replace=replace)
-    context.console.ok(f"Loaded {count} bike lanes into bike_lanes ({env})", time.perf_counter() - start)
-
-
 # --------------------------------------------------------------------------- ai
-
 
 
 def run() -> None:
@@ -361,100 +272,6 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
 # --------------------------------------------------------------------------- state
 
 
-@main.group("state")
-def state_group() -> None:
-    """Inspect the recorded state."""
-
-
-@state_group.command("list")
-@env_option()
-@format_option(("text", "json"))
-@click.pass_context
-def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
-    """List the recorded resources."""
-    context = state(ctx).context(quiet=fmt == "json")
-    doc = context.recorded(environment, check=False)  # inspecting a state that went backwards is allowed
-    if fmt == "json":
-        echo_json({"environment": environment, "serial": doc.serial, "lineage": doc.lineage,
-                   "resources": sorted(doc.resources)})
-        return
-    for address in sorted(doc.resources):
-        click.echo(address)
-    for mid in doc.applied_migrations():
-        click.echo(f"migration.{mid}")
-
-
-@state_group.command("show")
-@env_option()
-@click.argument("address", required=False)
-@click.pass_context
-def state_show(ctx: click.Context, environment: str, address: str | None) -> None:
-    """Show the whole state document, or one resource."""
-    context = state(ctx).context()
-    doc = context.recorded(environment, check=False)
-    if address is None:
-        echo_json(doc.to_json_data())
-        return
-    rec = doc.resources.get(address)
-    if rec is None:
-        from honua_plan.errors import UsageError
-
-        raise UsageError(f"no resource {address} in the state of {environment}")
-    echo_json(rec.model_dump(mode="json"))
-
-
-@state_group.command("history")
-@env_option()
-@click.option("--limit", type=int, default=20, show_default=True)
-@format_option(("text", "json"))
-@click.pass_context
-def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) -> None:
-    """The event log (newest last)."""
-    context = state(ctx).context(quiet=fmt == "json")
-    with context.backend(environment) as backend:
-        events = backend.reader().history(limit)
-    if fmt == "json":
-        echo_json([e.model_dump(mode="json") for e in events])
-        return
-    for e in events:
-        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  serial {e.serial:<4} {e.kind:<9} {e.actor or '-':<20} {e.message}")
-
-
-@state_group.command("unlock")
-@env_option()
-@click.option("--force", is_flag=True, help="Break the lock even though its holder may still run.")
-@click.pass_context
-def state_unlock(ctx: click.Context, environment: str, force: bool) -> None:
-    """Remove the state lock of a holder that is dead (refused while it runs, unless --force)."""
-    context = state(ctx).context()
-    with context.backend(environment) as backend:
-        message = backend.force_unlock(force=force)
-    if message.startswith("warning: "):
-        context.console.warn(message.removeprefix("warning: "))
-    else:
-        context.console.print(message)
-
-
-@state_group.command("restore-backup")
-@env_option()
-@click.option("--force", is_flag=True, help="Replace the state even though nothing says it went backwards.")
-@click.pass_context
-def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> None:
-    """Make state/<env>.json.bak the state again (after it went backwards or was deleted)."""
-    context = state(ctx).context()
-    doc, bak_serial, replaced = context.restore_state_backup(environment, force=force)
-    con = context.console
-    con.ok(f"Restored the state of {environment} from state/{environment}.json.bak (serial {bak_serial}); "
-           f"it is now serial {doc.serial}")
-    if replaced:
-        con.print(f"  the file it replaced is kept as {replaced}")
-    if doc.pending is not None:
-        con.print(f"  it holds an apply that had not finished when it was saved: finish it with "
-                  f"`honua apply --env {environment} --resume` (or undo it with --rollback)")
-    con.print(f"  the backup is the version before the last write: check `honua plan --env {environment}` "
-              "before applying")
-
-
 # --------------------------------------------------------------------------- apply
 
 
@@ -489,193 +306,15 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
         raise UsageError(f"step {sorted(both)[0]} cannot be both --assume-done and --assume-not-done")
     context = state(ctx).context()
     context.console.verbose = verbose
-    _apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
+    apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
                                      allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
                                      assume_not_done=frozenset(assume_not_done), confirm=confirm))
-
-
-def _apply_result(ctx: click.Context, result: object) -> None:
-    if result is None:
-        return
-    context = state(ctx).context()
-    outcomes = getattr(result, "outcomes", [])
-    done = sum(1 for o in outcomes if o.status == "done")
-    undone = sum(1 for o in outcomes if o.status == "rolled_back")
-    context.console.print("")
-    what = f"Rollback complete: {undone} action(s) undone" if undone and not done else \
-        f"Apply complete: {done} action(s)"
-    context.console.print(f"{what} in {getattr(result, 'seconds', 0.0):.1f}s "
-                          f"(state serial {getattr(result, 'serial', 0)})")
 
 
 # --------------------------------------------------------------------------- migrations
 
 
-@main.group()
-def migrate() -> None:
-    """Database migrations (migrations/NNN_name.yaml): status, plan, up, down."""
-
-
-@migrate.command("status")
-@env_option()
-@format_option(("text", "json"))
-@click.pass_context
-def migrate_status(ctx: click.Context, environment: str, fmt: str) -> None:
-    """Which migrations are applied, pending, rolled back or changed since applied."""
-    context = state(ctx).context(quiet=fmt == "json")
-    rows = context.migrate_status(environment)
-    if fmt == "json":
-        echo_json({"environment": environment, "migrations": rows})
-        return
-    for r in rows:
-        when = (r["applied_at"] or "")[:19].replace("T", " ")
-        click.echo(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
-
-
-@migrate.command("plan")
-@env_option()
-@click.argument("migration_id", required=False)
-@format_option()
-@click.pass_context
-def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None, fmt: str) -> None:
-    """Plan pending migrations (or one, with its dependencies)."""
-    from honua_plan.plan.render import render
-
-    context = state(ctx).context(quiet=fmt != "text")
-    targets = context.migration_targets(environment, migration_id)
-    if not targets:
-        context.console.print(f"No pending migrations in {environment}.")
-        return
-    click.echo(render(context.plan(environment, target=targets), fmt, colour=context.console.colour), nl=False)
-
-
-@migrate.command("up")
-@env_option()
-@click.argument("migration_id", required=False)
-@yes_option
-@by_option
-@click.pass_context
-def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, yes: bool) -> None:
-    """Apply pending migrations (or one, with its dependencies)."""
-    context = state(ctx).context()
-    targets = context.migration_targets(environment, migration_id)
-    if not targets:
-        context.console.print(f"No pending migrations in {environment}.")
-        return
-    plan_ = context.plan(environment, target=targets)
-    _apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_, command="honua migrate up",
-                                     banner=False))
-
-
-@migrate.command("down")
-@env_option()
-@click.argument("migration_id")
-@yes_option
-@by_option
-@click.pass_context
-def migrate_down(ctx: click.Context, environment: str, migration_id: str, yes: bool) -> None:
-    """Run the down steps of an applied migration, then its post-down validations."""
-    context = state(ctx).context()
-    plan_ = context.down_plan(environment, migration_id)
-    _apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_,
-                                     command="honua migrate down", banner=False))
-
-
-@main.group()
-def deploy() -> None:
-    """Deploy one thing (the seed's `honua deploy migration 003 --environment dev`)."""
-
-
-@deploy.command("migration")
-@click.argument("migration_id")
-@env_option()
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A saved, approved plan for this migration (needed where policy requires approval).")
-@yes_option
-@by_option
-@click.pass_context
-def deploy_migration(ctx: click.Context, migration_id: str, environment: str, plan_file: Path | None,
-                     yes: bool) -> None:
-    """Deploy a migration (and its pending dependencies) with backup, validation and rollback."""
-    context = state(ctx).context()
-    if plan_file is not None:
-        _apply_result(ctx, context.apply(environment, plan_file, yes=True, command="honua deploy migration",
-                                         banner=False))
-        return
-    plan_ = context.plan(environment, target=(context.migration_address(environment, migration_id),))
-    _apply_result(ctx, context.apply(environment, yes=True if yes or plan_.approvals_required == 0 else yes,
-                                     confirm=confirm, plan=plan_, command="honua deploy migration",
-                                     show=False, banner=False))
-
-
-@main.group()
-def backup() -> None:
-    """Backups of an environment's tables (pg_dump, under state/backups)."""
-
-
-@backup.command("create")
-@env_option()
-@by_option
-@click.pass_context
-def backup_create(ctx: click.Context, environment: str) -> None:
-    """Back up the tables the environment's layers and migrations touch, with its metadata and commit."""
-    state(ctx).context().backup_create(environment)
-
-
-@backup.command("list")
-@env_option()
-@format_option(("text", "json"))
-@click.pass_context
-def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
-    """List the backups of an environment, newest last: age, size, tables, rows and checksums."""
-    from honua_plan.console import format_duration
-    from honua_plan.state.model import utcnow
-
-    context = state(ctx).context(quiet=fmt == "json")
-    records = sorted(context.backups(environment), key=lambda r: r.created_at)
-    now = utcnow()
-    if fmt == "json":
-        echo_json([{**r.model_dump(mode="json"), "age_s": round((now - r.created_at).total_seconds(), 1)}
-                   for r in records])
-        return
-    if not records:
-        click.echo(f"No backups for {environment}.")
-    for r in records:
-        age = format_duration(max(0.0, (now - r.created_at).total_seconds()))
-        click.echo(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M:%S} UTC ({age} ago)  {r.size_bytes / 1024:.1f} KiB  "
-                   f"commit {r.commit[:9] if r.commit else '-'}  migration {r.migration_id or '-'}")
-        for table in r.tables:
-            c = r.contents.get(table) or r.contents.get(f"public.{table}")
-            detail = (f"{c.rows:,} rows, checksum {c.checksum[:12]}…, {len(c.indexes)} index(es), "
-                      f"{len(c.constraints)} constraint(s)") if c is not None else "no checksum recorded"
-            click.echo(f"    {table}: {detail}")
-
-
 # --------------------------------------------------------------------------- served layers
-
-
-def _default_env(ctx: click.Context, environment: str | None) -> str:
-    """Commands of the local loop default to the first environment (dev in the example)."""
-    if environment:
-        return environment
-    context = state(ctx).context()
-    from honua_plan.config.loader import load
-
-    return load(context.root)[0].project.spec.environments[0]
-
-
-@dev.command("apply")
-@env_option(required=False)
-@yes_option
-@by_option
-@click.pass_context
-def dev_apply(ctx: click.Context, environment: str | None, yes: bool) -> None:
-    """Apply layers and services (and what they need), start the local server, test the layers."""
-    env = _default_env(ctx, environment)
-    context = state(ctx).context()
-    _result, ok = context.dev_apply(env, confirm=confirm, yes=True)
-    if not ok:
-        ctx.exit(1)
 
 
 @main.command("test")
@@ -685,7 +324,7 @@ def dev_apply(ctx: click.Context, environment: str | None, yes: bool) -> None:
 @click.pass_context
 def test_cmd(ctx: click.Context, environment: str | None, layer: str | None, fmt: str) -> None:
     """Test served layers: metadata, connectivity, geometry, OGC API conformance, performance."""
-    env = _default_env(ctx, environment)
+    env = default_env(ctx, environment)
     context = state(ctx).context(quiet=fmt == "json")
     con = context.console
     reports = context.test_layers(env, layer)
@@ -725,7 +364,7 @@ def serve(ctx: click.Context, environment: str | None, port: int | None, stop: b
     import gc
 
     gc.enable()  # runs until stopped: the usual collector (see HonuaGroup.invoke)
-    env = _default_env(ctx, environment)
+    env = default_env(ctx, environment)
     context = state(ctx).context()
     if stop:
         stopped = context.stop_server(env)
@@ -754,7 +393,7 @@ def promote(ctx: click.Context, source: str, target: str, migration: str | None,
             allow_untested: bool, yes: bool) -> None:
     """Compare SOURCE with TARGET, carry layers, services and migrations over, and apply TARGET."""
     context = state(ctx).context()
-    _apply_result(ctx, context.promote(source, target, migration=migration, auto_validate=auto_validate,
+    apply_result(ctx, context.promote(source, target, migration=migration, auto_validate=auto_validate,
                                        allow_untested=allow_untested, yes=yes, confirm=confirm))
 
 
@@ -782,6 +421,10 @@ def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str |
         ctx.exit(1)
 
 
-from honua_plan.cli.ai import ai  # noqa: E402 - after the commands it shares options with
+from honua_plan.cli.ai import ai  # noqa: E402 - the command groups of their own modules
+from honua_plan.cli.dev import dev  # noqa: E402
+from honua_plan.cli.migrate import deploy, migrate  # noqa: E402
+from honua_plan.cli.state_commands import backup, state_group  # noqa: E402
 
-main.add_command(ai)
+for _group in (dev, state_group, migrate, deploy, backup, ai):
+    main.add_command(_group)

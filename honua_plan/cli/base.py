@@ -19,6 +19,31 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+
+def apply_result(ctx: click.Context, result: object) -> None:
+    if result is None:
+        return
+    context = state(ctx).context()
+    outcomes = getattr(result, "outcomes", [])
+    done = sum(1 for o in outcomes if o.status == "done")
+    undone = sum(1 for o in outcomes if o.status == "rolled_back")
+    context.console.print("")
+    what = f"Rollback complete: {undone} action(s) undone" if undone and not done else \
+        f"Apply complete: {done} action(s)"
+    context.console.print(f"{what} in {getattr(result, 'seconds', 0.0):.1f}s "
+                          f"(state serial {getattr(result, 'serial', 0)})")
+
+def default_env(ctx: click.Context, environment: str | None) -> str:
+    """Commands of the local loop default to the first environment (dev in the example)."""
+    if environment:
+        return environment
+    context = state(ctx).context()
+    from honua_plan.config.loader import load
+
+    return load(context.root)[0].project.spec.environments[0]
+
+
+
 if TYPE_CHECKING:
     from honua_plan.context import Context
 

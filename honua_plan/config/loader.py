@@ -1,6 +1,6 @@
 """Load the config repository into a frozen desired state, reporting every problem at once.
 
-Layout (DESIGN.md)::
+Layout of a configuration repository (docs/architecture.md)::
 
     honua.yaml                                  Project
     providers/*.yaml                            Datasource, Server
@@ -15,11 +15,9 @@ collected and raised together as one :class:`ConfigError`.
 
 from __future__ import annotations
 
-import difflib
-import errno
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +26,8 @@ from typing import Any, TypeVar
 import pydantic
 
 from honua_plan.config import templating
+from honua_plan.config.checks import _check_references, _check_templates_and_sql, _order_migrations
+from honua_plan.config.desired import DesiredState
 from honua_plan.config.models import (
     API_VERSION,
     KINDS,
@@ -41,119 +41,12 @@ from honua_plan.config.models import (
     Service,
     Strict,
 )
+from honua_plan.config.paths import OUTSIDE, PROJECT_FILE, _outside, _real
 from honua_plan.config.source import Document, SourceMap
 from honua_plan.config.yamlload import YAML_SUFFIXES, ParseCache
 from honua_plan.errors import ConfigError, Diagnostic, Location
 
-PROJECT_FILE = "honua.yaml"
 M = TypeVar("M", bound=Strict)
-
-
-@dataclass(frozen=True)
-class Sourced:
-    """A validated resource with the document it came from."""
-
-    model: Any
-    source: SourceMap
-
-    @property
-    def path(self) -> str:
-        return self.source.path
-
-    def locate(self, *key: str | int) -> Location:
-        return self.source.locate(tuple(key))
-
-
-@dataclass(frozen=True)
-class DesiredState:
-    """Everything one environment declares, validated and cross-referenced."""
-
-    root: Path
-    environment: str
-    project: Project
-    datasources: Mapping[str, Datasource]
-    servers: Mapping[str, Server]
-    services: Mapping[str, Service]
-    layers: Mapping[str, Layer]  # by address: layer.<service>::<name>
-    migrations: tuple[Migration, ...]  # in dependency order
-    policy: Policy | None
-    sources: Mapping[str, SourceMap]  # address (or kind name) -> where it was declared
-    warnings: tuple[Diagnostic, ...] = ()
-    config_hash: str = ""
-    file_hashes: Mapping[str, str] = field(default_factory=dict)
-
-    def source(self, address: str) -> SourceMap | None:
-        return self.sources.get(address)
-
-    def locate(self, address: str, *key: str | int) -> Location:
-        src = self.sources.get(address)
-        return src.locate(tuple(key)) if src else Location(address)
-
-    def layers_of(self, service: str) -> list[Layer]:
-        return [lyr for lyr in self.layers.values() if lyr.metadata.service == service]
-
-    def migration(self, ref: str) -> Migration | None:
-        return resolve_migration(ref, self.migrations)
-
-    def migrations_for_env(self) -> tuple[Migration, ...]:
-        return tuple(
-            m for m in self.migrations
-            if not m.metadata.environments or self.environment in m.metadata.environments
-        )
-
-    def datasource_for(self, service: Service) -> Datasource:
-        return self.datasources[service.spec.datasource]
-
-    def server(self) -> Server | None:
-        name = self.project.spec.defaultServer
-        if name and name in self.servers:
-            return self.servers[name]
-        return next(iter(self.servers.values()), None)
-
-    def template_vars(self) -> dict[str, Any]:
-        return templating.variables_for(self.environment, self.project.metadata.name)
-
-
-def resolve_migration(ref: str, migrations: Iterable[Migration]) -> Migration | None:
-    """A dependency names a migration by id (``002``) or exact file stem
-    (``002_add_parcels_layer``). Nothing looser: ``002_does_not_exist`` matching ``002`` by
-    its prefix let a typo or a stale name pass review."""
-    for m in migrations:
-        if ref in (m.metadata.id, m.stem):
-            return m
-    return None
-
-
-def _did_you_mean(ref: str, migrations: Iterable[Migration]) -> str:
-    """``: did you mean 'X'?`` for the closest migration name, or nothing when none is close."""
-    ms = list(migrations)
-    head = ref.split("_", 1)[0]
-    close = [m.stem for m in ms if m.metadata.id == head]  # what the old prefix rule matched
-    if not close:
-        close = difflib.get_close_matches(ref, [m.stem for m in ms] + [m.metadata.id for m in ms], n=1)
-    return f": did you mean '{close[0]}'?" if close else ""
-
-
-def _real(p: Path) -> tuple[str, str | None]:
-    """``p`` with its symbolic links resolved, and why it cannot be read (a loop, a link to
-    nothing) or None. A missing plain path is not a problem here: callers report that."""
-    try:
-        return os.path.realpath(p, strict=True), None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return str(p), "symbolic link loop (too many levels of symbolic links); refused"
-        if os.path.islink(p):
-            return str(p), "symbolic link to a file that does not exist"
-        return os.path.realpath(p), None
-
-
-def _outside(real: str, root: Path) -> bool:
-    base = str(root)
-    return real != base and not real.startswith(base.rstrip(os.sep) + os.sep)
-
-
-OUTSIDE = ("symbolic link to a path outside the repository; refused (config is read only from "
-           "inside the repository)")
 
 
 # --------------------------------------------------------------------------- errors
@@ -483,167 +376,6 @@ class _Loader:
                     f"metadata.environment is '{declared}' but the file is under environments/{env}/",
                 )
             )
-
-
-def _check_references(
-    env: str,
-    project: Project,
-    datasources: Mapping[str, Datasource],
-    servers: Mapping[str, Server],
-    services: Mapping[str, Service],
-    layers: Mapping[str, Layer],
-    sources: Mapping[str, SourceMap],
-    problems: list[Diagnostic],
-) -> None:
-    for name, svc in services.items():
-        if svc.spec.datasource not in datasources:
-            known = ", ".join(sorted(datasources)) or "none declared in providers/"
-            problems.append(Diagnostic(sources[f"service.{name}"].locate(("spec", "datasource")),
-                                       f"service '{name}' uses datasource '{svc.spec.datasource}', which does not exist (known: {known})"))
-        if svc.spec.server and svc.spec.server not in servers:
-            problems.append(Diagnostic(sources[f"service.{name}"].locate(("spec", "server")),
-                                       f"service '{name}' uses server '{svc.spec.server}', which does not exist"))
-    for address, layer in layers.items():
-        if layer.metadata.service not in services:
-            known = ", ".join(sorted(services)) or f"none in environments/{env}/services/"
-            problems.append(Diagnostic(sources[address].locate(("metadata", "service")),
-                                       f"layer '{layer.metadata.name}' belongs to service '{layer.metadata.service}', which does not exist in {env} (known: {known})"))
-        spec = layer.spec
-        src = sources[address]
-        if spec.geometryField != spec.storage.geometryColumn:
-            problems.append(Diagnostic(src.locate(("spec", "geometryField")),
-                                       f"geometryField '{spec.geometryField}' differs from storage.geometryColumn '{spec.storage.geometryColumn}'"))
-        field_names = {f.name for f in spec.fields}
-        if spec.fields:
-            for key in ("idField", "displayField"):
-                value = getattr(spec, key)
-                if value and value not in field_names:
-                    problems.append(Diagnostic(src.locate(("spec", key)), f"{key} '{value}' is not one of the layer's fields"))
-    if project.spec.defaultDatasource and project.spec.defaultDatasource not in datasources:
-        problems.append(Diagnostic(Location(PROJECT_FILE), f"defaultDatasource '{project.spec.defaultDatasource}' does not exist"))
-    if project.spec.defaultServer and project.spec.defaultServer not in servers:
-        problems.append(Diagnostic(Location(PROJECT_FILE), f"defaultServer '{project.spec.defaultServer}' does not exist"))
-
-
-def _order_migrations(
-    migrations: list[Migration], sources: Mapping[str, SourceMap], problems: list[Diagnostic],
-    broken: frozenset[str] | set[str] = frozenset(),
-) -> tuple[Migration, ...]:
-    if not any(m.spec.dependencies for m in migrations):
-        # no edges: the lexicographical topological order is the order of the ids
-        # (and networkx, ~0.25 s to import, is not needed)
-        return tuple(sorted(migrations, key=lambda m: m.metadata.id))
-    import networkx as nx
-
-    graph: nx.DiGraph = nx.DiGraph()
-    for m in migrations:
-        graph.add_node(m.metadata.id)
-    for m in migrations:
-        for i, dep in enumerate(m.spec.dependencies):
-            target = resolve_migration(dep, migrations)
-            if target is None:
-                if dep not in broken:  # a migration that failed validation exists: no false "missing"
-                    problems.append(Diagnostic(
-                        sources[m.address].locate(("spec", "dependencies", i)),
-                        f"migration {m.metadata.id} depends on '{dep}', which does not exist in migrations/ "
-                        f"(a dependency is a migration id or file name without .yaml){_did_you_mean(dep, migrations)}"))
-                continue
-            graph.add_edge(target.metadata.id, m.metadata.id)
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    by_id = {m.metadata.id: m for m in migrations}
-    if cycle:
-        names = [a for a, _ in cycle] + [cycle[0][0]]
-        first = by_id[cycle[0][1]]
-        problems.append(Diagnostic(sources[first.address].locate(("spec", "dependencies")),
-                                   f"migration dependencies form a cycle: {' -> '.join(names)}"))
-        return tuple(sorted(migrations, key=lambda m: m.metadata.id))
-    order = nx.lexicographical_topological_sort(graph)
-    return tuple(by_id[i] for i in order)
-
-
-def _check_templates_and_sql(
-    root: Path,
-    env: str,
-    variables: dict[str, Any],
-    migrations: Iterable[Migration],
-    layers: Mapping[str, Layer],
-    sources: Mapping[str, SourceMap],
-    problems: list[Diagnostic],
-    warnings: list[Diagnostic],
-    cache: ParseCache | None = None,
-) -> None:
-    def compute(sql_text: str) -> list[tuple[int, int, str, str]]:
-        from honua_plan.sql.analysis import (
-            diagnose as sql_diagnose,  # sqlglot: imported on a cache miss only
-        )
-
-        return sql_diagnose(sql_text)
-
-    def diagnose(sql_text: str) -> list[tuple[int, int, str, str]]:
-        return cache.diagnose(sql_text, compute) if cache is not None else compute(sql_text)
-
-    def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
-        block = "\n" in text.rstrip("\n")
-
-        def place(line: int, col: int) -> Location:
-            """Line and column (1-based, within ``text``) in the file, where a block scalar allows.
-
-            Only called for a problem: locating a cached file parses it again."""
-            base = src.locate(key)
-            if not block or line < 1:
-                return base
-            return Location(base.path, base.line + line, base.column + 1 + col)
-
-        try:
-            rendered = templating.render(text, variables)
-        except templating.TemplateProblem as exc:
-            problems.append(Diagnostic(place(exc.line, exc.column + 1), str(exc)))
-            return
-        found = diagnose(rendered)
-        if not found:
-            return
-        for line, col, message, severity in found:
-            diag = Diagnostic(place(line, col), f"SQL: {message}", severity=severity)
-            (problems if severity == "error" else warnings).append(diag)
-
-    for m in migrations:
-        if m.metadata.environments and env not in m.metadata.environments:
-            continue
-        src = sources[m.address]
-        for section in ("up", "down"):
-            for i, step in enumerate(getattr(m.spec, section)):
-                if step.type == "sql" and step.content:
-                    check_sql(step.content, src, ("spec", section, i, "content"))
-                elif step.type == "metadata" and step.path:
-                    try:
-                        rel = templating.render(step.path, variables)
-                    except templating.TemplateProblem as exc:
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")), str(exc)))
-                        continue
-                    target, unreadable = _real(root / rel)
-                    if unreadable is not None:
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
-                                                   f"path '{rel}': {unreadable}"))
-                    elif _outside(target, root.resolve()):
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
-                                                   f"path '{rel}' leaves the config repository"))
-                    elif not os.path.exists(target):
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
-                                                   f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))
-        for i, pre in enumerate(m.spec.preConditions):
-            if pre.query:
-                check_sql(pre.query, src, ("spec", "preConditions", i, "query"))
-        for section, checks in (("post-up", m.spec.validation.post_up), ("post-down", m.spec.validation.post_down)):
-            for i, chk in enumerate(checks):
-                if chk.query:
-                    check_sql(chk.query, src, ("spec", "validation", section, i, "query"))
-    for address, layer in layers.items():
-        for i, chk in enumerate(layer.spec.validation.healthChecks):
-            if chk.query:
-                check_sql(chk.query, sources[address], ("spec", "validation", "healthChecks", i, "query"))
 
 
 def load(root: Path | str, environment: str | None = None, *,

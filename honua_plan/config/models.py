@@ -1,5 +1,9 @@
 """Strict pydantic models, one per kind (apiVersion ``honua.io/v1``).
 
+The schema of every kind is one unit: the kinds share their field types, patterns and
+validators, and the generated JSON Schemas (``honua schema export``) come from this module
+alone.
+
 Field names follow the YAML (camelCase, and ``post-up`` where the seed says so) via
 aliases, so pydantic's error locations are the YAML key paths and map straight back
 to ``path:line:column``. Every model forbids unknown keys.

@@ -7,18 +7,14 @@ plan, and the builder is testable without a database.
 
 from __future__ import annotations
 
-import importlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from honua_plan import __version__
-from honua_plan.config import templating
-from honua_plan.config.loader import DesiredState
-from honua_plan.config.models import Check, Migration, MigrationStep
+from honua_plan.config.desired import DesiredState
 from honua_plan.errors import Diagnostic, PlanError
 from honua_plan.plan import policy as policy_mod
 from honua_plan.plan.diff import (
@@ -40,51 +36,26 @@ from honua_plan.plan.model import (
     Operation,
     Plan,
     Provenance,
-    ServerEntry,
 )
-from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts
+from honua_plan.providers.postgis.facts import DatabaseFacts
 from honua_plan.state.model import StateDocument
 
 if TYPE_CHECKING:
     from honua_plan.plan import graph, risk
-    from honua_plan.sql.analysis import Statement
-else:
+else:  # imported on first use: a no-op plan needs neither sqlglot nor networkx
+    from honua_plan.lazy import LazyModule
 
-    class _Lazy:
-        """A module imported on first use: a no-op plan needs neither sqlglot nor networkx."""
-
-        def __init__(self, name: str) -> None:
-            self._name = name
-            self._module: ModuleType | None = None
-
-        def __getattr__(self, attr: str) -> Any:
-            if self._module is None:
-                self._module = importlib.import_module(self._name)
-            return getattr(self._module, attr)
-
-    graph = _Lazy("honua_plan.plan.graph")
-    risk = _Lazy("honua_plan.plan.risk")
-
-
-def analyze(text: str) -> tuple[Statement, ...]:
-    from honua_plan.sql.analysis import analyze as _analyze
-
-    return _analyze(text)
-
-SPATIAL_METHODS = frozenset({"gist", "spgist", "brin"})
-SMALL_TABLE_ROWS = 1000  # below this the planner tends to prefer a sequential scan
-
-
-@dataclass(frozen=True)
-class LiveState:
-    """What refresh read; the builder never does I/O itself."""
-
-    facts: DatabaseFacts | None = None
-    geometry_health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # "schema.table.col"
-    precondition_results: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # "003#0"
-    file_texts: Mapping[str, str] = field(default_factory=dict)  # metadata files steps edit
-    server_entries: tuple[ServerEntry, ...] = ()  # the server's publish dry run
-    server_error: str | None = None  # the server could not be asked
+    graph = LazyModule("honua_plan.plan.graph")
+    risk = LazyModule("honua_plan.plan.risk")
+from honua_plan.plan.migrations import (
+    LiveState,
+    MigrationDraft,
+    _step_operation,
+    check_record,
+    created_before_plan,
+    finding_record,
+    migration_draft,
+)
 
 
 @dataclass(frozen=True)
@@ -100,178 +71,6 @@ class PlanRequest:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _finding_record(f: risk.Finding) -> FindingRecord:
-    return FindingRecord(code=f.code, level=f.level.name, message=f.message, suggestion=f.suggestion,
-                         irreversible=f.irreversible, error=f.error, subject=f.subject or "")
-
-
-def _qualify(name: str, facts: DatabaseFacts | None) -> str:
-    if "." in name:
-        return name
-    if facts is not None:
-        t = facts.table(name)
-        if t is not None:
-            return t.qualified_name
-    return f"public.{name}"
-
-
-def _check_record(c: Check, phase: str, variables: dict[str, Any]) -> CheckRecord:
-    return CheckRecord(name=c.label, type=c.type, query=templating.render(c.query, variables) if c.query else None,
-                       expected=c.expected, phase=phase, timeout_s=c.timeout)
-
-
-@dataclass
-class _MigrationDraft:
-    migration: Migration
-    checksum: str
-    reason: str
-    operations: list[Operation]
-    rollback: list[Operation]
-    findings: list[risk.Finding]
-    created: set[str]
-    touched: set[str]
-    errors: list[Diagnostic]
-    preconditions: list[str]
-    deferred: list[str]
-    checks: list[CheckRecord]
-    rollback_checks: list[CheckRecord]
-
-
-def _step_operation(
-    desired: DesiredState,
-    m: Migration,
-    section: str,
-    index: int,
-    step: MigrationStep,
-    live: LiveState,
-    created: set[str],
-    errors: list[Diagnostic],
-) -> tuple[Operation, list[risk.Finding], list[Statement]]:
-    variables = desired.template_vars()
-    facts = live.facts
-    ds = desired.datasources.get(desired.project.spec.defaultDatasource or "")
-    lock_timeout = step.lockTimeout if step.lockTimeout is not None else (ds.spec.lockTimeout if ds else 2.0)
-    stmt_timeout = step.statementTimeout if step.statementTimeout is not None else (ds.spec.statementTimeout if ds else 300.0)
-    if step.type == "metadata":
-        path = templating.render(step.path or "", variables)
-        before = live.file_texts.get(path)
-        text_diff = None
-        if before is not None and step.changes is not None:
-            from honua_plan.config.yamledit import edit_text, unified_diff
-
-            text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
-        return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,
-                         text_diff=text_diff, estimated_s=0.2), [], []
-    text = templating.render(step.content or "", variables)
-    stmts = list(analyze(text))
-    concurrently = any(not s.transactional for s in stmts)
-    transactional = step.transaction if step.transaction is not None else not concurrently
-    if step.transaction and concurrently:
-        errors.append(Diagnostic(desired.locate(m.address, "spec", section, index, "transaction"),
-                                 f"step '{step.name}' forces a transaction but holds a statement that cannot run in one"))
-    findings = list(risk.assess_statements(
-        stmts, facts, created_tables=frozenset(created), lock_timeout_set=lock_timeout is not None,
-        step_statement_count=len(stmts), in_transaction=transactional,
-    )) if section == "up" else []
-    tables = sorted({_qualify(s.table, facts) for s in stmts if s.table})
-    estimate = sum(risk.estimate_seconds(s, facts) for s in stmts)
-    irreversible = any(s.destructive for s in stmts)
-    op = Operation(kind="sql", name=step.name, sql=text.strip() + "\n", transactional=transactional,
-                   lock_timeout_s=lock_timeout if not concurrently else None,
-                   statement_timeout_s=stmt_timeout, tables=tables, estimated_s=round(estimate, 3),
-                   irreversible=irreversible)
-    return op, findings, stmts
-
-
-def _migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_before: set[str]) -> _MigrationDraft:
-    m: Migration = mc.migration
-    facts = live.facts
-    errors: list[Diagnostic] = []
-    created = set(created_before)
-    touched: set[str] = set()
-    ops: list[Operation] = []
-    findings: list[risk.Finding] = []
-    variables = desired.template_vars()
-    for i, step in enumerate(m.spec.up):
-        op, fs, stmts = _step_operation(desired, m, "up", i, step, live, created, errors)
-        ops.append(op)
-        findings.extend(fs)
-        for s in stmts:
-            if s.table:
-                q = _qualify(s.table, facts)
-                touched.add(q)
-                # CREATE TABLE IF NOT EXISTS on an existing table creates nothing
-                if s.op == "create_table" and (facts is None or facts.table(q) is None):
-                    created.add(q)
-                    created.add(s.table)
-    # the down steps run as written (the seed: drop the index, then revert the metadata)
-    rollback = [
-        _step_operation(desired, m, "down", i, step, live, created, errors)[0]
-        for i, step in enumerate(m.spec.down)
-    ]
-    # preconditions at plan time, against facts plus what earlier migrations create
-    pre_labels: list[str] = []
-    deferred: list[str] = []
-    for i, pre in enumerate(m.spec.preConditions):
-        pre_labels.append(pre.label)
-        where = desired.locate(m.address, "spec", "preConditions", i)
-        table = _qualify(pre.table, facts) if pre.table else None
-        t: TableFacts | None = facts.table(table) if (facts and table) else None
-        created_here = table is not None and (table in created_before or (pre.table or "") in created_before)
-        if pre.type in ("table-exists", "column-exists", "srid-is", "row-count") and t is None:
-            if created_here:
-                deferred.append(f"{pre.label} (table created earlier in this plan)")
-                continue
-            if facts is not None:
-                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
-                                                f"{pre.message or f'table {pre.table} does not exist'}"))
-            continue
-        if pre.type == "table-not-exists" and t is not None:
-            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: table {pre.table} already exists"))
-        elif pre.type == "column-exists" and t is not None and t.column(pre.column or "") is None:
-            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
-                                            f"column {pre.table}.{pre.column} does not exist"))
-        elif pre.type == "srid-is" and t is not None:
-            geos = t.geometry(pre.column) if pre.column else (t.geometry_columns[0] if t.geometry_columns else None)
-            if geos is None or geos.srid != pre.srid:
-                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: "
-                                                f"SRID of {pre.table} is {geos.srid if geos else 'unknown'}, expected {pre.srid}"))
-        elif pre.type in ("index-exists", "index-not-exists") and facts is not None:
-            found = facts.find_index(pre.index or "") is not None
-            if found != (pre.type == "index-exists"):
-                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: index {pre.index} "
-                                                f"{'does not exist' if pre.type == 'index-exists' else 'already exists'}"))
-        elif pre.type == "extension-exists" and facts is not None and facts.extension_version(pre.extension or "") is None:
-            errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: extension {pre.extension} is not installed"))
-        elif pre.type in ("sql-check", "row-count"):
-            result = live.precondition_results.get(f"{m.metadata.id}#{i}")
-            if result is None:
-                deferred.append(pre.label)
-            elif not result[0]:
-                errors.append(Diagnostic(where, f"precondition failed for migration {m.metadata.id}: {result[1]}"))
-    checks = [_check_record(c, "post-up", variables) for c in m.spec.validation.post_up]
-    rollback_checks = [_check_record(c, "post-down", variables) for c in m.spec.validation.post_down]
-    # VAL001: a performance check expecting an index on a small (or new) table
-    final: list[CheckRecord] = []
-    for c in checks:
-        expectation = None
-        if c.type == "performance":
-            from honua_plan.config import expected as exp
-
-            expectation = exp.parse(c.expected, "performance")
-        if expectation is not None and expectation.kind == "index":
-            # the table the check queries (EXPLAIN … FROM bike_lanes), else one the migration touches
-            queried = [st.table for st in analyze(c.query or "") if st.table]
-            idx_table = _qualify(queried[0], facts) if queried else next(iter(sorted(touched)), None)
-            f = risk.assess_performance_validation(idx_table, facts, created_tables=frozenset(created)) if idx_table else None
-            if f is not None:
-                findings.append(f)
-                c = c.model_copy(update={"predicted_failure": f.message})
-        final.append(c)
-    return _MigrationDraft(m, mc.checksum, mc.reason, ops, rollback, findings, created, touched, errors,
-                           pre_labels, deferred, final, rollback_checks)
 
 
 def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
@@ -315,10 +114,10 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors.extend(mig_errors)
 
     # migrations, in dependency order, each seeing what the earlier ones create
-    drafts: list[_MigrationDraft] = []
+    drafts: list[MigrationDraft] = []
     created: set[str] = set()
     for mc in pending:
-        d = _migration_draft(desired, mc, live, created)
+        d = migration_draft(desired, mc, live, created)
         created |= d.created
         errors.extend(d.errors)
         drafts.append(d)
@@ -348,7 +147,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         findings = [*findings, *risk.assess_context(findings, production=production,
                                                     provenance=req.provenance.kind,
                                                     environment=desired.environment)]
-        return level_of(findings).name, [_finding_record(f) for f in findings]
+        return level_of(findings).name, [finding_record(f) for f in findings]
 
     # datasource / server resources
     for ch in changes:
@@ -422,7 +221,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         )
         order_key[address] = kinds_order["layer"]
         edges += [(d, address) for d in layer_deps]
-        health_checks += [_check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
+        health_checks += [check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
 
     # deleted layers, services; created/updated services, datasources, servers
     for ch in changes:
@@ -578,16 +377,6 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     )
 
 
-def created_before_plan(draft: _MigrationDraft, drafts: list[_MigrationDraft]) -> set[str]:
-    """Tables in ``draft.created`` that an earlier migration of the plan already created."""
-    earlier: set[str] = set()
-    for d in drafts:
-        if d is draft:
-            break
-        earlier |= d.created
-    return earlier
-
-
 def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
     return detect_drift(recorded, facts)
 
@@ -624,9 +413,9 @@ def build_down_plan(
     action = Action(
         address=m.address, kind="migration", action="delete",
         reason=f"roll back migration {m.metadata.id} ({m.metadata.description or m.stem})",
-        source=None, risk=level.name, findings=[_finding_record(f) for f in findings],
+        source=None, risk=level.name, findings=[finding_record(f) for f in findings],
         estimated_s=round(sum(o.estimated_s for o in ops), 3), operations=ops,
-        checks=[_check_record(c, "post-down", variables) for c in m.spec.validation.post_down],
+        checks=[check_record(c, "post-down", variables) for c in m.spec.validation.post_down],
         irreversible=any(o.irreversible for o in ops),
         backup_tables=[t for t in tables if live.facts is None or live.facts.table(t) is not None],
     )

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from honua_plan.config.loader import DesiredState
+from honua_plan.config.desired import DesiredState
 from honua_plan.config.models import Layer, Migration
 from honua_plan.errors import Diagnostic
 from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts

@@ -1,5 +1,8 @@
 """Render a :class:`~honua_plan.plan.model.Plan` as text, Markdown or JSON.
 
+The three views are one unit: they share the symbols, counts, summaries and the redaction
+that make text, a pull-request comment and JSON say the same about the same plan.
+
 Pure functions: a plan in, a string out. The output is deterministic (it depends on
 the plan only, never on the clock or the machine) and every renderer passes its
 result through :func:`honua_plan.secrets.redact`, so no secret reaches a terminal, a

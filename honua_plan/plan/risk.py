@@ -21,15 +21,9 @@ from enum import IntEnum
 from typing import Any
 
 from honua_plan.providers.postgis.facts import ColumnFacts, DatabaseFacts, TableFacts
-from honua_plan.sql.analysis import (
-    LOCK_RANK,
-    SHARE,
-    SHARE_ROW_EXCLUSIVE,
-    UNKNOWN_LOCK,
-    Op,
-    Statement,
-    geometry_typmod,
-)
+from honua_plan.sql.locks import LOCK_RANK, SHARE, SHARE_ROW_EXCLUSIVE, UNKNOWN_LOCK
+from honua_plan.sql.statement import Op, Statement
+from honua_plan.sql.syntax import geometry_typmod
 
 __all__ = [
     "COST_US_PER_ROW",

@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from honua_plan.providers.base import Provider, StepContext
+
+if TYPE_CHECKING:
+    from honua_plan.plan.model import Action, Operation
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -31,3 +37,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class MetadataProvider(Provider):
+    """Edits the repository's YAML files, journaling each file's bytes before the first edit."""
+
+    name: ClassVar[str] = "metadata"
+    operations: ClassVar[frozenset[str]] = frozenset({"metadata"})
+
+    def run(self, ctx: StepContext, action: Action, op: Operation, step_id: str | None = None
+            ) -> dict[str, Any] | None:
+        import base64
+
+        from honua_plan.config.yamledit import edit_text
+
+        assert op.path is not None and op.changes is not None
+        path = ctx.desired.root / op.path
+        original = path.read_bytes()
+        key = f"file:{op.path}"  # the original bytes first: rollback restores them exactly
+        if key not in ctx.step_details(action.address):
+            ctx.journal_details(action.address, {key: base64.b64encode(original).decode()})
+        ctx.remember_file(op.path, original)
+        write_atomic(path, edit_text(original.decode(), op.changes, where=op.path).encode())
+        return None

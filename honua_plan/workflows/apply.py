@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from honua_plan.apply.executor import ApplyResult, Services
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.plan.model import Plan
     from honua_plan.providers.postgis.facts import DatabaseFacts
     from honua_plan.providers.postgis.sqlexec import Session
@@ -175,8 +175,8 @@ def resumable(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateD
     """--resume re-runs the saved plan. A migration edited since (to fix the step that
     failed) takes its new steps, as long as the steps already done are unchanged."""
     from honua_plan.errors import StalePlanError
-    from honua_plan.plan.builder import LiveState, _migration_draft
     from honua_plan.plan.diff import MigrationChange, migration_checksum
+    from honua_plan.plan.migrations import LiveState, migration_draft
 
     assert recorded.pending is not None
     actions = []
@@ -190,7 +190,7 @@ def resumable(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateD
             raise StalePlanError(f"{action.address} no longer exists in migrations/: use --rollback")
         if facts is None:
             facts = ws.read_facts(desired.environment)
-        draft = _migration_draft(desired, MigrationChange(m, migration_checksum(m), "resume"),
+        draft = migration_draft(desired, MigrationChange(m, migration_checksum(m), "resume"),
                                  LiveState(facts=facts), set())
         old = [(o.kind, o.sql, o.path, o.changes) for o in action.operations]
         new = [(o.kind, o.sql, o.path, o.changes) for o in draft.operations]

@@ -11,7 +11,7 @@ from honua_plan.errors import UsageError
 if TYPE_CHECKING:
     from honua_plan.apply.executor import ApplyResult
     from honua_plan.checks.layertest import LayerReport
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.providers.embedded.pgserver import ClusterStatus
     from honua_plan.providers.server.base import LocalServer
     from honua_plan.state.model import BackupRecord
@@ -201,14 +201,14 @@ def dev_apply(ws: Workspace, environment: str, *, confirm: Callable[[str, bool],
         con.print("Testing layer...")
         variables = desired.template_vars()
         from honua_plan.checks.validate import run_check
-        from honua_plan.plan.builder import _check_record
+        from honua_plan.plan.migrations import check_record
         from honua_plan.providers.postgis.sqlexec import Session, connect
 
         ok = True
         with connect(ws.resolve_dsn(environment).dsn) as conn:
             session = Session(conn)
             for layer in desired.layers.values():
-                results = [run_check(session, _check_record(c, "health", variables))
+                results = [run_check(session, check_record(c, "health", variables))
                            for c in layer.spec.validation.healthChecks]
                 failed = [r for r in results if not r.ok]
                 if failed:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from honua_plan.config.loader import DesiredState
+from honua_plan.config.desired import DesiredState
 from honua_plan.errors import UsageError
 from honua_plan.plan.diff import migration_checksum, resource_attributes
 from honua_plan.state.model import StateDocument
@@ -109,7 +109,7 @@ def _without_managed(text: str, target_text: str | None, keys: set[str], where: 
 
 def migration_chain(ref: str, dst: DesiredState) -> tuple[list[str], list[str]]:
     """The ids of migration ``ref`` and of everything it depends on (transitively), and problems."""
-    from honua_plan.config.loader import resolve_migration
+    from honua_plan.config.desired import resolve_migration
 
     ids: list[str] = []
     problems: list[str] = []

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
     from honua_plan.config.models import Server
     from honua_plan.providers.server.base import ServerProvider
     from honua_plan.workspace import Workspace

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from honua_plan.apply.journal import KILL_ENV
 from honua_plan.errors import HonuaError
+from honua_plan.providers.postgis.effects import KILL_ENV
 from tests.helpers import REPO, copy_example, edit, run
 
 if TYPE_CHECKING:

@@ -20,7 +20,11 @@ import pytest
 
 from honua_plan.providers.postgis import catalog as postgis
 from honua_plan.providers.postgis.sqlexec import Session, connect
-from honua_plan.providers.server.pygeoapi import connection_params, dump_config, render_config
+from honua_plan.providers.server.pygeoapi_config import (
+    connection_params,
+    dump_config,
+    render_config,
+)
 from honua_plan.providers.server.pygeoapi_openapi import openapi_document, provider_fields
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")

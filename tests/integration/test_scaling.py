@@ -418,7 +418,7 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
     request and a fixed sample (the changed collection and 3 unchanged), whatever N; the
     OpenAPI document needs no connection per collection."""
     from honua_plan.plan.store import save_plan
-    from honua_plan.providers.server.base import HEALTH_SAMPLE_UNCHANGED
+    from honua_plan.providers.server.http import HEALTH_SAMPLE_UNCHANGED
 
     per_n = {}
     for n, p in published.items():

@@ -25,13 +25,8 @@ from hypothesis import strategies as st
 
 from honua_plan.config.loader import load_environment
 from honua_plan.providers.server import compile_published, open_server
-from honua_plan.providers.server.pygeoapi import (
-    PASSWORD_ENV,
-    PygeoapiServer,
-    _children,
-    _environ,
-    server_env_allowed,
-)
+from honua_plan.providers.server.pygeoapi import PygeoapiServer, _children, _environ
+from honua_plan.providers.server.pygeoapi_config import PASSWORD_ENV, server_env_allowed
 from tests.helpers import copy_example, edit, run
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")

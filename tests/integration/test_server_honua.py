@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from honua_plan.config.loader import DesiredState, load_environment
+from honua_plan.config.desired import DesiredState
+from honua_plan.config.loader import load_environment
 from honua_plan.config.models import Server
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import compile_published, empty_published, open_server

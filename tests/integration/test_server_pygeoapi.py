@@ -21,7 +21,8 @@ from honua_plan.checks import ogc as ogctest
 from honua_plan.config.loader import load_environment
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import compile_published, open_server
-from honua_plan.providers.server.pygeoapi import PASSWORD_ENV, PygeoapiServer, _children, _pid_alive
+from honua_plan.providers.server.pygeoapi import PygeoapiServer, _children, _pid_alive
+from honua_plan.providers.server.pygeoapi_config import PASSWORD_ENV
 from tests.helpers import copy_example
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")

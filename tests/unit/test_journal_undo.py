@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from honua_plan.apply.journal import effects, undo_needed
 from honua_plan.plan.model import Operation
+from honua_plan.providers.postgis.effects import effects, undo_needed
 
 NOTHING: dict[str, Any] = {"created": [], "dropped": [], "altered": [], "rows": {}}
 MADE_PARCELS = {**NOTHING, "created": ["table:public.parcels", "index:public.parcels_pkey"]}

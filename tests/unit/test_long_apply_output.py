@@ -7,7 +7,7 @@ import io
 import pytest
 
 from honua_plan.console import SHOW_FIRST, Console
-from honua_plan.providers.server.base import (
+from honua_plan.providers.server.http import (
     HEALTH_SAMPLE_CHANGED,
     HEALTH_SAMPLE_UNCHANGED,
     health_sample,

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from honua_plan.config.loader import load_environment
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import open_server
-from honua_plan.providers.server.pygeoapi import (
+from honua_plan.providers.server.pygeoapi import PygeoapiServer
+from honua_plan.providers.server.pygeoapi_config import (
     PASSWORD_ENV,
     EnvReference,
-    PygeoapiServer,
     connection_params,
     dump_config,
     render_config,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from honua_plan.workflows.recover import metadata_change
+from honua_plan.workflows.snapshots import metadata_change
 
 NOW = {
     "environments/dev/layers/a.yaml": b"a-now",

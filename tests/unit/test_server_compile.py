@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from honua_plan.config.loader import DesiredState, load_environment
+from honua_plan.config.desired import DesiredState
+from honua_plan.config.loader import load_environment
 from honua_plan.errors import ServerError
 from honua_plan.providers.server import open_server
 from honua_plan.providers.server.base import NoopServer, diff_published, merge_published
@@ -22,7 +23,7 @@ from honua_plan.providers.server.compile import (
     storage_crs_uri,
 )
 from honua_plan.providers.server.honua import from_gen1, from_manifest, to_gen1, to_manifest
-from honua_plan.providers.server.pygeoapi import (
+from honua_plan.providers.server.pygeoapi_config import (
     PASSWORD_ENV,
     connection_params,
     dump_config,

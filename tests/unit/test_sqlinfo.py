@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from honua_plan.sql.analysis import (
+from honua_plan.sql.analysis import analyze, diagnose, parse_errors, parse_warnings
+from honua_plan.sql.locks import (
     ACCESS_EXCLUSIVE,
     ACCESS_SHARE,
     EXCLUSIVE,
@@ -19,15 +20,11 @@ from honua_plan.sql.analysis import (
     SHARE_ROW_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,
     UNKNOWN_LOCK,
-    Op,
-    analyze,
     blocks_reads,
     blocks_writes,
-    diagnose,
-    geometry_typmod,
-    parse_errors,
-    parse_warnings,
 )
+from honua_plan.sql.statement import Op
+from honua_plan.sql.syntax import geometry_typmod
 
 AE, SUE, SRE = ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE_ROW_EXCLUSIVE
 

@@ -1,5 +1,8 @@
 """A throwaway PostgreSQL + PostGIS cluster in a directory of our own.
 
+One unit: one cluster's life cycle (initdb, settings, start, stop, databases) under one
+lock file and one root directory, whose invariants every method relies on.
+
 Used by ``honua dev db start|stop|status`` and by the test suite. The cluster lives
 under one root directory::
 
@@ -249,7 +252,7 @@ def _pid_is_postgres(pid: int) -> bool:
 
 
 class EmbeddedCluster:
-    """A local PostgreSQL + PostGIS cluster rooted at ``root``.
+    """A local PostgreSQL + PostGIS cluster rooted at ``root``; one unit (see the module docstring).
 
     ``fast=True`` (tests only) turns off fsync, synchronous_commit and
     full_page_writes, and skips initdb's final sync: a crash can lose data.

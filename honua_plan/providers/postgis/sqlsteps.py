@@ -33,7 +33,8 @@ from honua_plan.errors import ApplyError, HonuaError
 from honua_plan.plan.model import Operation
 from honua_plan.providers.postgis.sqlexec import Session, StatementError, split_name
 from honua_plan.secrets import redact
-from honua_plan.sql import analysis as sqlinfo
+from honua_plan.sql.analysis import analyze
+from honua_plan.sql.statement import Op, Statement
 
 __all__ = [
     "LOCK_TIMEOUT",
@@ -114,11 +115,11 @@ def _backoff(backoff: float, attempt: int) -> float:
     return min(_MAX_BACKOFF_S, backoff * (2**attempt))
 
 
-def _is_cic(st: sqlinfo.Statement) -> bool:
-    return st.op is sqlinfo.Op.create_index and st.concurrently
+def _is_cic(st: Statement) -> bool:
+    return st.op is Op.create_index and st.concurrently
 
 
-def _index_key(st: sqlinfo.Statement) -> tuple[str | None, str] | None:
+def _index_key(st: Statement) -> tuple[str | None, str] | None:
     """(schema, name) of the index a CREATE INDEX makes: it lives in its table's schema."""
     if not st.index:
         return None  # an unnamed index: PostgreSQL picks the name, nothing to look up
@@ -195,7 +196,7 @@ _OPENERS = frozenset({"BEGIN", "START"})
 _CLOSERS = frozenset({"COMMIT", "END"})
 
 
-def _ends_transaction(st: sqlinfo.Statement) -> bool:
+def _ends_transaction(st: Statement) -> bool:
     words = st.sql.split()
     if st.keyword in _OPENERS | _CLOSERS | {"ABORT"}:
         return True
@@ -204,7 +205,7 @@ def _ends_transaction(st: sqlinfo.Statement) -> bool:
     return st.keyword == "PREPARE" and len(words) > 1 and words[1].upper() == "TRANSACTION"
 
 
-def _unwrap(op: Operation, statements: Sequence[sqlinfo.Statement]) -> list[sqlinfo.Statement]:
+def _unwrap(op: Operation, statements: Sequence[Statement]) -> list[Statement]:
     """The step's statements without a ``BEGIN; … COMMIT;`` wrapper the author may have written.
 
     The engine owns the transaction (one per step, with its timeouts); any other
@@ -213,11 +214,11 @@ def _unwrap(op: Operation, statements: Sequence[sqlinfo.Statement]) -> list[sqli
     body = list(statements)
     if (
         len(body) >= 2
-        and body[0].op is sqlinfo.Op.transaction and body[0].keyword in _OPENERS
-        and body[-1].op is sqlinfo.Op.transaction and body[-1].keyword in _CLOSERS
+        and body[0].op is Op.transaction and body[0].keyword in _OPENERS
+        and body[-1].op is Op.transaction and body[-1].keyword in _CLOSERS
     ):
         body = body[1:-1]
-    stray = [st for st in body if st.op is sqlinfo.Op.transaction and _ends_transaction(st)]
+    stray = [st for st in body if st.op is Op.transaction and _ends_transaction(st)]
     if stray:
         raise ApplyError(
             f"step '{op.name}': remove {stray[0].sql!r}: each step already runs in its own "
@@ -301,7 +302,7 @@ class _SessionSettings:
 
 def is_transactional(op: Operation) -> bool:
     """Whether ``op`` runs in one transaction (not CONCURRENTLY, VACUUM …)."""
-    return op.transactional and all(st.transactional for st in sqlinfo.analyze(op.sql or ""))
+    return op.transactional and all(st.transactional for st in analyze(op.sql or ""))
 
 
 def run_sql_operation(
@@ -317,7 +318,7 @@ def run_sql_operation(
     if op.sql is None or not op.sql.strip():
         raise ApplyError(f"step '{op.name}' has no SQL to run")
     started = time.perf_counter()
-    analysed = sqlinfo.analyze(op.sql)
+    analysed = analyze(op.sql)
     statements = _unwrap(op, analysed)
     # unchanged SQL is sent as written (one round trip); an unwrapped one is rebuilt
     text = op.sql if len(statements) == len(analysed) else ";\n".join(st.sql for st in statements)
@@ -351,7 +352,7 @@ def _retry_transactional(
 def _run_autocommit(
     session: Session,
     op: Operation,
-    statements: Sequence[sqlinfo.Statement],
+    statements: Sequence[Statement],
     retries: int,
     backoff: float,
 ) -> tuple[int, list[str]]:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
     DsnResolver,
-    HealthResult,
     NoopServer,
     PlanEntry,
     PublishResult,
@@ -36,6 +35,7 @@ from honua_plan.providers.server.compile import (
     empty_published,
     published_fingerprint,
 )
+from honua_plan.providers.server.http import HealthResult
 
 if TYPE_CHECKING:
     from honua_plan.config.models import Server

@@ -37,14 +37,12 @@ from typing import Any
 
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
-    HealthResult,
     PlanEntry,
     PublishResult,
     ServerProvider,
     diff_published,
-    http_request,
-    poll_collections,
 )
+from honua_plan.providers.server.http import HealthResult, http_request, poll_collections
 from honua_plan.secrets import redact
 
 __all__ = ["ALLOW_VARIABLE", "CommandServer", "allowed_commands"]

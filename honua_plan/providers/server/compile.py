@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from honua_plan.config.loader import DesiredState
+    from honua_plan.config.desired import DesiredState
 
 FORMAT_VERSION = 1
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"

@@ -1,5 +1,8 @@
 """Honua server adapters (``reference/honua-server.md`` sections 1.4 and 1.5).
 
+One unit: the two generations of the Honua API (manifest and legacy) share the translation
+to and from the published document, the client and the drift report.
+
 ``mode: manifest`` (default, Gen 2 honua-server)
     plan    = ``POST {url}/api/v1/admin/manifest/apply`` with ``dryRun: true, prune: true``
     publish = the same with ``dryRun: false`` and the caller's ``prune``
@@ -53,17 +56,19 @@ from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
     ACTIONS,
     Action,
-    HealthResult,
-    HttpResponse,
     PlanEntry,
     PublishResult,
     ServerProvider,
     diff_published,
-    http_request,
     merge_published,
-    poll_collections,
 )
 from honua_plan.providers.server.compile import CRS84, FORMAT_VERSION
+from honua_plan.providers.server.http import (
+    HealthResult,
+    HttpResponse,
+    http_request,
+    poll_collections,
+)
 from honua_plan.secrets import redact, register
 
 API_VERSION = "honua.io/v1alpha1"

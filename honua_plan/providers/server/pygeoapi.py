@@ -1,5 +1,9 @@
 """The embedded default server: pygeoapi under gunicorn, configured from the published document.
 
+One unit: one gunicorn process and the files it serves (configuration, OpenAPI document,
+digest, pid, log); publish, reload, restart and health each depend on both. What the
+configuration says is :mod:`~honua_plan.providers.server.pygeoapi_config`.
+
 Files, all under ``state/<env>/server/`` and all written atomically (temp + rename)::
 
     pygeoapi-config.yml   rendered from the published document (no secret in it)
@@ -52,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -60,7 +63,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,43 +70,43 @@ import yaml
 
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
-    HealthResult,
     LocalServer,
     PlanEntry,
     PublishResult,
     call_resolver,
-    check_served,
     diff_published,
-    http_request,
     merge_published,
 )
-from honua_plan.providers.server.compile import CRS84, storage_crs_uri
-from honua_plan.secrets import check_dsn, redact, register
+from honua_plan.providers.server.http import HealthResult, check_served, http_request
+from honua_plan.secrets import redact
 
 if TYPE_CHECKING:
     from honua_plan.providers.postgis.facts import DatabaseFacts
+from honua_plan.providers.server.pygeoapi_config import (
+    PASSWORD_ENV,
+    ConnParams,
+    EnvReference,
+    _digest,
+    _quoted,
+    _QuotedDumper,
+    _reference,
+    _typed_by_pygeoapi,
+    connection_params,
+    dump_config,
+    password_env_names,
+    render_config,
+    server_env,
+    server_env_allowed,
+)
 
 INSTALL_HINT = "pip install 'honua-plan[server]'"
-PASSWORD_ENV = "HONUA_PYGEOAPI_DB_PASSWORD"
 CONFIG_FILE = "pygeoapi-config.yml"
 OPENAPI_FILE = "openapi.json"  # JSON: pygeoapi loads a YAML one with ${VAR} expansion
 DIGEST_FILE = ".pygeoapi-config.sha256"  # of the config as honua wrote it: unchanged -> no parse
 PID_FILE = "gunicorn.pid"
 LOG_FILE = "server.log"
 DEFAULT_PORT = 5555
-MAP_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
-MAP_ATTRIBUTION = '&copy; <a href="https://openstreetmap.org/copyright">OpenStreetMap contributors</a>'
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # the directory honua_plan is imported from
-_LIBPQ_DATA_KEYS = ("host", "port", "dbname", "user")
-# What the server process may inherit from ours: where programs and files are, the
-# locale, and libpq's file locations (.pgpass, certificates). Never a value: no DSN, no
-# API key, no PGPASSWORD. The variables honua sets itself are added on top.
-SERVER_ENV_INHERITED = frozenset({
-    "PATH", "HOME", "TMPDIR", "TZ", "LANG", "LANGUAGE",
-    "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLCERT", "PGSSLKEY", "PGSSLROOTCERT", "PGSSLCRL",
-    "PROJ_DATA", "PROJ_LIB",
-})
-SERVER_ENV_SET = frozenset({"PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI", "PYTHONUNBUFFERED", "SCRIPT_NAME"})
 
 __all__ = [
     "PASSWORD_ENV",
@@ -135,217 +137,17 @@ def require_pygeoapi() -> str:
 # --------------------------------------------------------------------------- connection
 
 
-@dataclass(frozen=True)
-class ConnParams:
-    """A DSN split for pygeoapi's PostgreSQL provider; ``password`` never goes in the file."""
-
-    data: dict[str, Any]
-    options: dict[str, Any]
-    password: str | None
-
-    def __repr__(self) -> str:
-        return f"ConnParams(data={self.data!r}, options={self.options!r}, password={'***' if self.password else None})"
-
-
-def connection_params(dsn: str) -> ConnParams:
-    """Parse a libpq conninfo (``host=/sock port=5432 dbname=x``) or URL DSN."""
-    from honua_plan.errors import DatabaseError
-
-    try:
-        parts = check_dsn(dsn, "the datasource's connection string")
-    except DatabaseError as exc:
-        raise ServerError(exc.message, hint=exc.hint) from None
-    password = parts.pop("password", None)
-    password = str(password) if password not in (None, "") else None
-    if password:
-        register(password)
-    data: dict[str, Any] = {}
-    for key in _LIBPQ_DATA_KEYS:
-        value = parts.pop(key, None)
-        if value not in (None, ""):
-            data[key] = int(str(value)) if key == "port" and str(value).isdigit() else str(value)
-    options = {k: (str(v) if v is not None else v) for k, v in sorted(parts.items())}
-    return ConnParams(data, options, password)
-
-
-def server_env_allowed(name: str) -> bool:
-    """May the server process have variable ``name``? (inherited, set by honua, or the password)"""
-    return (name in SERVER_ENV_INHERITED or name.startswith("LC_") or name in SERVER_ENV_SET
-            or name == PASSWORD_ENV or name.startswith(PASSWORD_ENV + "_"))
-
-
-def server_env(extra: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a server process: the inherited allow-list plus ``extra``."""
-    source = os.environ if environ is None else environ
-    env = {k: v for k, v in source.items() if k in SERVER_ENV_INHERITED or k.startswith("LC_")}
-    env.update(extra)
-    refused = sorted(k for k in env if not server_env_allowed(k))
-    if refused:  # a programming error: honua itself asked for a variable outside the list
-        raise ServerError(f"not passed to the server process (not allow-listed): {', '.join(refused)}")
-    return env
-
-
-def password_env_names(datasources_with_password: Sequence[str]) -> dict[str, str]:
-    """The environment variable each datasource's password is passed in."""
-    names = sorted(set(datasources_with_password))
-    if len(names) == 1:
-        return {names[0]: PASSWORD_ENV}
-    return {n: f"{PASSWORD_ENV}_{re.sub(r'[^A-Za-z0-9]', '_', n).upper()}" for n in names}
-
-
-def _typed_by_pygeoapi(value: str) -> bool:
-    """pygeoapi turns an interpolated '123', '1.5' or 'true' into a number/bool (util.get_typed_value)."""
-    if value.lower() in ("true", "false"):
-        return True
-    if "." in value:
-        try:
-            float(value)
-            return True
-        except ValueError:
-            return False
-    if len(value) > 1 and value.startswith("0"):
-        return False
-    try:
-        int(value)
-        return True
-    except ValueError:
-        return False
-
-
 # --------------------------------------------------------------------------- config (pure)
-
-
-def render_config(
-    doc: Mapping[str, Any],
-    *,
-    host: str,
-    port: int,
-    url: str,
-    connections: Mapping[str, ConnParams],
-    password_envs: Mapping[str, str],
-    log_level: str = "WARNING",
-) -> dict[str, Any]:
-    """pygeoapi's configuration for the published document (schema pygeoapi-config-0.x)."""
-    project = str(doc.get("project") or "honua-plan")
-    env = str(doc.get("environment") or "")
-    services: Mapping[str, Any] = doc.get("services") or {}
-    collections: Mapping[str, Any] = doc.get("collections") or {}
-    keywords = sorted({k for s in services.values() for k in (s.get("keywords") or [])}) or ["gis"]
-    limits = [int(c["item_limit"]) for c in collections.values() if c.get("item_limit")]
-    resources: dict[str, Any] = {}
-    for cid in sorted(collections):
-        c = collections[cid]
-        conn = connections.get(c.get("datasource") or "")
-        if conn is None:
-            raise ServerError(f"collection {cid}: no connection for datasource '{c.get('datasource')}'")
-        schema = c.get("schema") or str(c["table"]).split(".", 1)[0]
-        table = str(c["table"]).split(".", 1)[-1]
-        data: dict[str, Any] = dict(conn.data)
-        if conn.password:
-            data["password"] = EnvReference("${" + password_envs[c["datasource"]] + "}")
-        data["search_path"] = [schema] if schema == "public" else [schema, "public"]
-        provider: dict[str, Any] = {
-            "type": "feature",
-            "name": "PostgreSQL",
-            "data": data,
-            "id_field": c["id_field"],
-            "table": table,
-            "geom_field": c["geom_field"],
-        }
-        if conn.options:
-            provider["options"] = dict(conn.options)
-        if c.get("title_field"):
-            provider["title_field"] = c["title_field"]
-        # no `properties`: every column is served, so a column added by a migration
-        # appears after the reload without a config change
-        provider["storage_crs"] = storage_crs_uri(int(c.get("srid") or 4326))
-        provider["crs"] = list(c.get("crs") or [CRS84])
-        bbox = c.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
-        resource: dict[str, Any] = {
-            "type": "collection",
-            "title": c.get("title") or cid,
-            "description": c.get("description") or c.get("title") or cid,
-            "keywords": list(c.get("keywords") or []) or [c.get("service") or "gis"],
-            "links": [],
-            "extents": {"spatial": {"bbox": [float(v) for v in bbox], "crs": CRS84}},
-            "providers": [provider],
-        }
-        if c.get("item_limit"):
-            resource["limits"] = {"max_items": int(c["item_limit"])}
-        resources[cid] = resource
-    title = f"{project} ({env})" if env else project
-    return {
-        "server": {
-            "bind": {"host": host, "port": int(port)},
-            "url": url,
-            "mimetype": "application/json; charset=UTF-8",
-            "encoding": "utf-8",
-            "language": "en-US",
-            "pretty_print": False,
-            "limits": {"default_items": 10, "max_items": max([1000, *limits]), "on_exceed": "throttle"},
-            "map": {"url": MAP_URL, "attribution": MAP_ATTRIBUTION},
-            "admin": False,
-        },
-        "logging": {"level": log_level},
-        "metadata": {
-            "identification": {
-                "title": title,
-                "description": f"OGC API - Features for {title}, published by honua-plan",
-                "keywords": keywords,
-                "keywords_type": "theme",
-                "terms_of_service": "https://creativecommons.org/licenses/by/4.0/",
-                "url": url,
-            },
-            "license": {"name": "CC-BY 4.0 license", "url": "https://creativecommons.org/licenses/by/4.0/"},
-            "provider": {"name": project, "url": url},
-            "contact": {"name": project, "position": "GIS", "email": "gis@example.invalid", "url": url,
-                        "role": "pointOfContact"},
-        },
-        "resources": resources,
-    }
 
 
 _AS_WRITTEN: Any = object()  # _read_config: the file is the one rendered from published.json
 
 
-class EnvReference(str):
-    """A ``${VAR}`` pygeoapi must expand: the one string :func:`dump_config` writes plain."""
-
-
-_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter: 10x faster
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _QuotedDumper(_BaseDumper):
-    """Every string double-quoted, so pygeoapi's ``${VAR}`` resolver (plain scalars only) skips it."""
-
-
-def _quoted(dumper: Any, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-
-
-def _reference(dumper: Any, value: EnvReference) -> yaml.ScalarNode:
-    if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value):
-        raise ServerError(f"not an environment reference: {value!r}")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="")
 
 
 _QuotedDumper.add_representer(str, _quoted)
 _QuotedDumper.add_representer(EnvReference, _reference)
-
-
-def dump_config(config: Mapping[str, Any]) -> str:
-    """The YAML text of ``config``: each string literal to pygeoapi, each EnvReference expanded."""
-    header = "# Written by honua-plan from state/<env>/published.json: edits are overwritten.\n"
-    # width: no folding of long quoted strings (faithful either way, but readable)
-    return header + yaml.dump(dict(config), Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True,
-                              width=1 << 16)
-
-
-def _digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- processes
@@ -419,7 +221,8 @@ def _gunicorn_supports(flag: str) -> bool:
 
 
 class PygeoapiServer(LocalServer):
-    """pygeoapi under gunicorn, one per environment, files under ``state/<env>/server/``."""
+    """pygeoapi under gunicorn, one per environment, files under ``state/<env>/server/``; one unit
+    with its process (see the module docstring)."""
 
     kind = "pygeoapi"
 

@@ -33,7 +33,8 @@ from psycopg import sql
 
 from honua_plan.plan.model import Operation
 from honua_plan.providers.postgis.sqlexec import Session
-from honua_plan.sql import analysis as sqlinfo
+from honua_plan.sql.analysis import analyze
+from honua_plan.sql.statement import Op
 
 KILL_ENV = "HONUA_TEST_KILL_AT"
 
@@ -103,7 +104,7 @@ def op_tables(op: Operation) -> list[str]:
     """The relations a SQL step touches (from the plan, else from its SQL)."""
     names = list(op.tables)
     if op.sql:
-        for st in sqlinfo.analyze(op.sql):
+        for st in analyze(op.sql):
             names += [t for t in (*st.tables, st.table) if t]
     return sorted(set(names))
 
@@ -197,17 +198,17 @@ def undo_needed(op: Operation, all_effects: Sequence[Mapping[str, Any]]) -> bool
         return False
     created = {c for e in all_effects for c in e.get("created", [])}
     tables = touched_tables(all_effects)
-    for st in sqlinfo.analyze(op.sql or ""):
+    for st in analyze(op.sql or ""):
         targets = [t for t in (*st.tables, st.table) if t]
-        if st.op is sqlinfo.Op.drop_table:
+        if st.op is Op.drop_table:
             if any(_matches(t, c.partition(":")[2]) for t in targets for c in created if c.startswith("table:")):
                 return True
-        elif st.op is sqlinfo.Op.drop_index and st.index:
+        elif st.op is Op.drop_index and st.index:
             if any(_matches(st.index, c.partition(":")[2]) for c in created if c.startswith("index:")):
                 return True
-        elif st.op in (sqlinfo.Op.drop_column, sqlinfo.Op.drop_constraint) and targets:
-            member = st.column if st.op is sqlinfo.Op.drop_column else st.object_name
-            kind = "column" if st.op is sqlinfo.Op.drop_column else "constraint"
+        elif st.op in (Op.drop_column, Op.drop_constraint) and targets:
+            member = st.column if st.op is Op.drop_column else st.object_name
+            kind = "column" if st.op is Op.drop_column else "constraint"
             for c in created:
                 k, _, obj = c.partition(":")
                 table, _, m = obj.rpartition(".")
@@ -216,7 +217,7 @@ def undo_needed(op: Operation, all_effects: Sequence[Mapping[str, Any]]) -> bool
         elif targets:
             if any(_matches(t, q) for t in targets for q in tables):
                 return True
-        elif st.op not in (sqlinfo.Op.analyze, sqlinfo.Op.select, sqlinfo.Op.set_config):
+        elif st.op not in (Op.analyze, Op.select, Op.set_config):
             return True  # nothing to tell it by: the apply changed something, so undo
     return False
 
@@ -226,13 +227,13 @@ def destroys(session: Session, op: Operation) -> list[str]:
     if session.conn is None or session.dry_run or not op.sql:
         return []
     out: list[str] = []
-    for st in sqlinfo.analyze(op.sql):
-        if st.op in (sqlinfo.Op.drop_table, sqlinfo.Op.truncate):
+    for st in analyze(op.sql):
+        if st.op in (Op.drop_table, Op.truncate):
             for t in (list(st.tables) or ([st.table] if st.table else [])):
                 q = _qualified(session, t)
                 if q and _has_rows(session, q, None):
                     out.append(q)
-        elif st.op is sqlinfo.Op.drop_column and st.table and st.column:
+        elif st.op is Op.drop_column and st.table and st.column:
             q = _qualified(session, st.table)
             if q and _has_column(session, q, st.column) and _has_rows(session, q, st.column):
                 out.append(f"{q}.{st.column}")
@@ -266,11 +267,11 @@ def index_valid(session: Session, op: Operation) -> tuple[bool | None, str]:
     """For a CONCURRENTLY step: (True, name) when every index it builds exists and is valid,
     (False, name) when one is missing or INVALID, (None, "") when the step builds no named index."""
     names: list[tuple[str | None, str]] = []
-    for st in sqlinfo.analyze(op.sql or ""):
-        if st.op is sqlinfo.Op.create_index and st.index:
+    for st in analyze(op.sql or ""):
+        if st.op is Op.create_index and st.index:
             schema = st.table.rsplit(".", 1)[0] if st.table and "." in st.table else None
             names.append((schema, st.index))
-        elif st.op not in (sqlinfo.Op.set_config,):
+        elif st.op not in (Op.set_config,):
             return None, ""
     if not names:
         return None, ""

@@ -1,0 +1,115 @@
+"""``honua migrate …`` and ``honua deploy migration``: migrations one at a time, Flyway style."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from honua_plan.cli.base import (
+    apply_result,
+    by_option,
+    confirm,
+    echo_json,
+    env_option,
+    format_option,
+    state,
+    yes_option,
+)
+
+
+@click.group()
+def migrate() -> None:
+    """Database migrations (migrations/NNN_name.yaml): status, plan, up, down."""
+
+
+@migrate.command("status")
+@env_option()
+@format_option(("text", "json"))
+@click.pass_context
+def migrate_status(ctx: click.Context, environment: str, fmt: str) -> None:
+    """Which migrations are applied, pending, rolled back or changed since applied."""
+    context = state(ctx).context(quiet=fmt == "json")
+    rows = context.migrate_status(environment)
+    if fmt == "json":
+        echo_json({"environment": environment, "migrations": rows})
+        return
+    for r in rows:
+        when = (r["applied_at"] or "")[:19].replace("T", " ")
+        click.echo(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
+
+
+@migrate.command("plan")
+@env_option()
+@click.argument("migration_id", required=False)
+@format_option()
+@click.pass_context
+def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None, fmt: str) -> None:
+    """Plan pending migrations (or one, with its dependencies)."""
+    from honua_plan.plan.render import render
+
+    context = state(ctx).context(quiet=fmt != "text")
+    targets = context.migration_targets(environment, migration_id)
+    if not targets:
+        context.console.print(f"No pending migrations in {environment}.")
+        return
+    click.echo(render(context.plan(environment, target=targets), fmt, colour=context.console.colour), nl=False)
+
+
+@migrate.command("up")
+@env_option()
+@click.argument("migration_id", required=False)
+@yes_option
+@by_option
+@click.pass_context
+def migrate_up(ctx: click.Context, environment: str, migration_id: str | None, yes: bool) -> None:
+    """Apply pending migrations (or one, with its dependencies)."""
+    context = state(ctx).context()
+    targets = context.migration_targets(environment, migration_id)
+    if not targets:
+        context.console.print(f"No pending migrations in {environment}.")
+        return
+    plan_ = context.plan(environment, target=targets)
+    apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_, command="honua migrate up",
+                                     banner=False))
+
+
+@migrate.command("down")
+@env_option()
+@click.argument("migration_id")
+@yes_option
+@by_option
+@click.pass_context
+def migrate_down(ctx: click.Context, environment: str, migration_id: str, yes: bool) -> None:
+    """Run the down steps of an applied migration, then its post-down validations."""
+    context = state(ctx).context()
+    plan_ = context.down_plan(environment, migration_id)
+    apply_result(ctx, context.apply(environment, yes=yes, confirm=confirm, plan=plan_,
+                                     command="honua migrate down", banner=False))
+
+
+@click.group()
+def deploy() -> None:
+    """Deploy one thing (the seed's `honua deploy migration 003 --environment dev`)."""
+
+
+@deploy.command("migration")
+@click.argument("migration_id")
+@env_option()
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A saved, approved plan for this migration (needed where policy requires approval).")
+@yes_option
+@by_option
+@click.pass_context
+def deploy_migration(ctx: click.Context, migration_id: str, environment: str, plan_file: Path | None,
+                     yes: bool) -> None:
+    """Deploy a migration (and its pending dependencies) with backup, validation and rollback."""
+    context = state(ctx).context()
+    if plan_file is not None:
+        apply_result(ctx, context.apply(environment, plan_file, yes=True, command="honua deploy migration",
+                                         banner=False))
+        return
+    plan_ = context.plan(environment, target=(context.migration_address(environment, migration_id),))
+    apply_result(ctx, context.apply(environment, yes=True if yes or plan_.approvals_required == 0 else yes,
+                                     confirm=confirm, plan=plan_, command="honua deploy migration",
+                                     show=False, banner=False))
