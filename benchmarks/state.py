@@ -42,7 +42,7 @@ def record_applied_state(root: Path | str, environment: str = "dev", *, actor: s
             resources[action.address] = ResourceRecord.create(
                 action.address, action.kind, action.after, serial=serial,
                 source_path=src.path if src else None, applied_by=actor)
-        with connect(ctx.resolve_dsn(environment).dsn) as conn:
+        with connect(ctx.database(environment).dsn) as conn:
             facts = postgis.refresh(Session(conn))
         for layer in desired.layers.values():
             t = facts.table(layer.spec.storage.qualified_table)

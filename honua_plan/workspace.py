@@ -54,6 +54,8 @@ class Workspace:
         self.console = console or Console()
         self.debug = debug
         self._desired: dict[str, DesiredState] = {}
+        self._dsn: dict[tuple[str, str], ResolvedDsn] = {}
+        self._started: set[str] = set()  # embedded databases this command made sure of
 
     def load(self, environment: str | None = None) -> list[DesiredState]:
         from honua_plan.config.loader import load
@@ -111,14 +113,30 @@ class Workspace:
         if problems:
             raise ConfigError(list(dict.fromkeys(problems)))
 
-    def resolve_dsn(self, environment: str, datasource: str | None = None, *, start_embedded: bool = True) -> ResolvedDsn:
+    def resolve_dsn(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
+        """Where the datasource's DSN comes from and what it is: resolved once per command
+        (cached), without side effects (never starts the embedded cluster: :meth:`database`)."""
         from honua_plan.providers.postgis.connections import default_datasource, resolve
 
         desired = self.desired(environment)
         name = datasource or default_datasource(desired.project, desired.datasources)
         if name is None or name not in desired.datasources:
             raise UsageError(f"no datasource '{name}' in providers/")
-        return resolve(desired.datasources[name], environment, self.root, start_embedded=start_embedded)
+        key = (environment, name)
+        if key not in self._dsn:
+            self._dsn[key] = resolve(desired.datasources[name], environment, self.root)
+        return self._dsn[key]
+
+    def database(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
+        """The environment's database, ready to connect to: the one call that starts the
+        embedded cluster (and creates the environment's database in it) when the DSN is its."""
+        from honua_plan.providers.postgis.connections import ensure_embedded
+
+        resolved = self.resolve_dsn(environment, datasource)
+        if resolved.embedded_db is not None and resolved.embedded_db not in self._started:
+            ensure_embedded(self.root, resolved)
+            self._started.add(resolved.embedded_db)
+        return resolved
 
     @property
     def embedded(self) -> EmbeddedCluster:
@@ -143,7 +161,7 @@ class Workspace:
                 register_dsn(dsn)
                 check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
             else:
-                dsn = self.resolve_dsn(environment).dsn
+                dsn = self.database(environment).dsn
         root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
         backend = open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
                                lock_timeout=cfg.lockTimeout)
@@ -154,7 +172,7 @@ class Workspace:
     def _serial_guard(self, environment: str) -> SerialGuard:
         from honua_plan.state.serialguard import SerialGuard
 
-        return SerialGuard(environment, lambda: self.resolve_dsn(environment).dsn)
+        return SerialGuard(environment, lambda: self.database(environment).dsn)
 
     def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
         """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
@@ -213,7 +231,7 @@ class Workspace:
         from honua_plan.providers.postgis import catalog as postgis
         from honua_plan.providers.postgis.sqlexec import Session, connect
 
-        resolved = self.resolve_dsn(environment)
+        resolved = self.database(environment)
         with connect(resolved.dsn) as conn:
             return postgis.refresh(Session(conn, log=log))
 
@@ -241,7 +259,7 @@ class Workspace:
 
             nonlocal conn
             if conn is None:
-                conn = connect(self.resolve_dsn(env).dsn)
+                conn = connect(self.database(env).dsn)
             return Session(conn, log=log)
 
         try:
@@ -357,7 +375,7 @@ class Workspace:
             # what does not need the catalog, while the reader may still be at it
             req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
-            rows = early.take_catalog(self.resolve_dsn(environment).dsn, log)
+            rows = early.take_catalog(self.database(environment).dsn, log)
         except BaseException:
             early.discard()
             raise
@@ -517,7 +535,7 @@ class Workspace:
 
         desired = self.desired(environment)
         return open_server(desired.server(), root=self.root, environment=environment,
-                           dsn_resolver=lambda *_: self.resolve_dsn(environment).dsn)
+                           dsn_resolver=lambda *_: self.database(environment).dsn)
 
     def _reload_desired(self, environment: str) -> DesiredState:
         self._desired.pop(environment, None)

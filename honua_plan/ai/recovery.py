@@ -63,7 +63,7 @@ def database_check(context: Context, environment: str, recorded: dict[str, Any] 
     recorded = recorded or {}
     rows: dict[str, int | None] = {}
     try:
-        resolved = context.resolve_dsn(environment, start_embedded=False)
+        resolved = context.resolve_dsn(environment)
         with connect(resolved.dsn, connect_timeout=5) as conn:
             session = Session(conn)
             facts = postgis.refresh(session)

@@ -148,7 +148,7 @@ def apply(
             failed_policy = [c for c in policy_checks if c.status == "fail"]
             if failed_policy:
                 raise PolicyError("policy forbids this apply: " + "; ".join(c.message for c in failed_policy))
-        resolved = ws.resolve_dsn(environment)
+        resolved = ws.database(environment)
         with backend.lock(command) as writer, connect(resolved.dsn) as conn:
             fresh = writer.read()
             if not (resume or rollback) and (fresh.serial != plan.state_serial or (

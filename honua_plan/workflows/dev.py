@@ -52,7 +52,7 @@ def seed_data(ws: Workspace, environment: str, rows: int = 42, *, replace: bool 
             "sample data is for development and is never loaded there"
         )
     table = "public.bike_lanes"
-    resolved = ws.resolve_dsn(environment)
+    resolved = ws.database(environment)
     with ws.backend(environment) as backend, \
             backend.lock(f"honua dev seed-data --env {environment}") as writer, \
             connect(resolved.dsn) as conn:
@@ -138,7 +138,7 @@ def test_layers(ws: Workspace, environment: str, layer: str | None = None) -> li
     from honua_plan.state.model import Event
 
     desired = ws.desired(environment)  # a ConfigError stops here with every problem listed
-    reports = run_layer_tests(desired, lambda: ws.resolve_dsn(environment).dsn, layer)
+    reports = run_layer_tests(desired, lambda: ws.database(environment).dsn, layer)
     failed = sorted({f"{r.layer}: {c.name}" for r in reports for c in r.checks if not c.ok})
     # a failure is a failure; a pass proves the environment healthy only when every layer ran
     ok: bool | None = False if failed else (True if reports and layer is None else None)
@@ -205,7 +205,7 @@ def dev_apply(ws: Workspace, environment: str, *, confirm: Callable[[str, bool],
         from honua_plan.providers.postgis.sqlexec import Session, connect
 
         ok = True
-        with connect(ws.resolve_dsn(environment).dsn) as conn:
+        with connect(ws.database(environment).dsn) as conn:
             session = Session(conn)
             for layer in desired.layers.values():
                 results = [run_check(session, check_record(c, "health", variables))

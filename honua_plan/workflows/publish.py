@@ -28,7 +28,7 @@ def _catalog_and_extents(
     from honua_plan.providers.postgis import catalog as postgis
     from honua_plan.providers.postgis.sqlexec import Session, connect
 
-    resolved = context.resolve_dsn(desired.environment)
+    resolved = context.database(desired.environment)
     with connect(resolved.dsn) as conn:
         session = Session(conn)
         facts = postgis.refresh(session, exact_sizes=False)
@@ -51,7 +51,7 @@ def publish_callbacks(context: Workspace, desired: DesiredState, server: Server)
 
     def provider(d: DesiredState) -> ServerProvider:
         return open_server(server, root=context.root, environment=d.environment,
-                           dsn_resolver=lambda: context.resolve_dsn(d.environment).dsn)
+                           dsn_resolver=lambda: context.database(d.environment).dsn)
 
     def publish(d: DesiredState) -> None:
         p = provider(d)

@@ -267,7 +267,7 @@ def create_backup(context: Workspace, environment: str) -> BackupRecord:
 
     con = context.console
     desired = context.desired(environment)
-    resolved = context.resolve_dsn(environment)
+    resolved = context.database(environment)
     with connect(resolved.dsn) as conn:
         facts = postgis.refresh(Session(conn))
     wanted = {lyr.spec.storage.qualified_table for lyr in desired.layers.values()}
@@ -370,7 +370,7 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
         confirm("Proceed?", yes)
 
     started = time.perf_counter()
-    resolved = context.resolve_dsn(environment)
+    resolved = context.database(environment)
     provider = context.server_provider(environment)
     serves = provider.manages_publication
     status = {"database": "not restored (unchanged)" if record is not None else "not restored (metadata only, data untouched)",

@@ -32,7 +32,7 @@ def test_early_dsn_follows_the_datasource(repo: Path, monkeypatch: pytest.Monkey
     assert connections.early_dsn(repo, "dev") == "dbname=dev_db"
     assert connections.early_dsn(repo, "qa") is None  # not an environment of honua.yaml
     # the same answer as the loaded models give
-    assert Context(repo).resolve_dsn("staging", start_embedded=False).dsn == "dbname=staging_db"
+    assert Context(repo).resolve_dsn("staging").dsn == "dbname=staging_db"
 
 
 @pytest.mark.parametrize("damage", [

@@ -31,6 +31,7 @@ DEFAULT_DSN_ENV = ("HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN")
 class ResolvedDsn:
     dsn: str
     origin: str  # "env HONUA_PG_DSN_DEV", "embedded state/.pg" — safe to print
+    embedded_db: str | None = None  # the embedded cluster's database, when the DSN is its
 
     def __repr__(self) -> str:  # never show the DSN itself
         return f"ResolvedDsn(origin={self.origin!r})"
@@ -40,15 +41,17 @@ def embedded_root(root: Path) -> Path:
     return root / "state" / ".pg"
 
 
-def resolve(ds: Datasource, environment: str, root: Path, *, start_embedded: bool = True) -> ResolvedDsn:
+def resolve(ds: Datasource, environment: str, root: Path) -> ResolvedDsn:
     c = ds.spec.connection
-    return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root,
-                              start_embedded=start_embedded)
+    return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root)
 
 
 def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None, embedded: bool,
-                       environment: str, root: Path, *, start_embedded: bool = True) -> ResolvedDsn:
-    """The DSN of datasource ``name`` (its ``connection`` fields) for ``environment``."""
+                       environment: str, root: Path) -> ResolvedDsn:
+    """The DSN of datasource ``name`` (its ``connection`` fields) for ``environment``.
+
+    A lookup: it starts nothing. An embedded DSN names a database that may not run yet
+    (:func:`ensure_embedded` starts it)."""
     variables = templating.variables_for(environment)
     for name_tpl in env_names:
         var = templating.render(name_tpl, variables)
@@ -74,11 +77,20 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
     # and production never share tables
     dbname = embedded_database(environment)
     cluster = EmbeddedCluster(embedded_root(root), dbname=dbname)
-    if start_embedded:
-        cluster.start()
-        if not cluster.database_exists(dbname):
-            cluster.create_database(dbname, exist_ok=True, extensions=("postgis",))
-    return ResolvedDsn(cluster.dsn, f"embedded state/.pg database {dbname}")
+    return ResolvedDsn(cluster.dsn, f"embedded state/.pg database {dbname}", embedded_db=dbname)
+
+
+def ensure_embedded(root: Path, resolved: ResolvedDsn) -> None:
+    """Start the embedded cluster of ``root`` and create ``resolved``'s database in it (with
+    PostGIS) when missing; nothing for a DSN that is not the embedded cluster's."""
+    if resolved.embedded_db is None:
+        return
+    from honua_plan.providers.embedded.pgserver import EmbeddedCluster
+
+    cluster = EmbeddedCluster(embedded_root(root), dbname=resolved.embedded_db)
+    cluster.start()
+    if not cluster.database_exists(resolved.embedded_db):
+        cluster.create_database(resolved.embedded_db, exist_ok=True, extensions=("postgis",))
 
 
 def default_datasource(project: Project, datasources: Mapping[str, Datasource]) -> str | None:
@@ -121,8 +133,7 @@ def early_dsn(root: Path, environment: str) -> str | None:
     if (not isinstance(env_names, list | tuple) or not all(isinstance(n, str) for n in env_names)
             or not isinstance(dsn_ref, str | None) or not isinstance(embedded, bool)):
         return None
-    return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root,
-                              start_embedded=False).dsn
+    return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root).dsn
 
 
 def embedded_database(environment: str) -> str:
