@@ -98,7 +98,7 @@ def exempt(names: Iterable[str]) -> None:
             _known.difference_update(_forms(value))
 
 
-def resolve(text: str, *, environ: dict[str, str] | None = None) -> str:
+def resolve_reference(text: str, *, environ: dict[str, str] | None = None) -> str:
     """Replace ``${VAR}`` / ``${VAR:-default}`` with values from the environment."""
     env = os.environ if environ is None else environ
 
@@ -278,6 +278,6 @@ __all__ = [
     "redact",
     "register",
     "register_dsn",
-    "resolve",
+    "resolve_reference",
     "scrub_dsn_error",
 ]

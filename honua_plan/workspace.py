@@ -116,7 +116,7 @@ class Workspace:
     def resolve_dsn(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
         """Where the datasource's DSN comes from and what it is: resolved once per command
         (cached), without side effects (never starts the embedded cluster: :meth:`database`)."""
-        from honua_plan.providers.postgis.connections import default_datasource, resolve
+        from honua_plan.providers.postgis.connections import default_datasource, resolve_datasource
 
         desired = self.desired(environment)
         name = datasource or default_datasource(desired.project, desired.datasources)
@@ -124,7 +124,7 @@ class Workspace:
             raise UsageError(f"no datasource '{name}' in providers/")
         key = (environment, name)
         if key not in self._dsn:
-            self._dsn[key] = resolve(desired.datasources[name], environment, self.root)
+            self._dsn[key] = resolve_datasource(desired.datasources[name], environment, self.root)
         return self._dsn[key]
 
     def database(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
@@ -290,7 +290,7 @@ class Workspace:
                     pre.update(query_preconditions(s, m, variables))
                     for step in m.spec.up:
                         if step.type == "metadata" and step.path:
-                            rel = templating.render(step.path, variables)
+                            rel = templating.render_template(step.path, variables)
                             path = self.root / rel
                             if path.exists():
                                 texts[rel] = path.read_text()

@@ -63,7 +63,7 @@ class Analysis:
         }
 
 
-def analyze(context: Context, migration: str | None = None) -> Analysis:
+def analyze_migrations(context: Context, migration: str | None = None) -> Analysis:
     """Plan the pending migrations (or ``migration`` with its pending dependencies) per environment."""
     envs = list(context.load()[0].project.spec.environments)
     out = Analysis()
@@ -182,16 +182,6 @@ def risk_text(plan: Plan) -> str:
     return f"{plan.risk} ({', '.join(codes)})" if codes else plan.risk
 
 
-def automatic_rollback(plan: Plan) -> str:
-    migrations = [a for a in plan.actions if a.kind == "migration"] or list(plan.actions)
-    auto = [a for a in migrations if a.automatic_rollback]
-    if not auto:
-        return "NO"
-    if len(auto) == len(migrations):
-        return "YES"
-    return f"PARTIAL ({len(auto)} of {len(migrations)} migrations)"
-
-
 def approval_text(plan: Plan) -> str | None:
     if not plan.approvals_required:
         return None
@@ -261,7 +251,7 @@ def render_block(out: Analysis) -> list[str]:
             lines.append("")
             lines.append(f"  Risk Level: {risk_text(plan)}")
             lines.append(f"  Estimated Duration: {format_estimate(plan.estimated_s)}")
-            lines.append(f"  Automatic Rollback: {automatic_rollback(plan)}")
+            lines.append(f"  Automatic Rollback: {plan.rollback_summary}")
         approval = approval_text(plan)
         if approval:
             lines.append(f"  Approval Required: {approval}")

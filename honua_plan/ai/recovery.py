@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Check:
+class Signal:
     ok: bool | None  # None: not checked
     label: str
     status: str
@@ -39,7 +39,7 @@ class Check:
 @dataclass
 class RecoveryAnalysis:
     environment: str
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Signal] = field(default_factory=list)
     last_deployment: Deployment | None = None
     latest_backup: Any = None
     backups: int = 0
@@ -53,7 +53,7 @@ def _ago(now: datetime, then: datetime) -> str:
 
 
 def database_check(context: Context, environment: str, recorded: dict[str, Any] | None = None,
-                   backup_id: str = "") -> list[Check]:
+                   backup_id: str = "") -> list[Signal]:
     """Database health, then one line per table the latest backup recorded: live rows vs recorded."""
     from psycopg import sql
 
@@ -86,28 +86,28 @@ def database_check(context: Context, environment: str, recorded: dict[str, Any] 
                 ident = sql.Identifier(*split_name(t.qualified_name))
                 rows[table] = int(execute(conn, sql.SQL("SELECT count(*) FROM {}").format(ident))[0][0])
     except HonuaError as exc:
-        return [Check(False, "Database health", "CRITICAL", exc.message)]
+        return [Signal(False, "Database health", "CRITICAL", exc.message)]
     except Exception as exc:  # a broken catalog is a finding here, not a crash
-        return [Check(False, "Database health", "CRITICAL", f"{type(exc).__name__}: {exc}")]
+        return [Signal(False, "Database health", "CRITICAL", f"{type(exc).__name__}: {exc}")]
     if missing:
-        out = [Check(False, "Database health", "CRITICAL", f"tables missing: {', '.join(sorted(set(missing)))}")]
+        out = [Signal(False, "Database health", "CRITICAL", f"tables missing: {', '.join(sorted(set(missing)))}")]
     elif invalid:
-        out = [Check(False, "Database health", "DEGRADED", "; ".join(invalid))]
+        out = [Signal(False, "Database health", "DEGRADED", "; ".join(invalid))]
     else:
-        out = [Check(True, "Database health", "HEALTHY", f"{len(facts.tables)} tables, 0 invalid geometries")]
+        out = [Signal(True, "Database health", "HEALTHY", f"{len(facts.tables)} tables, 0 invalid geometries")]
     for table, live in rows.items():
         had = recorded[table].rows
         if live is None:
-            out.append(Check(False, f"Rows in {table}", "TABLE MISSING", f"{had:,} rows in backup {backup_id}"))
+            out.append(Signal(False, f"Rows in {table}", "TABLE MISSING", f"{had:,} rows in backup {backup_id}"))
         elif live < had:
-            out.append(Check(False, f"Rows in {table}", f"{live:,}",
+            out.append(Signal(False, f"Rows in {table}", f"{live:,}",
                              f"{had:,} in backup {backup_id}: {had - live:,} fewer"))
         else:
-            out.append(Check(True, f"Rows in {table}", f"{live:,}", f"{had:,} in backup {backup_id}"))
+            out.append(Signal(True, f"Rows in {table}", f"{live:,}", f"{had:,} in backup {backup_id}"))
     return out
 
 
-def service_check(context: Context, environment: str, timeout_s: float = 5.0) -> Check:
+def service_check(context: Context, environment: str, timeout_s: float = 5.0) -> Signal:
     """Each collection's ``/items`` on the running server (200 with features)."""
     from honua_plan.workflows.recover import items_check
 
@@ -116,21 +116,21 @@ def service_check(context: Context, environment: str, timeout_s: float = 5.0) ->
     try:
         provider = context.server_provider(environment)
     except HonuaError as exc:
-        return Check(False, "Service availability", "DEGRADED", exc.message)
+        return Signal(False, "Service availability", "DEGRADED", exc.message)
     try:
         if not provider.manages_publication:
-            return Check(None, "Service availability", "not checked", "server type none: nothing is published")
+            return Signal(None, "Service availability", "not checked", "server type none: nothing is published")
         if not ids:
-            return Check(None, "Service availability", "not checked", "no layers")
+            return Signal(None, "Service availability", "not checked", "no layers")
         bad = items_check(provider, sorted(ids), {}, timeout_s)
         if not bad:
-            return Check(True, "Service availability", "HEALTHY", f"{len(ids)} collection(s) serve /items")
-        return Check(False, "Service availability", "DEGRADED", "; ".join(bad))
+            return Signal(True, "Service availability", "HEALTHY", f"{len(ids)} collection(s) serve /items")
+        return Signal(False, "Service availability", "DEGRADED", "; ".join(bad))
     finally:
         provider.close()
 
 
-def failures_check(doc: StateDocument, now: datetime, since: datetime | None) -> tuple[Check, Any]:
+def failures_check(doc: StateDocument, now: datetime, since: datetime | None) -> tuple[Signal, Any]:
     """Failures the state recorded since the last successful deployment (else the last 7 days)."""
     from datetime import timedelta
 
@@ -140,32 +140,25 @@ def failures_check(doc: StateDocument, now: datetime, since: datetime | None) ->
     failed = [e for e in doc.events if is_failure(e) and e.at >= start]
     scope = "since the last successful deployment" if since else "in the last 7d"
     if not failed:
-        return Check(True, "Recent failures", "none", scope), None
+        return Signal(True, "Recent failures", "none", scope), None
     last = failed[-1]
-    return Check(False, "Recent failures", str(len(failed)),
+    return Signal(False, "Recent failures", str(len(failed)),
                  f"{scope}; latest: {last.kind} {_ago(now, last.at)}: {last.message or '-'}"), failed[0]
 
 
-def git_check(context: Context) -> Check:
+def git_check(context: Context) -> Signal:
     from honua_plan.ai import gitops
 
     lines = gitops.status_porcelain(context.root)
     if lines is None:
-        return Check(False, "Git repository", "NOT A GIT REPOSITORY", "no commit to restore from")
+        return Signal(False, "Git repository", "NOT A GIT REPOSITORY", "no commit to restore from")
     head = gitops.head_commit(context.root)
     if lines:
-        return Check(False, "Git repository", "MODIFIED", f"{len(lines)} uncommitted change(s) to tracked files")
-    return Check(True, "Git repository", "INTACT", f"HEAD {head[:9]}" if head else "no commits yet")
+        return Signal(False, "Git repository", "MODIFIED", f"{len(lines)} uncommitted change(s) to tracked files")
+    return Signal(True, "Git repository", "INTACT", f"HEAD {head[:9]}" if head else "no commits yet")
 
 
-def last_deployment(context: Context, doc: StateDocument) -> Deployment | None:
-    """The newest apply that finished without failures (a recovery never counts as one)."""
-    from honua_plan.workflows.recover import last_deployment as newest
-
-    return newest(context, doc)
-
-
-def analyze(context: Context, environment: str, *, now: datetime | None = None) -> RecoveryAnalysis:
+def assess_recovery(context: Context, environment: str, *, now: datetime | None = None) -> RecoveryAnalysis:
     from honua_plan.state.model import utcnow
 
     now = now or utcnow()
@@ -176,6 +169,8 @@ def analyze(context: Context, environment: str, *, now: datetime | None = None) 
     out.checks.extend(database_check(context, environment, dict(latest.contents) if latest else None,
                                      latest.id if latest else ""))
     out.checks.append(service_check(context, environment))
+    from honua_plan.workflows.recover import last_deployment
+
     out.last_deployment = last_deployment(context, doc)
     check, out.first_failure = failures_check(doc, now, out.last_deployment.at if out.last_deployment else None)
     out.checks.append(check)
@@ -188,9 +183,9 @@ def analyze(context: Context, environment: str, *, now: datetime | None = None) 
         span = f"newest {_ago(now, backups[-1].created_at)}"
         if len(backups) > 1:
             span += f", oldest {_ago(now, backups[0].created_at)}"
-        out.checks.append(Check(True, "Backups available", str(len(backups)), span))
+        out.checks.append(Signal(True, "Backups available", str(len(backups)), span))
     else:
-        out.checks.append(Check(False, "Backups available", "none", "no backup was taken in this environment"))
+        out.checks.append(Signal(False, "Backups available", "none", "no backup was taken in this environment"))
     return out
 
 

@@ -62,7 +62,7 @@ def _timed(name: str, fn: Any) -> TestCheck:
     return TestCheck(name, ok, message, time.perf_counter() - t0, tuple(details))
 
 
-def test_layers(desired: DesiredState, dsn: Callable[[], str], layer_name: str | None = None, *,
+def run_layer_tests(desired: DesiredState, dsn: Callable[[], str], layer_name: str | None = None, *,
                 requests: int = 20) -> list[LayerReport]:
     """Run the checklist for one layer (by name or collection id) or every layer of ``desired``;
     ``dsn`` gives the environment's connection string when a check needs it."""
@@ -156,7 +156,7 @@ def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provi
                                        "the server declares no OGC API URL to test (set its publicUrl)"))
         return report
     report.endpoint = f"{url.rstrip('/')}/collections/{cid}"
-    outcomes = ogctest.run_checks(url, [cid])
+    outcomes = ogctest.run_conformance(url, [cid])
     failed = [o for o in outcomes if not o.ok]
     report.checks.append(TestCheck(
         "OGC API conformance", not failed,

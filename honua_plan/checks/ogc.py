@@ -42,7 +42,7 @@ __all__ = [
     "CheckOutcome",
     "OgcClient",
     "benchmark",
-    "run_checks",
+    "run_conformance",
     "sample_query",
 ]
 
@@ -427,7 +427,7 @@ def _run(requirement: str, fn: Callable[..., str], args: tuple[Any, ...], cid: s
     return CheckOutcome(requirement, fn.__name__, ok, message, time.perf_counter() - started, cid)
 
 
-def run_checks(
+def run_conformance(
     landing_url: str, collection_ids: Sequence[str] | str = (), *, timeout: float = DEFAULT_TIMEOUT
 ) -> list[CheckOutcome]:
     """Run the landing-page checks once and the collection checks per collection id."""

@@ -29,7 +29,7 @@ def query_preconditions(session: Session, migration: Migration, variables: dict[
     for i, p in enumerate(migration.spec.preConditions):
         key = f"{migration.metadata.id}#{i}"
         if p.type == "sql-check" and p.query and p.expected:
-            statement: str | sql.Composable = templating.render(p.query, variables)
+            statement: str | sql.Composable = templating.render_template(p.query, variables)
         elif p.type == "row-count" and p.table and p.expected:
             statement = sql.SQL("SELECT count(*) FROM {}").format(qualified(p.table))
         else:

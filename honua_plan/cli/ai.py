@@ -84,12 +84,12 @@ def migrate() -> None:
 @click.pass_context
 def migrate_plan_cmd(ctx: click.Context, migration_id: str | None, fmt: str, yes: bool) -> None:
     """Plan pending migrations (or one) in every environment; on yes, deploy to the first."""
-    from honua_plan.ai.migrations import analyze, render_block
+    from honua_plan.ai.migrations import analyze_migrations, render_block
     from honua_plan.errors import NotInteractiveError
 
     context = state(ctx).context(quiet=fmt == "json")
     con = context.console
-    analysis = analyze(context, migration_id)
+    analysis = analyze_migrations(context, migration_id)
     if fmt == "json":
         echo_json(analysis.to_json())
         return
@@ -337,7 +337,7 @@ def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, a
 def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: int | None, commit: str | None,
                           backup_id: str | None, reason: str | None, yes: bool) -> None:
     """Analyze an environment, offer the recovery options, recover, and write the recovery report."""
-    from honua_plan.ai.recovery import analyze, options
+    from honua_plan.ai.recovery import assess_recovery, options
     from honua_plan.errors import HonuaError, UsageError
     from honua_plan.state.model import utcnow
 
@@ -362,7 +362,7 @@ def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: i
     con.print("")
     con.print(f"Analyzing {env} state...")
     now = utcnow()
-    analysis = analyze(context, env, now=now)
+    analysis = assess_recovery(context, env, now=now)
     for c in analysis.checks:
         con.print(c.line())
     con.print("")

@@ -135,7 +135,7 @@ def _check_templates_and_sql(
             return Location(base.path, base.line + line, base.column + 1 + col)
 
         try:
-            rendered = templating.render(text, variables)
+            rendered = templating.render_template(text, variables)
         except templating.TemplateProblem as exc:
             problems.append(Diagnostic(place(exc.line, exc.column + 1), str(exc)))
             return
@@ -156,7 +156,7 @@ def _check_templates_and_sql(
                     check_sql(step.content, src, ("spec", section, i, "content"))
                 elif step.type == "metadata" and step.path:
                     try:
-                        rel = templating.render(step.path, variables)
+                        rel = templating.render_template(step.path, variables)
                     except templating.TemplateProblem as exc:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")), str(exc)))
                         continue

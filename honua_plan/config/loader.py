@@ -425,7 +425,7 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
         for ds in datasources.values():  # connection.env names are templates too (HONUA_PG_DSN_{{ env | upper }})
             for i, name_tpl in enumerate(ds.spec.connection.env):
                 try:
-                    templating.render(name_tpl, variables)
+                    templating.render_template(name_tpl, variables)
                 except templating.TemplateProblem as exc:
                     ld.problems.append(Diagnostic(
                         sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i)), str(exc)))

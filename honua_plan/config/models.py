@@ -621,7 +621,7 @@ class BlackoutPeriod(Strict):
 Member = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
 
 
-class Approval(Strict):
+class ApprovalRule(Strict):
     """Who must approve a plan at which risk, and how strongly.
 
     ``approvers`` is either a list of names (teams or people; kept as a label, not
@@ -648,7 +648,7 @@ class Approval(Strict):
         return v
 
     @model_validator(mode="after")
-    def _enough_members(self) -> Approval:
+    def _enough_members(self) -> ApprovalRule:
         members = self.members
         if members is not None:
             everyone = {m.casefold() for ms in members.values() for m in ms}
@@ -676,7 +676,7 @@ class Cooldown(Strict):
 class PolicySpec(Strict):
     production: bool = False
     autoApprove: bool = True
-    approval: Approval | None = None
+    approval: ApprovalRule | None = None
     deploymentWindows: list[DeploymentWindow] = Field(default_factory=empty_list)
     blackoutPeriods: list[BlackoutPeriod] = Field(default_factory=empty_list)
     cooldown: Cooldown | None = None

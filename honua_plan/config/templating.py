@@ -220,7 +220,7 @@ def _compile(text: str) -> jinja2.Template:
         raise TemplateProblem(f"template error: {exc.message}", exc.lineno) from None
 
 
-def render(text: str, variables: dict[str, Any]) -> str:
+def render_template(text: str, variables: dict[str, Any]) -> str:
     """Render ``text`` with ``variables``; text without a template expression is returned unchanged."""
     if not is_template(text):
         return text

@@ -331,7 +331,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
 
     plan_risk = max((a.risk for a in ordered), key=policy_mod.LEVELS.index, default="LOW")
     backup_needed = any(a.backup_tables for a in ordered)
-    checks, required, approvers = policy_mod.evaluate(
+    checks, required, approvers = policy_mod.evaluate_policy(
         desired.policy, risk=plan_risk, provenance=req.provenance.kind, now=req.now,
         has_changes=bool(ordered), source_state=req.source_state, backup_needed=backup_needed,
         pg_dump_available=req.pg_dump_available,
@@ -419,7 +419,7 @@ def build_down_plan(
         irreversible=any(o.irreversible for o in ops),
         backup_tables=[t for t in tables if live.facts is None or live.facts.table(t) is not None],
     )
-    checks, required, approvers = policy_mod.evaluate(
+    checks, required, approvers = policy_mod.evaluate_policy(
         desired.policy, risk=level.name, provenance=req.provenance.kind, now=req.now, has_changes=True,
         source_state=None, backup_needed=bool(action.backup_tables), pg_dump_available=req.pg_dump_available)
     return Plan(

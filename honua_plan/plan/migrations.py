@@ -67,7 +67,7 @@ def _qualify(name: str, facts: DatabaseFacts | None) -> str:
 
 
 def check_record(c: Check, phase: str, variables: dict[str, Any]) -> CheckRecord:
-    return CheckRecord(name=c.label, type=c.type, query=templating.render(c.query, variables) if c.query else None,
+    return CheckRecord(name=c.label, type=c.type, query=templating.render_template(c.query, variables) if c.query else None,
                        expected=c.expected, phase=phase, timeout_s=c.timeout)
 
 
@@ -104,7 +104,7 @@ def _step_operation(
     lock_timeout = step.lockTimeout if step.lockTimeout is not None else (ds.spec.lockTimeout if ds else 2.0)
     stmt_timeout = step.statementTimeout if step.statementTimeout is not None else (ds.spec.statementTimeout if ds else 300.0)
     if step.type == "metadata":
-        path = templating.render(step.path or "", variables)
+        path = templating.render_template(step.path or "", variables)
         before = live.file_texts.get(path)
         text_diff = None
         if before is not None and step.changes is not None:
@@ -113,7 +113,7 @@ def _step_operation(
             text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
         return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,
                          text_diff=text_diff, estimated_s=0.2), [], []
-    text = templating.render(step.content or "", variables)
+    text = templating.render_template(step.content or "", variables)
     stmts = list(_statements(text))
     concurrently = any(not s.transactional for s in stmts)
     transactional = step.transaction if step.transaction is not None else not concurrently

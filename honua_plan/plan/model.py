@@ -178,6 +178,19 @@ class Plan(_Frozen):
     digest: str | None = None
 
     @property
+    def rollback_summary(self) -> str:
+        """Whether a failure undoes this plan by itself: YES when every action that can be
+        rolled back is rolled back automatically, NO when none is, else PARTIAL (n of m).
+        The one definition: plan text, Markdown, the assistant and promote all show this."""
+        candidates = [a for a in self.actions if a.rollback or a.automatic_rollback]
+        auto = [a for a in candidates if a.automatic_rollback]
+        if not auto:
+            return "NO"
+        if len(auto) == len(candidates):
+            return "YES"
+        return f"PARTIAL ({len(auto)} of {len(candidates)} actions)"
+
+    @property
     def has_changes(self) -> bool:
         return bool(self.actions)
 

@@ -19,7 +19,7 @@ def level_at_least(level: str, threshold: str) -> bool:
     return LEVELS.index(level) >= LEVELS.index(threshold)
 
 
-def evaluate(
+def evaluate_policy(
     policy: Policy | None,
     *,
     risk: str,

@@ -125,17 +125,6 @@ def summary_line(plan: Plan) -> str:
     return ", ".join(parts) + f"; {len(plan.no_ops)} unchanged"
 
 
-def _automatic_rollback(plan: Plan) -> str:
-    """YES when every action that can be rolled back is rolled back automatically."""
-    candidates = [a for a in plan.actions if a.rollback or a.automatic_rollback]
-    auto = [a for a in candidates if a.automatic_rollback]
-    if not auto:
-        return "NO"
-    if len(auto) == len(candidates):
-        return "YES"
-    return f"PARTIAL ({len(auto)} of {len(candidates)} actions)"
-
-
 def _approval_required(plan: Plan) -> str:
     if plan.approvals_required <= 0:
         return "NO"
@@ -358,7 +347,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
 
     lines.append(f"  Risk Level: {s(plan.risk, **_RISK_STYLE[plan.risk])}")
     lines.append(f"  Estimated Duration: {format_estimate(plan.estimated_s)}")
-    lines.append(f"  Automatic Rollback: {_automatic_rollback(plan)}")
+    lines.append(f"  Automatic Rollback: {plan.rollback_summary}")
     lines.append(f"  Approval Required: {_approval_required(plan)}")
     approved = _approvals_line(plan)
     if approved:
@@ -578,7 +567,7 @@ def render_markdown(plan: Plan) -> str:
         "",
         f"**Risk Level:** {_RISK_BADGE[plan.risk]} {plan.risk} · "
         f"**Estimated Duration:** {format_estimate(plan.estimated_s)} · "
-        f"**Automatic Rollback:** {_automatic_rollback(plan)} · "
+        f"**Automatic Rollback:** {plan.rollback_summary} · "
         f"**Approval Required:** {_approval_required(plan)}",
         "",
     ]

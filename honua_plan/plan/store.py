@@ -33,7 +33,7 @@ try:  # POSIX only; on other systems approvals are not serialised between proces
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["TAMPERED", "approve", "load_plan", "parse_plan", "plan_digest", "save_plan", "verify_digest"]
+__all__ = ["TAMPERED", "load_plan", "parse_plan", "plan_digest", "record_approval", "save_plan", "verify_digest"]
 
 TAMPERED = "plan file was modified after it was made/approved: digest mismatch"
 
@@ -183,7 +183,7 @@ def _exclusive(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def approve(path: PathLike, by: str, comment: str = "", *, now: datetime | None = None,
+def record_approval(path: PathLike, by: str, comment: str = "", *, now: datetime | None = None,
             key: Path | None = None, authorize: Callable[[Plan, Approval], None] | None = None) -> Plan:
     """Record an approval by ``by`` of the plan file's digest and return the new plan.
 

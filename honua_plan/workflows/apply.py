@@ -24,7 +24,7 @@ def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: 
 
     from honua_plan.plan.approvals import check_approval
     from honua_plan.plan.signing import KEY_ENV
-    from honua_plan.plan.store import approve
+    from honua_plan.plan.store import record_approval
 
     if key is None and os.environ.get(KEY_ENV):
         key = Path(os.environ[KEY_ENV]).expanduser()
@@ -32,7 +32,7 @@ def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: 
     def authorize(plan: Plan, approval: Any) -> None:
         check_approval(ws.desired(plan.environment).policy, approval, ws.root)
 
-    return approve(plan_file, by, comment, key=key, authorize=authorize)
+    return record_approval(plan_file, by, comment, key=key, authorize=authorize)
 
 
 def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -> Services:

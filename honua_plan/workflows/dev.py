@@ -133,7 +133,7 @@ def stop_server(ws: Workspace, environment: str) -> bool:
 def test_layers(ws: Workspace, environment: str, layer: str | None = None) -> list[LayerReport]:
     """``honua test``; the result is recorded in the state's event log (a ``test`` event):
     promotion and the cooldown policy count healthy time from it."""
-    from honua_plan.checks.layertest import test_layers as run_layer_tests
+    from honua_plan.checks.layertest import run_layer_tests
     from honua_plan.errors import StateLockedError
     from honua_plan.state.model import Event
 

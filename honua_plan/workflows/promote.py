@@ -79,7 +79,7 @@ def migration_managed(desired: DesiredState, environment: str) -> dict[str, set[
         for step in [*m.spec.up, *m.spec.down]:
             if step.type == "metadata" and step.path and step.changes:
                 try:
-                    path = templating.render(step.path, variables)
+                    path = templating.render_template(step.path, variables)
                 except templating.TemplateProblem:
                     continue  # reported by validate
                 out.setdefault(path, set()).update(step.changes)
@@ -350,7 +350,9 @@ def promote(ws: Workspace, src: str, dst: str, *, migration: str | None = None, 
     checks = sum(len(a.checks) for a in plan.actions)
     con.print(f"Phase 3: Validate ({checks} check(s))")
     con.print(f"Total estimated time: {format_duration(plan.estimated_s + 2)}")
-    con.print(f"Rollback available: {'Yes (automatic on failure)' if any(a.automatic_rollback for a in plan.actions) or not any(a.kind == 'migration' for a in plan.actions) else 'Partial'}")
+    rollback = plan.rollback_summary
+    con.print("Rollback available: " + {"YES": "Yes (automatic on failure)", "NO": "No (manual: `honua apply --rollback`)"}
+              .get(rollback, rollback.replace("PARTIAL", "Partial") + ", the others manual"))
     needs_approval = bool(plan.approvals_required and not plan.approved)
     if confirm is not None:
         what = f"Write the {dst} files and save the plan for approval?" if needs_approval and overlay else (

@@ -1,6 +1,6 @@
 """Disaster recovery that restores what it names, and scheduled backups to restore from.
 
-One unit: a recovery's steps (resolve, back up, stop, restore, republish, verify, record)
+One unit: a recovery's steps (resolve_source, back up, stop, restore, republish, verify, record)
 share the outcome they must report truthfully, and each step's failure path depends on
 what the steps before it did. Points in time of the metadata are
 :mod:`~honua_plan.workflows.snapshots`.
@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Any
 from honua_plan.errors import HonuaError, RecoveryError, StateError, UsageError
 
 if TYPE_CHECKING:
-    from honua_plan.state.model import BackupRecord, Event, StateDocument
+    from collections.abc import Callable
+
+    from honua_plan.config.desired import DesiredState
+    from honua_plan.providers.postgis.facts import DatabaseFacts
+    from honua_plan.providers.server.base import ServerProvider
+    from honua_plan.state.model import BackupRecord, Event, MigrationRecord, StateDocument
     from honua_plan.workspace import Workspace
 from honua_plan.workflows.snapshots import (
     apply_files,
@@ -129,7 +134,7 @@ class Source:
     data_note: str = ""
 
 
-def resolve(context: Workspace, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
+def resolve_source(context: Workspace, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
             deployment: bool, commit: str | None) -> Source:
     """Find and check everything a recovery needs; touches nothing."""
     from honua_plan.apply import backup as backups
@@ -199,12 +204,14 @@ def resolve(context: Workspace, environment: str, doc: StateDocument, *, backup_
 # --------------------------------------------------------------------------- checks after the restore
 
 
-def items_check(provider: Any, collection_ids: list[str], rows: dict[str, int], timeout_s: float) -> list[str]:
+def items_check(provider: ServerProvider, collection_ids: list[str], rows: dict[str, int], timeout_s: float) -> list[str]:
     """GET ``/collections/<id>/items?limit=1`` of each collection: 200 with features (none only
     for an empty table). Returns the problems."""
     from honua_plan.providers.server.http import collection_url, http_request
 
     base = provider.local_url
+    if base is None:  # a server with no URL the engine can reach: nothing was checked, say so
+        return [f"{cid}: not checked (the server declares no URL to reach it)" for cid in collection_ids]
     problems: list[str] = []
     for cid in collection_ids:
         url = collection_url(base, cid) + "/items?limit=1&f=json"
@@ -227,8 +234,8 @@ def items_check(provider: Any, collection_ids: list[str], rows: dict[str, int], 
     return problems
 
 
-def pending_after_restore(context: Workspace, desired: Any, doc: StateDocument, record: BackupRecord,
-                          facts: Any) -> list[Any]:
+def pending_after_restore(context: Workspace, desired: DesiredState, doc: StateDocument, record: BackupRecord,
+                          facts: DatabaseFacts | None) -> list[MigrationRecord]:
     """Migrations applied after the backup was taken that touch one of its tables: the
     restore undid them."""
     from honua_plan.plan.diff import MigrationChange, migration_checksum
@@ -319,7 +326,7 @@ def _contents_line(table: str, c: Any) -> str:
 
 def recover(context: Workspace, environment: str, *, backup_id: str | None = None, latest: bool = False,
             deployment: bool = False, commit: str | None = None, include_shared: bool = False, yes: bool = False,
-            confirm: Any = None, reason: str = "") -> bool:
+            confirm: Callable[[str, bool], None] | None = None, reason: str = "") -> bool:
     from honua_plan.apply import backup as backups
     from honua_plan.console import format_duration
     from honua_plan.providers.server.base import LocalServer
@@ -327,7 +334,7 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
 
     con = context.console
     doc0 = context.recorded(environment)
-    src = resolve(context, environment, doc0, backup_id=backup_id, latest=latest, deployment=deployment,
+    src = resolve_source(context, environment, doc0, backup_id=backup_id, latest=latest, deployment=deployment,
                   commit=commit)
     source_name = f"commit {src.commit[:12]}" if src.commit else src.metadata_note
     meta = metadata_change(context.root, environment, src.files, source_name,

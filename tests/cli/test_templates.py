@@ -108,7 +108,7 @@ REFUSED = [
 @pytest.mark.parametrize("text,message", REFUSED, ids=[t for t, _ in REFUSED])
 def test_refused(text: str, message: str) -> None:
     with pytest.raises(templating.TemplateProblem) as info:
-        templating.render(f"SELECT 1;\n{text}", VARS)
+        templating.render_template(f"SELECT 1;\n{text}", VARS)
     assert message in str(info.value)
     assert info.value.line == 2
 
@@ -141,7 +141,7 @@ RENDERED = [
 
 @pytest.mark.parametrize("text,expected", RENDERED, ids=[t for t, _ in RENDERED])
 def test_rendered(text: str, expected: str) -> None:
-    assert templating.render(text, VARS) == expected
+    assert templating.render_template(text, VARS) == expected
 
 
 PLAIN = [
@@ -156,7 +156,7 @@ PLAIN = [
 @pytest.mark.parametrize("text", PLAIN)
 def test_sql_literals_are_not_templates(text: str) -> None:
     assert not templating.is_template(text)
-    assert templating.render(text, VARS) == text
+    assert templating.render_template(text, VARS) == text
 
 
 def test_int_array_literal_validates_and_runs_unchanged(repo: Path, pg_dsn: str) -> None:

@@ -17,7 +17,7 @@ def test_a_plan_resolves_the_dsn_once(tmp_path: Path, pg_dsn: str, monkeypatch: 
     repo = copy_example(tmp_path / "repo", server=False)
     monkeypatch.setenv("HONUA_PG_DSN", pg_dsn)
     calls: list[str] = []
-    real = connections.resolve
+    real = connections.resolve_datasource
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(args[1])

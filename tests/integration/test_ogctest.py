@@ -136,7 +136,7 @@ def by_req(outcomes: list[ogctest.CheckOutcome]) -> dict[str, ogctest.CheckOutco
 
 
 def test_a_conforming_server_passes(ogc: FakeOgc) -> None:
-    outcomes = ogctest.run_checks(ogc.base, [CID])
+    outcomes = ogctest.run_conformance(ogc.base, [CID])
     assert [o for o in outcomes if not o.ok] == []
     names = {o.name for o in outcomes}
     assert {"req_core_root_success", "req_core_conformance_success", "req_core_fc_limit_response_1",
@@ -159,7 +159,7 @@ def test_a_conforming_server_passes(ogc: FakeOgc) -> None:
 ])
 def test_each_broken_behaviour_fails_its_requirement(broken: str, requirement: str, reason: str) -> None:
     with FakeOgc(broken) as ogc:
-        outcome = by_req(ogctest.run_checks(ogc.base, CID))[requirement]
+        outcome = by_req(ogctest.run_conformance(ogc.base, CID))[requirement]
     assert not outcome.ok
     assert reason in outcome.message, outcome.message
 
@@ -170,7 +170,7 @@ def test_unreachable_server_fails_every_check() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    outcomes = ogctest.run_checks(f"http://127.0.0.1:{port}/ogc", [CID], timeout=1)
+    outcomes = ogctest.run_conformance(f"http://127.0.0.1:{port}/ogc", [CID], timeout=1)
     assert outcomes and not any(o.ok for o in outcomes)
     assert "cannot reach" in outcomes[0].message
 

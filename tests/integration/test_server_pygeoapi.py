@@ -127,7 +127,7 @@ def test_publish_serve_reload_unpublish(served: tuple[PygeoapiServer, Path, str]
     assert all(lk["href"].startswith(base + "/") for lk in items["links"]), items["links"]
     assert get_json(f"{base}/collections/{CID}?f=json")["id"] == CID
 
-    outcomes = ogctest.run_checks(base, [CID])
+    outcomes = ogctest.run_conformance(base, [CID])
     failed = [str(o) for o in outcomes if not o.ok]
     assert not failed, "\n".join(failed)
     assert ogctest.sample_query(base, CID, 5) == 5

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from honua_plan.config.models import Policy
-from honua_plan.plan.policy import evaluate, next_window_start
+from honua_plan.plan.policy import evaluate_policy, next_window_start
 from honua_plan.state.model import Event, StateDocument
 
 # Tuesday 2025-10-07 17:30 UTC = 10:30 in Los Angeles (PDT): inside the window
@@ -46,7 +46,7 @@ def with_events(doc: StateDocument, *events: tuple[datetime, str, bool | None]) 
 
 def run(p: Policy, *, risk: str = "LOW", provenance: str = "human", now: datetime = INSIDE,
         source: StateDocument | None = None, pg_dump: bool = True) -> tuple[dict[str, tuple[str, str]], int]:
-    checks, required, _ = evaluate(p, risk=risk, provenance=provenance, now=now, has_changes=True,
+    checks, required, _ = evaluate_policy(p, risk=risk, provenance=provenance, now=now, has_changes=True,
                                    source_state=source or staging_applied(now - timedelta(hours=50)),
                                    backup_needed=True, pg_dump_available=pg_dump)
     return {c.name: (c.status, c.message) for c in checks}, required
@@ -133,7 +133,7 @@ def test_next_window() -> None:
 
 
 def test_no_policy_no_checks() -> None:
-    assert evaluate(None, risk="CRITICAL", provenance="ai", now=INSIDE, has_changes=True, source_state=None,
+    assert evaluate_policy(None, risk="CRITICAL", provenance="ai", now=INSIDE, has_changes=True, source_state=None,
                     backup_needed=True, pg_dump_available=False) == ([], 0, [])
 
 
@@ -173,7 +173,7 @@ def test_approvers_are_checked_against_the_groups(tmp_path: object, approvers: o
 
 
 def test_group_names_are_the_approvers_of_the_plan() -> None:
-    checks, required, approvers = evaluate(
+    checks, required, approvers = evaluate_policy(
         policy(approval={"requiredAt": "LOW", "approvers": GROUPS, "minApprovals": 2}), risk="LOW",
         provenance="human", now=INSIDE, has_changes=True, source_state=staging_applied(INSIDE - timedelta(days=3)),
         backup_needed=False, pg_dump_available=True)

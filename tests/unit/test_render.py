@@ -357,3 +357,18 @@ def test_secrets_are_redacted_in_every_render(monkeypatch: pytest.MonkeyPatch) -
 def test_mixed_fixture_dsn_is_redacted() -> None:
     for out in (render_text(mixed_plan(), detailed=True), render_markdown(mixed_plan()), render_json(mixed_plan())):
         assert "s3cret" not in out
+
+
+@pytest.mark.parametrize("make, expected", [
+    (sample_plan, "YES"),
+    (mixed_plan, "PARTIAL (1 of 2 actions)"),
+    (lambda: sample_plan().model_copy(update={"actions": [
+        a.model_copy(update={"automatic_rollback": False}) for a in sample_plan().actions]}), "NO"),
+])
+def test_one_rollback_summary_for_every_view(make: Callable[[], Plan], expected: str) -> None:
+    """Text and Markdown say what Plan.rollback_summary says; the assistant and promote print
+    that property too (three definitions used to give three answers for the same plan)."""
+    plan = make()
+    assert plan.rollback_summary == expected
+    assert f"Automatic Rollback: {expected}" in render_text(plan)
+    assert f"**Automatic Rollback:** {expected}" in render_markdown(plan)

@@ -19,10 +19,10 @@ from honua_plan.plan.model import PLAN_FORMAT_VERSION, Approval, Plan
 from honua_plan.plan.render import render_json
 from honua_plan.plan.store import (
     TAMPERED,
-    approve,
     load_plan,
     parse_plan,
     plan_digest,
+    record_approval,
     save_plan,
     verify_digest,
 )
@@ -206,7 +206,7 @@ def test_parse_plan_names_its_source() -> None:
 def test_approve_adds_an_approval_and_keeps_the_digest(plan_file: Path) -> None:
     before = load_plan(plan_file)
     assert not before.approved
-    new = approve(plan_file, "john@city.gov", "looks good", now=NOW)
+    new = record_approval(plan_file, "john@city.gov", "looks good", now=NOW)
     digest = plan_digest(sample_plan())
     assert new.approvals == [Approval(by="john@city.gov", at=NOW, digest=digest, comment="looks good")]
     assert new.approved
@@ -216,34 +216,34 @@ def test_approve_adds_an_approval_and_keeps_the_digest(plan_file: Path) -> None:
 
 
 def test_second_approver_is_appended(plan_file: Path) -> None:
-    approve(plan_file, "john@city.gov", now=NOW)
-    new = approve(plan_file, "  maria@city.gov ", now=NOW)
+    record_approval(plan_file, "john@city.gov", now=NOW)
+    new = record_approval(plan_file, "  maria@city.gov ", now=NOW)
     assert [a.by for a in new.approvals] == ["john@city.gov", "maria@city.gov"]
 
 
 def test_duplicate_approver_is_refused(plan_file: Path) -> None:
-    approve(plan_file, "john@city.gov", now=NOW)
+    record_approval(plan_file, "john@city.gov", now=NOW)
     saved = plan_file.read_bytes()
     with pytest.raises(PlanError, match=r"John@City\.gov has already approved this plan \(at 2025-10-08T09:45:00\+00:00\)"):
-        approve(plan_file, "John@City.gov", now=NOW)
+        record_approval(plan_file, "John@City.gov", now=NOW)
     assert plan_file.read_bytes() == saved
 
 
 def test_empty_approver_is_refused(plan_file: Path) -> None:
     with pytest.raises(PlanError, match="approver's name"):
-        approve(plan_file, "   ")
+        record_approval(plan_file, "   ")
 
 
 def test_approve_defaults_to_now_in_utc(plan_file: Path) -> None:
-    new = approve(plan_file, "john@city.gov")
+    new = record_approval(plan_file, "john@city.gov")
     assert new.approvals[0].at.tzinfo is not None
-    naive = approve(plan_file, "maria@city.gov", now=datetime(2025, 10, 8, 9, 45))
+    naive = record_approval(plan_file, "maria@city.gov", now=datetime(2025, 10, 8, 9, 45))
     assert naive.approvals[1].at == NOW
 
 
 def test_approve_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="not found"):
-        approve(tmp_path / "missing.json", "john@city.gov")
+        record_approval(tmp_path / "missing.json", "john@city.gov")
 
 
 def test_concurrent_approvals_are_all_kept(plan_file: Path) -> None:
@@ -252,7 +252,7 @@ def test_concurrent_approvals_are_all_kept(plan_file: Path) -> None:
 
     def run(name: str) -> None:
         try:
-            approve(plan_file, name, now=NOW)
+            record_approval(plan_file, name, now=NOW)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -307,12 +307,12 @@ def test_an_edited_file_fails_its_digest(plan_file: Path, change: Callable[[dict
         verify_digest(plan, source=str(plan_file))
     saved = plan_file.read_bytes()
     with pytest.raises(PlanTamperedError, match=re.escape(TAMPERED)):
-        approve(plan_file, "john@city.gov", now=NOW)
+        record_approval(plan_file, "john@city.gov", now=NOW)
     assert plan_file.read_bytes() == saved  # nothing approved
 
 
 def test_an_approval_binds_the_digest_it_approved(plan_file: Path) -> None:
-    approve(plan_file, "john@city.gov", now=NOW)
+    record_approval(plan_file, "john@city.gov", now=NOW)
     assert verify_digest(load_plan(plan_file)) == plan_digest(sample_plan())
     # content edited and its digest recomputed: the approval still names the old digest
     _edit(plan_file, lambda d: d.update(warnings=["harmless"]))
@@ -330,7 +330,7 @@ def test_authorize_refuses_before_anything_is_written(plan_file: Path) -> None:
         raise PlanError("not allowed")
 
     with pytest.raises(PlanError, match="not allowed"):
-        approve(plan_file, "mallory", now=NOW, authorize=refuse)
+        record_approval(plan_file, "mallory", now=NOW, authorize=refuse)
     assert plan_file.read_bytes() == saved
 
 

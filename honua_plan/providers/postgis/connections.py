@@ -41,7 +41,7 @@ def embedded_root(root: Path) -> Path:
     return root / "state" / ".pg"
 
 
-def resolve(ds: Datasource, environment: str, root: Path) -> ResolvedDsn:
+def resolve_datasource(ds: Datasource, environment: str, root: Path) -> ResolvedDsn:
     c = ds.spec.connection
     return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root)
 
@@ -54,19 +54,19 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
     (:func:`ensure_embedded` starts it)."""
     variables = templating.variables_for(environment)
     for name_tpl in env_names:
-        var = templating.render(name_tpl, variables)
+        var = templating.render_template(name_tpl, variables)
         value = os.environ.get(var)
         if value:
             secrets.register_dsn(value)
             secrets.check_dsn(value, f"the connection string in environment variable {var}")
             return ResolvedDsn(value, f"env {var}")
     if dsn_ref:
-        value = secrets.resolve(dsn_ref)
+        value = secrets.resolve_reference(dsn_ref)
         secrets.register_dsn(value)
         secrets.check_dsn(value, f"the connection string {dsn_ref} of datasource '{name}'")
         return ResolvedDsn(value, "dsn reference")
     if not embedded:
-        names = ", ".join(templating.render(n, variables) for n in env_names)
+        names = ", ".join(templating.render_template(n, variables) for n in env_names)
         raise DatabaseError(
             f"datasource '{name}' has no connection for environment '{environment}'",
             hint=f"set one of: {names}",

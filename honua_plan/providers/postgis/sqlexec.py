@@ -55,7 +55,7 @@ __all__ = [
     "ident",
     "open_session",
     "qualified",
-    "render",
+    "render_sql",
     "split_name",
     "split_qualified",
 ]
@@ -197,7 +197,7 @@ def qualified(name: str, default_schema: str = "public") -> sql.Identifier:
 # --- execution -----------------------------------------------------------------------
 
 
-def render(statement: Statement, conn: Connection | None = None) -> str:
+def render_sql(statement: Statement, conn: Connection | None = None) -> str:
     """Text of a statement, quoting identifiers as the connection would."""
     if isinstance(statement, sql.Composable):
         return statement.as_string(conn)
@@ -242,7 +242,7 @@ def execute(
     Returns the result rows as tuples (``[]`` for commands without a result, when
     ``fetch`` is False, and in a dry run, which logs and runs nothing).
     """
-    text = render(statement, conn)
+    text = render_sql(statement, conn)
     if dry_run:
         if log is not None:
             log.record(LoggedStatement(redact(text), _params_text(params), 0.0, False, read_only))
@@ -324,7 +324,7 @@ class Session:
         )
 
     def render(self, statement: Statement) -> str:
-        return render(statement, self.conn)
+        return render_sql(statement, self.conn)
 
     def close(self) -> None:
         if self.conn is not None and not self.conn.closed:

@@ -440,7 +440,7 @@ class _HonuaClient:
 
 
 @dataclass(frozen=True)
-class DriftRecord:
+class ManifestDrift:
     kind: str
     namespace: str
     name: str
@@ -453,7 +453,7 @@ class DriftRecord:
 class DriftReport:
     has_drift: bool
     baseline_version: str | None
-    records: tuple[DriftRecord, ...] = field(default_factory=tuple)
+    records: tuple[ManifestDrift, ...] = field(default_factory=tuple)
 
 
 def _requested_by() -> str:
@@ -519,7 +519,7 @@ class HonuaManifestServer(_HonuaBase):
         records = []
         for r in data.get("resources") or []:
             ident = r.get("identifier") or {}
-            records.append(DriftRecord(
+            records.append(ManifestDrift(
                 kind=str(ident.get("kind") or ""), namespace=str(ident.get("namespace") or "default"),
                 name=str(ident.get("name") or ""), drift_type=str(r.get("driftType") or ""),
                 declared_hash=r.get("declaredHash"), actual_hash=r.get("actualHash"),
