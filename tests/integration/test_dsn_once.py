@@ -23,7 +23,7 @@ def test_a_plan_resolves_the_dsn_once(tmp_path: Path, pg_dsn: str, monkeypatch: 
         calls.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(connections, "resolve", counted)
+    monkeypatch.setattr(connections, "resolve_datasource", counted)
     plan = Context(repo).plan("dev")
     assert plan.actions  # a real plan: refresh, state, serial guard and the server all needed the DSN
     assert calls == ["dev"]
