@@ -413,6 +413,7 @@ def bench_published(args: argparse.Namespace, workdir: Path, dsn: str, n: int,
             log(f"   (plan --out before apply: exit {r.exit_code}{', timed out' if r.timed_out else ''})")
 
     try:
+        b.reset_state()  # the database may remember the serial of the `none` pass's state
         b.run([sys.executable, "-m", "honua_plan", "--help"], "warmup")
         done("plan_first", b.measure("plan_first", ["plan", "--env", ENV, "--detailed-exitcode"], (2,)))
         if skip_apply:

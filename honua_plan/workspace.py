@@ -356,14 +356,16 @@ class Workspace:
         provenance: Provenance | None = None,
         log: StatementLog | None = None,
         refuse_unfinished: bool = False,
+        facts: DatabaseFacts | None = None,
     ) -> Plan:
         """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
-        ``plan``/``drift`` would compare against is then neither the old nor the new state)."""
+        ``plan``/``drift`` would compare against is then neither the old nor the new state).
+        ``facts``: the catalog this command already read (apply's freshness check), not read again."""
         from honua_plan.providers.postgis.prefetch import Prefetch
 
         # the catalog and the state file are read while this process imports the plan
-        # engine and loads the repository
-        early = Prefetch(self.root, environment)
+        # engine and loads the repository (the catalog only when not given)
+        early = Prefetch(self.root, environment, catalog=facts is None)
         from honua_plan.plan.builder import build_plan
         from honua_plan.plan.diff import desired_resources
 
@@ -375,11 +377,10 @@ class Workspace:
             # what does not need the catalog, while the reader may still be at it
             req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
-            rows = early.take_catalog(self.database(environment).dsn, log)
+            rows = early.take_catalog(self.database(environment).dsn, log) if facts is None else None
         except BaseException:
             early.discard()
             raise
-        facts = None
         if rows is not None:
             from honua_plan.providers.postgis.facts import facts_from_rows
 
@@ -518,7 +519,8 @@ class Workspace:
                                  hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
         return facts
 
-    def _rederive(self, saved: Plan, desired: DesiredState, source: str) -> Plan:
+    def _rederive(self, saved: Plan, desired: DesiredState, source: str,
+                  facts: DatabaseFacts | None = None) -> Plan:
         """Plan again from the configuration, the state and the database, and refuse a saved
         plan whose actions differ: the file is a record of what was reviewed, never the source
         of what runs."""
@@ -526,7 +528,7 @@ class Workspace:
         from honua_plan.plan.render import redacted
 
         derived = self.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
-                            provenance=saved.provenance)
+                            provenance=saved.provenance, facts=facts)
         compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
         return derived
 

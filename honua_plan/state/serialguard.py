@@ -51,6 +51,7 @@ class SerialGuard:
         self._dsn = dsn
         self._conn: Any = None
         self._broken = False
+        self._table_ready = False  # honua_plan.state_serial known to exist on this connection
 
     def _connect(self) -> Any:
         from honua_plan.providers.postgis.sqlexec import connect
@@ -63,8 +64,16 @@ class SerialGuard:
         """Called after every state write: the database's serial goes up to ``doc.serial``."""
         if self._broken:
             return
+        import psycopg
+
         try:
             conn = self._connect()
+            if self._table_ready:  # one statement (autocommit) per state write after the first
+                try:
+                    conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
+                    return
+                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                    self._table_ready = False  # dropped meanwhile: create it again below
             with conn.transaction():
                 if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
                     # CREATE … IF NOT EXISTS still races with itself: serialise the creators
@@ -72,6 +81,7 @@ class SerialGuard:
                     for stmt in DDL:
                         conn.execute(stmt)
                 conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
+            self._table_ready = True
         except Exception:  # best effort, see the module docstring
             self._broken = True
             self.close()

@@ -108,7 +108,7 @@ def apply(
             plan = load_plan(plan_file)
             verify_digest(plan, source=str(plan_file))
             facts = ws.check_fresh(plan, desired, recorded)
-            derived = ws._rederive(plan, desired, str(plan_file))
+            derived = ws._rederive(plan, desired, str(plan_file), facts)
             names, signed = valid_approvers(plan, desired.policy, ws.root)
             # what the policy asks of the content now (a window is judged at apply time)
             required = max(plan.approvals_required, derived.approvals_required)

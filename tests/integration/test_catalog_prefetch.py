@@ -55,7 +55,7 @@ def test_plan_uses_the_early_reads(repo: Path, pg_dsn: str, monkeypatch: pytest.
     with ctx.backend("dev") as b, b.lock("test") as w:  # a state file for the reader to parse
         w.write(w.read().record_event("plan", "earlier"), expected_serial=0)
     real_init = Prefetch.__init__
-    monkeypatch.setattr(Prefetch, "__init__", lambda self, root, env: real_init(self, root, env, fork=fork))
+    monkeypatch.setattr(Prefetch, "__init__", lambda self, root, env, **kw: real_init(self, root, env, fork=fork, **kw))
     monkeypatch.setattr(postgis, "refresh", lambda *a, **k: pytest.fail("the catalog was read again"))
     monkeypatch.setattr(LocalReader, "read", lambda self: pytest.fail("the state was parsed again"))
     log = StatementLog()

@@ -96,7 +96,9 @@ def _send(out: BinaryIO, value: Any) -> None:
 class Prefetch:
     """The early reads of one plan: :meth:`take_state`, then :meth:`take_catalog` (or :meth:`discard`)."""
 
-    def __init__(self, root: Path, environment: str, *, fork: bool | None = None) -> None:
+    def __init__(self, root: Path, environment: str, *, fork: bool | None = None, catalog: bool = True) -> None:
+        """``catalog``: False when the caller has the catalog already (only the state is read)."""
+        self._with_catalog = catalog
         self._state: _State | None = None
         self._catalog: _Catalog | None = None
         self._pid = 0
@@ -116,7 +118,8 @@ class Prefetch:
 
     def _read_both(self, root: Path, environment: str) -> None:
         self._state = _safely(_read_state, root, environment)
-        self._catalog = _safely(_read_catalog, root, environment)
+        if self._with_catalog:
+            self._catalog = _safely(_read_catalog, root, environment)
 
     def _start_process(self, root: Path, environment: str) -> None:
         read_fd, write_fd = os.pipe()
@@ -128,9 +131,11 @@ class Prefetch:
                 with os.fdopen(write_fd, "wb") as out:
                     # the catalog statements keep PostgreSQL busy while this thread parses the state
                     catalog = threading.Thread(target=self._read_catalog_into, args=(root, environment))
-                    catalog.start()
+                    if self._with_catalog:
+                        catalog.start()
                     _send(out, _safely(_read_state, root, environment))
-                    catalog.join()
+                    if self._with_catalog:
+                        catalog.join()
                     _send(out, self._catalog)
             except BaseException:  # e.g. a closed pipe: the plan gave up on the reader
                 code = 1
