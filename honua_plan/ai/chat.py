@@ -1,11 +1,11 @@
 """``honua-ai chat``: the seed's conversation, offline first.
 
 :func:`parse_intent` is pure. A request that names a table (``public.bike_lanes``, or
-"table bike_lanes") and asks to add it (layer, add, publish, serve, geometry…) runs
-the ``propose layer`` flow. Anything else goes to the model when ``litellm`` and
-``HONUA_AI_MODEL`` are there (system prompt: the project summary and the rule that
-the assistant only proposes files that are then validated and planned); without a
-model the assistant says what it can do offline.
+"table bike_lanes", "the parks table") and asks to add or publish it runs the
+``propose layer`` flow, and only when nothing in it could mean otherwise: a negation, a
+removal, a question, an index or schema change, or another command is never guessed at
+(:data:`_REFUSE`). Such a request goes to the model when ``litellm`` and ``HONUA_AI_MODEL``
+are there; without a model the assistant says why it did nothing and what works offline.
 """
 
 from __future__ import annotations
@@ -19,22 +19,45 @@ if TYPE_CHECKING:
 
 QUALIFIED_TABLE_RE = re.compile(r"\b(?:table\s+)?([a-z_][\w]*\.[a-z_][\w]*)\b", re.IGNORECASE)
 TABLE_WORD_RE = re.compile(r"\btable\s+(?:is\s+|named\s+|called\s+)?[\"'`]?([a-z_]\w*)\b", re.IGNORECASE)
+WORD_TABLE_RE = re.compile(r"\b([a-z_]\w*)\s+table\b", re.IGNORECASE)  # "the parks table"
 SERVICE_RE = re.compile(r"\b(?:to|in|into|under)\s+(?:the\s+)?[\"'`]?([a-z0-9][a-z0-9_-]*)[\"'`]?\s+service\b"
                         r"|\bservice\s+[\"'`]?([a-z0-9][a-z0-9_-]*)", re.IGNORECASE)
 LAYER_NAME_RE = re.compile(r"\blayer\s+(?:named|called)\s+[\"'`]?([a-z0-9][a-z0-9_-]*)", re.IGNORECASE)
-ADD_WORDS = re.compile(r"\b(layers?|add|adding|publish|serve|expose|geometry|new)\b", re.IGNORECASE)
+#: what a request to add or publish a table says (one of these, and a table named)
+ADD_WORDS = re.compile(r"\b(layers?|add|adding|publish(?:ed|ing)?|serve|expose|new|create)\b", re.IGNORECASE)
+# The offline path acts only on a request it cannot misread. Anything that could mean the
+# opposite of adding a layer, or something else, is refused with the reason (never guessed).
+_REFUSE: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("it is negated", re.compile(
+        r"\b(?:not|never|don'?t|doesn'?t|dont|no\s+longer|stop|avoid|hold\s+off|without|instead\s+of|"
+        r"except|rather\s+than|wait)\b", re.IGNORECASE)),
+    ("it asks to remove something", re.compile(
+        r"\b(?:remove|removing|delete|deleting|drop|dropping|unpublish\w*|retire|take\s+(?:down|off)|disable|"
+        r"hide|withdraw|deprecate|revoke|undo|rollback|roll\s+back)\b", re.IGNORECASE)),
+    ("it is a question", re.compile(
+        r"\?\s*$|^\s*(?:what|which|why|how|where|when|who|whose|is|are|does|do|did|can|could|should|would|"
+        r"will|has|have)\b", re.IGNORECASE)),
+    ("it asks for an index, a migration or a schema change (a Migration file, reviewed like any other)",
+     re.compile(r"\b(?:index(?:es)?|migrat\w*|alter|rename|renaming|change|changing|modify|retype|reproject|"
+                r"transform|vacuum|cluster|constraint|truncate|update|insert)\b", re.IGNORECASE)),
+    ("it asks for another command (promote, deploy, recover, schedule, explain)", re.compile(
+        r"\b(?:promot\w*|deploy\w*|recover\w*|restore|backup|schedul\w*|explain)\b", re.IGNORECASE)),
+)
 _NOT_TABLES = frozenset({"yaml", "yml", "json", "md", "sql", "py", "txt", "com", "org", "gov", "io", "net", "html"})
 _STOP = frozenset({"has", "have", "with", "and", "the", "a", "an", "of", "in", "is", "that", "which", "from", "to",
-                   "for", "it", "this", "contains", "holds", "exists"})
+                   "for", "it", "this", "contains", "holds", "exists", "as", "on", "into", "layer", "layers",
+                   "please", "data", "or", "but", "so", "then", "yet", "new", "same", "postgis", "database",
+                   "its", "our", "my", "your", "their", "whole", "entire", "source", "spatial", "one"})
 EXIT_WORDS = frozenset({"exit", "quit", "bye", ":q"})
 
 
 @dataclass(frozen=True)
 class Intent:
-    kind: str  # "propose-layer", "help", "exit", "free"
+    kind: str  # "propose-layer", "help", "exit", "unsupported" (offline: nothing is done)
     table: str | None = None
     service: str | None = None
     name: str | None = None
+    reason: str | None = None  # why an "unsupported" request was not acted on
 
 
 def find_table(text: str) -> str | None:
@@ -43,25 +66,32 @@ def find_table(text: str) -> str | None:
         if candidate.rsplit(".", 1)[1].lower() in _NOT_TABLES or re.match(r"^(e\.g|i\.e)$", candidate, re.I):
             continue
         return candidate
-    for m in TABLE_WORD_RE.finditer(text):
-        if m.group(1).lower() not in _STOP:
-            return m.group(1)
+    for rx in (TABLE_WORD_RE, WORD_TABLE_RE):
+        for m in rx.finditer(text):
+            if m.group(1).lower() not in _STOP:
+                return m.group(1)
     return None
 
 
 def parse_intent(text: str) -> Intent:
+    """Route one request offline: a proposal only for an unambiguous "add/publish table X"."""
     stripped = text.strip().strip("\"'").strip()
     low = stripped.lower()
     if not stripped or low in EXIT_WORDS:
         return Intent("exit")
     if low in ("help", "?", "what can you do", "what can you do?"):
         return Intent("help")
+    for reason, rx in _REFUSE:
+        if rx.search(stripped):
+            return Intent("unsupported", reason=reason)
     table = find_table(stripped)
-    if table and ADD_WORDS.search(stripped):
-        svc = next((g for m in SERVICE_RE.finditer(stripped) for g in m.groups() if g), None)
-        name = LAYER_NAME_RE.search(stripped)
-        return Intent("propose-layer", table=table, service=svc, name=name.group(1).lower() if name else None)
-    return Intent("free")
+    if table is None:
+        return Intent("unsupported", reason="it names no table (write schema.table, e.g. public.parks)")
+    if not ADD_WORDS.search(stripped):
+        return Intent("unsupported", reason="it does not ask to add or publish the table")
+    svc = next((g for m in SERVICE_RE.finditer(stripped) for g in m.groups() if g), None)
+    name = LAYER_NAME_RE.search(stripped)
+    return Intent("propose-layer", table=table, service=svc, name=name.group(1).lower() if name else None)
 
 
 HELP = """\
@@ -94,9 +124,10 @@ def system_prompt(context: Context) -> str:
     return (
         "You are the AI consultant of honua-plan, a plan/apply engine for a city's GIS server "
         "configuration (YAML layers, services, migrations in git) and its PostGIS database.\n"
-        "Rule: you never change anything yourself. You can only propose files (Layer, Service or "
-        "Migration YAML); every proposal is then validated and planned like any other change "
-        "(provenance ai) and applied only after review and the approvals the policies require.\n"
+        "Rule: you change nothing. Your answer is shown to the user as text: it is not parsed, "
+        "validated, planned or applied, so never tell the user that something was done or approved. "
+        "Changes go through files (Layer, Service or Migration YAML) that are validated, planned and "
+        "reviewed like any other change.\n"
         "For a new layer, tell the user to write: add a layer for the table <schema.table>.\n\n"
         + project_summary(context)
     )

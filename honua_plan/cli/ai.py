@@ -202,10 +202,10 @@ def chat_cmd(ctx: click.Context, service: str | None) -> None:
     context = state(ctx).context()
     con = context.console
     interactive = sys.stdin.isatty()
-    if not interactive:
-        ok = _chat_turn(context, sys.stdin.read(), service=service, interactive=False)
-        if not ok:
-            ctx.exit(1)
+    if not interactive:  # 0: done; 1: a requested action failed; 2: nothing was done
+        code = _chat_turn(context, sys.stdin.read(), service=service, interactive=False)
+        if code:
+            ctx.exit(code)
         return
     con.print(f"honua-ai chat ({llm.status().mode_line.removeprefix('Mode: ')}). Type exit to leave.")
     while True:
@@ -220,8 +220,9 @@ def chat_cmd(ctx: click.Context, service: str | None) -> None:
             _chat_turn(context, text, service=service, interactive=True)
 
 
-def _chat_turn(context: Any, text: str, *, service: str | None, interactive: bool) -> bool:
-    """Answer one request; False when a requested action failed."""
+def _chat_turn(context: Any, text: str, *, service: str | None, interactive: bool) -> int:
+    """Answer one request: 0 when it was done (or answered), 1 when a requested action
+    failed, 2 when nothing was done (a request the offline router does not act on)."""
     from honua_plan.ai import llm
     from honua_plan.ai.chat import HELP, parse_intent, system_prompt
     from honua_plan.errors import AIUnavailable, HonuaError
@@ -231,10 +232,14 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
     if intent.kind == "exit":
         if not interactive:
             con.print("AI: " + HELP.format(why=llm.status().why))
-        return True
+            return 2
+        return 0
+    if intent.kind == "help":
+        con.print("AI: " + HELP.format(why=llm.status().why))
+        return 0
     if intent.kind == "propose-layer":
         try:
-            return _chat_propose(context, intent, service=service, interactive=interactive)
+            return 0 if _chat_propose(context, intent, service=service, interactive=interactive) else 1
         except HonuaError as exc:
             con.print("")
             con.print(f"AI: I could not create the proposal: {exc.message}")
@@ -242,18 +247,19 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
                 con.print(exc.details)
             if exc.hint:
                 con.print(f"    Hint: {exc.hint}")
-            return False
+            return 1
     st = llm.status()
-    if intent.kind == "free" and st.available:
+    if st.available:
         try:
             answer = llm.complete(system_prompt(context), text)
         except AIUnavailable as exc:
-            con.print("AI: " + HELP.format(why=exc.message))
-            return True
-        con.print("AI: " + answer)
-        return True
+            con.print(f"AI: the model failed: {exc.message}; nothing was changed.")
+            return 1
+        con.print("AI (the model's words; nothing was validated, planned or changed): " + answer)
+        return 0
+    con.print(f"AI: I did not act on this request: {intent.reason}.")
     con.print("AI: " + HELP.format(why=st.why))
-    return True
+    return 2
 
 
 def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive: bool) -> bool:

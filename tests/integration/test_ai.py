@@ -275,9 +275,38 @@ def test_chat_one_request_from_stdin_makes_a_proposal(repo: Path, env: dict[str,
 
 def test_chat_free_text_offline_lists_what_it_can_do(repo: Path, env: dict[str, str]) -> None:
     result = run(repo, "ai", "chat", env=env, input="why is production slow?\n")
-    assert result.exit_code == 0
+    assert result.exit_code == 2  # nothing was done
+    assert "AI: I did not act on this request: it is a question." in result.output
     assert "AI: I'm working offline" in result.output and "honua-ai migrate plan" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("request_text", [
+    "Remove the layer for table public.parcels",
+    "Do not publish public.street_trees yet, it has private data",
+    "What SRID is the geometry column of gis.fire_hydrants?",
+    "Please publish the parks table as a layer, but not yet",
+])
+def test_chat_never_does_the_opposite_of_a_request(repo: Path, env: dict[str, str], pg_dsn: str,
+                                                    request_text: str) -> None:
+    """The issue's reproductions: each used to commit a branch or write a layer file."""
+    seed(pg_dsn, "parcels")
+    seed(pg_dsn, "street_trees")
+    before = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*.yaml"))
+    result = run(repo, "ai", "chat", env=env, input=request_text + "\n")
+    assert result.exit_code == 2, result.output
+    assert "I did not act on this request" in result.output
+    assert "Created proposal" not in result.output
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*.yaml")) == before
+
+
+def test_chat_publishes_the_table_a_request_names(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
+    seed(pg_dsn, "parks")
+    result = run(repo, "ai", "chat", env=env, input="Please publish the parks table as a layer\n")
+    assert result.exit_code == 0, result.output
+    assert "Created proposal: layer transportation::parks" in result.output
+    assert (repo / "environments/dev/layers/parks.yaml").exists()
+    assert not (repo / "environments/dev/layers/as.yaml").exists()
 
 
 # --------------------------------------------------------------------------- recovery, promote
