@@ -321,12 +321,23 @@ class Workspace:
         return tuple(ServerEntry(action=e.action, kind=e.kind, name=e.collection, message=e.message)
                      for e in entries), None
 
+    def _provenance(self) -> Provenance:
+        """Who this plan is for: ``ai`` when a commit of this branch that touched the
+        configuration carries the AI trailer (:mod:`honua_plan.config.provenance`), even when
+        a person or CI runs the plan; else ``ci`` or ``human``."""
+        from honua_plan.config.provenance import ai_model
+        from honua_plan.plan.model import Provenance as Prov
+
+        model = ai_model(self.root)
+        if model is not None:
+            return Prov(kind="ai", actor=self.actor, model=model)
+        return Prov(kind="ci" if _in_ci() else "human", actor=self.actor)
+
     def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
                  provenance: Provenance | None = None) -> PlanRequest:
         from datetime import UTC, datetime
 
         from honua_plan.plan.builder import PlanRequest
-        from honua_plan.plan.model import Provenance as Prov
 
         pg_dump = True
         if desired.migrations:  # only a migration takes a backup: no PATH search, no pg_config run without
@@ -339,7 +350,7 @@ class Workspace:
             source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
         return PlanRequest(
             now=datetime.now(UTC),
-            provenance=provenance or Prov(kind="ci" if _in_ci() else "human", actor=self.actor),
+            provenance=provenance or self._provenance(),
             target=target,
             refresh_only=refresh_only,
             config_commit=self.git_commit,

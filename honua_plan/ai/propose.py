@@ -447,7 +447,7 @@ def propose_layer(
             path.write_text(text, encoding="utf-8")
         fresh = _Context(context.root, console=context.console, debug=context.debug)
         plan_env = proposal.plan_environment
-        proposal.plan = fresh.plan(plan_env, target=(address,), provenance=Provenance(kind="ai", actor=AI_ACTOR))
+        proposal.plan = fresh.plan(plan_env, target=(address,), provenance=Provenance(kind="ai", actor=AI_ACTOR, model="offline"))
         from honua_plan.ai.migrations import risk_text
         from honua_plan.plan.render import summary_line
 
@@ -498,12 +498,14 @@ def _restore(originals: dict[Path, bytes | None]) -> None:
 
 
 def _commit_message(proposal: Proposal, plan: Plan) -> str:
+    from honua_plan.config.provenance import trailer
     from honua_plan.plan.render import summary_line
 
     lines = [f"Add layer {proposal.service}::{proposal.name} ({proposal.table})", "",
              f"Proposed by the AI consultant (honua-ai propose layer) from the live table {proposal.table}.",
              f"Plan for {plan.environment} (provenance ai): {summary_line(plan)}; risk {plan.risk}.", "",
-             *(f"- {rel} ({change})" for rel, change in proposal.files)]
+             *(f"- {rel} ({change})" for rel, change in proposal.files), "",
+             trailer("offline")]
     return "\n".join(lines) + "\n"
 
 

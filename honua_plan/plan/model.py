@@ -146,6 +146,9 @@ class Provenance(_Frozen):
     kind: Literal["human", "ci", "ai"] = "human"
     actor: str | None = None
     tool: str = "honua"
+    # kind ai: the model (or "offline") whose proposal this plans. Absent when None, so plan
+    # files (and their digests) made before the field existed read and verify the same.
+    model: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Plan(_Frozen):

@@ -143,6 +143,16 @@ def test_propose_on_a_git_branch(repo: Path, env: dict[str, str], pg_dsn: str) -
     assert git(repo, "status", "--porcelain").strip() == ""
     git(repo, "checkout", "-q", branch)
     assert layer(repo / "environments/dev/layers/bike-paths.yaml").metadata.name == "bike-paths"
+    # provenance survives the proposal: the commit's trailer makes a person's plan of the
+    # branch an AI plan (so `aiProposals: required` applies), and main's plans stay human
+    assert "Honua-Provenance: ai; model=offline" in git(repo, "log", "-1", "--format=%B", branch)
+    plan = run(repo, "plan", "--env", "production", "--format", "json", env=env)
+    assert plan.exit_code in (0, 2), plan.output
+    assert json.loads(plan.output)["provenance"] == {"kind": "ai", "actor": env.get("HONUA_ACTOR", json.loads(
+        plan.output)["provenance"]["actor"]), "tool": "honua", "model": "offline"}
+    git(repo, "checkout", "-q", "main")
+    plan = run(repo, "plan", "--env", "production", "--format", "json", env=env)
+    assert json.loads(plan.output)["provenance"]["kind"] == "human"
 
 
 # --------------------------------------------------------------------------- migrate plan
