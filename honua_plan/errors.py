@@ -152,3 +152,7 @@ class UsageError(HonuaError):
 
 class AIUnavailable(HonuaError):
     """The AI assistant needs the optional extra ``ai`` (litellm) or a model setting."""
+
+
+class AIModelFailed(HonuaError):
+    """The configured model was asked and did not answer (an error, a timeout), twice."""

@@ -154,16 +154,17 @@ def explain_offline(plan: Plan) -> str:
 
 
 def explain(plan: Plan) -> Explanation:
-    """Model explanation when one is configured, else (or when it fails) the offline one."""
+    """The engine's own explanation (risk, rollback, approvals) always, first; a configured
+    model's wording after it, marked as the model's. A model that fails raises
+    :class:`~honua_plan.errors.AIModelFailed` (the caller says so and exits non-zero)."""
     from honua_plan.ai import llm
-    from honua_plan.errors import AIUnavailable
 
     st = llm.status()
+    own = explain_offline(plan)
     if not st.available:
-        return Explanation(st.mode_line, explain_offline(plan))
+        return Explanation(st.mode_line, own)
     summary = render_text(plan)  # redacted, no SQL bodies
-    try:
-        text = llm.complete(SYSTEM_PROMPT, "Explain this plan:\n\n" + summary)
-    except AIUnavailable as exc:
-        return Explanation(f"Mode: offline ({exc.message})", explain_offline(plan))
-    return Explanation(st.mode_line, text.rstrip("\n") + "\n")
+    answer = llm.complete(SYSTEM_PROMPT, "Explain this plan:\n\n" + summary)
+    cut = "\n(cut off at the model's token limit)" if answer.truncated else ""
+    return Explanation(st.mode_line, own.rstrip("\n") + f"\n\nIn the words of the model {answer.model} "
+                       "(not checked by the engine):\n" + answer.text.rstrip("\n") + cut + "\n")

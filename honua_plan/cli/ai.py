@@ -140,11 +140,19 @@ def migrate_plan_cmd(ctx: click.Context, migration_id: str | None, fmt: str, yes
 @click.pass_context
 def explain_cmd(ctx: click.Context, plan_file: Path) -> None:
     """Explain a saved plan in plain language (offline unless a model is configured)."""
-    from honua_plan.ai.explain import explain
+    from honua_plan.ai.explain import explain, explain_offline
+    from honua_plan.errors import AIModelFailed
     from honua_plan.plan.store import load_plan
 
     context = state(ctx).context()
-    result = explain(load_plan(plan_file))
+    plan = load_plan(plan_file)
+    try:
+        result = explain(plan)
+    except AIModelFailed as exc:  # the engine's own explanation, then say the model failed
+        context.console.print(explain_offline(plan).rstrip("\n"))
+        context.console.print("")
+        context.console.fail(exc.message + " (above: the engine's own explanation only)")
+        ctx.exit(1)
     context.console.print(result.mode)
     context.console.print("")
     context.console.print(result.text.rstrip("\n"))
@@ -225,7 +233,7 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
     failed, 2 when nothing was done (a request the offline router does not act on)."""
     from honua_plan.ai import llm
     from honua_plan.ai.chat import HELP, parse_intent, system_prompt
-    from honua_plan.errors import AIUnavailable, HonuaError
+    from honua_plan.errors import AIModelFailed, AIUnavailable, HonuaError
 
     con = context.console
     intent = parse_intent(text)
@@ -250,12 +258,15 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
             return 1
     st = llm.status()
     if st.available:
+        con.print(f"AI: asking {st.model}…")
         try:
-            answer = llm.complete(system_prompt(context), text)
-        except AIUnavailable as exc:
-            con.print(f"AI: the model failed: {exc.message}; nothing was changed.")
+            answer = llm.complete(system_prompt(context), text, on_retry=lambda why: con.warn(why))
+        except (AIUnavailable, AIModelFailed) as exc:
+            con.print(f"AI: {exc.message}; nothing was changed.")
             return 1
-        con.print("AI (the model's words; nothing was validated, planned or changed): " + answer)
+        con.print("AI (the model's words; nothing was validated, planned or changed): " + answer.text)
+        if answer.truncated:
+            con.warn("the model's answer was cut off at its token limit")
         return 0
     con.print(f"AI: I did not act on this request: {intent.reason}.")
     con.print("AI: " + HELP.format(why=st.why))

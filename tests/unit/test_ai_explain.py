@@ -62,10 +62,16 @@ def test_model_mode_with_a_stand_in_litellm(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HONUA_AI_MODEL", "stand-in")
     result = explain(plan)
     assert result.mode == "Mode: model stand-in (litellm)"
-    assert result.text == "It adds a spatial index.\n"
+    # the engine's own explanation first, the model's words after it, marked as such (issue 18)
+    own, _, model_part = result.text.partition("In the words of the model stand-in (not checked by the engine):\n")
+    assert "HIGH PG101" in own and model_part == "It adds a spatial index.\n"
     prompt = sent[0][1]["content"]
     assert "PG101" in prompt and secret not in prompt
+    # a model that fails is a failure (one retry), never a quiet "offline"
+    from honua_plan.errors import AIModelFailed
+
     monkeypatch.setenv("HONUA_AI_MODEL", "broken")
-    fallback = explain(plan)
-    assert fallback.mode.startswith("Mode: offline (the model broken did not answer: RuntimeError: rate limited")
-    assert "HIGH PG101" in fallback.text
+    sent.clear()
+    with pytest.raises(AIModelFailed, match="the model broken failed: RuntimeError: rate limited"):
+        explain(plan)
+    assert len(sent) == 2

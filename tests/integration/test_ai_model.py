@@ -1,0 +1,133 @@
+"""The assistant against a real OpenAI-compatible HTTP endpoint (a test server on
+127.0.0.1, litellm's real client in a real ``honua-ai`` process; nothing is mocked).
+
+What is checked: the model's words are labelled as such and never taken for a change; a
+failing (HTTP 500) or hanging model is a non-zero exit within the timeout plus one retry,
+never a quiet "offline"; a cut-off answer says so; control characters never reach the
+terminal; a password the user typed never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import copy_example
+
+pytest.importorskip("litellm", reason="the extra 'ai' is not installed")
+
+PASSWORD = "Sup3r-S3cret-PW-42"
+QUESTION = f"why is production slow? our dsn is postgresql://app:{PASSWORD}@db.city.example/gis password={PASSWORD}"
+
+
+class FakeModel:
+    """An OpenAI-compatible ``/v1/chat/completions`` whose behaviour the test sets."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.bodies: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+                fake.bodies.append(body)
+                if fake.mode == "500":
+                    self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
+                    return
+                if fake.mode == "hang":
+                    time.sleep(6)
+                content, finish = "Production is slow because \x1b[31mthe index is missing\x1b[0m.\u202e", "stop"
+                if fake.mode == "length":
+                    content, finish = "Production is slow because", "length"
+                self._send(200, {
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": "fake",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                 "finish_reason": finish}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                })
+
+            def _send(self, status: int, payload: dict[str, object]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeModel]:
+    fake = FakeModel()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return copy_example(tmp_path / "repo", server=False)
+
+
+def chat(repo: Path, model: FakeModel, text: str, pg_dsn: str, *, timeout: str = "3") -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "HONUA_AI", "LITELLM"))}
+    env.update({"HONUA_AI_MODEL": "openai/fake", "OPENAI_API_BASE": f"http://127.0.0.1:{model.port}/v1",
+                "OPENAI_BASE_URL": f"http://127.0.0.1:{model.port}/v1", "OPENAI_API_KEY": "x",
+                "HONUA_AI_TIMEOUT": timeout, "HONUA_PG_DSN": pg_dsn, "NO_PROXY": "127.0.0.1",
+                "no_proxy": "127.0.0.1"})
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "honua_plan", "ai", "chat"], cwd=repo, env=env, input=text,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - t0
+
+
+def test_an_answer_is_the_models_words_cleaned_and_no_password_leaves(repo: Path, model: FakeModel,
+                                                                      pg_dsn: str) -> None:
+    model.mode, model.bodies = "ok", []
+    proc, _ = chat(repo, model, QUESTION, pg_dsn)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "AI (the model's words; nothing was validated, planned or changed): Production is slow because " \
+           "the index is missing." in proc.stdout
+    assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout
+    assert len(model.bodies) == 1
+    assert PASSWORD not in model.bodies[0] and "why is production slow?" in model.bodies[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_cut_off_answer_says_so(repo: Path, model: FakeModel, pg_dsn: str) -> None:
+    model.mode, model.bodies = "length", []
+    proc, _ = chat(repo, model, "why is production slow?", pg_dsn)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cut off at its token limit" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["500", "hang"])
+def test_a_failing_model_is_a_failure_after_one_retry(repo: Path, model: FakeModel, pg_dsn: str, mode: str) -> None:
+    model.mode, model.bodies = mode, []
+    proc, seconds = chat(repo, model, "why is production slow?", pg_dsn, timeout="2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "retrying once" in out
+    assert "AI: the model openai/fake failed" in out and "nothing was changed" in out
+    assert "offline" not in out.lower()
+    assert len(model.bodies) == 2  # the call and its one retry
+    assert seconds < 2 * 2 + 15  # two timeouts plus start-up, not the server's 6 s per call twice over
