@@ -112,22 +112,10 @@ def project_summary(context: Context) -> str:
     lines = [f"Project {first.project.metadata.name}; environments in promotion order: "
              f"{', '.join(first.project.spec.environments)}."]
     for d in states:
-        layers = ", ".join(f"{lyr.collection_id} ({lyr.spec.storage.qualified_table}, {lyr.spec.geometryType})"
+        layers = ", ".join(f"{lyr.collection_id} ({lyr.spec.storage.qualified_table}, {lyr.spec.geometryType}; "
+                           f"description: {(lyr.spec.description or '')[:200]!r})"
                            for lyr in d.layers.values()) or "none"
         lines.append(f"{d.environment}: services {', '.join(d.services) or 'none'}; layers {layers}.")
     lines.append("Migrations: " + (", ".join(f"{m.stem} ({m.metadata.description or ''})" for m in first.migrations)
                                    or "none") + ".")
     return "\n".join(lines)
-
-
-def system_prompt(context: Context) -> str:
-    return (
-        "You are the AI consultant of honua-plan, a plan/apply engine for a city's GIS server "
-        "configuration (YAML layers, services, migrations in git) and its PostGIS database.\n"
-        "Rule: you change nothing. Your answer is shown to the user as text: it is not parsed, "
-        "validated, planned or applied, so never tell the user that something was done or approved. "
-        "Changes go through files (Layer, Service or Migration YAML) that are validated, planned and "
-        "reviewed like any other change.\n"
-        "For a new layer, tell the user to write: add a layer for the table <schema.table>.\n\n"
-        + project_summary(context)
-    )

@@ -146,3 +146,54 @@ def complete(system: str, user: str, *, max_tokens: int = 800,
                 on_retry(f"the model {st.model} did not answer ({failure}); retrying once")
     raise AIModelFailed(f"the model {st.model} failed: {failure}",
                         hint=f"check the model's endpoint and key, or raise {TIMEOUT_ENV} (now {limit:g} s)")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A model's request to run one tool: its name and its arguments (JSON text, unvalidated)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One model turn: a tool call, or words."""
+
+    model: str
+    call: ToolCall | None = None
+    text: str = ""
+    truncated: bool = False
+
+
+def converse(messages: list[dict[str, Any]], tools: list[dict[str, Any]], *, max_tokens: int = 800,
+             on_retry: Callable[[str], None] | None = None) -> Reply:
+    """One turn of a tool-using conversation (same timeout, retry, redaction and cleaning as
+    :func:`complete`); ``messages`` are sent through :func:`outgoing`."""
+    st = status()
+    if not st.available or st.model is None:
+        raise AIUnavailable(f"no model available: {st.why}")
+    limit = timeout_s()
+    litellm = _litellm()
+    sent = [{**m, "content": outgoing(str(m["content"]))} if m.get("content") is not None else m
+            for m in messages]
+    failure = ""
+    for attempt in (1, 2):
+        try:
+            response = litellm.completion(model=st.model, messages=sent, tools=tools, tool_choice="required",
+                                          max_tokens=max_tokens, timeout=limit, max_retries=0, num_retries=0)
+            choice = response.choices[0]
+            truncated = getattr(choice, "finish_reason", None) == "length"
+            calls = getattr(choice.message, "tool_calls", None) or []
+            if calls:
+                c = calls[0]
+                return Reply(st.model, ToolCall(str(c.id), str(c.function.name), str(c.function.arguments or "")),
+                             truncated=truncated)
+            return Reply(st.model, text=redact(clean(str(choice.message.content or "")).strip()), truncated=truncated)
+        except Exception as exc:
+            failure = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "))
+            if attempt == 1 and on_retry is not None:
+                on_retry(f"the model {st.model} did not answer ({failure}); retrying once")
+    raise AIModelFailed(f"the model {st.model} failed: {failure}",
+                        hint=f"check the model's endpoint and key, or raise {TIMEOUT_ENV} (now {limit:g} s)")

@@ -357,6 +357,7 @@ def propose_layer(
     branch: str | None = None,
     force: bool = False,
     now: datetime | None = None,
+    model: str = "offline",
 ) -> Proposal:
     """Introspect ``table``, write the Layer files, plan and validate them (see the module doc)."""
     from honua_plan.context import Context as _Context
@@ -447,7 +448,7 @@ def propose_layer(
             path.write_text(text, encoding="utf-8")
         fresh = _Context(context.root, console=context.console, debug=context.debug)
         plan_env = proposal.plan_environment
-        proposal.plan = fresh.plan(plan_env, target=(address,), provenance=Provenance(kind="ai", actor=AI_ACTOR, model="offline"))
+        proposal.plan = fresh.plan(plan_env, target=(address,), provenance=Provenance(kind="ai", actor=AI_ACTOR, model=model))
         from honua_plan.ai.migrations import risk_text
         from honua_plan.plan.render import summary_line
 
@@ -467,7 +468,7 @@ def propose_layer(
         if branch is not None:
             from honua_plan.ai import gitops
 
-            message = _commit_message(proposal, p)
+            message = _commit_message(proposal, p, model)
             proposal.commit = gitops.commit_files(context.root, branch, texts, message)
             proposal.branch = branch
             dirty = [line for line in gitops.status_porcelain(context.root) or []
@@ -497,7 +498,7 @@ def _restore(originals: dict[Path, bytes | None]) -> None:
             pass
 
 
-def _commit_message(proposal: Proposal, plan: Plan) -> str:
+def _commit_message(proposal: Proposal, plan: Plan, model: str = "offline") -> str:
     from honua_plan.config.provenance import trailer
     from honua_plan.plan.render import summary_line
 
@@ -505,7 +506,7 @@ def _commit_message(proposal: Proposal, plan: Plan) -> str:
              f"Proposed by the AI consultant (honua-ai propose layer) from the live table {proposal.table}.",
              f"Plan for {plan.environment} (provenance ai): {summary_line(plan)}; risk {plan.risk}.", "",
              *(f"- {rel} ({change})" for rel, change in proposal.files), "",
-             trailer("offline")]
+             trailer(model)]
     return "\n".join(lines) + "\n"
 
 

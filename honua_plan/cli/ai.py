@@ -232,8 +232,8 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
     """Answer one request: 0 when it was done (or answered), 1 when a requested action
     failed, 2 when nothing was done (a request the offline router does not act on)."""
     from honua_plan.ai import llm
-    from honua_plan.ai.chat import HELP, parse_intent, system_prompt
-    from honua_plan.errors import AIModelFailed, AIUnavailable, HonuaError
+    from honua_plan.ai.chat import HELP, parse_intent
+    from honua_plan.errors import HonuaError
 
     con = context.console
     intent = parse_intent(text)
@@ -258,22 +258,60 @@ def _chat_turn(context: Any, text: str, *, service: str | None, interactive: boo
             return 1
     st = llm.status()
     if st.available:
-        con.print(f"AI: asking {st.model}…")
-        try:
-            answer = llm.complete(system_prompt(context), text, on_retry=lambda why: con.warn(why))
-        except (AIUnavailable, AIModelFailed) as exc:
-            con.print(f"AI: {exc.message}; nothing was changed.")
-            return 1
-        con.print("AI (the model's words; nothing was validated, planned or changed): " + answer.text)
-        if answer.truncated:
-            con.warn("the model's answer was cut off at its token limit")
-        return 0
+        return _chat_model(context, text, service=service, interactive=interactive)
     con.print(f"AI: I did not act on this request: {intent.reason}.")
     con.print("AI: " + HELP.format(why=st.why))
     return 2
 
 
-def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive: bool) -> bool:
+def _chat_model(context: Any, text: str, *, service: str | None, interactive: bool) -> int:
+    """With a model configured the model chooses the tool; its call is validated (errors go
+    back to it for up to 3 repair turns) and then handled like a person's request."""
+    from honua_plan.ai.assistant import decide
+    from honua_plan.ai.chat import Intent, project_summary
+    from honua_plan.ai.tools import Answer, AskUser, ProposeLayer
+    from honua_plan.errors import AIModelFailed, AIUnavailable, HonuaError
+
+    con = context.console
+    st_model = llm_model()
+    con.print(f"AI: asking {st_model}…")
+    try:
+        outcome = decide(text, project_summary(context), on_retry=lambda why: con.warn(why))
+    except (AIUnavailable, AIModelFailed) as exc:
+        con.print(f"AI: {exc.message}; nothing was changed.")
+        return 1
+    args = outcome.args
+    if args is None:
+        con.print(f"AI: the model's request was still invalid after {outcome.turns} turns; nothing was done:")
+        for problem in outcome.problems:
+            con.print(f"  - {problem}")
+        return 1
+    if isinstance(args, Answer):
+        con.print("AI (the model's words; nothing was validated, planned or changed): " + args.text)
+        if outcome.truncated:
+            con.warn("the model's answer was cut off at its token limit")
+        return 0
+    if isinstance(args, AskUser):
+        con.print(f"AI (the model asks): {args.question}")
+        return 2
+    assert isinstance(args, ProposeLayer)
+    intent = Intent("propose-layer", table=args.table, service=args.service, name=args.name)
+    try:
+        return 0 if _chat_propose(context, intent, service=service, interactive=interactive,
+                                  model=outcome.model) else 1
+    except HonuaError as exc:
+        con.print(f"AI: I could not create the proposal: {exc.message}")
+        return 1
+
+
+def llm_model() -> str:
+    from honua_plan.ai import llm
+
+    return llm.status().model or "?"
+
+
+def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive: bool,
+                  model: str = "offline") -> bool:
     from honua_plan.ai import gitops
     from honua_plan.ai.propose import (
         default_branch,
@@ -319,7 +357,7 @@ def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive
     branch = default_branch(name) if gitops.is_repository(context.root) else None
     if branch is None:
         con.print("(not a git repository: the files go to the working tree, no branch)")
-    proposal = propose_layer(context, table=table, service=chosen, name=intent.name, branch=branch)
+    proposal = propose_layer(context, table=table, service=chosen, name=intent.name, branch=branch, model=model)
     print_proposal(con, proposal)
     return True
 
