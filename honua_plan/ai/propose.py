@@ -327,6 +327,7 @@ class Proposal:
     files: list[tuple[str, str]] = field(default_factory=list)  # (relative path, "new" | "replaced")
     plan: Plan | None = None
     plan_environment: str = ""
+    saved_plans: list[str] = field(default_factory=list)  # state/plans/ai-*.json, one per environment
     branch: str | None = None
     commit: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -459,6 +460,21 @@ def propose_layer(
             for f in a.findings:
                 if f.level != "LOW":
                     con.print(f"    ⚠ {f.code} {f.message}" + (f"\n      → {f.suggestion}" if f.suggestion else ""))
+        proposal.saved_plans.append(_save_ai_plan(context, p))
+        # the other environments, in promotion order: each plan is saved for review, and an
+        # environment whose database cannot take the layer (no such table there) says so
+        for env in [e for e in fresh.load()[0].project.spec.environments if e in envs and e != plan_env]:
+            try:
+                other = fresh.plan(env, target=(address,),
+                                   provenance=Provenance(kind="ai", actor=AI_ACTOR, model=model))
+            except HonuaError as exc:
+                why = exc.message + (f": {exc.details.strip().splitlines()[0].strip()}" if exc.details else "")
+                con.fail(f"Plan for {env}: not planned: {why}", indent=2)
+                proposal.warnings.append(f"{env}: not planned ({why}); the layer cannot be applied there as it is")
+                continue
+            con.ok(f"Plan for {env}: {summary_line(other)}; Risk Level: {risk_text(other)}; "
+                   f"Approval Required: {'YES' if other.approvals_required else 'NO'}", indent=2)
+            proposal.saved_plans.append(_save_ai_plan(context, other))
         con.print("Validating configuration...")
         result = fresh.validate()
         con.ok(f"Validated metadata syntax ({', '.join(result.environments)})", indent=2)
@@ -498,6 +514,15 @@ def _restore(originals: dict[Path, bytes | None]) -> None:
             pass
 
 
+def _save_ai_plan(context: Context, plan: Plan) -> str:
+    """Save a proposal's plan for review (``state/plans/ai-<env>-<id>.json``); its path."""
+    from honua_plan.plan.store import save_plan
+
+    path = context.state_dir / "plans" / f"ai-{plan.environment}-{plan.id[:12]}.json"
+    save_plan(plan, path)
+    return path.relative_to(context.root).as_posix() if path.is_relative_to(context.root) else str(path)
+
+
 def _commit_message(proposal: Proposal, plan: Plan, model: str = "offline") -> str:
     from honua_plan.config.provenance import trailer
     from honua_plan.plan.render import summary_line
@@ -521,11 +546,15 @@ def print_proposal(con: Console, proposal: Proposal) -> None:
     for rel, change in proposal.files:
         con.print(f"  - {rel} ({change})")
     con.print("")
+    if proposal.saved_plans:
+        con.print(f"Plans saved for review: {', '.join(proposal.saved_plans)}")
     if proposal.branch is not None:
         con.print(f"Committed {(proposal.commit or '')[:12]} on branch {proposal.branch} "
                   "(your checkout and working tree are unchanged)")
         con.print(f"Review with: git checkout {proposal.branch}")
         con.print(f"Push with: git push origin {proposal.branch}")
+        con.print("No pull request was opened (this engine does not reach a remote): push the branch "
+                  "and open one.")
     else:
         con.print("The files are in the working tree, not committed. Review them, then commit them "
                   f"(or rerun with --branch {default_branch(proposal.name)}).")

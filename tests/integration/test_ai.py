@@ -353,3 +353,28 @@ def test_promote_wrapper(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
     assert "Comparing environments..." in result.output
     status = run(repo, "migrate", "status", "--env", "staging", "--format", "json", env=env).output
     assert {m["id"]: m["status"] for m in json.loads(status)["migrations"]}["002"] == "applied"
+
+
+def test_a_proposal_is_planned_in_every_environment_and_says_where_it_cannot_go(
+        repo: Path, env: dict[str, str], pg_dsn: str, pg_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18: the proposal planned dev only and did not say that production lacks the table."""
+    from tests.conftest import TEMPLATE_DB
+
+    seed(pg_dsn, "bike_paths")
+    name = f"prod_{abs(hash(str(repo))) % 10**8}"
+    pg_cluster.drop_database(name)
+    prod = pg_cluster.create_database(name, template=TEMPLATE_DB)  # production's database: no such table
+    try:
+        result = run(repo, "ai", "propose", "layer", "--table", "public.bike_paths", "--service", "transportation",
+                     env={**env, "HONUA_PG_DSN_PRODUCTION": prod})
+        out = result.output
+        assert result.exit_code == 0, out
+        assert "Plan for dev:" in out and "Plan for staging:" in out
+        assert "Plan for production: not planned:" in out and "bike_paths" in out.split("Plan for production:")[1]
+        saved = sorted(p.name for p in (repo / "state" / "plans").glob("ai-*.json"))
+        assert [s.split("-")[1] for s in saved] == ["dev", "staging"]
+        assert "Plans saved for review: state/plans/ai-dev-" in out
+        for path in (repo / "state" / "plans").glob("ai-*.json"):
+            assert json.loads(path.read_text())["provenance"]["kind"] == "ai"
+    finally:
+        pg_cluster.drop_database(name)
