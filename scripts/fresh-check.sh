@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REF="${1:-HEAD}"
 WORK="$(mktemp -d /tmp/honua-fresh.XXXXXX)"
 CLONE="$WORK/honua-plan"
-SYSENV=(env -i PATH=/usr/bin:/bin HOME="${HOME:-/root}" LANG=C.UTF-8 TERM=dumb)
+SYSENV=(env -i PATH=/usr/bin:/bin HOME="${HOME:-/root}" LANG=C.UTF-8 TERM=dumb CI=true)  # CI sets CI=true
 
 cleanup() {
   if [ -x "$CLONE/.venv/bin/python" ]; then

@@ -35,8 +35,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(pg_dsn: str) -> dict[str, str]:
-    # dev, staging and production all read HONUA_PG_DSN (no HONUA_PG_DSN_<ENV> set)
-    return {"HONUA_PG_DSN": pg_dsn, "HONUA_AI_MODEL": ""}
+    # dev, staging and production all read HONUA_PG_DSN (no HONUA_PG_DSN_<ENV> set); CI is
+    # cleared so a plan by a person is "human" on a CI runner too (CI=true makes it "ci")
+    return {"HONUA_PG_DSN": pg_dsn, "HONUA_AI_MODEL": "", "CI": ""}
 
 
 def seed(pg_dsn: str, table: str = "bike_lanes", rows: int = 42) -> None:
