@@ -41,7 +41,7 @@ from honua_plan.state.base import (
     prepare_write,
     validate_environment,
 )
-from honua_plan.state.model import StateDocument
+from honua_plan.state.model import IdentityCache, StateDocument
 from honua_plan.statefile import FileIdentity, file_identity, parse_state_bytes
 
 _POLL_S = 0.05
@@ -141,10 +141,20 @@ def state_json_text(data: dict[str, Any]) -> str:
     return "".join(state_json_lines(data))
 
 
+_ENCODED = IdentityCache()
+
+
+def _enc(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
 def state_json_lines(data: dict[str, Any]) -> Iterator[str]:
-    """:func:`state_json_text` line by line (a writer need not hold the whole text)."""
-    def enc(value: Any) -> str:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    """:func:`state_json_text` line by line (a writer need not hold the whole text).
+
+    A record's text is made once per record object (``to_json_data`` gives the same
+    dict for the same frozen record), not at every journal write of an apply.
+    """
+    enc = _enc
 
     yield "{\n"
     keys = sorted(data)
@@ -154,7 +164,8 @@ def state_json_lines(data: dict[str, Any]) -> Iterator[str]:
             items = sorted(value.items())
             yield f"  {enc(key)}: {{\n"
             for j, (k, v) in enumerate(items):
-                yield f"    {enc(k)}: {enc(v)}{',' if j < len(items) - 1 else ''}\n"
+                text = _ENCODED.get(v, _enc) if key == "resources" else enc(v)
+                yield f"    {enc(k)}: {text}{',' if j < len(items) - 1 else ''}\n"
             yield "  }" + comma + "\n"
         elif isinstance(value, list) and value:
             yield f"  {enc(key)}: [\n"

@@ -20,7 +20,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -483,14 +483,43 @@ def _journal_json(journal: JournalRecord) -> dict[str, Any]:
     return out
 
 
+class IdentityCache:
+    """A value computed once per object while that object lives.
+
+    An apply rewrites the whole state document at every journal step, and between two
+    writes only a few of its thousands of (frozen) records change: each record's JSON,
+    and its text, is made once. Keyed by ``id`` with the object kept, so an id is never
+    reused while its entry exists; cleared when it grows past ``limit`` entries.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._entries: dict[int, tuple[Any, Any]] = {}
+        self._limit = limit
+
+    def get(self, obj: Any, make: Callable[[Any], Any]) -> Any:
+        hit = self._entries.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        value = make(obj)
+        self._entries[id(obj)] = (obj, value)
+        return value
+
+
+_RECORD_JSON = IdentityCache()
+
+
 def _record_json(rec: ResourceRecord) -> dict[str, Any]:
-    return _fields_json(rec, _RECORD_FIELDS)
+    """The record's JSON (shared between writes of the same record: never mutate it)."""
+    return _RECORD_JSON.get(rec, lambda r: _fields_json(r, _RECORD_FIELDS))
 
 
 __all__ = [
     "FORMAT_VERSION",
     "BackupRecord",
     "Event",
+    "IdentityCache",
     "JournalRecord",
     "JournalStep",
     "MigrationRecord",

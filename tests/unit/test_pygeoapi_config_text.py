@@ -26,6 +26,7 @@ from honua_plan.providers.server.pygeoapi import PygeoapiServer
 from honua_plan.providers.server.pygeoapi_config import (
     PASSWORD_ENV,
     EnvReference,
+    config_sidecar,
     connection_params,
     dump_config,
     render_config,
@@ -92,6 +93,43 @@ def test_pygeoapi_reads_back_every_text_literally(title: str, description: str, 
     assert resource["providers"][0]["data"]["password"] == ENV[PASSWORD_ENV]
     resource["providers"][0]["data"]["password"] = config["resources"][CID]["providers"][0]["data"]["password"]
     assert read == config
+
+
+def twin_reads(tmp: Path, config: dict[str, Any], *, edit: str | None = None) -> dict[str, Any]:
+    """What the server's loader gives for the YAML and JSON twin the engine writes."""
+    from honua_plan.providers.server import pygeoapi_loader
+
+    text = dump_config(config)
+    twin = config_sidecar(config, text)
+    assert twin is not None
+    (tmp / "pygeoapi-config.json").write_text(twin, encoding="utf-8")
+    cfg = tmp / "pygeoapi-config.yml"
+    cfg.write_text(text if edit is None else text.replace('"title": "T0"', f'"title": "{edit}"'), encoding="utf-8")
+    with mock.patch.dict(os.environ, {**ENV, "PYGEOAPI_CONFIG": str(cfg)}), cfg.open(encoding="utf-8") as fh:
+        return dict(pygeoapi_loader.yaml_load(fh))
+
+
+@settings(max_examples=50, deadline=None)
+@given(FREE_TEXT, FREE_TEXT, st.lists(FREE_TEXT, max_size=3))
+def test_the_json_twin_reads_as_pygeoapi_reads_the_yaml(
+        tmp_path_factory: pytest.TempPathFactory, title: str, description: str, keywords: list[str]) -> None:
+    config = rendered(published(title or "t", description or "d", keywords))
+    assert twin_reads(tmp_path_factory.mktemp("twin"), config) == pygeoapi_reads(dump_config(config))
+
+
+def test_a_hand_edited_yaml_wins_over_its_twin(tmp_path: Path) -> None:
+    config = rendered(published("T0", "d", []))
+    assert twin_reads(tmp_path, config)["resources"][CID]["title"] == "T0"
+    assert twin_reads(tmp_path, config, edit="Edited by hand")["resources"][CID]["title"] == "Edited by hand"
+
+
+def test_no_twin_for_a_value_json_cannot_hold_exactly() -> None:
+    from datetime import datetime
+
+    assert config_sidecar({"a": float("nan")}, "") is None
+    assert config_sidecar({"a": datetime(2026, 1, 1)}, "") is None
+    assert config_sidecar({"a": {1: "x"}}, "") is None
+    assert config_sidecar({"a": [1.5, None, True, "s"]}, "") is not None
 
 
 def test_the_reproduction_text() -> None:

@@ -91,12 +91,14 @@ from honua_plan.providers.server.pygeoapi_config import (
     _QuotedDumper,
     _reference,
     _typed_by_pygeoapi,
+    config_sidecar,
     connection_params,
     dump_config,
     password_env_names,
     render_config,
     server_env,
     server_env_allowed,
+    sidecar_path,
 )
 
 INSTALL_HINT = "pip install 'honua-plan[server]'"
@@ -196,6 +198,12 @@ def _children(pid: int) -> set[int] | None:
     if not proc.is_dir():
         return None
     out: set[int] = set()
+    try:  # the kernel's own list (CONFIG_PROC_CHILDREN): no scan of every process
+        for task in (proc / str(pid) / "task").iterdir():
+            out.update(int(c) for c in (task / "children").read_text().split())
+        return out
+    except (OSError, ValueError):
+        out.clear()
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -234,6 +242,7 @@ class PygeoapiServer(LocalServer):
         self.server_dir = (self.state_dir / "server").absolute()  # gunicorn runs with --chdir
         self.config_path = self.server_dir / CONFIG_FILE
         self.openapi_path = self.server_dir / OPENAPI_FILE
+        self.twin_path = Path(sidecar_path(str(self.config_path)))
         self.pid_path = self.server_dir / PID_FILE
         self.log_path = self.server_dir / LOG_FILE
         self.digest_path = self.server_dir / DIGEST_FILE
@@ -434,22 +443,33 @@ class PygeoapiServer(LocalServer):
 
         tmp_cfg = self.server_dir / f".{CONFIG_FILE}.new"
         tmp_oas = self.server_dir / f".{OPENAPI_FILE}.new"
+        tmp_twin = self.server_dir / ".twin.new"
         try:
             started = time.perf_counter()
             text = dump_config(config)
             write_atomic(tmp_cfg, text.encode("utf-8"))
+            twin = config_sidecar(config, text)
+            if twin is not None:
+                write_atomic(tmp_twin, twin.encode("utf-8"))
             self.timings["config_write"] = time.perf_counter() - started
             started = time.perf_counter()
             write_atomic(tmp_oas, self._openapi(config).encode("utf-8"))
             self.timings["openapi_generate"] = time.perf_counter() - started
             self.digest_path.unlink(missing_ok=True)  # rewritten once published.json says the same
             os.replace(tmp_oas, self.openapi_path)
+            # the twin first: a worker reading between the two renames finds a twin that is
+            # not of the YAML it read (its digest says so) and parses the YAML
+            if twin is not None:
+                os.replace(tmp_twin, self.twin_path)
+            else:
+                self.twin_path.unlink(missing_ok=True)
             os.replace(tmp_cfg, self.config_path)
             self._config_text = text
             (self.server_dir / "openapi.yml").unlink(missing_ok=True)  # left by older versions
         finally:
             tmp_cfg.unlink(missing_ok=True)
             tmp_oas.unlink(missing_ok=True)
+            tmp_twin.unlink(missing_ok=True)
 
     def _write_digest(self, published: Path) -> None:
         """Record that the config on disk is the one rendered from ``published.json`` as it is now."""
