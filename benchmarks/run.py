@@ -491,7 +491,7 @@ def machine_info(cluster: Any) -> dict[str, Any]:
     import importlib.metadata as md
 
     libs: dict[str, str | None] = {}
-    for dist in ("pydantic", "PyYAML", "psycopg", "sqlglot", "deepdiff", "networkx"):
+    for dist in ("pydantic", "PyYAML", "psycopg", "sqlglot", "networkx", "pygeoapi"):
         try:
             libs[dist] = md.version(dist)
         except md.PackageNotFoundError:

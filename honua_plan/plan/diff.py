@@ -1,7 +1,7 @@
 """Diff: desired + recorded + live → frozen change records. Pure: no I/O, no printing.
 
 * resources (datasource, server, service, layer): desired attributes against the
-  recorded ones, by fingerprint first; a deep diff (deepdiff) only when fingerprints
+  recorded ones, by fingerprint first; a deep diff (:func:`_paths`) only when fingerprints
   differ, so a no-op plan over thousands of layers costs a hash per layer;
 * migrations: pending ones, and applied ones whose checksum changed (an error, as
   Flyway's ``validate``);
@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -143,15 +143,52 @@ def migration_checksum(m: Migration) -> str:
 
 
 def _paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
-    from deepdiff import DeepDiff
+    """The dotted paths at which two JSON documents differ (``spec.ogc.title``, ``spec.fields.2``).
 
-    dd = DeepDiff(before, after, ignore_order=False, view="tree")
+    A key added or removed is its own path; a list item changed, added or removed is its
+    index (a list of plain values is aligned first, so one keyword inserted at the front is
+    one path, not every index after it); a value whose type changed (``1`` → ``1.0``) differs.
+    """
     out: set[str] = set()
-    for items in dd.values():
-        for item in items:
-            path = item.path(output_format="list")
-            out.add(".".join(str(p) for p in path))
+    _walk(before, after, (), out)
     return tuple(sorted(out))
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _walk(a: Any, b: Any, path: tuple[Any, ...], out: set[str]) -> None:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in a.keys() | b.keys():
+            if key in a and key in b:
+                _walk(a[key], b[key], (*path, key), out)
+            else:
+                out.add(".".join(map(str, (*path, key))))
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b) and all(isinstance(x, _PLAIN) for x in (*a, *b)):
+            import difflib
+
+            matcher = difflib.SequenceMatcher(a=[(type(x), x) for x in a], b=[(type(x), x) for x in b],
+                                              autojunk=False)
+            for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+                if tag != "equal":
+                    _pairs(a, b, (i1, i2, j1, j2), path, out)
+        else:
+            _pairs(a, b, (0, len(a), 0, len(b)), path, out)
+    elif type(a) is not type(b) or a != b:
+        out.add(".".join(map(str, path)))
+
+
+def _pairs(a: Sequence[Any], b: Sequence[Any], span: tuple[int, int, int, int], path: tuple[Any, ...],
+           out: set[str]) -> None:
+    """Items ``a[i1:i2]`` and ``b[j1:j2]`` compared pairwise; the longer side's rest is added or removed."""
+    i1, i2, j1, j2 = span
+    for k in range(max(i2 - i1, j2 - j1)):
+        i, j = i1 + k, j1 + k
+        if i < i2 and j < j2:
+            _walk(a[i], b[j], (*path, i), out)
+        else:
+            out.add(".".join(map(str, (*path, i if i < i2 else j))))
 
 
 _REPLACE_PATHS = ("spec.storage.table", "spec.storage.schema", "spec.storage.geometryColumn")

@@ -53,6 +53,14 @@ def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -
     return svc
 
 
+def _warm_up(ws: Workspace, desired: DesiredState, plan: Plan) -> None:
+    """Let the server prepare a publish the plan will run (pygeoapi imports its generator)."""
+    server = desired.server()
+    if server is not None and server.spec.type != "none" and any(a.action == "reload" for a in plan.actions):
+        with ws.server_provider(desired.environment) as provider:
+            provider.warm_up()
+
+
 def apply(
     ws: Workspace,
     environment: str,
@@ -107,6 +115,7 @@ def apply(
         elif plan_file is not None:
             plan = load_plan(plan_file)
             verify_digest(plan, source=str(plan_file))
+            _warm_up(ws, desired, plan)
             facts = ws.check_fresh(plan, desired, recorded)
             derived = ws._rederive(plan, desired, str(plan_file), facts)
             names, signed = valid_approvers(plan, desired.policy, ws.root)
@@ -124,6 +133,7 @@ def apply(
         else:
             if plan is None:
                 plan = ws.plan(environment)
+            _warm_up(ws, desired, plan)
             if show:
                 con.print(render_text(plan, colour=con.colour).rstrip("\n"))
             if plan.has_changes and plan.approvals_required and not plan.approved:

@@ -85,3 +85,97 @@ def test_document_from_the_catalog_equals_pygeoapi_generate(pg_dsn: str, tmp_pat
             assert params["tstz"] == {"type": "string", "format": "date-time"}
             assert params["num"] == {"type": "number"} and params["doc"] == {"type": "string"}
             assert "geom" not in params and "other_geom" in params
+
+
+def _unordered(doc: dict[str, object]) -> dict[str, object]:
+    """The document with its tags in name order (members of objects compare unordered already)."""
+    return {**doc, "tags": sorted(doc["tags"], key=lambda t: t["name"])}  # type: ignore[arg-type, index]
+
+
+def test_a_spliced_document_equals_the_whole_one(pg_dsn: str) -> None:
+    """Generating only the changed collections and splicing them into the previous document
+    gives pygeoapi's document for the new config: a title changed, a collection added, one
+    removed, a column added to a table (its fields change, its config does not)."""
+    from honua_plan.providers.server.pygeoapi_openapi import fingerprints, openapi_dict, splice
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("".join(f"CREATE TABLE public.t{i} (id int PRIMARY KEY, name text, geom geometry(Point, 4326));"
+                             for i in range(6)))
+
+    def config_of(titles: dict[int, str]) -> dict[str, object]:
+        doc = {"project": "p", "environment": "dev", "services": {"s": {"keywords": ["k"]}}, "collections": {
+            f"s::t{i}": {"service": "s", "datasource": "db", "schema": "public", "table": f"public.t{i}",
+                         "id_field": "id", "geom_field": "geom", "title": title, "srid": 4326}
+            for i, title in titles.items()}}
+        return render_config(doc, host="127.0.0.1", port=5000, url="http://localhost:5000/ogc",
+                             connections={"db": connection_params(pg_dsn)}, password_envs={})
+
+    def fields_now() -> object:
+        with connect(pg_dsn) as conn:
+            facts = postgis.refresh(Session(conn))
+
+        def fields(key: str, geom: str) -> dict[str, dict[str, object]] | None:
+            table = facts.table(key)
+            return provider_fields(table.columns, geom) if table is not None else None
+        return fields
+
+    before = config_of({i: f"T{i}" for i in range(5)})
+    fields = fields_now()
+    old = openapi_dict(before, fields)  # type: ignore[arg-type]
+    rest, per = fingerprints(before, fields, "v")  # type: ignore[arg-type]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE public.t3 ADD COLUMN surface text")
+    after = config_of({0: "T0", 1: "T1 renamed", 3: "T3", 4: "T4", 5: "T5"})  # 2 removed, 5 added
+    fields = fields_now()
+    rest2, per2 = fingerprints(after, fields, "v")  # type: ignore[arg-type]
+    assert rest2 == rest and fingerprints(after, fields, "w")[0] != rest  # the generator's version counts
+    changed = [cid for cid in per2 if per.get(cid) != per2[cid]]
+    removed = [cid for cid in per if cid not in per2]
+    assert sorted(changed) == ["s::t1", "s::t3", "s::t5"] and removed == ["s::t2"]
+    part = openapi_dict({**after, "resources": {c: after["resources"][c] for c in changed}}, fields)  # type: ignore[arg-type, index]
+    spliced = splice(old, part, list(per), changed, removed)
+    whole = openapi_dict(after, fields)  # type: ignore[arg-type]
+    assert _unordered(spliced) == _unordered(whole)
+    assert "surface" in json.dumps(spliced["paths"]["/collections/s::t3/queryables"]) or \
+        "surface" in json.dumps(spliced["paths"]["/collections/s::t3/items"])
+    assert not any("s::t2" in p for p in spliced["paths"])
+
+
+def test_the_generator_process_gives_the_document_generated_here(pg_dsn: str) -> None:
+    """An apply imports pygeoapi's generator in another process while it checks its plan;
+    that process's document is the one generated in this process, and without it (or when
+    it fails) the document is generated here."""
+    from honua_plan.providers.server import pygeoapi_openapi as oas
+    from honua_plan.providers.server.pygeoapi import _PACKAGE_ROOT
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.g1 (id int PRIMARY KEY, day date, geom geometry(Point, 4326))")
+    doc = {"project": "p", "environment": "dev", "services": {"s": {"keywords": ["k"]}}, "collections": {
+        "s::g1": {"service": "s", "datasource": "db", "schema": "public", "table": "public.g1",
+                  "id_field": "id", "geom_field": "geom", "title": "G1", "srid": 4326},
+        "s::gone": {"service": "s", "datasource": "db", "schema": "public", "table": "public.nope",
+                    "id_field": "id", "geom_field": "geom", "title": "Gone"}}}
+    config = render_config(doc, host="127.0.0.1", port=5000, url="http://localhost:5000/ogc",
+                           connections={"db": connection_params(pg_dsn)}, password_envs={})
+    with connect(pg_dsn) as conn:
+        facts = postgis.refresh(Session(conn))
+
+    def fields(key: str, geom: str) -> dict[str, dict[str, object]] | None:
+        table = facts.table(key)
+        return provider_fields(table.columns, geom) if table is not None else None
+
+    here = oas._generate(config, fields)  # type: ignore[arg-type]
+    oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
+    proc = oas._GENERATOR
+    assert proc is not None
+    there = oas.openapi_dict(config, fields)  # type: ignore[arg-type]
+    assert oas._GENERATOR is None and proc.returncode == 0  # used once, and it ended
+    assert json.loads(oas.serialize(there, config)) == json.loads(oas.serialize(here, config))
+    # pygeoapi leaves out the feature paths of every collection when one table is missing
+    assert "/collections/s::g1" in there["paths"] and not any(p.endswith("/items") for p in there["paths"])
+    # a generator that died is not waited for: the document is made here
+    oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
+    assert oas._GENERATOR is not None
+    oas._GENERATOR.kill()
+    assert oas.openapi_dict(config, fields) == here  # type: ignore[arg-type]
+    oas.stop_generator()

@@ -16,6 +16,7 @@ shape behind them, on two synthetic repositories (N = 20 and N = 200 layers, fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,9 +431,29 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
         plan = ctx.plan(ENV)
         assert plan.has_changes
         save_plan(plan, p.repo / "change.json")
+        from honua_plan.providers.server import pygeoapi_openapi
+
+        generated: list[int] = []
+        whole = pygeoapi_openapi.openapi_dict
+
+        def counted(config, fields, _seen=generated, _whole=whole):  # type: ignore[no-untyped-def]
+            _seen.append(len(config["resources"]))
+            return _whole(config, fields)
+
         with monkeypatch.context() as mp:
             seen = _counting(mp)
+            mp.setattr(pygeoapi_openapi, "openapi_dict", counted)
             assert ctx.apply(ENV, p.repo / "change.json", yes=True).ok
+        # only the changed collection's OpenAPI paths were generated, and the spliced document
+        # is the whole one (generated again here with the index removed)
+        assert generated == [1], generated
+        provider = Context(p.repo).server_provider(ENV)
+        spliced = json.loads(provider.openapi_path.read_text())
+        provider.openapi_index_path.unlink()
+        provider.publish(provider.read())
+        full = json.loads(provider.openapi_path.read_text())
+        assert {**spliced, "tags": sorted(spliced["tags"], key=lambda t: t["name"])} == \
+            {**full, "tags": sorted(full["tags"], key=lambda t: t["name"])}
         per_collection = [r for r in seen["requests"] if "/collections/" in r]
         listing = [r for r in seen["requests"] if r.split("?")[0].endswith("/collections")]
         assert len(per_collection) == 1 + HEALTH_SAMPLE_UNCHANGED, seen["requests"]

@@ -313,6 +313,10 @@ class ServerProvider(ABC):
         """Where this machine reaches the server (``ogc_url`` unless it runs here)."""
         return self.ogc_url
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Start, in the background, what a coming publish will need (the apply calls this
+        before its checks); others have nothing to prepare."""
+
     def use_catalog(self, datasource: str, facts: DatabaseFacts) -> None:  # noqa: B027 - optional hook
         """The catalog the engine read of ``datasource``, for a server that describes its
         collections from it (pygeoapi's OpenAPI fields); others ignore it."""

@@ -6,9 +6,9 @@ It imports nothing else from honua_plan: it runs in the server's processes.
 
 from __future__ import annotations
 
-from honua_plan.providers.server import pygeoapi_loader
+from honua_plan.providers.server.pygeoapi_loader import install
 
-pygeoapi_loader.install()
+install()
 
 from pygeoapi.flask_app import APP  # noqa: E402 - after the loader is in place
 

@@ -18,13 +18,21 @@ pygeoapi is imported here only (lazily), as in :mod:`.pygeoapi`.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from honua_plan.canonical import fingerprint
 from honua_plan.providers.postgis.facts import ColumnFacts
 
-__all__ = ["field_schema", "openapi_document", "provider_fields", "table_key"]
+__all__ = ["OpenAPIIndex", "collection_of", "field_schema", "fingerprints", "openapi_dict", "openapi_document",
+           "provider_fields", "serialize", "splice", "start_generator", "stop_generator", "table_key"]
 
 # udt name (pg_type.typname) -> JSON type, as SQLAlchemy's python_type maps it in get_fields
 _INTEGER = {"int2", "int4", "int8", "oid", "xid", "cid", "regclass"}
@@ -77,18 +85,32 @@ class _CatalogProvider:
         raise NotImplementedError  # as BaseProvider: the generator skips the schema
 
 
-def openapi_document(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> str:
-    """The OpenAPI JSON pygeoapi would generate for ``config``.
+def openapi_dict(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]
+                 ) -> dict[str, Any]:
+    """The OpenAPI document pygeoapi would generate for ``config``, as a dict.
 
     ``fields(table_key, geom_field)`` gives a table's fields, or None when the table does
     not exist: pygeoapi's provider then fails to connect, and the generator (run with
     ``fail_on_invalid_collection=False``, as honua runs it) leaves the feature paths out.
+
+    Run by the generator process :func:`start_generator` started, when there is one
+    (importing pygeoapi costs 0.4 s, spent there in parallel), else here.
     """
+    global _GENERATOR
+    proc, _GENERATOR = _GENERATOR, None
+    if proc is not None:
+        document = _from_generator(proc, config, fields)
+        if document is not None:
+            return document
+    return _generate(config, fields)
+
+
+def _generate(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]
+              ) -> dict[str, Any]:
     import importlib
 
     from pygeoapi.api import itemtypes
     from pygeoapi.provider.base import ProviderConnectionError
-    from pygeoapi.util import to_json
 
     oas = importlib.import_module("pygeoapi.openapi")  # the module (``pygeoapi.openapi`` is also a click group)
     original = itemtypes.load_plugin
@@ -104,7 +126,168 @@ def openapi_document(config: Mapping[str, Any], fields: Callable[[str, str], dic
     with _LOCK:
         itemtypes.load_plugin = load_plugin
         try:
-            document = oas.get_oas(dict(config), fail_on_invalid_collection=False)
+            document: dict[str, Any] = oas.get_oas(dict(config), fail_on_invalid_collection=False)
         finally:
             itemtypes.load_plugin = original
-    return str(to_json(document, pretty=bool((config.get("server") or {}).get("pretty_print", False))))
+    return document
+
+
+# --------------------------------------------------------------------------- generator process
+
+_GENERATOR: subprocess.Popen[bytes] | None = None
+_GENERATOR_TIMEOUT_S = 120.0
+
+# the generator process: pygeoapi imported while the engine works, then one request
+_GENERATOR_CODE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from honua_plan.providers.server import pygeoapi_openapi as oas
+from pygeoapi.api import itemtypes  # noqa: F401 - the imports are the point
+import pygeoapi.openapi  # noqa: F401
+request = json.loads(sys.stdin.buffer.read() or b"null")
+if request is None:
+    sys.exit(0)
+known = request["fields"]
+document = oas._generate(request["config"], lambda key, geom: known.get(key + "|" + geom))
+from pygeoapi.util import json_serial
+sys.stdout.write(json.dumps(document, default=json_serial))
+"""
+
+
+def start_generator(package_root: str, env: Mapping[str, str]) -> None:
+    """Start a process that imports pygeoapi's generator now, to generate a document later.
+
+    An apply that publishes calls this before its slow checks; the 0.4 s of importing
+    pygeoapi then runs on another core. Nothing depends on it: when the process is not
+    there or fails, :func:`openapi_dict` generates in this process.
+    """
+    global _GENERATOR
+    if _GENERATOR is not None:
+        return
+    try:
+        _GENERATOR = subprocess.Popen(
+            [sys.executable, "-c", _GENERATOR_CODE, package_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=dict(env), close_fds=True)
+    except OSError:
+        _GENERATOR = None
+        return
+    atexit.register(stop_generator)
+
+
+def stop_generator() -> None:
+    """End an unused generator process (it exits on an empty request)."""
+    global _GENERATOR
+    proc, _GENERATOR = _GENERATOR, None
+    if proc is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc.communicate(b"", timeout=5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _from_generator(proc: subprocess.Popen[bytes], config: Mapping[str, Any],
+                    fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> dict[str, Any] | None:
+    """The generator process's document for ``config``; None when it failed (then generate here)."""
+    known: dict[str, Any] = {}
+    for res in (config.get("resources") or {}).values():
+        for prov in (res or {}).get("providers") or []:
+            if prov.get("name") == "PostgreSQL":
+                key, geom = table_key(prov), str(prov.get("geom_field") or "geom")
+                known[f"{key}|{geom}"] = fields(key, geom)
+    try:
+        request = json.dumps({"config": config, "fields": known}).encode("utf-8")
+        out, _ = proc.communicate(request, timeout=_GENERATOR_TIMEOUT_S)
+        document = json.loads(out) if proc.returncode == 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        document = None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return document if isinstance(document, dict) else None
+
+
+def serialize(document: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The text pygeoapi's ``to_json`` writes for ``document`` (pretty when the config says so)."""
+    pretty = bool((config.get("server") or {}).get("pretty_print", False))
+
+    def default(value: Any) -> Any:
+        from pygeoapi.util import json_serial
+
+        return json_serial(value)
+
+    return json.dumps(document, default=default, indent=4 if pretty else None, separators=(",", ":"))
+
+
+def openapi_document(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> str:
+    """The OpenAPI JSON pygeoapi would generate for ``config`` (see :func:`openapi_dict`)."""
+    return serialize(openapi_dict(config, fields), config)
+
+
+# --------------------------------------------------------------------------- incremental
+
+
+def collection_of(path: str) -> str | None:
+    """The collection a path of the document belongs to (``/collections/<id>[/...]``), else None."""
+    if not path.startswith("/collections/"):
+        return None
+    return path[len("/collections/"):].split("/", 1)[0] or None
+
+
+@dataclass(frozen=True)
+class OpenAPIIndex:
+    """What an OpenAPI document on disk was generated from: one fingerprint for the config
+    without its resources (and the generator's version), one per collection (its config
+    entry and its table's fields), and the sha256 of the document's text."""
+
+    rest: str
+    collections: dict[str, str]
+    document_sha256: str
+
+    def to_json(self) -> str:
+        return json.dumps({"format": 1, "rest": self.rest, "collections": self.collections,
+                           "document_sha256": self.document_sha256}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> OpenAPIIndex | None:
+        try:
+            data = json.loads(text)
+            if data.get("format") != 1:
+                return None
+            return cls(str(data["rest"]), {str(k): str(v) for k, v in data["collections"].items()},
+                       str(data["document_sha256"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def fingerprints(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None],
+                 generator_version: str) -> tuple[str, dict[str, str]]:
+    """(fingerprint of everything but the resources, fingerprint per collection)."""
+    rest = fingerprint([generator_version, {k: v for k, v in config.items() if k != "resources"}])
+    per: dict[str, str] = {}
+    for cid, res in (config.get("resources") or {}).items():
+        tables = [(table_key(p), fields(table_key(p), str(p.get("geom_field") or "geom")))
+                  for p in (res or {}).get("providers") or [] if p.get("name") == "PostgreSQL"]
+        per[cid] = fingerprint([res, tables])
+    return rest, per
+
+
+def splice(old: Mapping[str, Any], part: Mapping[str, Any], old_ids: Collection[str],
+           changed: Collection[str], removed: Collection[str]) -> dict[str, Any]:
+    """``old`` with the collections ``changed`` and ``removed`` taken out, and those of
+    ``part`` (generated for the ``changed`` ones only) put in.
+
+    Everything else in the document depends only on the config without its resources,
+    which the caller checked is the same. The result equals the generator's document
+    for the whole new config, up to the order of object members (a new collection's
+    paths come last) and of the tags (a new collection's tag follows the others).
+    """
+    out_ids, new_ids = set(changed) | set(removed), set(changed)
+    paths = {p: v for p, v in old["paths"].items() if collection_of(p) not in out_ids}
+    paths.update({p: v for p, v in part["paths"].items() if collection_of(p) in new_ids})
+    collection_tags = set(old_ids) | new_ids
+    kept = [t for t in old["tags"] if t.get("name") not in out_ids]
+    added = [t for t in part["tags"] if t.get("name") in new_ids]
+    last = max((i for i, t in enumerate(kept) if t.get("name") in collection_tags), default=0)
+    return {**old, "tags": [*kept[:last + 1], *added, *kept[last + 1:]], "paths": paths}
