@@ -76,8 +76,8 @@ def _to_rt(value: Any) -> Any:
         if not value:
             s.fa.set_flow_style()
         return s
-    if isinstance(value, str) and "\n" in value.strip("\n"):
-        return LiteralScalarString(value if value.endswith("\n") else value + "\n")
+    if isinstance(value, str) and "\n" in value:
+        return LiteralScalarString(value)
     return value
 
 
@@ -165,6 +165,7 @@ def _migration(root: Path, args: ProposeMigration, raw: Mapping[str, Any],
     ordered = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"), "metadata": meta,
                **{k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}}
     text = dump_yaml(ordered, ("# yaml-language-server: $schema=../schemas/migration.schema.json", f"# {rel}"))
+    text = text.replace("\nspec:\n", "\n\nspec:\n", 1)  # laid out as the repository's migrations are
     problems = loader_problems(root, {rel: text})
     if problems:
         return None, problems

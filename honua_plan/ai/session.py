@@ -94,6 +94,11 @@ class ChatSession:
         answer = click.prompt("Continue? (yes/no)", default="", show_default=False)
         return "yes" if answer.strip().lower() in ("yes", "y") else "no"
 
+    def _ask_layer(self) -> str:
+        self.context.console.print("Nothing was approved: the approvals these plans need are given by people "
+                                   "(honua approve PLAN --by NAME).")
+        return self.ask()
+
     def turn(self, text: str) -> int:
         """Answer one request and remember it; its exit code."""
         code, result = self._turn(text)
@@ -279,7 +284,7 @@ class ChatSession:
         else:
             branch = gitops.free_branch(self.context.root, branch)
         proposal = propose_layer(self.context, table=table, service=chosen, name=intent.name, branch=branch,
-                                 model=model or "offline", ask=self.ask if model is not None else None)
+                                 model=model or "offline", ask=self._ask_layer if model is not None else None)
         if proposal.declined is not None:
             from honua_plan.ai.gate import print_outcome
 
