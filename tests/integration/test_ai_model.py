@@ -283,8 +283,9 @@ def test_a_drop_table_migration_is_planned_critical_and_needs_production_approva
     text = git(repo, "show", f"{branch}:migrations/004_drop_bike_lanes.yaml")
     assert text.startswith("# yaml-language-server: $schema=../schemas/migration.schema.json\n")
     assert "author: ai-consultant" in text and "content: |\n" in text
-    from honua_plan.config.models import Migration
     import yaml
+
+    from honua_plan.config.models import Migration
 
     assert Migration.model_validate(yaml.safe_load(text)).spec.up[0].content == "DROP TABLE bike_lanes;\n"
 
