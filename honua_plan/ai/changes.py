@@ -155,7 +155,7 @@ def _migration(root: Path, args: ProposeMigration, raw: Mapping[str, Any],
                now: datetime) -> tuple[Change | None, list[str]]:
     mid = args.migration.metadata.id
     rel = f"migrations/{mid}_{args.name}.yaml"
-    if (root / rel).exists():
+    if os.path.lexists(root / rel):
         return None, [f"{rel} exists already: choose another id or name"]
     doc = dict(raw.get("migration") or {})
     meta = dict(doc.get("metadata") or {})
@@ -233,6 +233,8 @@ def editable_file(root: Path, path: str) -> tuple[str, Path | None, str | None]:
     inside = os.path.relpath(real, base).split(os.sep)
     if real == base or inside[0] == ".." or inside[0] not in EDITABLE:
         return rel, None, f"{rel} is a symbolic link to a file outside {', '.join(f'{d}/' for d in EDITABLE)}; refused"
+    if os.path.islink(file):  # a write would go through it: edit what it points to, by its own path
+        return rel, None, f"{rel} is a symbolic link: edit {os.path.relpath(real, base)} instead"
     if not os.path.isfile(real):
         return rel, None, f"{rel} is not a file"
     return rel, file, None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from honua_plan.ai import AI_ACTOR
-from honua_plan.errors import HonuaError
+from honua_plan.errors import HonuaError, UsageError
 
 if TYPE_CHECKING:
     from honua_plan.ai.changes import Change
@@ -110,6 +110,8 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
     try:
         for rel, text in change.files.items():
             path = root / rel
+            if text is not None and path.is_symlink():  # never write through a link
+                raise UsageError(f"{rel} is a symbolic link: the proposal does not write through it")
             originals[path] = path.read_bytes() if path.exists() else None
             if text is None:
                 path.unlink(missing_ok=True)
@@ -152,6 +154,10 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
             return result
         result.commit = gitops.commit_files(root, branch, change.files, commit_message(result, model))
         result.branch, result.outcome = branch, "committed"
+        dirty = [line for line in gitops.status_porcelain(root) or [] if not any(line.endswith(r) for r in change.files)]
+        if dirty:
+            con.warn(f"the working tree has {len(dirty)} uncommitted change(s): the branch holds HEAD plus this "
+                     "change only (it was validated and planned with your changes)")
     except BaseException:
         _restore(originals)
         raise

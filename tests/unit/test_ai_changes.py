@@ -64,6 +64,10 @@ def test_a_symbolic_link_out_of_the_editable_folders_is_refused(repo: Path, tmp_
     change, problems = prepare(repo, "edit_resource", EditResource(path="policies/evil.yaml", patch={"a": 2}), {})
     assert change is None and "symbolic link" in problems[0]
     assert outside.read_text() == "a: 1\n"
+    # a link inside the folders is not written through either: the model is told the file's own path
+    os.symlink("production-policy.yaml", repo / "policies" / "alias.yaml")
+    _, file, why = editable_file(repo, "policies/alias.yaml")
+    assert file is None and why == "policies/alias.yaml is a symbolic link: edit policies/production-policy.yaml instead"
 
 
 def test_merge_patch_is_rfc_7386() -> None:
@@ -180,3 +184,26 @@ def test_the_request_context_names_tables_and_files(repo: Path) -> None:
     assert {"environments/dev/layers/bike-lanes.yaml", "environments/production/layers/bike-lanes.yaml"} <= set(files)
     assert "migrations/003_optimize_bike_lanes.yaml" in named_files("explain 003_optimize_bike_lanes", states)
     assert named_files("why is production slow", states) == []
+
+
+def test_a_deletion_is_committed_on_the_branch_only(tmp_path: Path) -> None:
+    import subprocess
+
+    from honua_plan.ai import gitops
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.org", "-C", str(tmp_path),
+                               *args], capture_output=True, text=True, check=True).stdout
+
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments/a.yaml").write_text("a: 1\n")
+    (tmp_path / "environments/b.yaml").write_text("b: 1\n")
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    assert gitops.free_branch(tmp_path, "main") == "main-2"
+    gitops.commit_files(tmp_path, "feature/x", {"environments/a.yaml": None, "environments/c.yaml": "c: 1\n"},
+                        "change\n\nHonua-Provenance: ai; model=m\n")
+    assert git("ls-tree", "-r", "--name-only", "feature/x").split() == ["environments/b.yaml", "environments/c.yaml"]
+    assert (tmp_path / "environments/a.yaml").exists() and git("status", "--porcelain") == ""
+    assert gitops.free_branch(tmp_path, "feature/x") == "feature/x-2"
