@@ -60,10 +60,14 @@ def plan_lines(env: str, plan: Plan) -> list[str]:
 
     lines = [f"Plan for {env}: {summary_line(plan)}; Risk Level: {risk_text(plan)}; "
              f"Approval Required: {approval_text(plan) or 'NO'}"]
+    levels = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+    worst: dict[tuple[str, str], str] = {}  # one line per finding, at its highest level over the actions
     for a in plan.actions:
         for f in a.findings:
-            if f.level != "LOW":
-                lines.append(f"  ⚠ {f.code} {f.level}: {f.message}")
+            key = (f.code, f.message)
+            if levels.index(f.level) > levels.index(worst.get(key, "LOW")):
+                worst[key] = f.level
+    lines += [f"  ⚠ {code} {level}: {message}" for (code, message), level in worst.items()]
     for p in plan.policy:
         if p.status in ("fail", "warn"):
             lines.append(f"  {'✗' if p.status == 'fail' else '⚠'} policy: {p.message}")

@@ -389,3 +389,60 @@ def test_chat_keeps_the_conversation_and_names_live_columns_and_yaml(repo: Path,
     assert "Current file environments/dev/layers/bike-lanes.yaml:\n# yaml-language-server" in data
     assert "Policy of production:" in data and "approval.aiProposals: required" in data
     assert all(PASSWORD not in b for b in model.bodies)
+
+
+def test_on_a_terminal_the_proposal_waits_for_continue(repo: Path, model: FakeModel, pg_dsn: str) -> None:
+    """A real terminal (a pty): the summary, then Continue? (yes/no); "no" keeps nothing, and
+    the next request of the same chat carries the first turn."""
+    import pty
+    import select
+
+    model.mode, model.bodies = "ok", []
+    model.calls = [("edit_resource", {"path": "environments/dev/layers/bike-lanes.yaml",
+                                      "patch": {"spec": {"title": "Bike Lanes (all)"}}}),
+                   ("answer", {"text": "Understood, nothing changed."})]
+    before = tree(repo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "HONUA_AI", "LITELLM"))}
+    env.update({"HONUA_AI_MODEL": "openai/fake", "OPENAI_API_BASE": f"http://127.0.0.1:{model.port}/v1",
+                "OPENAI_API_KEY": "x", "HONUA_AI_TIMEOUT": "5", "HONUA_PG_DSN": pg_dsn, "NO_PROXY": "127.0.0.1",
+                "TERM": "dumb"})
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "honua_plan", "ai", "chat"], cwd=repo, env=env,
+                            stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    seen = ""
+
+    def until(text: str) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while text not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([main], [], [], 1)
+            if ready:
+                try:
+                    seen += os.read(main, 4096).decode("utf-8", "replace")
+                except OSError:  # the child closed the terminal
+                    assert text in seen, seen
+                    return
+
+    try:
+        until("User: ")
+        os.write(main, b"Retitle the dev bike lanes layer\n")
+        until("Continue? (yes/no)")
+        assert seen.index("Plan for dev:") < seen.index("Continue? (yes/no)")
+        os.write(main, b"no\n")
+        until("you answered no")
+        assert tree(repo) == before
+        os.write(main, b"why not?\n")
+        until("Understood, nothing changed.")
+        os.write(main, b"exit\n")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    second = json.loads(model.bodies[1])["messages"]
+    assert second[1]["content"] == "Request: Retitle the dev bike lanes layer"
+    assert "Edit environments/dev/layers/bike-lanes.yaml" in second[2]["content"]
+    assert "not kept" in second[2]["content"]
