@@ -207,3 +207,19 @@ def test_a_deletion_is_committed_on_the_branch_only(tmp_path: Path) -> None:
     assert git("ls-tree", "-r", "--name-only", "feature/x").split() == ["environments/b.yaml", "environments/c.yaml"]
     assert (tmp_path / "environments/a.yaml").exists() and git("status", "--porcelain") == ""
     assert gitops.free_branch(tmp_path, "feature/x") == "feature/x-2"
+
+
+def test_the_data_block_stays_within_its_budget(repo: Path) -> None:
+    from honua_plan.ai.briefing import briefing
+    from honua_plan.ai.chat import project_summary
+    from honua_plan.context import Context
+
+    context = Context(repo)
+    request = "what does the bike lanes layer hold?"
+    full = briefing(context, request, summary=project_summary(context))
+    head = full.splitlines()[0]
+    assert head.startswith("Project ") and "environments in promotion order: dev, staging, production" in head
+    assert "Current file environments/dev/layers/bike-lanes.yaml:" in full
+    small = briefing(context, request, summary=project_summary(context), budget=600)
+    assert len(small) < 700 and small.startswith(head)
+    assert "[cut: over the budget]" in small or "[more project data left out: over the budget]" in small
