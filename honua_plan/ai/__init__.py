@@ -12,6 +12,11 @@ written as ordinary YAML files, then validated and planned like any other change
 * :mod:`.explain` – ``explain PLAN``: a plain-language explanation of a saved plan.
 * :mod:`.schedule` – ``schedule migration``: deployment windows, the recorded event.
 * :mod:`.chat` – ``chat``: offline intents, free text to a model when configured.
+* :mod:`.session` – one chat conversation: turns, history, the model's tool calls dispatched.
+* :mod:`.assistant`, :mod:`.tools` – the model chooses one tool; arguments validated, errors sent back.
+* :mod:`.changes` – a file tool's change worked out and checked by the loader before anything is written.
+* :mod:`.gate` – write, validate, plan every environment, show, ``Continue?``, commit on a branch.
+* :mod:`.briefing` – what the model is told about the project for one request, within a budget.
 * :mod:`.recovery` – ``disaster-recovery``: the analysis shown before ``recover``.
 """
 

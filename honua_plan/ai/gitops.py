@@ -58,8 +58,9 @@ def check_branch(root: Path, branch: str) -> None:
         raise UsageError(f"branch {branch} already exists", hint="choose another --branch, or delete it first")
 
 
-def commit_files(root: Path, branch: str, files: Mapping[str, str], message: str) -> str:
-    """Commit ``files`` (path relative to ``root`` -> text) on top of HEAD as new ``branch``; return the sha."""
+def commit_files(root: Path, branch: str, files: Mapping[str, str | None], message: str) -> str:
+    """Commit ``files`` (path relative to ``root`` -> text, or None to delete it) on top of HEAD
+    as new ``branch``; return the sha."""
     check_branch(root, branch)
     prefix = _git(root, "rev-parse", "--show-prefix")
     head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False) or None
@@ -70,6 +71,9 @@ def commit_files(root: Path, branch: str, files: Mapping[str, str], message: str
         else:
             _git(root, "read-tree", "--empty", env=env)
         for rel, text in files.items():
+            if text is None:
+                _git(root, "update-index", "--force-remove", "--", f"{prefix}{rel}", env=env)
+                continue
             blob = _git(root, "hash-object", "-w", "--stdin", input=text.encode("utf-8"), env=env)
             _git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{prefix}{rel}", env=env)
         tree = _git(root, "write-tree", env=env)
@@ -90,6 +94,15 @@ def status_porcelain(root: Path) -> list[str] | None:
         return None
     out = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", check=False)
     return [line for line in out.splitlines() if line.strip()]
+
+
+def free_branch(root: Path, branch: str) -> str:
+    """``branch``, or ``branch-2``, ``-3``… when it exists already (a proposal never overwrites one)."""
+    name, n = branch, 1
+    while _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False):
+        n += 1
+        name = f"{branch}-{n}"
+    return name
 
 
 def head_commit(root: Path) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,6 +332,8 @@ class Proposal:
     commit: str | None = None
     warnings: list[str] = field(default_factory=list)
     draft: LayerDraft | None = None
+    declined: str | None = None  # "no" or "not-interactive": shown, planned, not kept
+
 
     @property
     def address(self) -> str:
@@ -359,8 +361,12 @@ def propose_layer(
     force: bool = False,
     now: datetime | None = None,
     model: str = "offline",
+    ask: Callable[[], str] | None = None,
 ) -> Proposal:
-    """Introspect ``table``, write the Layer files, plan and validate them (see the module doc)."""
+    """Introspect ``table``, write the Layer files, plan and validate them (see the module doc).
+
+    ``ask`` (a model's proposal): asked after the plans are shown and before anything is kept;
+    any answer but "yes" puts the files back and sets :attr:`Proposal.declined`."""
     from honua_plan.context import Context as _Context
     from honua_plan.plan.model import Provenance
 
@@ -481,6 +487,10 @@ def propose_layer(
         for w in result.warnings:
             if any(w.location.path == rel for rel in texts):
                 proposal.warnings.append(str(w))
+        if ask is not None and (answer := ask()) != "yes":
+            proposal.declined = answer
+            _restore(originals)
+            return proposal
         if branch is not None:
             from honua_plan.ai import gitops
 

@@ -202,16 +202,21 @@ def schedule_migration_cmd(ctx: click.Context, migration_id: str, environment: s
 
 @ai_group.command("chat")
 @click.option("--service", metavar="NAME", help="Service for proposed layers (default: ask, or the first).")
+@yes_option
 @click.pass_context
-def chat_cmd(ctx: click.Context, service: str | None) -> None:
-    """Talk to the AI consultant (one request from stdin when it is not a terminal)."""
+def chat_cmd(ctx: click.Context, service: str | None, yes: bool) -> None:
+    """Talk to the AI consultant (stdin that is not a terminal: one request per line).
+
+    A model's proposal is validated and planned in every environment, then kept only after
+    Continue? (yes/no), or with --yes."""
     from honua_plan.ai import llm
+    from honua_plan.ai.session import ChatSession
 
     context = state(ctx).context()
     con = context.console
-    interactive = sys.stdin.isatty()
-    if not interactive:  # 0: done; 1: a requested action failed; 2: nothing was done
-        code = _chat_turn(context, sys.stdin.read(), service=service, interactive=False)
+    session = ChatSession(context, service=service, yes=yes, interactive=sys.stdin.isatty())
+    if not session.interactive:  # 0: done; 1: a requested action failed; 2: nothing was done
+        code = session.run_text(sys.stdin.read())
         if code:
             ctx.exit(code)
         return
@@ -225,141 +230,7 @@ def chat_cmd(ctx: click.Context, service: str | None) -> None:
         if text.strip().lower() in ("exit", "quit", "bye", ":q"):
             break
         if text.strip():
-            _chat_turn(context, text, service=service, interactive=True)
-
-
-def _chat_turn(context: Any, text: str, *, service: str | None, interactive: bool) -> int:
-    """Answer one request: 0 when it was done (or answered), 1 when a requested action
-    failed, 2 when nothing was done (a request the offline router does not act on)."""
-    from honua_plan.ai import llm
-    from honua_plan.ai.chat import HELP, parse_intent
-    from honua_plan.errors import HonuaError
-
-    con = context.console
-    intent = parse_intent(text)
-    if intent.kind == "exit":
-        if not interactive:
-            con.print("AI: " + HELP.format(why=llm.status().why))
-            return 2
-        return 0
-    if intent.kind == "help":
-        con.print("AI: " + HELP.format(why=llm.status().why))
-        return 0
-    if intent.kind == "propose-layer":
-        try:
-            return 0 if _chat_propose(context, intent, service=service, interactive=interactive) else 1
-        except HonuaError as exc:
-            con.print("")
-            con.print(f"AI: I could not create the proposal: {exc.message}")
-            if exc.details:
-                con.print(exc.details)
-            if exc.hint:
-                con.print(f"    Hint: {exc.hint}")
-            return 1
-    st = llm.status()
-    if st.available:
-        return _chat_model(context, text, service=service, interactive=interactive)
-    con.print(f"AI: I did not act on this request: {intent.reason}.")
-    con.print("AI: " + HELP.format(why=st.why))
-    return 2
-
-
-def _chat_model(context: Any, text: str, *, service: str | None, interactive: bool) -> int:
-    """With a model configured the model chooses the tool; its call is validated (errors go
-    back to it for up to 3 repair turns) and then handled like a person's request."""
-    from honua_plan.ai.assistant import decide
-    from honua_plan.ai.chat import Intent, project_summary
-    from honua_plan.ai.tools import Answer, AskUser, ProposeLayer
-    from honua_plan.errors import AIModelFailed, AIUnavailable, HonuaError
-
-    con = context.console
-    st_model = llm_model()
-    con.print(f"AI: asking {st_model}…")
-    try:
-        outcome = decide(text, project_summary(context), on_retry=lambda why: con.warn(why))
-    except (AIUnavailable, AIModelFailed) as exc:
-        con.print(f"AI: {exc.message}; nothing was changed.")
-        return 1
-    args = outcome.args
-    if args is None:
-        con.print(f"AI: the model's request was still invalid after {outcome.turns} turns; nothing was done:")
-        for problem in outcome.problems:
-            con.print(f"  - {problem}")
-        return 1
-    if isinstance(args, Answer):
-        con.print("AI (the model's words; nothing was validated, planned or changed): " + args.text)
-        if outcome.truncated:
-            con.warn("the model's answer was cut off at its token limit")
-        return 0
-    if isinstance(args, AskUser):
-        con.print(f"AI (the model asks): {args.question}")
-        return 2
-    assert isinstance(args, ProposeLayer)
-    intent = Intent("propose-layer", table=args.table, service=args.service, name=args.name)
-    try:
-        return 0 if _chat_propose(context, intent, service=service, interactive=interactive,
-                                  model=outcome.model) else 1
-    except HonuaError as exc:
-        con.print(f"AI: I could not create the proposal: {exc.message}")
-        return 1
-
-
-def llm_model() -> str:
-    from honua_plan.ai import llm
-
-    return llm.status().model or "?"
-
-
-def _chat_propose(context: Any, intent: Any, *, service: str | None, interactive: bool,
-                  model: str = "offline") -> bool:
-    from honua_plan.ai import gitops
-    from honua_plan.ai.propose import (
-        default_branch,
-        layer_name_for,
-        print_proposal,
-        propose_layer,
-        title_for,
-    )
-
-    con = context.console
-    states = context.load()
-    first = states[0]
-    table = intent.table if "." in intent.table else f"public.{intent.table}"
-    published = [(d.environment, lyr) for d in states for lyr in d.layers.values()
-                 if lyr.spec.storage.qualified_table == table]
-    if published and intent.name is None:
-        env, lyr = published[0]
-        src = first.source(lyr.address) if env == first.environment else None
-        where = f" ({src.path})" if src is not None else ""
-        con.print(f"AI: {table} is already published as {lyr.collection_id} in {env}{where}.")
-        con.print(f"    To publish it again under another name, say: add a layer named NAME for the table {table}")
-        return True
-    services = list(first.services)
-    chosen = intent.service if intent.service in services else service
-    if not services:
-        con.print(f"AI: the {first.environment} environment has no service yet: create one under "
-                  f"environments/{first.environment}/services/ first.")
-        return False
-    if intent.service and intent.service not in services:
-        con.print(f"AI: there is no service '{intent.service}' in {first.environment} "
-                  f"(services: {', '.join(services)}).")
-    name = intent.name or layer_name_for(table)
-    con.print(f"AI: I'll help you add the {title_for(name).lower()} layer. Let me create a proposal.")
-    if chosen is None:
-        if interactive and len(services) > 1:
-            chosen = click.prompt(f"AI: Which service should it belong to? ({', '.join(services)})",
-                                  default=services[0])
-        else:
-            chosen = services[0]
-            which = "the only service" if len(services) == 1 else "the project's first service"
-            con.print(f"AI: I'll put it in the service '{chosen}' ({which}).")
-    con.print("")
-    branch = default_branch(name) if gitops.is_repository(context.root) else None
-    if branch is None:
-        con.print("(not a git repository: the files go to the working tree, no branch)")
-    proposal = propose_layer(context, table=table, service=chosen, name=intent.name, branch=branch, model=model)
-    print_proposal(con, proposal)
-    return True
+            session.turn(text)
 
 
 # --------------------------------------------------------------------------- promote, recovery
