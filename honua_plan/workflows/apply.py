@@ -225,28 +225,26 @@ def same_database(ws: Workspace, plan: Plan, resolved: ResolvedDsn, source: str,
     """Refuse a saved plan made against another database than the one this run would change.
 
     A plan file without a database (made before plans recorded it) is refused too: which
-    database it was reviewed against is unknown. The plan of an interrupted apply is the
-    exception: it was made on the database its journal changed, and refusing it would leave
-    no way to resume or roll back after an upgrade; it is resumed with a warning."""
+    database it was reviewed against is unknown. The plan of an interrupted apply
+    (``interrupted``: --resume, --rollback) is only warned about: its journal belongs to the
+    state, the serial guard checks that state against this database, and the database may
+    legitimately answer to another name since (a failover, a restored copy); refusing would
+    leave no way to finish or undo the apply."""
     from honua_plan.errors import StalePlanError
     from honua_plan.providers.postgis.connections import database_ref
 
     here = database_ref(resolved)
-    if plan.database is None:
-        if interrupted:
-            ws.console.warn(f"{source} does not record its database (made by an older honua-plan); "
-                            f"continuing on {here.describe()}")
-            return
-        raise StalePlanError(
-            f"{source} does not say which database it was made against (made by an older honua-plan); "
-            f"refusing to apply it to {here.describe()}",
-            hint=f"make a new plan: honua plan --env {plan.environment} --out plan.json")
-    if plan.database != here:
-        raise StalePlanError(
-            f"{source} was made against database {plan.database.describe()}, but this run would apply it "
-            f"to {here.describe()}",
-            hint="apply it where its database is configured (the same HONUA_PG_DSN_<ENV> / HONUA_PG_DSN), "
-                 f"or make a new plan for this database: honua plan --env {plan.environment} --out plan.json")
+    if plan.database == here:
+        return
+    made = (f"was made against database {plan.database.describe()}" if plan.database is not None else
+            "does not say which database it was made against (made by an older honua-plan)")
+    if interrupted:
+        ws.console.warn(f"{source} {made}; continuing on {here.describe()}")
+        return
+    raise StalePlanError(
+        f"{source} {made}; refusing to apply it to {here.describe()}",
+        hint="apply it where its database is configured (the same HONUA_PG_DSN_<ENV> / HONUA_PG_DSN), or make "
+             f"a new plan for this database: honua plan --env {plan.environment} --out plan.json")
 
 
 def resumable(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateDocument) -> Plan:

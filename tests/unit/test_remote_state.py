@@ -60,7 +60,7 @@ def test_an_invalid_project_variable_is_a_usage_error(monkeypatch: pytest.Monkey
 
 def test_state_project_is_a_name() -> None:
     assert _project({"project": "parks"}).spec.state.project == "parks"
-    with pytest.raises(ValueError, match="not a valid name|pattern"):
+    with pytest.raises(ValueError, match=r"not a valid name|pattern"):
         _project({"project": "Parks Department"})
 
 
