@@ -146,9 +146,8 @@ class Workspace:
     @property
     def embedded(self) -> EmbeddedCluster:
         from honua_plan.providers.embedded.pgserver import EmbeddedCluster
-        from honua_plan.providers.postgis.connections import embedded_root
 
-        return EmbeddedCluster(embedded_root(self.state_dir.parent, self.state_dir.name))
+        return EmbeddedCluster(self.state_dir / ".pg")  # as connections.embedded_root
 
     def backend(self, environment: str) -> StateBackend:
         import os

@@ -1,4 +1,5 @@
-"""Recorded state per environment: models and the two backends (local files, postgres).
+"""Recorded state per project and environment: models and the two backends (local files,
+postgres).
 
 Only :meth:`StateBackend.lock` hands out a :class:`StateWriter`; everything else reads.
 The postgres backend is imported lazily (``open_backend("postgres", …)``) so that
