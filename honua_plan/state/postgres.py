@@ -17,13 +17,13 @@ Every row belongs to a project (:mod:`honua_plan.state.keys`): projects sharing 
 database never read, write or lock each other's state.
 
 The lock is ``pg_try_advisory_lock(key)`` held at session level on a dedicated
-connection, ``key`` being a stable signed 64-bit hash of ``'honua_plan:' + project + ':' +
-environment``; it is polled until the lock timeout. The holder row is written when the lock is taken
-and deleted when it is released; the server releases the advisory lock itself when the
-session ends (process killed, ``pg_terminate_backend``), and a holder row whose session
-does not hold the lock is ignored. Writes run on the lock's own connection in one
-transaction (``SELECT … FOR UPDATE``, serial check, update, history row), so a write is
-only ever made while the lock is really held.
+connection, ``key`` being a stable signed 64-bit hash of ``'honua_plan:' + project + ':'
++ environment``; it is polled until the lock timeout. The holder row is written when the
+lock is taken and deleted when it is released; the server releases the advisory lock
+itself when the session ends (process killed, ``pg_terminate_backend``), and a holder row
+whose session does not hold the lock is ignored. Writes run on the lock's own connection
+in one transaction (``SELECT … FOR UPDATE``, serial check, update, history row), so a
+write is only ever made while the lock is really held.
 
 The DSN's password is never shown: :meth:`PostgresBackend.describe` lists host, port,
 database and user only, and every message goes through :func:`honua_plan.secrets.redact`.
