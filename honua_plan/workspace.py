@@ -20,6 +20,7 @@ from honua_plan.errors import ConfigError, Diagnostic, UsageError
 
 if TYPE_CHECKING:
     from honua_plan.config.desired import DesiredState
+    from honua_plan.config.models import Project
     from honua_plan.plan.builder import PlanRequest
     from honua_plan.plan.migrations import LiveState
     from honua_plan.plan.model import DriftRecord, Plan, Provenance
@@ -124,7 +125,11 @@ class Workspace:
             raise UsageError(f"no datasource '{name}' in providers/")
         key = (environment, name)
         if key not in self._dsn:
-            self._dsn[key] = resolve_datasource(desired.datasources[name], environment, self.root)
+            from honua_plan.providers.postgis.connections import embedded_refusal
+
+            self._dsn[key] = resolve_datasource(desired.datasources[name], environment, self.root,
+                                                state_path=desired.project.spec.state.path,
+                                                refuse_embedded=embedded_refusal(environment, desired.policy))
         return self._dsn[key]
 
     def database(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
@@ -141,9 +146,8 @@ class Workspace:
     @property
     def embedded(self) -> EmbeddedCluster:
         from honua_plan.providers.embedded.pgserver import EmbeddedCluster
-        from honua_plan.providers.postgis.connections import embedded_root
 
-        return EmbeddedCluster(embedded_root(self.root))
+        return EmbeddedCluster(self.state_dir / ".pg")  # as connections.embedded_root
 
     def backend(self, environment: str) -> StateBackend:
         import os
@@ -162,9 +166,8 @@ class Workspace:
                 check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
             else:
                 dsn = self.database(environment).dsn
-        root = self.root if cfg.path == "state" else self.root / cfg.path / ".."
-        backend = open_backend(cfg.backend, environment=environment, root=root, dsn=dsn,
-                               lock_timeout=cfg.lockTimeout)
+        backend = open_backend(cfg.backend, environment=environment, root=self.root, state_dir=self.state_dir,
+                               project=self.state_project, dsn=dsn, lock_timeout=cfg.lockTimeout)
         guard = self._serial_guard(environment)
         backend.after_write, backend.on_close = guard.record, guard.close
         return backend
@@ -172,7 +175,7 @@ class Workspace:
     def _serial_guard(self, environment: str) -> SerialGuard:
         from honua_plan.state.serialguard import SerialGuard
 
-        return SerialGuard(environment, lambda: self.database(environment).dsn)
+        return SerialGuard(environment, lambda: self.database(environment).dsn, project=self.state_project)
 
     def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
         """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
@@ -338,6 +341,7 @@ class Workspace:
         from datetime import UTC, datetime
 
         from honua_plan.plan.builder import PlanRequest
+        from honua_plan.providers.postgis.connections import database_ref
 
         pg_dump = True
         if desired.migrations:  # only a migration takes a backup: no PATH search, no pg_config run without
@@ -356,6 +360,7 @@ class Workspace:
             config_commit=self.git_commit,
             source_state=source_state,
             pg_dump_available=pg_dump,
+            database=database_ref(self.resolve_dsn(desired.environment)),
         )
 
     def plan(
@@ -488,9 +493,30 @@ class Workspace:
             pass
         return getpass.getuser()
 
-    @property
+    @cached_property
+    def project(self) -> Project:
+        """honua.yaml's Project (from an environment already loaded, else read alone)."""
+        if self._desired:
+            return next(iter(self._desired.values())).project
+        from honua_plan.config.loader import load_project
+
+        return load_project(self.root)
+
+    @cached_property
+    def state_project(self) -> str:
+        """The project key of the state (:mod:`honua_plan.state.keys`)."""
+        from honua_plan.state.keys import project_key
+
+        return project_key(self.project.metadata.name, self.project.spec.state.project)
+
+    @cached_property
     def state_dir(self) -> Path:
-        return self.root / "state"
+        """The local files' folder, ``spec.state.path`` (``state`` where there is no honua.yaml)."""
+        from honua_plan.config.paths import PROJECT_FILE
+
+        if not self._desired and not (self.root / PROJECT_FILE).exists():
+            return self.root / "state"
+        return self.root / self.project.spec.state.path
 
     def _clean_partial_backups(self, environment: str) -> None:
         """Remove the files of a backup interrupted by a crash (call under the state lock)."""
@@ -501,53 +527,12 @@ class Workspace:
             self.console.print(f"Removed {len(removed)} incomplete backup file(s) left by an interrupted "
                                f"backup: {', '.join(p.name for p in removed)}")
 
-    def check_fresh(self, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
-        """Refuse a saved plan whose state, configuration or live objects changed since.
-
-        Returns the live facts it read (None if the plan pins no table), for apply to reuse.
-        """
-        from honua_plan.errors import StalePlanError
-
-        problems: list[str] = []
-        if plan.environment != desired.environment:
-            raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
-        if recorded.serial and plan.state_serial and plan.state_lineage != recorded.lineage:
-            problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
-        elif plan.state_serial != recorded.serial:
-            problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
-        if plan.config_hash != desired.config_hash:
-            problems.append("the configuration files changed since the plan was made")
-        facts = None
-        if plan.fingerprints:
-            facts = self.read_facts(desired.environment)
-            for key, fp in sorted(plan.fingerprints.items()):
-                t = facts.table(key.removeprefix("table."))
-                now = t.shape_fingerprint if t else "absent"
-                if now != fp:
-                    problems.append(f"{key} changed in the database since the plan was made")
-        if problems:
-            raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
-                                 hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
-        return facts
-
-    def _rederive(self, saved: Plan, desired: DesiredState, source: str,
-                  facts: DatabaseFacts | None = None) -> Plan:
-        """Plan again from the configuration, the state and the database, and refuse a saved
-        plan whose actions differ: the file is a record of what was reviewed, never the source
-        of what runs."""
-        from honua_plan.plan.approvals import compare_actions
-        from honua_plan.plan.render import redacted
-
-        derived = self.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
-                            provenance=saved.provenance, facts=facts)
-        compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
-        return derived
-
     def server_provider(self, environment: str) -> ServerProvider:
         from honua_plan.providers.server import open_server
 
         desired = self.desired(environment)
         return open_server(desired.server(), root=self.root, environment=environment,
+                           state_dir=desired.state_dir / environment,
                            dsn_resolver=lambda *_: self.database(environment).dsn)
 
     def _reload_desired(self, environment: str) -> DesiredState:

@@ -6,6 +6,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/bootstrap.sh
 
 PYTHON="${HONUA_VENV:-.venv}/bin/python"
+# The demo is the dev loop, on the embedded PostGIS on purpose. Under CI (CI=true, as
+# scripts/fresh-check.sh runs it) that fallback is refused unless CI is set but empty.
+export CI=
 # Each step is echoed, then run with the module (works before the shell rehashes `honua`).
 honua() {
   echo "+ honua $*" >&2

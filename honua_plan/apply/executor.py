@@ -181,7 +181,8 @@ class Executor:
                  for a in self.plan.actions]
         journal = JournalRecord(plan_id=self.plan.id, actor=self.actor, command=self.command, steps=steps)
         self._save(self.doc.with_pending(journal).record_event(
-            "apply-start", f"apply of plan {self.plan.id[:12]} started ({len(steps)} steps)", actor=self.actor))
+            "apply-start", f"apply of plan {self.plan.id[:12]} started ({len(steps)} steps)", actor=self.actor,
+            details=self._database()))
 
     # ------------------------------------------------------------------ run
 
@@ -351,9 +352,14 @@ class Executor:
         doc = doc.with_pending(None).with_config_commit(self.plan.config_commit).record_event(
             kind, message, actor=self.actor,
             details={"plan_id": self.plan.id, "commit": self.plan.config_commit, "seconds": round(result.seconds, 3),
-                     "outcomes": {o.address: o.status for o in result.outcomes}})
+                     "outcomes": {o.address: o.status for o in result.outcomes}, **self._database()})
         self._save(doc)
         result.serial = self.doc.serial
+
+    def _database(self) -> dict[str, Any]:
+        """The database this apply changes, for its events (host, port, dbname; no user, no password)."""
+        db = self.plan.database
+        return {"database": db.model_dump()} if db else {}
 
     def _record_tables(self, doc: StateDocument) -> StateDocument:
         """Remember the shape of every served or migrated table, for drift detection."""

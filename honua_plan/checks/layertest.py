@@ -82,7 +82,7 @@ def run_layer_tests(desired: DesiredState, dsn: Callable[[], str], layer_name: s
         from honua_plan.providers.server import open_server
 
         provider = open_server(server, root=desired.root, environment=environment,
-                               dsn_resolver=lambda *_: dsn())
+                               state_dir=desired.state_dir / environment, dsn_resolver=lambda *_: dsn())
     reports = []
     try:
         for layer in layers:

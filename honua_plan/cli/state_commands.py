@@ -96,7 +96,8 @@ def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> N
     context = state(ctx).context()
     doc, bak_serial, replaced = context.restore_state_backup(environment, force=force)
     con = context.console
-    con.ok(f"Restored the state of {environment} from state/{environment}.json.bak (serial {bak_serial}); "
+    bak = context._rel(context.state_dir / f"{environment}.json.bak")
+    con.ok(f"Restored the state of {environment} from {bak} (serial {bak_serial}); "
            f"it is now serial {doc.serial}")
     if replaced:
         con.print(f"  the file it replaced is kept as {replaced}")

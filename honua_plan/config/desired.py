@@ -56,6 +56,11 @@ class DesiredState:
     config_hash: str = ""
     file_hashes: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def state_dir(self) -> Path:
+        """The local files' folder (``spec.state.path``): state, plans, backups, server files."""
+        return self.root / self.project.spec.state.path
+
     def source(self, address: str) -> SourceMap | None:
         return self.sources.get(address)
 

@@ -459,5 +459,16 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
     ]
 
 
+def load_project(root: Path | str) -> Project:
+    """The Project of ``honua.yaml`` alone (the state's folder and key, before any environment
+    is loaded); ConfigError with its problems."""
+    ld = _Loader(Path(root).resolve())
+    project, _ = ld.project()
+    errors = [d for d in ld.problems if d.severity == "error"]
+    if project is None or errors:
+        raise ConfigError(ld.problems)
+    return project
+
+
 def load_environment(root: Path | str, environment: str) -> DesiredState:
     return load(root, environment)[0]

@@ -155,9 +155,23 @@ class EnvMetadata(Metadata):
 
 class StateConfig(Strict):
     backend: Literal["local", "postgres"] = "local"
-    path: str = "state"
+    path: str = Field(default="state", description="the folder (inside the repository) of the local files: "
+                      "the local state, saved plans, backups, incident reports, the embedded PostGIS")
     dsnEnv: EnvVar | None = None
     lockTimeout: DurationOrZero = 0.0  # how long a run waits for the state lock; 0s: fail at once
+    project: Name | None = Field(default=None, description="the project key of the state (default: metadata.name; "
+                                 "the environment variable HONUA_PROJECT overrides both)")
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        """Config is untrusted: a plan or apply writes under this folder, so it stays in the repository."""
+        parts = v.replace("\\", "/").split("/")
+        if (not v.strip() or v.startswith(("/", "~")) or ":" in v or ".." in parts or set(parts) <= {"", "."}
+                or any(ord(c) < 32 for c in v)):
+            raise ValueError(f"{v!r} is not a folder inside the repository: use a relative path such as "
+                             "'state' or '.honua-state'")
+        return v
 
 
 class ProjectSpec(Strict):
@@ -193,7 +207,8 @@ class Connection(Strict):
         description="environment variables tried in order ({{env}} is templated)",
     )
     dsn: str | None = Field(default=None, description="a ${VAR} reference; literal secrets are refused")
-    embedded: bool = Field(default=True, description="fall back to the embedded PostGIS under state/.pg")
+    embedded: bool = Field(default=True, description="fall back to the embedded PostGIS under <state.path>/.pg "
+                           "(never when CI is set or for an environment whose policy says production: true)")
 
     @field_validator("dsn")
     @classmethod

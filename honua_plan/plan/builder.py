@@ -30,6 +30,7 @@ from honua_plan.plan.diff import (
 from honua_plan.plan.model import (
     Action,
     CheckRecord,
+    DatabaseRef,
     DriftRecord,
     FindingRecord,
     NoOp,
@@ -68,6 +69,7 @@ class PlanRequest:
     source_state: StateDocument | None = None  # for the cooldown policy
     pg_dump_available: bool = True
     plan_id: str | None = None
+    database: DatabaseRef | None = None  # the database the live facts came from (shown, and checked by apply)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -374,6 +376,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         approvers=approvers,
         provenance=req.provenance,
         warnings=list(dict.fromkeys(warnings)),
+        database=req.database,
     )
 
 
@@ -428,4 +431,5 @@ def build_down_plan(
         state_lineage=recorded.lineage, state_serial=recorded.serial, target=[m.address], actions=[action],
         risk=level.name, estimated_s=action.estimated_s,
         policy=checks, approvals_required=required, approvers=approvers, provenance=req.provenance,
+        database=req.database,
     )

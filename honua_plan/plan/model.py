@@ -142,6 +142,21 @@ class Approval(_Frozen):
     signature: str | None = None
 
 
+class DatabaseRef(_Frozen):
+    """Which database a plan was made against (never the user or the password): apply refuses
+    a saved plan on any other. Compared as named by the connection string (with libpq's
+    ``PG*`` defaults), so ``localhost`` and ``127.0.0.1`` are two names."""
+
+    host: str  # a host name or address, or a Unix socket directory ("" for libpq's default socket)
+    port: str
+    dbname: str
+    embedded: bool = False  # the embedded PostGIS of the dev loop
+
+    def describe(self) -> str:
+        where = f"{self.host or 'local socket'}:{self.port}/{self.dbname}"
+        return where + (" (embedded PostGIS)" if self.embedded else "")
+
+
 class Provenance(_Frozen):
     kind: Literal["human", "ci", "ai"] = "human"
     actor: str | None = None
@@ -176,6 +191,9 @@ class Plan(_Frozen):
     approvals: list[Approval] = Field(default_factory=empty_list)
     provenance: Provenance = Field(default_factory=Provenance)
     warnings: list[str] = Field(default_factory=empty_list)
+    # the database it read (host, port, dbname). Absent when None: plan files made before the
+    # field existed read and verify the same, and apply refuses them (unknown database)
+    database: DatabaseRef | None = Field(default=None, exclude_if=lambda v: v is None)
     # sha256 of the canonical JSON of everything above but approvals (set when rendered
     # as JSON or saved); apply and show recompute it
     digest: str | None = None

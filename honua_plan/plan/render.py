@@ -317,12 +317,15 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
     if plan.refresh_only:
         if plan.drift:
             lines += _drift_text(plan, s)
+            lines[1:1] = _database_text(plan)
         else:
             lines.append(f"No drift. The {env} environment matches the recorded state.")
+            lines += _database_text(plan)
         return _finish(lines)
 
     if not plan.actions:
         lines.append(s(f"No changes. The {env} environment matches the configuration.", bold=True))
+        lines += _database_text(plan)
         if plan.drift:
             lines += ["", *_drift_text(plan, s)]
         if plan.warnings:
@@ -330,6 +333,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
         return _finish(lines)
 
     lines.append(s(f"Plan for {env} ({summary_line(plan)})", bold=True))
+    lines += _database_text(plan)
     if plan.target:
         lines.append(f"Targeted: {', '.join(plan.target)} (partial plan)")
     if plan.drift:
@@ -370,6 +374,11 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
 
 
 _SERVER_SYMBOL = {"create": "+", "update": "~", "delete": "-", "skip": " "}
+
+
+def _database_text(plan: Plan) -> list[str]:
+    """The header line naming the database the plan read (none in a plan made before it was recorded)."""
+    return [f"Database: {plan.database.describe()}"] if plan.database is not None else []
 
 
 def _server_changes(plan: Plan) -> list[Any]:
@@ -551,6 +560,9 @@ def render_markdown(plan: Plan) -> str:
     if plan.config_commit:
         meta.append(f"config `{plan.config_commit[:12]}`")
     meta.append(f"state serial {plan.state_serial}")
+    if plan.database is not None:
+        where = plan.database.describe().replace("`", "'")
+        meta.append(f"database `{where}`")
     meta.append(f"digest `{content_digest(plan)[:19]}`")
     meta.append(f"by {plan.provenance.kind}" + (f" ({plan.provenance.actor})" if plan.provenance.actor else ""))
     lines += ["<sub>" + " · ".join(meta) + "</sub>", ""]

@@ -1,4 +1,5 @@
-"""Recorded state per environment: models and the two backends (local files, postgres).
+"""Recorded state per project and environment: models and the two backends (local files,
+postgres).
 
 Only :meth:`StateBackend.lock` hands out a :class:`StateWriter`; everything else reads.
 The postgres backend is imported lazily (``open_backend("postgres", …)``) so that
@@ -15,6 +16,7 @@ from honua_plan.state.base import (
     StateReader,
     StateWriter,
 )
+from honua_plan.state.keys import DEFAULT_PROJECT
 from honua_plan.state.model import (
     FORMAT_VERSION,
     BackupRecord,
@@ -60,18 +62,23 @@ def open_backend(
     dsn: str | None = None,
     lock_timeout: float = 0,
     schema: str = "honua_plan",
+    state_dir: Path | None = None,
+    project: str = DEFAULT_PROJECT,
 ) -> StateBackend:
-    """Open the state backend ``kind`` ("local" or "postgres") for ``environment``.
+    """Open the state backend ``kind`` ("local" or "postgres") for ``project``'s ``environment``.
 
     ``root`` is the config repository root; the local backend keeps its files in
-    ``root / "state"``. ``dsn`` is required for "postgres" (its password is never
-    shown). ``lock_timeout`` is how long ``lock()`` waits by default.
+    ``state_dir`` (``spec.state.path``; default ``root / "state"``), one repository's own.
+    ``dsn`` is required for "postgres" (its password is never shown), whose rows are keyed
+    by ``project`` and environment, so projects can share one state database.
+    ``lock_timeout`` is how long ``lock()`` waits by default.
     """
     base.validate_environment(environment)
     if kind == "local":
         from honua_plan.state.local import LocalBackend
 
-        return LocalBackend(Path(root) / "state", environment, lock_timeout=lock_timeout)
+        return LocalBackend(Path(state_dir) if state_dir is not None else Path(root) / "state", environment,
+                            lock_timeout=lock_timeout)
     if kind == "postgres":
         if not dsn:
             raise base.StateError(
@@ -80,5 +87,5 @@ def open_backend(
             )
         from honua_plan.state.postgres import PostgresBackend
 
-        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema)
+        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema, project=project)
     raise base.StateError(f"unknown state backend {kind!r}; choose one of: {', '.join(base.BACKEND_KINDS)}")

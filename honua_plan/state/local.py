@@ -1,4 +1,4 @@
-"""The local state backend: JSON files under ``state/``.
+"""The local state backend: JSON files under ``state/`` (``spec.state.path`` of honua.yaml).
 
 Files, for environment ``dev``:
 

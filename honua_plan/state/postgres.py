@@ -1,24 +1,29 @@
 """The postgres state backend: tables in a ``honua_plan`` schema, a session advisory lock.
 
 Tables (created, idempotently, the first time the lock is taken; readers never create
-anything)::
+anything; :mod:`honua_plan.state.pgschema` upgrades those of earlier versions in place)::
 
-    honua_plan.state         (environment text PK, lineage text, serial bigint,
-                              format_version int, document jsonb, updated_at timestamptz)
-    honua_plan.state_history (environment text, serial bigint, lineage text,
+    honua_plan.state         (project text, environment text, lineage text, serial bigint,
+                              format_version int, document jsonb, updated_at timestamptz,
+                              PK (project, environment))
+    honua_plan.state_history (project text, environment text, serial bigint, lineage text,
                               document jsonb, written_at timestamptz,
-                              PK (environment, serial))      -- every version ever written
-    honua_plan.lock_holder   (environment text PK, pid int, host text, username text,
-                              since timestamptz, command text, server_pid int)
+                              PK (project, environment, serial))  -- every version ever written
+    honua_plan.lock_holder   (project text, environment text, pid int, host text, username text,
+                              since timestamptz, command text, server_pid int,
+                              PK (project, environment))
+
+Every row belongs to a project (:mod:`honua_plan.state.keys`): projects sharing one state
+database never read, write or lock each other's state.
 
 The lock is ``pg_try_advisory_lock(key)`` held at session level on a dedicated
-connection, ``key`` being a stable signed 64-bit hash of ``'honua_plan:' + environment``;
-it is polled until the lock timeout. The holder row is written when the lock is taken
-and deleted when it is released; the server releases the advisory lock itself when the
-session ends (process killed, ``pg_terminate_backend``), and a holder row whose session
-does not hold the lock is ignored. Writes run on the lock's own connection in one
-transaction (``SELECT … FOR UPDATE``, serial check, update, history row), so a write is
-only ever made while the lock is really held.
+connection, ``key`` being a stable signed 64-bit hash of ``'honua_plan:' + project + ':'
++ environment``; it is polled until the lock timeout. The holder row is written when the
+lock is taken and deleted when it is released; the server releases the advisory lock
+itself when the session ends (process killed, ``pg_terminate_backend``), and a holder row
+whose session does not hold the lock is ignored. Writes run on the lock's own connection
+in one transaction (``SELECT … FOR UPDATE``, serial check, update, history row), so a
+write is only ever made while the lock is really held.
 
 The DSN's password is never shown: :meth:`PostgresBackend.describe` lists host, port,
 database and user only, and every message goes through :func:`honua_plan.secrets.redact`.
@@ -52,15 +57,18 @@ from honua_plan.state.base import (
     prepare_write,
     validate_environment,
 )
+from honua_plan.state.keys import DEFAULT_PROJECT
 from honua_plan.state.model import StateDocument
+from honua_plan.state.pgschema import Layout, Tables, scope
 
 _POLL_S = 0.1
-_TABLES = ("state", "state_history", "lock_holder")
 
 
-def lock_key(environment: str) -> int:
-    """The advisory lock key of ``environment``: signed 64-bit, stable across runs."""
-    digest = hashlib.sha256(f"honua_plan:{environment}".encode()).digest()
+def lock_key(environment: str, project: str | None = None) -> int:
+    """The advisory lock key of ``project``'s ``environment``: signed 64-bit, stable across runs
+    (``project`` None: a key of its own, such as the schema creators')."""
+    name = environment if project is None else f"{project}:{environment}"
+    digest = hashlib.sha256(f"honua_plan:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -86,61 +94,18 @@ def describe_dsn(dsn: str) -> str:
     return redact(f"{user}{host}{port}/{dbname}")
 
 
-class _Tables:
-    """The composed identifiers of one schema's tables."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema_name = schema
-        self.schema = sql.Identifier(schema)
-        self.state = sql.Identifier(schema, "state")
-        self.history = sql.Identifier(schema, "state_history")
-        self.holder = sql.Identifier(schema, "lock_holder")
-
-    def ddl(self) -> list[sql.Composed]:
-        return [
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema),
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " environment text PRIMARY KEY,"
-                " lineage text NOT NULL,"
-                " serial bigint NOT NULL CHECK (serial >= 0),"
-                " format_version integer NOT NULL,"
-                " document jsonb NOT NULL,"
-                " updated_at timestamptz NOT NULL DEFAULT now())"
-            ).format(self.state),
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " environment text NOT NULL,"
-                " serial bigint NOT NULL,"
-                " lineage text NOT NULL,"
-                " document jsonb NOT NULL,"
-                " written_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (environment, serial))"
-            ).format(self.history),
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " environment text PRIMARY KEY,"
-                " pid integer NOT NULL,"
-                " host text NOT NULL,"
-                " username text,"
-                " since timestamptz NOT NULL,"
-                " command text NOT NULL,"
-                " server_pid integer NOT NULL)"
-            ).format(self.holder),
-        ]
-
-
 class _Conn:
     """Opening connections and turning psycopg errors into state errors."""
 
-    def __init__(self, dsn: str, environment: str, schema: str, connect_timeout: float) -> None:
+    def __init__(self, dsn: str, environment: str, schema: str, connect_timeout: float, project: str) -> None:
         self._dsn = dsn
         self.environment = environment
-        self.tables = _Tables(schema)
+        self.project = project
+        self.tables = Tables(schema)
         self.connect_timeout = connect_timeout
 
     def describe(self) -> str:
-        return f"postgres {self.tables.schema_name}.state at {describe_dsn(self._dsn)}"
+        return f"postgres {self.tables.schema_name}.state at {describe_dsn(self._dsn)} (project {self.project})"
 
     def connect(self, purpose: str) -> psycopg.Connection[Any]:
         try:
@@ -148,7 +113,7 @@ class _Conn:
                 self._dsn,
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
-                application_name=f"honua-plan {purpose} {self.environment}"[:63],
+                application_name=f"honua-plan {purpose} {self.project}/{self.environment}"[:63],
             )
         except psycopg.Error as exc:
             raise self.error("cannot connect to", exc) from None
@@ -157,31 +122,31 @@ class _Conn:
         detail = scrub_dsn_error(str(exc).strip(), self._dsn) or type(exc).__name__
         return StateError(f"{doing} the state backend {self.describe()}: {detail}")
 
-    def tables_present(self, conn: psycopg.Connection[Any]) -> bool:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = ANY(%s)",
-            (self.tables.schema_name, list(_TABLES)),
-        ).fetchone()
-        return bool(row and row[0] == len(_TABLES))
+    def layout(self, conn: psycopg.Connection[Any]) -> Layout | None:
+        return self.tables.layout(conn)
+
+    def scope(self, layout: Layout | None, alias: str = "") -> tuple[sql.Composable, tuple[str, ...]]:
+        return scope(layout, self.project, self.environment, alias)
 
     def ensure_tables(self, conn: psycopg.Connection[Any]) -> None:
-        if self.tables_present(conn):
+        """Create the tables, or upgrade those of an earlier version (see :mod:`.pgschema`)."""
+        if self.layout(conn) == "current":
             return
         with conn.transaction():
             # CREATE … IF NOT EXISTS still races with itself; serialise the creators.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_KEY,))
             for stmt in self.tables.ddl():
                 conn.execute(stmt)
+            self.tables.upgrade(conn, self.project)
 
     def select(
-        self, conn: psycopg.Connection[Any], *, for_update: bool = False
+        self, conn: psycopg.Connection[Any], *, for_update: bool = False, layout: Layout | None = "current"
     ) -> StateDocument | None:
-        query = sql.SQL("SELECT serial, lineage, document FROM {} WHERE environment = %s").format(
-            self.tables.state
-        )
+        cond, params = self.scope(layout)
+        query = sql.SQL("SELECT serial, lineage, document FROM {} WHERE {}").format(self.tables.state, cond)
         if for_update:
             query = query + sql.SQL(" FOR UPDATE")
-        row = conn.execute(query, (self.environment,)).fetchone()
+        row = conn.execute(query, params).fetchone()
         if row is None:
             return None
         serial, lineage, data = row
@@ -221,9 +186,10 @@ class PostgresReader(StateReader):
     def _read(self) -> StateDocument | None:
         with self._session("read") as conn:
             try:
-                if not self._c.tables_present(conn):
+                layout = self._c.layout(conn)
+                if layout is None:
                     return None
-                return self._c.select(conn)
+                return self._c.select(conn, layout=layout)
             except psycopg.Error as exc:
                 raise self._c.error("cannot read from", exc) from None
 
@@ -287,10 +253,11 @@ class PostgresWriter(PostgresReader, StateWriter):
                 if stored is None:
                     conn.execute(
                         sql.SQL(
-                            "INSERT INTO {} (environment, lineage, serial, format_version, document, updated_at)"
-                            " VALUES (%s, %s, %s, %s, %s, %s)"
+                            "INSERT INTO {} (project, environment, lineage, serial, format_version, document,"
+                            " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                         ).format(t.state),
                         (
+                            self._c.project,
                             self.environment,
                             new.lineage,
                             new.serial,
@@ -303,7 +270,7 @@ class PostgresWriter(PostgresReader, StateWriter):
                     cur = conn.execute(
                         sql.SQL(
                             "UPDATE {} SET lineage = %s, serial = %s, format_version = %s, document = %s,"
-                            " updated_at = %s WHERE environment = %s AND serial = %s"
+                            " updated_at = %s WHERE project = %s AND environment = %s AND serial = %s"
                         ).format(t.state),
                         (
                             new.lineage,
@@ -311,6 +278,7 @@ class PostgresWriter(PostgresReader, StateWriter):
                             new.format_version,
                             data,
                             new.updated_at,
+                            self._c.project,
                             self.environment,
                             expected_serial,
                         ),
@@ -319,13 +287,13 @@ class PostgresWriter(PostgresReader, StateWriter):
                         raise StateError(changed_message(stored.serial, expected_serial))
                 conn.execute(
                     sql.SQL(
-                        "INSERT INTO {} (environment, serial, lineage, document, written_at)"
-                        " VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT (environment, serial) DO UPDATE"
+                        "INSERT INTO {} (project, environment, serial, lineage, document, written_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (project, environment, serial) DO UPDATE"
                         " SET lineage = EXCLUDED.lineage, document = EXCLUDED.document,"
                         " written_at = EXCLUDED.written_at"
                     ).format(t.history),
-                    (self.environment, new.serial, new.lineage, data, new.updated_at),
+                    (self._c.project, self.environment, new.serial, new.lineage, data, new.updated_at),
                 )
         except StateError:
             raise
@@ -361,19 +329,21 @@ class PostgresBackend(StateBackend):
         lock_timeout: float = 0,
         schema: str = "honua_plan",
         connect_timeout: float = 10,
+        project: str = DEFAULT_PROJECT,
     ) -> None:
         self.environment = validate_environment(environment)
+        self.project = project
         register_dsn(dsn)  # from now on redact() hides its password wherever it appears
-        self._c = _Conn(dsn, self.environment, schema, connect_timeout)
+        self._c = _Conn(dsn, self.environment, schema, connect_timeout, project)
         self.lock_timeout = lock_timeout
         self.schema = schema
-        self.key = lock_key(self.environment)
+        self.key = lock_key(self.environment, project)
 
     def describe(self) -> str:
         return self._c.describe()
 
     def __repr__(self) -> str:
-        return f"PostgresBackend({self.describe()!r}, environment={self.environment!r})"
+        return f"PostgresBackend({self.describe()!r}, environment={self.environment!r}, project={self.project!r})"
 
     def reader(self) -> PostgresReader:
         return PostgresReader(self._c)
@@ -413,13 +383,14 @@ class PostgresBackend(StateBackend):
             info = LockInfo.current(command, server_pid=conn.info.backend_pid)
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (environment, pid, host, username, since, command, server_pid)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (environment) DO UPDATE SET"
+                    "INSERT INTO {} (project, environment, pid, host, username, since, command, server_pid)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (project, environment) DO UPDATE SET"
                     " pid = EXCLUDED.pid, host = EXCLUDED.host, username = EXCLUDED.username,"
                     " since = EXCLUDED.since, command = EXCLUDED.command,"
                     " server_pid = EXCLUDED.server_pid"
                 ).format(self._c.tables.holder),
                 (
+                    self.project,
                     self.environment,
                     info.pid,
                     info.host,
@@ -445,9 +416,9 @@ class PostgresBackend(StateBackend):
             if not (conn.closed or conn.broken):
                 conn.execute(
                     sql.SQL(
-                        "DELETE FROM {} WHERE environment = %s AND server_pid = pg_backend_pid()"
+                        "DELETE FROM {} WHERE project = %s AND environment = %s AND server_pid = pg_backend_pid()"
                     ).format(self._c.tables.holder),
-                    (self.environment,),
+                    (self.project, self.environment),
                 )
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
         except psycopg.Error:
@@ -470,13 +441,13 @@ class PostgresBackend(StateBackend):
         if row is None:
             return None
         server_pid, backend_start, app, client_host, client_addr = row
-        if self._c.tables_present(conn):
+        layout = self._c.layout(conn)
+        if layout is not None:
+            where, params = self._c.scope(layout)
             h = conn.execute(
-                sql.SQL(
-                    "SELECT pid, host, username, since, command FROM {}"
-                    " WHERE environment = %s AND server_pid = %s"
-                ).format(self._c.tables.holder),
-                (self.environment, server_pid),
+                sql.SQL("SELECT pid, host, username, since, command FROM {} WHERE {} AND server_pid = %s").format(
+                    self._c.tables.holder, where),
+                (*params, server_pid),
             ).fetchone()
             if h is not None:
                 return LockInfo(
@@ -508,16 +479,18 @@ class PostgresBackend(StateBackend):
         conn = self._c.connect("unlock")
         try:
             holder = self._holder(conn)
-            if self._c.tables_present(conn):  # forget holder rows of sessions that are gone
+            layout = self._c.layout(conn)
+            if layout is not None:  # forget holder rows of sessions that are gone
                 classid, objid = _key_parts(self.key)
+                where, params = self._c.scope(layout, "h")
                 conn.execute(
                     sql.SQL(
-                        "DELETE FROM {} h WHERE h.environment = %s AND NOT EXISTS ("
+                        "DELETE FROM {} h WHERE {} AND NOT EXISTS ("
                         " SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'"
                         " AND l.granted AND l.pid = h.server_pid AND l.classid = %s::oid"
                         " AND l.objid = %s::oid AND l.objsubid = 1)"
-                    ).format(self._c.tables.holder),
-                    (self.environment, classid, objid),
+                    ).format(self._c.tables.holder, where),
+                    (*params, classid, objid),
                 )
             if holder is None:
                 return (
@@ -555,7 +528,10 @@ class PostgresBackend(StateBackend):
                     f"state lock of '{self.environment}' after 10s"
                 )
             time.sleep(_POLL_S)
-        conn.execute(
-            sql.SQL("DELETE FROM {} WHERE environment = %s AND server_pid = %s").format(self._c.tables.holder),
-            (self.environment, holder.server_pid),
-        )
+        layout = self._c.layout(conn)
+        if layout is not None:
+            where, params = self._c.scope(layout)
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE {} AND server_pid = %s").format(self._c.tables.holder, where),
+                (*params, holder.server_pid),
+            )

@@ -3,7 +3,7 @@ backwards is refused.
 
 A state file can be replaced by an old copy, edited, or deleted; the next plan would then
 believe every migration is pending and run them again. So every state write also
-records ``(environment, lineage, serial)`` in ``honua_plan.state_serial`` of the
+records ``(project, environment, lineage, serial)`` in ``honua_plan.state_serial`` of the
 environment's own database (it only ever goes up), and before a plan or an apply
 :meth:`SerialGuard.check` compares the state with it:
 
@@ -15,6 +15,11 @@ environment's own database (it only ever goes up), and before a plan or an apply
 Each is refused with the command that restores (``honua state restore-backup``).
 Recording is best effort: a write whose record failed only leaves an older serial in
 the database, which never causes a false refusal.
+
+Rows are keyed by project (:mod:`honua_plan.state.keys`) so that projects sharing a
+database keep apart. A table made before projects is upgraded in place by the first
+record (its rows go to the recording project, as in :mod:`honua_plan.state.pgschema`);
+until then it is read by environment alone.
 """
 
 from __future__ import annotations
@@ -25,18 +30,22 @@ from typing import Any
 
 from honua_plan.errors import StateError
 from honua_plan.secrets import redact
+from honua_plan.state.keys import DEFAULT_PROJECT
 from honua_plan.state.model import StateDocument
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS honua_plan",
     "CREATE TABLE IF NOT EXISTS honua_plan.state_serial ("
-    " environment text PRIMARY KEY, lineage text NOT NULL, serial bigint NOT NULL,"
-    " updated_at timestamptz NOT NULL DEFAULT now())",
+    " project text NOT NULL, environment text NOT NULL, lineage text NOT NULL, serial bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (project, environment))",
 )
 
+HAS_PROJECT = ("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = 'honua_plan.state_serial'::regclass"
+               " AND attname = 'project' AND NOT attisdropped)")
+
 UPSERT = (
-    "INSERT INTO honua_plan.state_serial (environment, lineage, serial) VALUES (%s, %s, %s)"
-    " ON CONFLICT (environment) DO UPDATE SET lineage = EXCLUDED.lineage,"
+    "INSERT INTO honua_plan.state_serial (project, environment, lineage, serial) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (project, environment) DO UPDATE SET lineage = EXCLUDED.lineage,"
     " serial = CASE WHEN honua_plan.state_serial.lineage = EXCLUDED.lineage"
     " THEN GREATEST(honua_plan.state_serial.serial, EXCLUDED.serial) ELSE EXCLUDED.serial END,"
     " updated_at = now()"
@@ -46,8 +55,9 @@ UPSERT = (
 class SerialGuard:
     """Records and checks one environment's state serial in its database."""
 
-    def __init__(self, environment: str, dsn: Callable[[], str]) -> None:
+    def __init__(self, environment: str, dsn: Callable[[], str], *, project: str = DEFAULT_PROJECT) -> None:
         self.environment = environment
+        self.project = project
         self._dsn = dsn
         self._conn: Any = None
         self._broken = False
@@ -70,17 +80,19 @@ class SerialGuard:
             conn = self._connect()
             if self._table_ready:  # one statement (autocommit) per state write after the first
                 try:
-                    conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
+                    conn.execute(UPSERT, (self.project, self.environment, doc.lineage, doc.serial))
                     return
                 except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
                     self._table_ready = False  # dropped meanwhile: create it again below
             with conn.transaction():
-                if conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is None:
+                exists = conn.execute("SELECT to_regclass('honua_plan.state_serial')").fetchone()[0] is not None
+                if not exists or not conn.execute(HAS_PROJECT).fetchone()[0]:
                     # CREATE … IF NOT EXISTS still races with itself: serialise the creators
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext('honua_plan.state_serial'))")
                     for stmt in DDL:
                         conn.execute(stmt)
-                conn.execute(UPSERT, (self.environment, doc.lineage, doc.serial))
+                    _upgrade(conn, self.project)
+                conn.execute(UPSERT, (self.project, self.environment, doc.lineage, doc.serial))
             self._table_ready = True
         except Exception:  # best effort, see the module docstring
             self._broken = True
@@ -92,10 +104,13 @@ class SerialGuard:
 
         conn = self._connect()  # autocommit: a failed statement leaves no aborted transaction
         try:  # one round trip on every plan; the table exists once anything was applied
-            row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE environment = %s",
-                               (self.environment,)).fetchone()
+            row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE project = %s"
+                               " AND environment = %s", (self.project, self.environment)).fetchone()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return None
+        except psycopg.errors.UndefinedColumn:  # made before projects, not upgraded yet
+            row = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE environment = %s",
+                               (self.environment,)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
     def check(self, doc: StateDocument, where: str, backup: tuple[str, int | None] | None) -> None:
@@ -151,3 +166,19 @@ class SerialGuard:
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+
+
+def _upgrade(conn: Any, project: str) -> None:
+    """Key a ``state_serial`` table made before projects by project; its rows go to ``project``."""
+    from psycopg import sql
+
+    if conn.execute(HAS_PROJECT).fetchone()[0]:
+        return
+    conn.execute(sql.SQL("ALTER TABLE honua_plan.state_serial ADD COLUMN project text NOT NULL DEFAULT {}").format(
+        sql.Literal(project)))
+    conn.execute("ALTER TABLE honua_plan.state_serial ALTER COLUMN project DROP DEFAULT")
+    pk = conn.execute("SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = 'honua_plan.state_serial'::regclass"
+                      " AND contype = 'p'").fetchone()
+    if pk is not None:
+        conn.execute(sql.SQL("ALTER TABLE honua_plan.state_serial DROP CONSTRAINT {}").format(sql.Identifier(pk[0])))
+    conn.execute("ALTER TABLE honua_plan.state_serial ADD PRIMARY KEY (project, environment)")

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from honua_plan.apply.executor import ApplyResult, Services
     from honua_plan.config.desired import DesiredState
     from honua_plan.plan.model import Plan
+    from honua_plan.providers.postgis.connections import ResolvedDsn
     from honua_plan.providers.postgis.facts import DatabaseFacts
     from honua_plan.providers.postgis.sqlexec import Session
     from honua_plan.state.model import StateDocument
@@ -84,6 +85,7 @@ def apply(
     from honua_plan.plan.approvals import valid_approvers
     from honua_plan.plan.render import render_text
     from honua_plan.plan.store import load_plan, save_plan, verify_digest
+    from honua_plan.providers.postgis.connections import database_ref
     from honua_plan.providers.postgis.sqlexec import Session, connect
 
     desired = ws.desired(environment)
@@ -110,14 +112,16 @@ def apply(
             saved = ws.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
             plan = load_plan(saved)
             verify_digest(plan, source=str(saved))
+            same_database(ws, plan, ws.database(environment), str(saved), interrupted=True)
             if resume:
                 plan = resumable(ws, plan, desired, recorded)
         elif plan_file is not None:
             plan = load_plan(plan_file)
             verify_digest(plan, source=str(plan_file))
+            same_database(ws, plan, ws.database(environment), str(plan_file))
             _warm_up(ws, desired, plan)
-            facts = ws.check_fresh(plan, desired, recorded)
-            derived = ws._rederive(plan, desired, str(plan_file), facts)
+            facts = check_fresh(ws, plan, desired, recorded)
+            derived = rederive(ws, plan, desired, str(plan_file), facts)
             names, signed = valid_approvers(plan, desired.policy, ws.root)
             # what the policy asks of the content now (a window is judged at apply time)
             required = max(plan.approvals_required, derived.approvals_required)
@@ -159,6 +163,8 @@ def apply(
             if failed_policy:
                 raise PolicyError("policy forbids this apply: " + "; ".join(c.message for c in failed_policy))
         resolved = ws.database(environment)
+        if plan_file is not None or resume or rollback or not show:  # else the plan's header said it
+            con.print(f"Database: {database_ref(resolved).describe()}")
         with backend.lock(command) as writer, connect(resolved.dsn) as conn:
             fresh = writer.read()
             if not (resume or rollback) and (fresh.serial != plan.state_serial or (
@@ -179,6 +185,76 @@ def apply(
             if banner:
                 con.print(f"Applying changes to {environment} environment...")
             return executor.run(resume=resume)
+
+
+def check_fresh(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:
+    """Refuse a saved plan whose state, configuration or live objects changed since.
+
+    Returns the live facts it read (None if the plan pins no table), for apply to reuse.
+    """
+    from honua_plan.errors import StalePlanError
+
+    problems: list[str] = []
+    if plan.environment != desired.environment:
+        raise StalePlanError(f"the plan is for environment '{plan.environment}', not '{desired.environment}'")
+    if recorded.serial and plan.state_serial and plan.state_lineage != recorded.lineage:
+        problems.append(f"the state lineage changed ({plan.state_lineage[:8]} → {recorded.lineage[:8]})")
+    elif plan.state_serial != recorded.serial:
+        problems.append(f"the state changed since the plan was made (serial {plan.state_serial} → {recorded.serial})")
+    if plan.config_hash != desired.config_hash:
+        problems.append("the configuration files changed since the plan was made")
+    facts = None
+    if plan.fingerprints:
+        facts = ws.read_facts(desired.environment)
+        for key, fp in sorted(plan.fingerprints.items()):
+            t = facts.table(key.removeprefix("table."))
+            now = t.shape_fingerprint if t else "absent"
+            if now != fp:
+                problems.append(f"{key} changed in the database since the plan was made")
+    if problems:
+        raise StalePlanError("the saved plan is stale: " + "; ".join(problems),
+                             hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
+    return facts
+
+
+def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
+             facts: DatabaseFacts | None = None) -> Plan:
+    """Plan again from the configuration, the state and the database, and refuse a saved
+    plan whose actions differ: the file is a record of what was reviewed, never the source
+    of what runs."""
+    from honua_plan.plan.approvals import compare_actions
+    from honua_plan.plan.render import redacted
+
+    derived = ws.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
+                      provenance=saved.provenance, facts=facts)
+    compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
+    return derived
+
+
+def same_database(ws: Workspace, plan: Plan, resolved: ResolvedDsn, source: str, *, interrupted: bool = False) -> None:
+    """Refuse a saved plan made against another database than the one this run would change.
+
+    A plan file without a database (made before plans recorded it) is refused too: which
+    database it was reviewed against is unknown. The plan of an interrupted apply
+    (``interrupted``: --resume, --rollback) is only warned about: its journal belongs to the
+    state, the serial guard checks that state against this database, and the database may
+    legitimately answer to another name since (a failover, a restored copy); refusing would
+    leave no way to finish or undo the apply."""
+    from honua_plan.errors import StalePlanError
+    from honua_plan.providers.postgis.connections import database_ref
+
+    here = database_ref(resolved)
+    if plan.database == here:
+        return
+    made = (f"was made against database {plan.database.describe()}" if plan.database is not None else
+            "does not say which database it was made against (made by an older honua-plan)")
+    if interrupted:
+        ws.console.warn(f"{source} {made}; continuing on {here.describe()}")
+        return
+    raise StalePlanError(
+        f"{source} {made}; refusing to apply it to {here.describe()}",
+        hint="apply it where its database is configured (the same HONUA_PG_DSN_<ENV> / HONUA_PG_DSN), or make "
+             f"a new plan for this database: honua plan --env {plan.environment} --out plan.json")
 
 
 def resumable(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateDocument) -> Plan:

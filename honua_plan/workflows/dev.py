@@ -96,7 +96,7 @@ def seed_backup(ws: Workspace, environment: str, dsn: str, table: str, desired: 
     rec = take_backup(dsn, [table], directory=ws.state_dir / "backups", environment=environment,
                       migration_id=None, lock_wait_s=ds.spec.lockTimeout if ds else None,
                       timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
-    ws.console.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)}) in state/{rec.path}",
+    ws.console.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)}) in {ws._rel(ws.state_dir / rec.path)}",
                     time.perf_counter() - t0)
     return rec
 

@@ -51,6 +51,7 @@ def publish_callbacks(context: Workspace, desired: DesiredState, server: Server)
 
     def provider(d: DesiredState) -> ServerProvider:
         return open_server(server, root=context.root, environment=d.environment,
+                           state_dir=d.state_dir / d.environment,
                            dsn_resolver=lambda: context.database(d.environment).dsn)
 
     def publish(d: DesiredState) -> None:

@@ -31,7 +31,8 @@ metadata:
   name: postgis-primary
 spec:
   type: postgis
-  # Read from HONUA_PG_DSN_<ENV>, then HONUA_PG_DSN, else the embedded PostGIS.
+  # Read from HONUA_PG_DSN_<ENV>, then HONUA_PG_DSN, else the embedded PostGIS (dev loop only:
+  # refused when CI is set and for a production environment).
   connection:
     env: ["HONUA_PG_DSN_{{{{ env | upper }}}}", "HONUA_PG_DSN"]
     embedded: true

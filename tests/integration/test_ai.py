@@ -233,7 +233,7 @@ def test_explain_offline_mentions_pg101(repo: Path, env: dict[str, str], pg_dsn:
     assert "After apply, check:" in out
 
 
-def test_schedule_records_the_event(repo: Path, env: dict[str, str]) -> None:
+def test_schedule_records_the_event(repo: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(repo, "ai", "schedule", "migration", "003", "--environment", "production",
                  "--window", "next-tuesday 10:00-12:00", "--approval-required", env=env)
     assert result.exit_code == 0, result.output
@@ -249,6 +249,7 @@ def test_schedule_records_the_event(repo: Path, env: dict[str, str]) -> None:
 
     if pg_dump_available():
         assert "    - Backup database: ✓ Automated" in out
+    monkeypatch.setenv("HONUA_PG_DSN", env["HONUA_PG_DSN"])  # the serial guard reads the database (never an embedded one under CI)
     doc = Context(repo).recorded("production")
     event = doc.events[-1]
     assert event.kind == "schedule" and doc.serial == 1
@@ -323,7 +324,8 @@ def test_chat_publishes_the_table_a_request_names(repo: Path, env: dict[str, str
 # --------------------------------------------------------------------------- recovery, promote
 
 
-def test_disaster_recovery_non_interactive(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
+def test_disaster_recovery_non_interactive(repo: Path, env: dict[str, str], pg_dsn: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     seed(pg_dsn)
     deployed = run(repo, "deploy", "migration", "002", "--environment", "dev", "--yes", env=env)
     assert deployed.exit_code == 0, deployed.output
@@ -342,6 +344,7 @@ def test_disaster_recovery_non_interactive(repo: Path, env: dict[str, str], pg_d
         assert line in out, out
     from honua_plan.context import Context
 
+    monkeypatch.setenv("HONUA_PG_DSN", pg_dsn)  # the serial guard reads the database (never an embedded one under CI)
     event = Context(repo).recorded("dev").events[-1]
     assert event.kind == "recover" and event.details["reason"] == "Database corruption detected in dev."
 

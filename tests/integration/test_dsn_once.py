@@ -33,6 +33,7 @@ def test_resolving_an_embedded_dsn_starts_nothing(tmp_path: Path, monkeypatch: p
     repo = copy_example(tmp_path / "repo", server=False)
     for var in ("HONUA_PG_DSN", "HONUA_PG_DSN_DEV"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CI", "")  # the dev loop: under CI the embedded fallback is refused
     ctx = Context(repo)
     resolved = ctx.resolve_dsn("dev")
     assert resolved.embedded_db == "honua_dev"

@@ -509,8 +509,8 @@ def test_stale_lock_record_is_not_an_error(store: dict[str, Any], backend: State
             pass
         with _admin(store) as conn:
             conn.execute(
-                "INSERT INTO honua_plan.lock_holder (environment, pid, host, since, command, server_pid)"
-                " VALUES (%s, 999999, 'gone', now(), 'old', 999999)",
+                "INSERT INTO honua_plan.lock_holder (project, environment, pid, host, since, command, server_pid)"
+                " VALUES ('default', %s, 999999, 'gone', now(), 'old', 999999)",
                 (ENV,),
             )
     assert backend.holder() is None

@@ -19,6 +19,7 @@ from honua_plan.plan.model import (
     Action,
     Approval,
     CheckRecord,
+    DatabaseRef,
     DriftRecord,
     FindingRecord,
     NoOp,
@@ -358,6 +359,7 @@ def sample_plan() -> Plan:
         approvers=["gis-ops"],
         provenance=Provenance(kind="human", actor="alice@city.gov"),
         warnings=["server.pygeoapi: a reload cannot be undone; on failure the previous configuration is restored and reloaded"],
+        database=DatabaseRef(host="db.city.internal", port="5432", dbname="city_gis_dev"),
     )
 
 
@@ -535,6 +537,7 @@ def mixed_plan() -> Plan:
         approvals_required=2,
         approvers=["gis-ops", "dba"],
         provenance=Provenance(kind="ci", actor="github-actions"),
+        database=DatabaseRef(host="db.city.internal", port="5432", dbname="city_gis"),
     )
     # one approval of this content (its digest): the second one is still missing
     approval = Approval(by="john@city.gov", at=datetime(2025, 10, 8, 9, 30, tzinfo=UTC),

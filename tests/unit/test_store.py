@@ -299,7 +299,9 @@ def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     lambda d: d.update(approvals_required=0),
     lambda d: d.update(digest=None),
     lambda d: d.pop("digest"),
-], ids=["sql", "approvals_required", "digest-null", "digest-missing"])
+    lambda d: d["database"].update(host="db.elsewhere.internal"),
+    lambda d: d.pop("database"),
+], ids=["sql", "approvals_required", "digest-null", "digest-missing", "database", "database-missing"])
 def test_an_edited_file_fails_its_digest(plan_file: Path, change: Callable[[dict[str, Any]], None]) -> None:
     _edit(plan_file, change)
     plan = load_plan(plan_file)  # still a well-formed plan: only the digest tells

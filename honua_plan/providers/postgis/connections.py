@@ -2,7 +2,10 @@
 
 For environment ``E`` the example repository tries ``HONUA_PG_DSN_E`` then
 ``HONUA_PG_DSN`` (the ``connection.env`` list, templated), then a ``${VAR}`` reference,
-then the embedded PostGIS under ``state/.pg``. Every resolved DSN is registered with
+then the embedded PostGIS under ``<state.path>/.pg``. That last fallback is for the dev
+loop: it is refused when ``CI`` is set or when the environment's policy says
+``production: true`` (:func:`embedded_refusal`), so a job never plans or applies against
+an empty local database by accident. Every resolved DSN is registered with
 :mod:`honua_plan.secrets` so its password is redacted from all output, and checked
 (:func:`~honua_plan.secrets.check_dsn`): a malformed one is an error naming the
 variable, never quoting its value.
@@ -21,7 +24,8 @@ from honua_plan.config import templating
 from honua_plan.errors import DatabaseError
 
 if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
-    from honua_plan.config.models import Datasource, Project
+    from honua_plan.config.models import Datasource, Policy, Project
+    from honua_plan.plan.model import DatabaseRef
 
 DEFAULT_DSN_ENV = ("HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN")
 """``connection.env`` when a datasource does not say."""
@@ -32,26 +36,41 @@ class ResolvedDsn:
     dsn: str
     origin: str  # "env HONUA_PG_DSN_DEV", "embedded state/.pg" — safe to print
     embedded_db: str | None = None  # the embedded cluster's database, when the DSN is its
+    cluster_root: Path | None = None  # and that cluster's folder
 
     def __repr__(self) -> str:  # never show the DSN itself
         return f"ResolvedDsn(origin={self.origin!r})"
 
 
-def embedded_root(root: Path) -> Path:
-    return root / "state" / ".pg"
+def embedded_root(root: Path, state_path: str = "state") -> Path:
+    """The embedded cluster's folder: ``.pg`` in the state folder (``spec.state.path``)."""
+    return root / state_path / ".pg"
 
 
-def resolve_datasource(ds: Datasource, environment: str, root: Path) -> ResolvedDsn:
+def embedded_refusal(environment: str, policy: Policy | None) -> str | None:
+    """Why the embedded fallback may not be used for ``environment`` (None: it may)."""
+    if os.environ.get("CI"):
+        return "CI is set (the embedded PostGIS is for the local dev loop)"
+    if policy is not None and policy.spec.production:
+        return f"the policy of '{environment}' says production: true"
+    return None
+
+
+def resolve_datasource(ds: Datasource, environment: str, root: Path, *, state_path: str = "state",
+                       refuse_embedded: str | None = None) -> ResolvedDsn:
     c = ds.spec.connection
-    return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root)
+    return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root,
+                              state_path=state_path, refuse_embedded=refuse_embedded)
 
 
 def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None, embedded: bool,
-                       environment: str, root: Path) -> ResolvedDsn:
+                       environment: str, root: Path, *, state_path: str = "state",
+                       refuse_embedded: str | None = None) -> ResolvedDsn:
     """The DSN of datasource ``name`` (its ``connection`` fields) for ``environment``.
 
     A lookup: it starts nothing. An embedded DSN names a database that may not run yet
-    (:func:`ensure_embedded` starts it)."""
+    (:func:`ensure_embedded` starts it). ``refuse_embedded`` (why) turns the embedded
+    fallback into an error naming the variables to set."""
     variables = templating.variables_for(environment)
     for name_tpl in env_names:
         var = templating.render_template(name_tpl, variables)
@@ -65,29 +84,60 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
         secrets.register_dsn(value)
         secrets.check_dsn(value, f"the connection string {dsn_ref} of datasource '{name}'")
         return ResolvedDsn(value, "dsn reference")
-    if not embedded:
-        names = ", ".join(templating.render_template(n, variables) for n in env_names)
+    if not embedded or refuse_embedded:
+        names = [templating.render_template(n, variables) for n in env_names]
+        if refuse_embedded:
+            raise DatabaseError(
+                f"datasource '{name}' has no connection for environment '{environment}': set "
+                f"{' or '.join(names) or 'a connection (connection.env or connection.dsn)'}; the embedded "
+                f"PostGIS fallback is refused because {refuse_embedded}",
+                hint="the variable holds a libpq connection string (host=… dbname=… or postgresql://…)",
+            )
         raise DatabaseError(
             f"datasource '{name}' has no connection for environment '{environment}'",
-            hint=f"set one of: {names}",
+            hint=f"set one of: {', '.join(names)}",
         )
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
     # one embedded cluster per repository, one database per environment: dev, staging
     # and production never share tables
     dbname = embedded_database(environment)
-    cluster = EmbeddedCluster(embedded_root(root), dbname=dbname)
-    return ResolvedDsn(cluster.dsn, f"embedded state/.pg database {dbname}", embedded_db=dbname)
+    cluster_root = embedded_root(root, state_path)
+    cluster = EmbeddedCluster(cluster_root, dbname=dbname)
+    return ResolvedDsn(cluster.dsn, f"embedded {state_path.rstrip('/')}/.pg database {dbname}", embedded_db=dbname,
+                       cluster_root=cluster_root)
+
+
+def database_ref(resolved: ResolvedDsn) -> DatabaseRef:
+    """Which database ``resolved`` names: host, port and database (libpq's ``PG*`` variables
+    and defaults filled in), never the user or the password."""
+    import getpass
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from honua_plan.plan.model import DatabaseRef
+
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(resolved.dsn).items() if v is not None}
+    except Exception:  # checked when resolved: cannot happen, but never quote the DSN
+        params = {}
+    env = os.environ
+    host = params.get("host") or params.get("hostaddr") or env.get("PGHOST") or env.get("PGHOSTADDR") or ""
+    user = params.get("user") or env.get("PGUSER") or getpass.getuser()
+    dbname = params.get("dbname") or env.get("PGDATABASE") or user
+    return DatabaseRef(host=host, port=params.get("port") or env.get("PGPORT") or "5432", dbname=dbname,
+                       embedded=resolved.embedded_db is not None)
 
 
 def ensure_embedded(root: Path, resolved: ResolvedDsn) -> None:
-    """Start the embedded cluster of ``root`` and create ``resolved``'s database in it (with
-    PostGIS) when missing; nothing for a DSN that is not the embedded cluster's."""
+    """Start the embedded cluster (``resolved.cluster_root``, else the one of ``root``) and create
+    ``resolved``'s database in it (with PostGIS) when missing; nothing for a DSN that is not the
+    embedded cluster's."""
     if resolved.embedded_db is None:
         return
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
-    cluster = EmbeddedCluster(embedded_root(root), dbname=resolved.embedded_db)
+    cluster = EmbeddedCluster(resolved.cluster_root or embedded_root(root), dbname=resolved.embedded_db)
     cluster.start()
     if not cluster.database_exists(resolved.embedded_db):
         cluster.create_database(resolved.embedded_db, exist_ok=True, extensions=("postgis",))
@@ -130,10 +180,15 @@ def early_dsn(root: Path, environment: str) -> str | None:
         return None
     c = (ds.get("spec") or {}).get("connection") or {}
     env_names, dsn_ref, embedded = c.get("env", DEFAULT_DSN_ENV), c.get("dsn"), c.get("embedded", True)
+    state = spec.get("state") or {}
+    state_path = state.get("path", "state") if isinstance(state, dict) else None
     if (not isinstance(env_names, list | tuple) or not all(isinstance(n, str) for n in env_names)
-            or not isinstance(dsn_ref, str | None) or not isinstance(embedded, bool)):
+            or not isinstance(dsn_ref, str | None) or not isinstance(embedded, bool) or not isinstance(state_path, str)):
         return None
-    return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root).dsn
+    # a refused fallback (CI, production) raises here: the caller then plans without the early read
+    refuse = "CI is set" if os.environ.get("CI") else None
+    return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root, state_path=state_path,
+                              refuse_embedded=refuse).dsn
 
 
 def embedded_database(environment: str) -> str:

@@ -66,9 +66,12 @@ def state_path(root: Path, environment: str) -> Path | None:
     project = [d for d in plain_documents(root / "honua.yaml", root) if isinstance(d, dict)]
     spec = project[0].get("spec") if len(project) == 1 else None
     cfg = (spec.get("state") if isinstance(spec, dict) else None) or {}
-    if not isinstance(cfg, dict) or cfg.get("backend", "local") != "local" or cfg.get("path", "state") != "state":
+    if not isinstance(cfg, dict) or cfg.get("backend", "local") != "local":
         return None
-    return root / "state" / f"{environment}.json"
+    path = cfg.get("path", "state")  # used only if it is the backend's own file (take_state compares)
+    if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+        return None  # the loader refuses it
+    return root / path / f"{environment}.json"
 
 
 def _read_state(root: Path, environment: str) -> _State | None:
