@@ -327,6 +327,7 @@ def bench_size(args: argparse.Namespace, workdir: Path, cluster: Any, n: int,
 
     b.clear_cache()
     b.run([sys.executable, "-m", "honua_plan", "--help"], "warmup")  # compile .pyc once
+    result["terraform"] = bench_terraform(args, workdir, n)
     if "none" not in args.servers:
         result["operations"] = {}
         result["published"] = bench_published(args, workdir, dsn, n, specs, skip_apply)
@@ -383,6 +384,56 @@ def bench_size(args: argparse.Namespace, workdir: Path, cluster: Any, n: int,
     if not args.keep:
         cluster.drop_database(dbname)
     return result
+
+
+TERRAFORM_RATIOS = {"apply": 0.3, "plan_noop": 0.5}  # pygeoapi rows / Terraform's, at N = 1,000
+
+
+def bench_terraform(args: argparse.Namespace, workdir: Path, n: int) -> dict[str, Any] | None:
+    """Terraform on N ``terraform_data`` resources (its built-in provider: no download),
+    measured like the engine: apply of N new resources (fresh state each run), then a
+    no-op ``plan -detailed-exitcode``. None when no ``terraform`` is on PATH."""
+    tf = shutil.which("terraform")
+    if tf is None:
+        return None
+    log = print
+    folder = workdir / f"terraform-{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "main.tf").write_text("".join(
+        f'resource "terraform_data" "layer_{i:05d}" {{\n  input = {{ title = "Layer {i}", service = "svc-{i // 50:03d}" }}\n}}\n'
+        for i in range(n)))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder), "TF_IN_AUTOMATION": "1",
+           "CHECKPOINT_DISABLE": "1"}
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def run(name: str, *argv: str) -> Run:
+        return run_measured([tf, *argv, "-input=false", "-no-color"], env, folder, timeout=args.apply_timeout,
+                            log=logs / f"terraform-{n}-{name}.log")
+
+    init = run("init", "init")
+    if init.exit_code != 0:
+        log(f"   terraform init failed (exit {init.exit_code}); see logs/terraform-{n}-init.log")
+        return None
+    out: dict[str, Measurement] = {"apply": Measurement(), "plan_noop": Measurement()}
+    for _ in range(args.runs):
+        (folder / "terraform.tfstate").unlink(missing_ok=True)
+        (folder / "terraform.tfstate.backup").unlink(missing_ok=True)
+        r = run("apply", "apply", "-auto-approve")
+        out["apply"].runs.append(r)
+        if r.exit_code != 0:
+            out["apply"].status = "failed"
+    for _ in range(args.runs):
+        r = run("plan", "plan", "-detailed-exitcode")
+        out["plan_noop"].runs.append(r)
+        if r.exit_code != 0:
+            out["plan_noop"].status = "failed"
+    for name, m in out.items():
+        med = f"{m.median_s:.2f} s" if m.median_s is not None else "-"
+        log(f"   terraform {name:38s} {med:>9s}  {m.max_rss_mb or 0:7.1f} MB  {m.status}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return {k: v.to_json() for k, v in out.items()}
 
 
 def bench_published(args: argparse.Namespace, workdir: Path, dsn: str, n: int,
@@ -587,6 +638,12 @@ def evaluate_published_budgets(sizes: dict[int, dict[str, Any]]) -> list[dict[st
             if len(vals) >= 2:
                 out.append({"budget": f"pygeoapi: {what} of {PUBLISHED_LABELS[name]} constant in N",
                             "value": counts, "met": len(set(vals)) == 1})
+    for name, ratio in TERRAFORM_RATIOS.items():
+        m, tf = pub(1000, name), ((sizes.get(1000, {}).get("terraform") or {}).get(name))
+        if m and tf and m["median_s"] is not None and tf["median_s"]:
+            value = round(m["median_s"] / tf["median_s"], 3)
+            out.append({"budget": f"pygeoapi: {PUBLISHED_LABELS[name]} at N=1,000 <= {ratio:g} x Terraform's "
+                                  f"({tf['median_s']:.2f} s, same run)", "value": value, "met": value <= ratio})
     m = pub(10000, "plan_noop")
     if m is not None:
         rss = m["max_rss_mb"]
@@ -669,6 +726,21 @@ def render_markdown(report: dict[str, Any]) -> str:
                     cell += f" · {m.get('requests') if m.get('requests') is not None else '?'}"
                 cells.append(cell)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    tf_ns = [n for n in ns if sizes[n].get("terraform")]
+    if tf_ns:
+        lines += ["", "### Terraform, same run", "",
+                  "N `terraform_data` resources (built-in provider), `terraform apply -auto-approve` from an empty "
+                  "state and a no-op `terraform plan -detailed-exitcode`. Each cell: median wall time · peak RSS.", "",
+                  "| operation | " + " | ".join(f"N = {n:,}" for n in tf_ns) + " |", "|---|" + "---|" * len(tf_ns)]
+        for name, label in (("apply", "apply of N new resources"), ("plan_noop", "no-op plan")):
+            cells = []
+            for n in tf_ns:
+                m = sizes[n]["terraform"].get(name)
+                cells.append("–" if not m or m.get("median_s") is None else
+                             f"{m['median_s']:.2f} s · {m['max_rss_mb']:.0f} MB" + (
+                                 "" if m["status"] == "ok" else f" ({m['status']})"))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if pub_ns:
         lines += ["", "Where the time of the pygeoapi rows goes (the probe run; seconds): the server's own work "
                   "(`publish` = config + OpenAPI + published.json, of which `openapi_generate`; `start` = gunicorn "
                   "start-up until the landing page answers; `reload` = SIGHUP until the old workers are gone; "

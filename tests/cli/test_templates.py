@@ -66,7 +66,9 @@ def test_datasource_env_name_templates_are_checked(repo: Path) -> None:
     edit(repo / "providers/postgis-primary.yaml", "HONUA_PG_DSN_{{ env | upper }}", "HONUA_{{ env.__class__ }}")
     result = run(repo, "validate")
     assert result.exit_code == 1, result.output
-    assert "providers/postgis-primary.yaml:13:" in result.output
+    line = next(i for i, text in enumerate((repo / "providers/postgis-primary.yaml").read_text().splitlines(), 1)
+                if "HONUA_{{ env.__class__ }}" in text)
+    assert f"providers/postgis-primary.yaml:{line}:" in result.output
     assert "attribute access (.__class__) is not allowed" in result.output
 
 
