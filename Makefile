@@ -24,7 +24,7 @@ lint: bootstrap
 # Run `make test-latest` first: it tries the versions this would pick.
 lock: bootstrap
 	UV_SYSTEM_CERTS=1 $(VENV)/bin/uv pip compile pyproject.toml requirements-build.in \
-	  --extra dev --extra server --extra ai --universal --python-version $(LOCK_PYTHON) \
+	  --extra dev --extra server --extra ai --extra s3 --universal --python-version $(LOCK_PYTHON) \
 	  --generate-hashes --upgrade -q -o requirements.lock
 	scripts/bootstrap.sh
 

@@ -30,6 +30,16 @@ class Context(Workspace):
 
     # ------------------------------------------------------------------ apply
 
+    def keep_plan(self, plan: Plan, path: Path) -> None:
+        from honua_plan.workflows.plans import keep_plan
+
+        keep_plan(self, plan, path)
+
+    def plan_file(self, ref: Path, environment: str | None = None) -> Path:
+        from honua_plan.workflows.plans import plan_file
+
+        return plan_file(self, ref, environment)
+
     def approve(self, plan_file: Path, by: str, comment: str = "", *, key: Path | None = None) -> Plan:
         from honua_plan.workflows.apply import approve
 

@@ -19,6 +19,7 @@ from honua_plan.console import Console
 from honua_plan.errors import ConfigError, Diagnostic, UsageError
 
 if TYPE_CHECKING:
+    from honua_plan.apply.backupstore import BackupStore
     from honua_plan.config.desired import DesiredState
     from honua_plan.config.models import Project
     from honua_plan.plan.builder import PlanRequest
@@ -501,6 +502,13 @@ class Workspace:
         from honua_plan.config.loader import load_project
 
         return load_project(self.root)
+
+    @cached_property
+    def backup_store(self) -> BackupStore:
+        """Where backups are kept beyond this machine (``backups:`` of honua.yaml)."""
+        from honua_plan.apply.backupstore import open_store
+
+        return open_store(self.project.spec.backups, self.state_project)
 
     @cached_property
     def state_project(self) -> str:

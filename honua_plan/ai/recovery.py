@@ -281,4 +281,5 @@ def write_report(context: Context, environment: str, *, what: str, analysis: Rec
     if details.get("pending"):
         lines.append(f"- migrations pending again: {', '.join(details['pending'])}")
     write_atomic(path, redact("\n".join(lines) + "\n").encode())
+    context.backend(environment).artifacts().keep(context.state_dir, path)  # with the state, for other machines
     return rid, path

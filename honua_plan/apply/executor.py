@@ -43,9 +43,11 @@ from honua_plan.state.model import (
 )
 
 if TYPE_CHECKING:
+    from honua_plan.apply.backupstore import BackupStore
     from honua_plan.config.desired import DesiredState
     from honua_plan.providers.postgis.sqlexec import Session
     from honua_plan.state.base import StateWriter
+    from honua_plan.state.model import BackupRecord
 
 _GERUNDS = {"create": "Creating", "analyze": "Analyzing", "update": "Updating", "drop": "Dropping",
             "revert": "Reverting", "add": "Adding", "remove": "Removing", "reload": "Reloading",
@@ -108,6 +110,8 @@ class Services:
     publish: Callable[[DesiredState], None] | None = None  # compile + publish + reload + health
     unpublish_to: Callable[[dict[str, Any] | None], None] | None = None  # restore a published doc
     read_published: Callable[[], dict[str, Any] | None] | None = None
+    keep: Callable[[Path], None] | None = None  # a durable file written under state_dir, kept with the state
+    backup_store: BackupStore | None = None  # where backups are kept beyond this machine (None: the state folder)
 
 
 class Executor:
@@ -726,6 +730,7 @@ class Executor:
         rec = take_backup(self.svc.dsn, action.backup_tables, directory=self.svc.state_dir / "backups",
                           environment=self.plan.environment, migration_id=mid,
                           lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
+        self._store_backup(rec)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)})", time.perf_counter() - t0)
         if self.desired.policy is not None:
@@ -734,6 +739,9 @@ class Executor:
             kept, removed = prune_backups(self.doc.backups, retention_s=self.desired.policy.spec.backupRetention,
                                           state_dir=self.svc.state_dir)
             if removed:
+                for old in removed:
+                    if self.svc.backup_store is not None:
+                        self.svc.backup_store.delete(old)
                 self._save(self.doc.model_copy(update={"backups": kept}))
         return rec.id
 
@@ -966,9 +974,16 @@ class Executor:
                           environment=self.plan.environment,
                           migration_id=action.address.removeprefix("migration."),
                           lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
+        self._store_backup(rec)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id} ({', '.join(tables)})", indent=2)
         return rec.id
+
+    def _store_backup(self, rec: BackupRecord) -> None:
+        """Upload a backup to the store before the state records it: a recorded backup is
+        one another machine can restore."""
+        if self.svc.backup_store is not None:
+            self.svc.backup_store.upload(self.svc.state_dir, rec)
 
     def _published(self) -> bool:
         """Whether this environment has anything published yet (nothing to reload otherwise)."""
@@ -1016,6 +1031,8 @@ class Executor:
             detail=detail, status=status, seconds=seconds, irreversible=irreversible, actor=self.actor,
             backups=[backup] if backup else [b.id for b in self.doc.backups[-1:]],
         )
+        if self.svc.keep is not None:
+            self.svc.keep(path)
         self.con.print("")
         self.con.print("Incident Report:")
         mig = self.desired.migration(action.address.removeprefix("migration.")) if action.kind == "migration" else None

@@ -195,6 +195,7 @@ def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detai
     click.echo(render(result, fmt, colour=context.console.colour), nl=False)
     if out is not None:
         save_plan(result, out)
+        context.keep_plan(result, out)
         if fmt == "text":
             context.console.print(f"\nSaved the plan to {out}: apply it with `honua apply --env {environment} {out}`")
     if detailed_exitcode:
@@ -214,6 +215,7 @@ def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
     from honua_plan.plan.store import load_plan, verify_digest
 
     context = state(ctx).context(quiet=fmt != "text")
+    plan_file = context.plan_file(plan_file)
     plan = load_plan(plan_file)
     try:
         verify_digest(plan, source=str(plan_file))

@@ -174,9 +174,31 @@ class StateConfig(Strict):
         return v
 
 
+class BackupStoreConfig(Strict):
+    """Where backups are kept (see :mod:`honua_plan.apply.backupstore`)."""
+
+    store: Literal["local", "s3"] = Field(default="local", description="local: the state folder; s3: an "
+                                          "S3-compatible object store (credentials from the AWS variables)")
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(default="honua-plan", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+                        description="key prefix; objects are <prefix>/<project>/backups/<file>")
+    endpointUrl: str | None = Field(default=None, pattern=r"^https?://[^\s/$.?#][^\s]*$",
+                                    description="MinIO, Ceph, Garage … (AWS_ENDPOINT_URL also works)")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+
+    @model_validator(mode="after")
+    def _bucket(self) -> BackupStoreConfig:
+        if self.store == "s3" and not self.bucket:
+            raise ValueError("backups.store s3 needs a bucket")
+        if ".." in self.prefix.split("/"):
+            raise ValueError("backups.prefix may not contain '..'")
+        return self
+
+
 class ProjectSpec(Strict):
     environments: list[Name] = Field(min_length=1)
     state: StateConfig = Field(default_factory=StateConfig)
+    backups: BackupStoreConfig = Field(default_factory=BackupStoreConfig)
     defaultDatasource: Name | None = None
     defaultServer: Name | None = None
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
+from honua_plan.state.artifacts import Artifacts
 from honua_plan.state.model import (
     JSON_CONTEXT,
     Event,
@@ -287,6 +288,12 @@ class StateBackend(ABC):
     def read(self) -> StateDocument:
         """Shortcut for ``reader().read()``."""
         return self.reader().read()
+
+    def artifacts(self) -> Artifacts:
+        """Where saved plans and reports are kept besides the state folder (see :mod:`.artifacts`)."""
+        from honua_plan.state.artifacts import LocalArtifacts
+
+        return LocalArtifacts()
 
     def exists(self) -> bool:
         return self.reader().exists()

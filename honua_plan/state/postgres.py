@@ -46,6 +46,7 @@ from psycopg.types.json import Jsonb
 import honua_plan.state.base as base
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact, register_dsn, scrub_dsn_error
+from honua_plan.state.artifacts import PostgresArtifacts
 from honua_plan.state.base import (
     LockInfo,
     StateBackend,
@@ -341,6 +342,9 @@ class PostgresBackend(StateBackend):
 
     def describe(self) -> str:
         return self._c.describe()
+
+    def artifacts(self) -> PostgresArtifacts:
+        return PostgresArtifacts(self._c.connect, self.schema, self.project)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.describe()!r}, environment={self.environment!r}, project={self.project!r})"

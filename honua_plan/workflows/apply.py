@@ -33,7 +33,13 @@ def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: 
     def authorize(plan: Plan, approval: Any) -> None:
         check_approval(ws.desired(plan.environment).policy, approval, ws.root)
 
-    return record_approval(plan_file, by, comment, key=key, authorize=authorize)
+    from honua_plan.workflows.plans import keep_plan
+    from honua_plan.workflows.plans import plan_file as find_plan
+
+    plan_file = find_plan(ws, plan_file)
+    approved = record_approval(plan_file, by, comment, key=key, authorize=authorize)
+    keep_plan(ws, approved, plan_file)  # the approval travels with the state to another machine
+    return approved
 
 
 def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -> Services:
@@ -41,7 +47,9 @@ def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -
     from honua_plan.providers.postgis.connections import default_datasource
 
     ds = desired.datasources.get(default_datasource(desired.project, desired.datasources) or "")
+    artifacts = ws.backend(desired.environment).artifacts()
     svc = Services(session=session, dsn=dsn, state_dir=ws.state_dir,
+                   keep=lambda path: artifacts.keep(ws.state_dir, path), backup_store=ws.backup_store,
                    backup_lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
                    backup_timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
     server = desired.server()
@@ -109,13 +117,17 @@ def apply(
         if resume or rollback:
             if recorded.pending is None:
                 raise ApplyError(f"nothing to {'resume' if resume else 'roll back'}: no unfinished apply in {environment}")
-            saved = ws.state_dir / "plans" / f"{recorded.pending.plan_id}.json"
+            # a fresh clone (another CI runner) fetches the plan kept with the state
+            saved = backend.artifacts().fetch(ws.state_dir, f"plans/{recorded.pending.plan_id}.json")
             plan = load_plan(saved)
             verify_digest(plan, source=str(saved))
             same_database(ws, plan, ws.database(environment), str(saved), interrupted=True)
             if resume:
                 plan = resumable(ws, plan, desired, recorded)
         elif plan_file is not None:
+            from honua_plan.workflows.plans import plan_file as find_plan
+
+            plan_file = find_plan(ws, plan_file, environment)
             plan = load_plan(plan_file)
             verify_digest(plan, source=str(plan_file))
             same_database(ws, plan, ws.database(environment), str(plan_file))
@@ -174,6 +186,7 @@ def apply(
                 raise StalePlanError(f"the state changed while planning (serial {plan.state_serial} → {fresh.serial})")
             ws._clean_partial_backups(environment)
             save_plan(plan, ws.state_dir / "plans" / f"{plan.id}.json")
+            backend.artifacts().keep(ws.state_dir, ws.state_dir / "plans" / f"{plan.id}.json")
             session = Session(conn)
             executor = Executor(plan, desired, writer, services(ws, desired, session, resolved.dsn), con,
                                 actor=ws.actor, command=command,

@@ -65,7 +65,7 @@ class Deployment:
     plan_id: str | None
 
 
-def event_commit(context: Workspace, ev: Event) -> str | None:
+def event_commit(context: Workspace, ev: Event, environment: str) -> str | None:
     """The git commit an apply event deployed: recorded with it, else its saved plan's."""
     commit = ev.details.get("commit")
     if isinstance(commit, str) and commit:
@@ -74,7 +74,8 @@ def event_commit(context: Workspace, ev: Event) -> str | None:
     if isinstance(plan_id, str) and plan_id:
         from honua_plan.plan.store import load_plan
 
-        path = context.state_dir / "plans" / f"{plan_id}.json"
+        # a fresh clone fetches the plan kept with the state
+        path = context.backend(environment).artifacts().fetch(context.state_dir, f"plans/{plan_id}.json")
         if path.is_file():
             try:
                 return load_plan(path).config_commit
@@ -93,7 +94,7 @@ def last_deployment(context: Workspace, doc: StateDocument) -> Deployment | None
     """The newest apply that finished without failures (a recovery or rollback never counts)."""
     for ev in reversed(doc.events):
         if ev.kind in DEPLOY_KINDS and _successful(ev):
-            commit = event_commit(context, ev)
+            commit = event_commit(context, ev, doc.environment)
             plan_id = ev.details.get("plan_id")
             return Deployment(ev.at, commit, ev.kind, plan_id if isinstance(plan_id, str) else None)
     return None
@@ -114,7 +115,7 @@ def backup_commit(context: Workspace, doc: StateDocument, rec: BackupRecord) -> 
         return rec.commit
     for ev in reversed(doc.events):
         if ev.at <= rec.created_at and ev.kind in DEPLOY_KINDS and _successful(ev):
-            return event_commit(context, ev)
+            return event_commit(context, ev, doc.environment)
     return None
 
 
@@ -180,6 +181,8 @@ def resolve_source(context: Workspace, environment: str, doc: StateDocument, *, 
         if record is None:
             src.data_note = f"metadata only, data untouched: no backup was taken at commit {full[:12]}"
     if record is not None:
+        # a fresh machine downloads the backup first (checked against the state's sha256)
+        context.backup_store.ensure_local(context.state_dir, record)
         backups.check_backup_file(record, state_dir=context.state_dir)
         if full is None:
             recorded_commit = backup_commit(context, doc, record)
@@ -301,11 +304,14 @@ def create_backup(context: Workspace, environment: str) -> BackupRecord:
             snapshot.unlink(missing_ok=True)
             raise
         rec = rec.model_copy(update={"metadata_path": f"backups/{snapshot.name}"})
+        context.backup_store.upload(context.state_dir, rec)
         doc = doc.with_backup(rec).record_event("backup", f"backup {rec.id} of {', '.join(tables)}",
                                                 actor=context.actor, details={"backup": rec.id, "commit": rec.commit})
         if desired.policy is not None:
-            kept, _removed = backups.prune_backups(doc.backups, retention_s=desired.policy.spec.backupRetention,
-                                                   state_dir=context.state_dir)
+            kept, removed = backups.prune_backups(doc.backups, retention_s=desired.policy.spec.backupRetention,
+                                                  state_dir=context.state_dir)
+            for old in removed:
+                context.backup_store.delete(old)
             doc = doc.model_copy(update={"backups": kept})
         writer.write(doc, expected_serial=writer.read().serial)
     con.ok(f"Backup created: {rec.id}")

@@ -235,7 +235,7 @@ def test_apply_does_constant_work_besides_recording_each_layer(repos: dict[int, 
         # a fresh state on the module's database: it must forget the module repo's state
         # serial meanwhile (else: "there is no state for 'bench', but the database records …")
         with connect(sized.dsn) as conn:
-            saved = conn.execute("DELETE FROM honua_plan.state_serial RETURNING environment, lineage, serial").fetchall()
+            saved = conn.execute("DELETE FROM honua_plan.state_serial RETURNING project, environment, lineage, serial").fetchall()
         try:
             ctx = Context(repo)
             plan = ctx.plan(ENV)
@@ -250,8 +250,8 @@ def test_apply_does_constant_work_besides_recording_each_layer(repos: dict[int, 
             with connect(sized.dsn) as conn:
                 conn.execute("DELETE FROM honua_plan.state_serial")
                 for row in saved:
-                    conn.execute("INSERT INTO honua_plan.state_serial (environment, lineage, serial) "
-                                 "VALUES (%s, %s, %s)", row)
+                    conn.execute("INSERT INTO honua_plan.state_serial (project, environment, lineage, serial) "
+                                 "VALUES (%s, %s, %s, %s)", row)
     assert per_n[SMALL] == per_n[LARGE], per_n
     assert per_n[LARGE]["catalog reads"] == 1  # the saved plan's freshness check; apply reuses it
     assert "state parses" not in per_n[LARGE]  # no state before; the writer never parses its own writes
