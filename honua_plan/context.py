@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from honua_plan.providers.embedded.pgserver import ClusterStatus
     from honua_plan.providers.server.base import LocalServer
     from honua_plan.state.model import BackupRecord, StateDocument
+    from honua_plan.workflows.ci import CIResult
 
 Confirm = Callable[[str, bool], None]
 
@@ -29,6 +30,21 @@ class Context(Workspace):
     """A workspace and the verbs over it."""
 
     # ------------------------------------------------------------------ apply
+
+    def ci_plan(self, out_dir: Path) -> CIResult:
+        from honua_plan.workflows.ci import ci_plan
+
+        return ci_plan(self, out_dir)
+
+    def ci_deploy(self, out_dir: Path) -> CIResult:
+        from honua_plan.workflows.ci import ci_deploy
+
+        return ci_deploy(self, out_dir)
+
+    def ci_drift(self, out_dir: Path) -> CIResult:
+        from honua_plan.workflows.ci import ci_drift
+
+        return ci_drift(self, out_dir)
 
     def keep_plan(self, plan: Plan, path: Path) -> None:
         from honua_plan.workflows.plans import keep_plan

@@ -424,9 +424,10 @@ def recover(ctx: click.Context, environment: str, latest: bool, backup_id: str |
 
 
 from honua_plan.cli.ai import ai  # noqa: E402 - the command groups of their own modules
+from honua_plan.cli.ci import ci  # noqa: E402
 from honua_plan.cli.dev import dev  # noqa: E402
 from honua_plan.cli.migrate import deploy, migrate  # noqa: E402
 from honua_plan.cli.state_commands import backup, state_group  # noqa: E402
 
-for _group in (dev, state_group, migrate, deploy, backup, ai):
+for _group in (dev, state_group, migrate, deploy, backup, ai, ci):
     main.add_command(_group)

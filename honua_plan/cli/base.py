@@ -153,11 +153,19 @@ def _redact(text: str) -> str:
     return redact(text)
 
 
+USAGE_EXIT = 1
+"""A usage error (unknown option, missing argument) exits 1, not click's 2: pipelines read
+2 as "changes present" (``plan --detailed-exitcode``) or "drift found"."""
+
+
 class HonuaGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
         try:  # eager options (--help, --version) print while the context is made
             return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = USAGE_EXIT
+            raise
         except BrokenPipeError:
             broken_pipe()
 
@@ -181,6 +189,9 @@ class HonuaGroup(click.Group):
     def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's arguments: 1, as Terraform (2 means changes)
+            exc.exit_code = USAGE_EXIT
+            raise
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except BrokenPipeError:  # `honua plan | head`: the reader has what it wanted
