@@ -191,8 +191,13 @@ def _path_changes(action: Action) -> list[tuple[str, str]]:
 
 
 def _fit(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, cut at a word (SQL is not cut mid-word)."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space >= width // 2 else cut).rstrip(" ,(") + "…"
 
 
 def _codes(action: Action) -> str:

@@ -372,3 +372,11 @@ def test_one_rollback_summary_for_every_view(make: Callable[[], Plan], expected:
     assert plan.rollback_summary == expected
     assert f"Automatic Rollback: {expected}" in render_text(plan)
     assert f"**Automatic Rollback:** {expected}" in render_markdown(plan)
+
+
+def test_long_text_is_cut_at_a_word_not_inside_one() -> None:
+    from honua_plan.plan.render import _fit
+
+    assert _fit("SELECT count(*) FROM bike_lanes WHERE geom IS NULL", 30) == "SELECT count(*) FROM…"
+    assert _fit("short", 30) == "short"
+    assert _fit("x" * 40, 10) == "x" * 9 + "…"  # no space to cut at: cut where it must
