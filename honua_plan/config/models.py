@@ -50,12 +50,21 @@ CRS_RE = re.compile(CRS_PATTERN)
 # The patterns run in pydantic-core (Rust regex, no Python call per value). Rust's ``$`` does
 # not match before a trailing newline, so they are a little stricter than ``re``, never looser.
 # The loader turns a ``string_pattern_mismatch`` back into these messages, keyed by pattern.
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
+HTTP_URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
+REGION_PATTERN = r"^[a-z0-9-]+$"
+
 PATTERN_MESSAGES: dict[str, str] = {
     IDENT_PATTERN: "{!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)",
     QUALIFIED_PATTERN: "{!r} is not a plain SQL table name (schema.table or table)",
     NAME_PATTERN: "{!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)",
     CRS_PATTERN: "{!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI",
     ENV_VAR_PATTERN: "{!r} is not an environment variable name",
+    BUCKET_PATTERN: "{!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')",
+    KEY_PREFIX_PATTERN: "{!r} is not a key prefix: letters, digits, '.', '_', '-' in parts separated by '/'",
+    HTTP_URL_PATTERN: "{!r} is not an http(s) URL",
+    REGION_PATTERN: "{!r} is not a region name (lower-case letters, digits and '-')",
 }
 
 
@@ -179,12 +188,12 @@ class BackupStoreConfig(Strict):
 
     store: Literal["local", "s3"] = Field(default="local", description="local: the state folder; s3: an "
                                           "S3-compatible object store (credentials from the AWS variables)")
-    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    prefix: str = Field(default="honua-plan", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+    bucket: str | None = Field(default=None, pattern=BUCKET_PATTERN)
+    prefix: str = Field(default="honua-plan", pattern=KEY_PREFIX_PATTERN,
                         description="key prefix; objects are <prefix>/<project>/backups/<file>")
-    endpointUrl: str | None = Field(default=None, pattern=r"^https?://[^\s/$.?#][^\s]*$",
+    endpointUrl: str | None = Field(default=None, pattern=HTTP_URL_PATTERN,
                                     description="MinIO, Ceph, Garage … (AWS_ENDPOINT_URL also works)")
-    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    region: str | None = Field(default=None, pattern=REGION_PATTERN)
 
     @model_validator(mode="after")
     def _bucket(self) -> BackupStoreConfig:
