@@ -1025,14 +1025,24 @@ class Executor:
     def _incident_report(self, action: Action, reason: str, detail: str, status: str, seconds: float,
                          irreversible: list[str], backup: str | None = None) -> Path:
         from honua_plan.apply.incident import write_incident_report
+        from honua_plan.state.model import IncidentRecord
 
+        incident = self.doc.next_incident_id()
         path = write_incident_report(
             self.svc.state_dir, plan=self.plan, action=action, desired=self.desired, reason=reason,
             detail=detail, status=status, seconds=seconds, irreversible=irreversible, actor=self.actor,
-            backups=[backup] if backup else [b.id for b in self.doc.backups[-1:]],
+            backups=[backup] if backup else [b.id for b in self.doc.backups[-1:]], incident=incident,
         )
         if self.svc.keep is not None:
             self.svc.keep(path)
+        try:
+            rel: str | None = path.resolve().relative_to(self.svc.state_dir.resolve()).as_posix()
+        except ValueError:
+            rel = None
+        self._save(self.doc.with_incident(IncidentRecord(
+            id=incident, kind="rollback" if status.startswith("ROLLED BACK") else "failed-deployment",
+            summary=f"{action.address} on {self.plan.environment}: {status.lower()} ({reason})",
+            report=rel, plan_id=self.plan.id)))
         self.con.print("")
         self.con.print("Incident Report:")
         mig = self.desired.migration(action.address.removeprefix("migration.")) if action.kind == "migration" else None
@@ -1052,6 +1062,17 @@ class Executor:
             self.con.print("Recommendations:")
             for i, r in enumerate(recs, 1):
                 self.con.print(f"  {i}. {r}")
+        self.con.print("")
+        self.con.print("Next steps:")
+        self.con.print(f"  - Incident logged: {incident} (`honua incidents show {incident} --env {self.plan.environment}`)")
+        self.con.print("  - Stakeholders: not notified (no notification is configured)")
+        policy = self.desired.policy
+        if restore and policy is not None:
+            self.con.print(f"  - Database backup retained for {format_duration(policy.spec.backupRetention)}")
+        elif restore:
+            self.con.print("  - Database backup retained (no retention policy: kept until deleted)")
+        else:
+            self.con.print("  - No database backup was taken")
         return path
 
 

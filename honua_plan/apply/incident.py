@@ -41,6 +41,7 @@ def write_incident_report(
     irreversible: list[str],
     actor: str,
     backups: list[str],
+    incident: str | None = None,
 ) -> Path:
     now = datetime.now(UTC)
     name = action.address.split(".", 1)[1].replace("::", "-").replace("/", "-")
@@ -53,7 +54,7 @@ def write_incident_report(
     path = folder / f"{name}-{plan.environment}-rollback-{now:%Y%m%d-%H%M%S}.md"
     mig = desired.migration(name) if action.kind == "migration" else None
     lines = [
-        f"# Incident: {action.address} on {plan.environment}",
+        f"# Incident{' ' + incident if incident else ''}: {action.address} on {plan.environment}",
         "",
         f"- **Migration:** {mig.stem}" if mig else f"- **Action:** {action.address}",
         f"- **Environment:** {plan.environment}",

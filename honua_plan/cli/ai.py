@@ -357,10 +357,17 @@ def _report(context: Any, env: str, reason: str, analysis: Any, option: str, sta
                   if e.kind in ("recover", "recover-failed") and e.at >= started), None)
     if event is None:
         return
+    from honua_plan.workflows.incidents import log_incident
+
     rid, path = write_report(context, env, what=reason, analysis=analysis, option=option, event=event, error=error)
     rel = path.relative_to(context.root) if path.is_relative_to(context.root) else path
+    incident = log_incident(context, env, kind="recovery", summary=f"recovery of {env} ({option}): {reason}",
+                            report=path, command="honua-ai disaster-recovery")
     context.console.print("")
-    context.console.print(f"Recovery report {rid}: {rel}")
+    context.console.print("Post-recovery tasks:")
+    context.console.ok(f"Incident logged: {incident}", indent=2)
+    context.console.print("  - Stakeholders: not notified (no notification is configured)")
+    context.console.ok(f"Recovery report generated: {rid} ({rel})", indent=2)
 
 
 def _record_reason(context: Any, env: str, reason: str, choice: int) -> None:

@@ -164,7 +164,7 @@ class HonuaGroup(click.Group):
         try:  # eager options (--help, --version) print while the context is made
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
-            exc.exit_code = USAGE_EXIT
+            exc.exit_code = USAGE_EXIT  # type: ignore[misc]  # click reads it from the instance
             raise
         except BrokenPipeError:
             broken_pipe()
@@ -190,7 +190,7 @@ class HonuaGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a subcommand's arguments: 1, as Terraform (2 means changes)
-            exc.exit_code = USAGE_EXIT
+            exc.exit_code = USAGE_EXIT  # type: ignore[misc]  # click reads it from the instance
             raise
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise

@@ -149,3 +149,46 @@ def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
             detail = (f"{c.rows:,} rows, checksum {c.checksum[:12]}…, {len(c.indexes)} index(es), "
                       f"{len(c.constraints)} constraint(s)") if c is not None else "no checksum recorded"
             click.echo(f"    {table}: {detail}")
+
+
+@click.group("incidents")
+def incidents_group() -> None:
+    """Automatic rollbacks, failed deployments and recoveries, with their reports."""
+
+
+@incidents_group.command("list")
+@env_option(required=False)
+@format_option(("text", "json"))
+@click.pass_context
+def incidents_list(ctx: click.Context, environment: str | None, fmt: str) -> None:
+    """List the incidents of one environment (default: all)."""
+    from honua_plan.workflows.incidents import incidents
+
+    context = state(ctx).context(quiet=fmt == "json")
+    found = incidents(context, environment)
+    if fmt == "json":
+        echo_json({"format_version": 1, "incidents": [
+            {"environment": env, **rec.model_dump(mode="json")} for env, rec in found]})
+        return
+    if not found:
+        click.echo("No incidents recorded.")
+    for env, rec in found:
+        click.echo(f"{rec.id}  {env:<12} {rec.at:%Y-%m-%d %H:%M:%S} UTC  {rec.kind:<18} {rec.summary}")
+
+
+@incidents_group.command("show")
+@click.argument("incident_id")
+@env_option()
+@click.pass_context
+def incidents_show(ctx: click.Context, incident_id: str, environment: str) -> None:
+    """Show an incident and its report."""
+    from honua_plan.workflows.incidents import incident_report
+
+    context = state(ctx).context()
+    rec, text = incident_report(context, environment, incident_id)
+    click.echo(f"{rec.id} ({environment}, {rec.kind}, {rec.at:%Y-%m-%d %H:%M:%S} UTC): {rec.summary}")
+    if rec.report:
+        click.echo(f"Report: {rec.report}" + ("" if text is not None else " (not found on this machine)"))
+    if text:
+        click.echo("")
+        click.echo(text.rstrip("\n"))

@@ -189,6 +189,19 @@ class Event(_Model):
     details: JSONObject = Field(default_factory=empty_dict)
 
 
+class IncidentRecord(_Model):
+    """An automatic rollback, a failed deployment or a recovery, with its report."""
+
+    id: str = Field(pattern=r"^INC-\d{8}-\d{3,}$")
+    """``INC-YYYYMMDD-NNN``: per environment, numbered within the day, never reused."""
+    at: UTCDateTime = Field(default_factory=utcnow)
+    kind: Literal["rollback", "failed-deployment", "recovery"]
+    summary: RedactedText = ""
+    report: str | None = None
+    """The report's path, relative to the state folder (``incidents/….md``)."""
+    plan_id: str | None = None
+
+
 class TableContent(_Model):
     """What a table held when it was backed up, to compare with after a restore."""
 
@@ -315,6 +328,7 @@ class StateDocument(_Model):
     migrations: list[MigrationRecord] = Field(default_factory=empty_list)
     events: list[Event] = Field(default_factory=empty_list)
     backups: list[BackupRecord] = Field(default_factory=empty_list)
+    incidents: list[IncidentRecord] = Field(default_factory=empty_list)
     pending: JournalRecord | None = None
 
     @field_validator("format_version")
@@ -415,6 +429,15 @@ class StateDocument(_Model):
 
     def with_backup(self, record: BackupRecord) -> StateDocument:
         return self.model_copy(update={"backups": [*self.backups, record]})
+
+    def next_incident_id(self, now: datetime | None = None) -> str:
+        """``INC-<day>-<n>``: one more than the highest number of that day ever recorded here."""
+        day = f"{(now or utcnow()):%Y%m%d}"
+        taken = [int(i.id.rsplit("-", 1)[1]) for i in self.incidents if i.id.startswith(f"INC-{day}-")]
+        return f"INC-{day}-{max(taken, default=0) + 1:03d}"
+
+    def with_incident(self, record: IncidentRecord) -> StateDocument:
+        return self.model_copy(update={"incidents": [*self.incidents, record]})
 
     def with_event(self, event: Event) -> StateDocument:
         """Append ``event``, stamped with :attr:`next_serial` (the log is append-only)."""
@@ -520,6 +543,7 @@ __all__ = [
     "BackupRecord",
     "Event",
     "IdentityCache",
+    "IncidentRecord",
     "JournalRecord",
     "JournalStep",
     "MigrationRecord",

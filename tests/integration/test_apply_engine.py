@@ -212,6 +212,20 @@ def test_migration_003_on_the_42_row_table_is_rolled_back_automatically(
     assert "003" in report and "dev" in report
     assert str(reports[0]) in out
 
+    # the seed's "Next steps": an incident id that `honua incidents show` finds, and what was
+    # not done said as such (no notification is configured)
+    incident = re.search(r"- Incident logged: (INC-\d{8}-001) ", out)
+    assert incident is not None, out
+    assert "Stakeholders: not notified (no notification is configured)" in out
+    assert "Database backup retained (no retention policy: kept until deleted)" in out  # dev has no policy
+    assert incident.group(1) in report
+    assert doc["incidents"][0]["id"] == incident.group(1) and doc["incidents"][0]["kind"] == "rollback"
+    shown = run(repo, "incidents", "show", incident.group(1), "--env", "dev", env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "rollback" in shown.output and "ROLLED BACK" in shown.output
+    listed = run(repo, "incidents", "list", "--format", "json", env=env)
+    assert [i["id"] for i in json.loads(listed.output)["incidents"]] == [incident.group(1)]
+
     # the backup taken before the migration is kept and listed
     backups = run(repo, "backup", "list", "--env", "dev", "--format", "json", env=env)
     assert any(b["migration_id"] == "003" for b in json.loads(backups.output))

@@ -147,7 +147,13 @@ def test_the_assistant_analyzes_real_signals_and_writes_a_numbered_report(repo: 
         assert line in result.output, result.output
     day = datetime.now(UTC).strftime("%Y%m%d")
     first = repo / "state" / "incidents" / f"REC-{day}-001.md"
-    assert f"Recovery report REC-{day}-001: state/incidents/REC-{day}-001.md" in result.output, result.output
+    assert f"✓ Recovery report generated: REC-{day}-001 (state/incidents/REC-{day}-001.md)" in result.output, \
+        result.output
+    # the recovery is an incident of the environment, found by `honua incidents show`
+    assert f"✓ Incident logged: INC-{day}-001" in result.output, result.output
+    shown = run(repo, "incidents", "show", f"INC-{day}-001", "--env", "dev", env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "recovery" in shown.output and f"# Recovery REC-{day}-001: dev" in shown.output
     report = first.read_text()
     for line in (f"# Recovery REC-{day}-001: dev", "## What happened?\n\nA script deleted every third bike lane.",
                  "- **Result:** SUCCEEDED", "- **Backup restored:** dev-backup-",
