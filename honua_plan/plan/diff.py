@@ -145,9 +145,11 @@ def migration_checksum(m: Migration) -> str:
 def _paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
     """The dotted paths at which two JSON documents differ (``spec.ogc.title``, ``spec.fields.2``).
 
-    A key added or removed is its own path; a list item changed, added or removed is its
-    index (a list of plain values is aligned first, so one keyword inserted at the front is
-    one path, not every index after it); a value whose type changed (``1`` → ``1.0``) differs.
+    A key added or removed is its own path; a list of named objects (a layer's fields) is
+    compared by name (``spec.fields.width_ft``), so removing one field is one path, not a
+    rename of every field after it; another list item changed, added or removed is its index
+    (a list of plain values is aligned first, so one keyword inserted at the front is one
+    path, not every index after it); a value whose type changed (``1`` → ``1.0``) differs.
     """
     out: set[str] = set()
     _walk(before, after, (), out)
@@ -165,7 +167,14 @@ def _walk(a: Any, b: Any, path: tuple[Any, ...], out: set[str]) -> None:
             else:
                 out.add(".".join(map(str, (*path, key))))
     elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        if len(a) != len(b) and all(isinstance(x, _PLAIN) for x in (*a, *b)):
+        names_a, names_b = _names(a), _names(b)
+        if names_a is not None and names_b is not None:  # fields: by name, not by position
+            for name in dict.fromkeys([*names_a, *names_b]):
+                if name in names_a and name in names_b:
+                    _walk(names_a[name], names_b[name], (*path, name), out)
+                else:
+                    out.add(".".join(map(str, (*path, name))))
+        elif len(a) != len(b) and all(isinstance(x, _PLAIN) for x in (*a, *b)):
             import difflib
 
             matcher = difflib.SequenceMatcher(a=[(type(x), x) for x in a], b=[(type(x), x) for x in b],
@@ -177,6 +186,14 @@ def _walk(a: Any, b: Any, path: tuple[Any, ...], out: set[str]) -> None:
             _pairs(a, b, (0, len(a), 0, len(b)), path, out)
     elif type(a) is not type(b) or a != b:
         out.add(".".join(map(str, path)))
+
+
+def _names(items: Sequence[Any]) -> dict[str, Any] | None:
+    """``{name: item}`` when every item is an object with a distinct string ``name``, else None."""
+    if not items or not all(isinstance(x, Mapping) and isinstance(x.get("name"), str) for x in items):
+        return None
+    named = {x["name"]: x for x in items}
+    return named if len(named) == len(items) else None
 
 
 def _pairs(a: Sequence[Any], b: Sequence[Any], span: tuple[int, int, int, int], path: tuple[Any, ...],

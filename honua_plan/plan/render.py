@@ -163,6 +163,8 @@ def _lookup(doc: Any, path: str) -> Any:
             cur = cur[key]
         elif isinstance(cur, list) and key.isdigit() and int(key) < len(cur):
             cur = cur[int(key)]
+        elif isinstance(cur, list) and (named := [x for x in cur if isinstance(x, dict) and x.get("name") == key]):
+            cur = named[0]  # a list of named items (fields) is diffed by name
         else:
             return _MISSING
     return cur

@@ -280,3 +280,29 @@ def test_the_json_type_check_finds_a_numeric_union() -> None:
 
     assert _value_dependent_types(Loose, "Loose", set()) == [
         "Loose.a: int | float", "Loose.b[]: typing.Any (any JSON type)", "Loose.c: Literal[1, True]"]
+
+
+def test_fields_are_diffed_by_name_not_position() -> None:
+    """Removing width_ft is one removed field, not `fields.3.name: width_ft → last_updated`."""
+    from honua_plan.plan.diff import _paths
+
+    fields = [{"name": n, "type": t} for n, t in
+              (("id", "integer"), ("name", "string"), ("lane_type", "string"), ("width_ft", "number"),
+               ("last_updated", "datetime"))]
+    before = {"spec": {"fields": fields}}
+    after = {"spec": {"fields": [f for f in fields if f["name"] != "width_ft"]}}
+    assert _paths(before, after) == ("spec.fields.width_ft",)
+    retyped = {"spec": {"fields": [{**f, "type": "string"} if f["name"] == "id" else f for f in fields]}}
+    assert _paths(before, retyped) == ("spec.fields.id.type",)
+    # lists without distinct names keep positions; plain values are aligned
+    assert _paths({"k": ["a", "b"]}, {"k": ["x", "a", "b"]}) == ("k.0",)
+    assert _paths({"k": [{"v": 1}, {"v": 2}]}, {"k": [{"v": 1}, {"v": 3}]}) == ("k.1.v",)
+
+
+def test_a_field_path_is_shown_with_its_value() -> None:
+    from honua_plan.plan.render import _lookup
+
+    doc = {"spec": {"fields": [{"name": "id", "type": "integer"}, {"name": "width_ft", "type": "number"}]}}
+    assert _lookup(doc, "spec.fields.width_ft") == {"name": "width_ft", "type": "number"}
+    assert _lookup(doc, "spec.fields.width_ft.type") == "number"
+    assert _lookup(doc, "spec.fields.1.type") == "number"
