@@ -157,6 +157,7 @@ class Executor:
                              hint="steps are written ADDRESS#N, as the refusal of --resume printed them")
         self._logged: dict[str, dict[str, Any]] = {}
         self.last_rollback_ok = True
+        self.incident: str | None = None  # the id of the incident this apply logged (a rollback's)
 
     @property
     def apply_id(self) -> str:
@@ -1027,7 +1028,7 @@ class Executor:
         from honua_plan.apply.incident import write_incident_report
         from honua_plan.state.model import IncidentRecord
 
-        incident = self.doc.next_incident_id()
+        incident = self.incident = self.doc.next_incident_id()
         path = write_incident_report(
             self.svc.state_dir, plan=self.plan, action=action, desired=self.desired, reason=reason,
             detail=detail, status=status, seconds=seconds, irreversible=irreversible, actor=self.actor,
@@ -1065,7 +1066,13 @@ class Executor:
         self.con.print("")
         self.con.print("Next steps:")
         self.con.print(f"  - Incident logged: {incident} (`honua incidents show {incident} --env {self.plan.environment}`)")
-        self.con.print("  - Stakeholders: not notified (no notification is configured)")
+        from honua_plan.notify import notify
+
+        delivery = notify(self.desired.policy, "rolled-back", environment=self.plan.environment, actor=self.actor,
+                          title=f"honua rolled-back: {action.address} on {self.plan.environment}",
+                          lines=[f"Incident: {incident}", f"Status: {status}", f"Reason: {reason}",
+                                 f"Report: {path}", f"Plan: {self.plan.id}"])
+        self.con.print(f"  - {delivery.line or 'Stakeholders: not notified (no notification is configured)'}")
         policy = self.desired.policy
         if restore and policy is not None:
             self.con.print(f"  - Database backup retained for {format_duration(policy.spec.backupRetention)}")

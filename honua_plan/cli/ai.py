@@ -366,7 +366,15 @@ def _report(context: Any, env: str, reason: str, analysis: Any, option: str, sta
     context.console.print("")
     context.console.print("Post-recovery tasks:")
     context.console.ok(f"Incident logged: {incident}", indent=2)
-    context.console.print("  - Stakeholders: not notified (no notification is configured)")
+    from honua_plan.notify import notify
+
+    delivery = notify(context.desired(env).policy, "recovery", environment=env, actor=context.actor,
+                      title=f"honua recovery: {env}", lines=[f"Incident: {incident}", f"Option: {option}",
+                                                            f"What happened: {reason}", f"Report: {rel}"])
+    if delivery.line is None:
+        context.console.print("  - Stakeholders: not notified (no notification is configured)")
+    else:
+        (context.console.fail if delivery.failed else context.console.ok)(delivery.line, indent=2)
     context.console.ok(f"Recovery report generated: {rid} ({rel})", indent=2)
 
 

@@ -719,8 +719,35 @@ class Cooldown(Strict):
     minimum: Duration
 
 
+NOTIFY_EVENTS = ("approval-needed", "deploy-started", "deploy-succeeded", "deploy-failed", "rolled-back",
+                 "drift", "recovery")
+NotifyEvent = Literal["approval-needed", "deploy-started", "deploy-succeeded", "deploy-failed", "rolled-back",
+                      "drift", "recovery"]
+
+
+class Notification(Strict):
+    """Where to tell whom about what: Apprise URLs (``slack://…``, ``mailto://…``, ``json://…``)."""
+
+    events: list[NotifyEvent] = Field(min_length=1)
+    urls: list[Annotated[str, StringConstraints(min_length=3, max_length=2000)]] = Field(
+        min_length=1, description="Apprise URLs; a secret in one is written ${VAR} and read from the "
+                                  "environment when sending (never printed)")
+
+    @field_validator("urls")
+    @classmethod
+    def _no_literal_secret(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if "://" not in url:
+                raise ValueError(f"not an Apprise URL: {url.split(':', 1)[0]!r}…")
+            for var in re.findall(r"\$\{([^}]*)\}", url):
+                if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", var):
+                    raise ValueError(f"${{{var}}} is not an environment variable name")
+        return v
+
+
 class PolicySpec(Strict):
     production: bool = False
+    notifications: list[Notification] = Field(default_factory=empty_list)
     autoApprove: bool = True
     approval: ApprovalRule | None = None
     deploymentWindows: list[DeploymentWindow] = Field(default_factory=empty_list)

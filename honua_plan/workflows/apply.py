@@ -89,7 +89,7 @@ def apply(
 ) -> ApplyResult | None:
     """Plan (or load a saved plan), check it, and apply it under the state lock."""
     from honua_plan.apply.executor import Executor
-    from honua_plan.errors import ApplyError, ApprovalRequired, PolicyError
+    from honua_plan.errors import ApplyError, ApprovalRequired, HonuaError, PolicyError
     from honua_plan.plan.approvals import valid_approvers
     from honua_plan.plan.render import render_text
     from honua_plan.plan.store import load_plan, save_plan, verify_digest
@@ -197,7 +197,29 @@ def apply(
                 return executor.rollback_all()
             if banner:
                 con.print(f"Applying changes to {environment} environment...")
-            return executor.run(resume=resume)
+            _notify(ws, desired, plan, "deploy-started", quiet=True)
+            try:
+                result = executor.run(resume=resume)
+            except HonuaError:
+                if executor.incident is None:  # a rollback told its own story ("rolled-back")
+                    _notify(ws, desired, plan, "deploy-failed")
+                raise
+            if executor.incident is None:
+                _notify(ws, desired, plan, "deploy-succeeded" if result.ok else "deploy-failed")
+            return result
+
+
+def _notify(ws: Workspace, desired: DesiredState, plan: Plan, event: str, *, quiet: bool = False) -> None:
+    """Tell the stakeholders the policy names; say what was and was not delivered."""
+    from honua_plan.notify import notify
+    from honua_plan.plan.render import summary_line
+
+    delivery = notify(desired.policy, event, environment=plan.environment, actor=ws.actor,
+                      title=f"honua {event}: {plan.environment}",
+                      lines=[f"Plan: {plan.id} ({summary_line(plan)})", f"Risk: {plan.risk}"])
+    if delivery.line is None or (quiet and not delivery.failed):
+        return
+    (ws.console.fail if delivery.failed else ws.console.ok)(delivery.line)
 
 
 def check_fresh(ws: Workspace, plan: Plan, desired: DesiredState, recorded: StateDocument) -> DatabaseFacts | None:

@@ -165,6 +165,8 @@ def ci_drift(ws: Workspace, out_dir: Path) -> CIResult:
         sections.append((env, md))
         if drifted and result.exit_code == EXIT_OK:
             result.exit_code = EXIT_CHANGES
+        if drifted:
+            _tell(ws, env, "drift", f"drift in {env}", [f"{d.address}: {d.change}, {d.summary}" for d in plan.drift][:20])
     report = out_dir / "drift.md"
     _write(report, report_markdown("honua drift", sections))
     result.report = str(report)
@@ -210,6 +212,8 @@ def ci_deploy(ws: Workspace, out_dir: Path) -> CIResult:
             result.environments.append(EnvResult(env, "awaiting-approval", summary=summary_line(plan),
                                                  risk=str(plan.risk), approvals=_approvals(plan), plan_file=str(path)))
             result.stopped_at = env
+            _tell(ws, env, "approval-needed", f"{env} needs {_approvals(plan)} approval(s)",
+                  [f"Plan: {plan.id} ({summary_line(plan)})", f"Risk: {plan.risk}", f"Saved plan: {path}"])
             con.print(f"  {env} needs {_approvals(plan)} approval(s): saved {path}")
             con.print(f"  approve with `honua approve {path} --by NAME`, then "
                       f"`honua apply --env {env} {path}`")
@@ -255,6 +259,15 @@ def _save(ws: Workspace, plan: Plan, out_dir: Path) -> Path:
     keep_plan(ws, plan, path)
     _github_output({"environment": plan.environment, "plan": str(path), "plan_id": plan.id})
     return path
+
+
+def _tell(ws: Workspace, environment: str, event: str, title: str, lines: list[str]) -> None:
+    from honua_plan.notify import notify
+
+    delivery = notify(ws.desired(environment).policy, event, environment=environment, actor=ws.actor,
+                      title=f"honua {event}: {title}", lines=lines)
+    if delivery.line is not None:
+        (ws.console.fail if delivery.failed else ws.console.ok)(delivery.line, indent=2)
 
 
 def _github_output(values: dict[str, str]) -> None:
