@@ -427,7 +427,8 @@ from honua_plan.cli.ai import ai  # noqa: E402 - the command groups of their own
 from honua_plan.cli.ci import ci  # noqa: E402
 from honua_plan.cli.dev import dev  # noqa: E402
 from honua_plan.cli.migrate import deploy, migrate  # noqa: E402
+from honua_plan.cli.schedule import schedule_group  # noqa: E402
 from honua_plan.cli.state_commands import backup, incidents_group, state_group  # noqa: E402
 
-for _group in (dev, state_group, migrate, deploy, backup, ai, ci, incidents_group):
+for _group in (dev, state_group, migrate, deploy, backup, ai, ci, incidents_group, schedule_group):
     main.add_command(_group)

@@ -46,8 +46,7 @@ def run_lines(workflow: dict[str, Any]) -> list[str]:
 
 
 def test_there_are_the_four_workflows() -> None:
-    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "drift.yml", "plan.yml"], \
-        "schedule.yml comes with `honua schedule run` (not built yet; see the README)"
+    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "drift.yml", "plan.yml", "schedule.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
