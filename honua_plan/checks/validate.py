@@ -96,12 +96,13 @@ def _read(session: Session, query: str, timeout_s: float) -> list[tuple[Any, ...
     conn = session.conn
     if conn is None:
         raise DatabaseError("checks need a database connection")
-    timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(
+    # our two settings in one round trip (1,000 health checks: 1,000 fewer); the check's own
+    # query is sent alone, so it cannot end the read-only transaction
+    setup = sql.SQL("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}").format(
         sql.Literal(f"{max(1, round(timeout_s * 1000))}ms")
     )
     with conn.transaction(force_rollback=True):
-        session.execute("SET TRANSACTION READ ONLY", fetch=False, read=True)
-        session.execute(timeout, fetch=False, read=True)
+        session.execute(setup, fetch=False, read=True)
         return session.execute(query, read=True)
 
 
