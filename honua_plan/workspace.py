@@ -58,6 +58,10 @@ class Workspace:
         self._desired: dict[str, DesiredState] = {}
         self._dsn: dict[tuple[str, str], ResolvedDsn] = {}
         self._started: set[str] = set()  # embedded databases this command made sure of
+        # extents the last plan's geometry scan gave, per environment; publish uses them only
+        # when the apply runs no SQL after that scan (``fresh_extents``)
+        self.scanned_extents: dict[str, dict[tuple[str, str], Any]] = {}
+        self.fresh_extents: set[str] = set()
 
     def load(self, environment: str | None = None) -> list[DesiredState]:
         from honua_plan.config.loader import load
@@ -287,7 +291,8 @@ class Workspace:
                 from honua_plan.providers.postgis import catalog as postgis
 
                 s = session()
-                for (table, col), counts in postgis.count_invalid_geometries_many(s, to_count).items():
+                extents = self.scanned_extents[env] = {}  # this scan only: older ones may be stale
+                for (table, col), counts in postgis.count_invalid_geometries_many(s, to_count, extents=extents).items():
                     health[f"{table}.{col}"] = counts
                 for mc in pending:
                     m = mc.migration

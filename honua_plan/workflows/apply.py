@@ -197,6 +197,11 @@ def apply(
                 return executor.rollback_all()
             if banner:
                 con.print(f"Applying changes to {environment} environment...")
+            # extents from this process's geometry scan stay true while no SQL runs before the publish
+            ws.fresh_extents.discard(environment)
+            if not (resume or rollback) and not any(op.kind == "sql" for a in plan.actions
+                                                    for op in (*a.operations, *a.rollback)):
+                ws.fresh_extents.add(environment)
             _notify(ws, desired, plan, "deploy-started", quiet=True)
             try:
                 result = executor.run(resume=resume)

@@ -29,6 +29,9 @@ def _catalog_and_extents(
     from honua_plan.providers.postgis.sqlexec import Session, connect
 
     resolved = context.database(desired.environment)
+    # the apply's own geometry scan gave these, and no SQL ran since (see Workspace)
+    scanned = context.scanned_extents.get(desired.environment, {}) \
+        if desired.environment in context.fresh_extents else {}
     with connect(resolved.dsn) as conn:
         session = Session(conn)
         facts = postgis.refresh(session, exact_sizes=False)
@@ -40,7 +43,8 @@ def _catalog_and_extents(
                 continue
             if t is not None and t.geometry(st.geometryColumn) is not None:
                 wanted[layer.collection_id] = (st.qualified_table, st.geometryColumn)
-        boxes = postgis.table_extents_many(session, list(wanted.values()))
+        boxes = {pair: scanned[pair] for pair in wanted.values() if pair in scanned}
+        boxes.update(postgis.table_extents_many(session, [p for p in wanted.values() if p not in boxes]))
     return facts, {cid: boxes.get(pair) for cid, pair in wanted.items()}
 
 

@@ -274,6 +274,33 @@ def test_count_invalid_geometries_and_extent(conn: psycopg.Connection) -> None:
     assert postgis.count_invalid_geometries(session, "nothing", "geom") == (0, 0, 0)
 
 
+def test_the_health_scan_gives_the_extents_table_extents_many_gives(conn: psycopg.Connection) -> None:
+    """One scan for the geometry health and the extents: the same boxes as the extent query,
+    for one SRID (4326, 3857, 0), an empty table; a column mixing SRIDs is left out."""
+    execute(conn, """
+        CREATE TABLE e_4326 (g geometry(Point, 4326));
+        INSERT INTO e_4326 VALUES (ST_Point(-122.5, 45.5, 4326)), (ST_Point(-122.4, 45.6, 4326)), (NULL);
+        CREATE TABLE e_3857 (g geometry(Polygon, 3857));
+        INSERT INTO e_3857 VALUES (ST_MakeEnvelope(0, 0, 100000, 100000, 3857)),
+                                  (ST_GeomFromText('POLYGON EMPTY', 3857));
+        CREATE TABLE e_0 (g geometry);
+        INSERT INTO e_0 VALUES (ST_Point(1, 2)), (ST_Point(3, 4));
+        CREATE TABLE e_empty (g geometry(Point, 4326));
+        CREATE TABLE e_mixed (g geometry);
+        INSERT INTO e_mixed VALUES (ST_Point(1, 2, 4326)), (ST_SetSRID(ST_Point(100000, 100000), 3857));
+    """, fetch=False)
+    pairs = [(f"public.{t}", "g") for t in ("e_4326", "e_3857", "e_0", "e_empty", "e_mixed")]
+    session = Session(conn)
+    extents: dict[tuple[str, str], tuple[float, float, float, float] | None] = {}
+    counts = postgis.count_invalid_geometries_many(session, pairs, extents=extents)
+    assert counts == postgis.count_invalid_geometries_many(session, pairs)
+    exact = postgis.table_extents_many(session, pairs)
+    assert set(extents) == set(pairs) - {("public.e_mixed", "g")}
+    for pair, box in extents.items():
+        assert box == (pytest.approx(exact[pair]) if exact[pair] is not None else None), pair
+    assert extents[("public.e_empty", "g")] is None
+
+
 GEOMETRY_DECLARATIONS = {
     "p_z": "geometry(PointZ, 4326)",
     "l_m": "geometry(LineStringM, 3857)",

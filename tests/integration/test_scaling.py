@@ -440,10 +440,23 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
             _seen.append(len(config["resources"]))
             return _whole(config, fields)
 
+        from honua_plan.providers.postgis import catalog as postgis
+
+        scanned_again: list[int] = []
+        extents_many = postgis.table_extents_many
+
+        def extents_counted(session, columns, *a, _seen=scanned_again, _fn=extents_many, **kw):  # type: ignore[no-untyped-def]
+            _seen.append(len(columns))
+            return _fn(session, columns, *a, **kw)
+
         with monkeypatch.context() as mp:
             seen = _counting(mp)
             mp.setattr(pygeoapi_openapi, "openapi_dict", counted)
+            mp.setattr(postgis, "table_extents_many", extents_counted)
             assert ctx.apply(ENV, p.repo / "change.json", yes=True).ok
+        # the changed layer's extent came from the re-derivation's geometry scan (no SQL ran
+        # in between): its table was scanned once, not twice
+        assert sum(scanned_again) == 0, scanned_again
         # only the changed collection's OpenAPI paths were generated, and the spliced document
         # is the whole one (generated again here with the index removed)
         assert generated == [1], generated

@@ -405,13 +405,21 @@ def fingerprints(facts: DatabaseFacts) -> dict[str, str]:
     return {t.qualified_name: fingerprint_table(t) for t in facts.tables}
 
 
+Extent = tuple[float, float, float, float] | None
+
+
 def count_invalid_geometries_many(
-    session_or_conn: Session | Connection, columns: Sequence[tuple[str, str]], *, chunk: int = 250
+    session_or_conn: Session | Connection, columns: Sequence[tuple[str, str]], *, chunk: int = 250,
+    extents: dict[tuple[str, str], Extent] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int, int]]:
     """``(invalid, empty, null)`` for many ``(table, column)`` pairs in few statements.
 
     Counting has to scan each table, but one ``UNION ALL`` per ``chunk`` pairs saves a
     round trip per table (a plan creating 1,000 layers sends 4 statements, not 1,000).
+    With ``extents``, the same scan also gives each column's extent in CRS84, as
+    :func:`table_extents_many` computes it, for columns of one SRID (a column mixing SRIDs
+    is left out: ask :func:`table_extents_many`); the publish that follows an apply's
+    re-derivation then scans the tables once, not twice.
     """
     session = _session(session_or_conn)
     out: dict[tuple[str, str], tuple[int, int, int]] = {}
@@ -430,17 +438,38 @@ def count_invalid_geometries_many(
         parts = []
         for i, (table, column) in enumerate(pairs[start:start + chunk]):
             g = sql.SQL("{}::geometry").format(sql.Identifier(*split_name(column)))
+            counts = sql.SQL(
+                "count(*) FILTER (WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND NOT ST_IsValid({g}, 0)),"
+                " count(*) FILTER (WHERE ST_IsEmpty({g})), count(*) FILTER (WHERE {g} IS NULL)").format(g=g)
+            if extents is None:
+                parts.append(sql.SQL("SELECT {i}, {counts} FROM {t}").format(
+                    i=sql.Literal(start + i), counts=counts, t=qualified(table)))
+                continue
+            some = sql.SQL("{g} IS NOT NULL AND NOT ST_IsEmpty({g})").format(g=g)
             parts.append(sql.SQL(
-                "SELECT {i}, count(*) FILTER (WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND NOT ST_IsValid({g}, 0)),"
-                " count(*) FILTER (WHERE ST_IsEmpty({g})), count(*) FILTER (WHERE {g} IS NULL) FROM {t}"
-            ).format(i=sql.Literal(start + i), g=g, t=qualified(table)))
+                "SELECT i, inv, emp, nul, mixed, ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x) FROM ("
+                "SELECT i, inv, emp, nul, s1 IS DISTINCT FROM s2 AS mixed, CASE WHEN s1 = s2 THEN"
+                " CASE WHEN s1 IN (0, 4326) THEN box ELSE ST_Transform(ST_Segmentize(ST_SetSRID(box, s1),"
+                " greatest(ST_XMax(box) - ST_XMin(box), ST_YMax(box) - ST_YMin(box), 1e-9) / 32), 4326) END END AS x"
+                " FROM (SELECT {i} AS i, {counts},"
+                " min(ST_SRID({g})) FILTER (WHERE {some}) AS s1, max(ST_SRID({g})) FILTER (WHERE {some}) AS s2,"
+                " ST_Extent({g}) FILTER (WHERE {some})::geometry AS box FROM {t}) c(i, inv, emp, nul, s1, s2, box)"
+                ") e"
+            ).format(i=sql.Literal(start + i), counts=counts, g=g, some=some, t=qualified(table)))
         if start + chunk >= len(pairs) and jit is not None:
+            tail = ", false, NULL::float8, NULL::float8, NULL::float8, NULL::float8" if extents is not None else ""
             parts.append(sql.SQL(
-                "SELECT -1::bigint, 0::bigint, 0::bigint, 0::bigint FROM (SELECT set_config('jit', {}, false)) restore"
+                "SELECT -1::bigint, 0::bigint, 0::bigint, 0::bigint" + tail
+                + " FROM (SELECT set_config('jit', {}, false)) restore"
             ).format(sql.Literal(jit)))
-        for i, invalid, empty, null in session.execute(sql.SQL(" UNION ALL ").join(parts), read=True):
-            if int(i) >= 0:
-                out[pairs[int(i)]] = (int(invalid), int(empty), int(null))
+        for row in session.execute(sql.SQL(" UNION ALL ").join(parts), read=True):
+            i, invalid, empty, null = row[:4]
+            if int(i) < 0:
+                continue
+            out[pairs[int(i)]] = (int(invalid), int(empty), int(null))
+            if extents is not None and not row[4]:  # one SRID (or no geometry): the extent is exact
+                xmin, ymin, xmax, ymax = row[5:9]
+                extents[pairs[int(i)]] = None if xmin is None else (float(xmin), float(ymin), float(xmax), float(ymax))
     return out
 
 
