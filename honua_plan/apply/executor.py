@@ -1066,7 +1066,7 @@ class Executor:
         self.con.print("")
         self.con.print("Next steps:")
         self.con.print(f"  - Incident logged: {incident} (`honua incidents show {incident} --env {self.plan.environment}`)")
-        from honua_plan.notify import notify
+        from honua_plan.apply.notify import notify
 
         delivery = notify(self.desired.policy, "rolled-back", environment=self.plan.environment, actor=self.actor,
                           title=f"honua rolled-back: {action.address} on {self.plan.environment}",

@@ -366,7 +366,7 @@ def _report(context: Any, env: str, reason: str, analysis: Any, option: str, sta
     context.console.print("")
     context.console.print("Post-recovery tasks:")
     context.console.ok(f"Incident logged: {incident}", indent=2)
-    from honua_plan.notify import notify
+    from honua_plan.apply.notify import notify
 
     delivery = notify(context.desired(env).policy, "recovery", environment=env, actor=context.actor,
                       title=f"honua recovery: {env}", lines=[f"Incident: {incident}", f"Option: {option}",

@@ -216,7 +216,7 @@ def apply(
 
 def _notify(ws: Workspace, desired: DesiredState, plan: Plan, event: str, *, quiet: bool = False) -> None:
     """Tell the stakeholders the policy names; say what was and was not delivered."""
-    from honua_plan.notify import notify
+    from honua_plan.apply.notify import notify
     from honua_plan.plan.render import summary_line
 
     delivery = notify(desired.policy, event, environment=plan.environment, actor=ws.actor,

@@ -262,7 +262,7 @@ def _save(ws: Workspace, plan: Plan, out_dir: Path) -> Path:
 
 
 def _tell(ws: Workspace, environment: str, event: str, title: str, lines: list[str]) -> None:
-    from honua_plan.notify import notify
+    from honua_plan.apply.notify import notify
 
     delivery = notify(ws.desired(environment).policy, event, environment=environment, actor=ws.actor,
                       title=f"honua {event}: {title}", lines=lines)

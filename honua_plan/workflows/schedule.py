@@ -75,7 +75,7 @@ def _entry(ev: Event, environment: str, status: dict[str, str]) -> Entry:
 def schedule_apply(ws: Workspace, environment: str, window_text: str, *, approval_required: bool = False,
                    plan_id: str | None = None, now: datetime | None = None) -> Entry:
     """Record a deployment of the whole environment in a window (``honua schedule apply``)."""
-    from honua_plan.ai.schedule import approval_line, parse_window, policy_fit, policy_timezone
+    from honua_plan.plan.windows import approval_line, parse_window, policy_fit, policy_timezone
     from honua_plan.state.model import utcnow
 
     desired = ws.desired(environment)
@@ -126,7 +126,7 @@ class RunOutcome:
 
 def run_due(ws: Workspace, *, now: datetime, environment: str | None = None) -> list[RunOutcome]:
     """Execute every entry whose window holds ``now`` (once); mark those whose window ended."""
-    from honua_plan.ai.schedule import Window, policy_fit
+    from honua_plan.plan.windows import Window, policy_fit
 
     out: list[RunOutcome] = []
     envs = [environment] if environment else list(ws.project.spec.environments)

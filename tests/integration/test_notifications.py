@@ -100,8 +100,8 @@ spec:
 
 
 def test_an_unset_variable_is_reported_not_sent(tmp_path: Path, pg_dsn: str, receiver: Receiver) -> None:
+    from honua_plan.apply.notify import notify
     from honua_plan.config.models import Policy
-    from honua_plan.notify import notify
 
     policy = Policy.model_validate({
         "apiVersion": "honua.io/v1", "kind": "Policy", "metadata": {"name": "p", "environment": "dev"},

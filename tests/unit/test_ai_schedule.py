@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from honua_plan.ai.schedule import (
-    Window,
-    approval_line,
-    format_date,
-    format_span,
-    format_time,
-    parse_window,
-    policy_fit,
-    policy_timezone,
-)
+from honua_plan.ai.schedule import format_date, format_span, format_time
 from honua_plan.config.models import Policy
 from honua_plan.errors import UsageError
+from honua_plan.plan.windows import Window, approval_line, parse_window, policy_fit, policy_timezone
 
 REPO = Path(__file__).resolve().parents[2]
 # Saturday 2025-10-04 14:00 UTC, the seed's day

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from honua_plan.apply.notify import Delivery
 from honua_plan.config.models import Notification
-from honua_plan.notify import Delivery
 
 
 def test_a_notification_names_events_and_apprise_urls() -> None:
