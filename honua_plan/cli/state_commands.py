@@ -72,6 +72,34 @@ def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) ->
         click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  serial {e.serial:<4} {e.kind:<9} {e.actor or '-':<20} {e.message}")
 
 
+@state_group.command("rm")
+@click.argument("addresses", nargs=-1, required=True)
+@env_option()
+@click.pass_context
+def state_rm_cmd(ctx: click.Context, addresses: tuple[str, ...], environment: str) -> None:
+    """Forget resources in the state (the live objects are not touched)."""
+    from honua_plan.workflows.state import state_rm
+
+    context = state(ctx).context()
+    doc = state_rm(context, environment, list(addresses))
+    context.console.ok(f"Removed {len(addresses)} resource(s) from the {environment} state (serial {doc.serial}); "
+                       "nothing live was changed")
+
+
+@state_group.command("mv")
+@click.argument("source")
+@click.argument("destination")
+@env_option()
+@click.pass_context
+def state_mv_cmd(ctx: click.Context, source: str, destination: str, environment: str) -> None:
+    """Record a resource under a new address (a rename without delete and create)."""
+    from honua_plan.workflows.state import state_mv
+
+    context = state(ctx).context()
+    doc = state_mv(context, environment, source, destination)
+    context.console.ok(f"Moved {source} to {destination} in the {environment} state (serial {doc.serial})")
+
+
 @state_group.command("unlock")
 @env_option()
 @click.option("--force", is_flag=True, help="Break the lock even though its holder may still run.")

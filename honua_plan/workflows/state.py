@@ -52,3 +52,41 @@ def restore_state_backup(ws: Workspace, environment: str, *, force: bool = False
             doc, bak_serial = writer.restore_backup_file(min_serial=recorded[1] if recorded else 0)
         return doc, bak_serial, ws._rel(backend.path.with_name(f"{environment}.json.replaced")) \
             if replaced else None
+
+
+def state_rm(ws: Workspace, environment: str, addresses: list[str]) -> StateDocument:
+    """``honua state rm``: forget resources (the live objects are left as they are), as
+    ``terraform state rm``; the next plan creates them again unless the config dropped them."""
+    from honua_plan.errors import UsageError
+
+    with ws.backend(environment).lock("honua state rm") as writer:
+        doc = writer.read()
+        missing = [a for a in addresses if a not in doc.resources]
+        if missing:
+            raise UsageError(f"not in the {environment} state: {', '.join(missing)}",
+                             hint=f"list the addresses with `honua state list --env {environment}`")
+        doc = doc.with_resources([], frozenset(addresses)).record_event(
+            "state-rm", f"removed from the state: {', '.join(addresses)}", actor=ws.actor,
+            details={"addresses": addresses})
+        return writer.write(doc, expected_serial=doc.serial)
+
+
+def state_mv(ws: Workspace, environment: str, source: str, destination: str) -> StateDocument:
+    """``honua state mv``: record a resource under a new address (a layer or service renamed
+    in the config without a delete and a create), as ``terraform state mv``."""
+    from honua_plan.errors import UsageError
+
+    if source.split(".", 1)[0] != destination.split(".", 1)[0]:
+        raise UsageError(f"{source} and {destination} are not of the same kind")
+    with ws.backend(environment).lock("honua state mv") as writer:
+        doc = writer.read()
+        rec = doc.resources.get(source)
+        if rec is None:
+            raise UsageError(f"{source} is not in the {environment} state")
+        if destination in doc.resources:
+            raise UsageError(f"{destination} is already in the {environment} state")
+        moved = rec.model_copy(update={"address": destination})
+        doc = doc.with_resources([moved], frozenset({source})).record_event(
+            "state-mv", f"{source} → {destination}", actor=ws.actor,
+            details={"from": source, "to": destination})
+        return writer.write(doc, expected_serial=doc.serial)

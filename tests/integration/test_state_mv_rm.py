@@ -1,0 +1,65 @@
+"""``honua state mv`` and ``honua state rm`` (issue 21), as Terraform users expect them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from honua_plan.workflows.sample import seed_bike_lanes
+from tests.helpers import copy_example, run
+
+pytestmark = pytest.mark.integration
+
+OLD, NEW = "layer.transportation::bike-lanes", "layer.transportation::bike-paths"
+
+
+@pytest.fixture
+def applied(tmp_path: Path, pg_dsn: str) -> tuple[Path, dict[str, str]]:
+    repo = copy_example(tmp_path / "repo", server=False)
+    path = repo / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
+    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
+    assert n == 1
+    path.write_text(text)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        seed_bike_lanes(conn, 42)
+    env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
+    return repo, env
+
+
+def actions(repo: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    result = run(repo, "plan", "--env", "dev", "--format", "json", env=env)
+    return [(a["address"], a["action"]) for a in json.loads(result.output)["actions"]]
+
+
+def test_a_renamed_layer_moved_in_the_state_is_an_update_not_a_delete_and_create(
+        applied: tuple[Path, dict[str, str]]) -> None:
+    repo, env = applied
+    layer = repo / "environments/dev/layers/bike-lanes.yaml"
+    layer.write_text(layer.read_text().replace("name: bike-lanes", "name: bike-paths", 1))
+    before = actions(repo, env)
+    assert (OLD, "delete") in before and (NEW, "create") in before
+    moved = run(repo, "state", "mv", OLD, NEW, "--env", "dev", env=env)
+    assert moved.exit_code == 0, moved.output
+    after = actions(repo, env)
+    assert (NEW, "update") in after and not any(a == OLD for a, _ in after), after
+    assert not any(action in ("create", "delete") for _, action in after), after
+    again = run(repo, "state", "mv", OLD, NEW, "--env", "dev", env=env)
+    assert again.exit_code == 1 and f"{OLD} is not in the dev state" in again.output
+
+
+def test_state_rm_forgets_without_touching_the_database(applied: tuple[Path, dict[str, str]], pg_dsn: str) -> None:
+    repo, env = applied
+    assert actions(repo, env) == []
+    removed = run(repo, "state", "rm", OLD, "--env", "dev", env=env)
+    assert removed.exit_code == 0, removed.output
+    assert "nothing live was changed" in removed.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM bike_lanes").fetchone()[0] == 42
+    assert actions(repo, env) == [(OLD, "create")]  # the config still has it: created again
+    missing = run(repo, "state", "rm", "layer.nope::x", "--env", "dev", env=env)
+    assert missing.exit_code == 1 and "not in the dev state" in missing.output
