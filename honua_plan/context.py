@@ -46,6 +46,12 @@ class Context(Workspace):
 
         return ci_drift(self, out_dir)
 
+    def accept_drift(self, environment: str, *, yes: bool = False, confirm: Confirm | None = None,
+                     reviewed: list[str] | None = None) -> int:
+        from honua_plan.workflows.state import accept_drift
+
+        return accept_drift(self, environment, yes=yes, confirm=confirm, reviewed=reviewed)
+
     def keep_plan(self, plan: Plan, path: Path) -> None:
         from honua_plan.workflows.plans import keep_plan
 

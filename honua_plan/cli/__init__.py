@@ -285,6 +285,8 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
 @click.option("--verbose", "-v", is_flag=True,
               help="List every resource and check (a long apply otherwise shows a few per phase and a summary).")
 @click.option("--rollback", "rollback_", is_flag=True, help="Undo what an interrupted apply did.")
+@click.option("--refresh-only", is_flag=True,
+              help="Accept drift: record the live shape of drifted tables as the new baseline (nothing live changes).")
 @click.option("--allow-destroy", is_flag=True,
               help="Let a rollback run a down step that destroys data (DROP TABLE/COLUMN, TRUNCATE of rows); "
                    "a backup of what it drops is taken just before.")
@@ -295,9 +297,24 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
 @by_option
 @click.pass_context
 def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool, verbose: bool,
-          rollback_: bool, allow_destroy: bool, assume_done: tuple[str, ...], assume_not_done: tuple[str, ...]) -> None:
+          rollback_: bool, refresh_only: bool, allow_destroy: bool, assume_done: tuple[str, ...],
+          assume_not_done: tuple[str, ...]) -> None:
     """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
     from honua_plan.errors import UsageError
+
+    if refresh_only or (plan_file is not None and _saved_refresh_only(plan_file)):
+        if resume or rollback_:
+            raise UsageError("--refresh-only goes without --resume and --rollback")
+        context = state(ctx).context()
+        reviewed = None
+        if plan_file is not None:  # a saved refresh-only plan: its digest, and the drift it showed
+            from honua_plan.plan.store import load_plan, verify_digest
+
+            saved = load_plan(plan_file)
+            verify_digest(saved, source=str(plan_file))
+            reviewed = sorted(d.address for d in saved.drift)
+        context.accept_drift(environment, yes=yes or plan_file is not None, confirm=confirm, reviewed=reviewed)
+        return
 
     if resume and rollback_:
         raise UsageError("--resume and --rollback exclude each other")
@@ -311,6 +328,16 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
     apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
                                      allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
                                      assume_not_done=frozenset(assume_not_done), confirm=confirm))
+
+
+def _saved_refresh_only(plan_file: Path) -> bool:
+    """Whether a saved plan file is a refresh-only plan (applying it accepts the drift)."""
+    import json
+
+    try:
+        return bool(json.loads(plan_file.read_text(encoding="utf-8")).get("refresh_only"))
+    except (OSError, ValueError, AttributeError):
+        return False  # apply reports the file's problem itself
 
 
 # --------------------------------------------------------------------------- migrations

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from honua_plan.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from honua_plan.state.model import StateDocument
     from honua_plan.workspace import Workspace
 
@@ -90,3 +92,46 @@ def state_mv(ws: Workspace, environment: str, source: str, destination: str) -> 
             "state-mv", f"{source} → {destination}", actor=ws.actor,
             details={"from": source, "to": destination})
         return writer.write(doc, expected_serial=doc.serial)
+
+
+def accept_drift(ws: Workspace, environment: str, *, yes: bool = False,
+                 confirm: Callable[[str, bool], None] | None = None, reviewed: list[str] | None = None) -> int:
+    """``honua apply --refresh-only``: record the live shape of every drifted table as the
+    new baseline (as Terraform's refresh-only apply); nothing live changes. Returns how many
+    records changed."""
+    from honua_plan.plan.diff import table_address, table_attributes
+    from honua_plan.plan.render import render_text
+    from honua_plan.state.model import ResourceRecord
+
+    con = ws.console
+    plan = ws.plan(environment, refresh_only=True, refuse_unfinished=True)
+    tables = [d for d in plan.drift if d.kind == "table"]
+    if reviewed is not None and sorted(d.address for d in plan.drift) != reviewed:
+        from honua_plan.errors import StalePlanError
+
+        raise StalePlanError("the saved refresh-only plan is stale: the drift is not the one it showed",
+                             hint=f"make a new one: honua plan --env {environment} --refresh-only --out plan.json")
+    if not tables:
+        con.print(f"No drift. The {environment} environment matches the recorded state.")
+        return 0
+    con.print(render_text(plan, colour=con.colour).rstrip("\n"))
+    if confirm is not None:
+        confirm("Accept the live shape of these tables as the recorded state?", yes)
+    facts = ws.read_facts(environment)
+    with ws.backend(environment).lock("honua apply --refresh-only") as writer:
+        doc = writer.read()
+        records, removed = [], set()
+        for d in tables:
+            live = facts.table(d.address.removeprefix("table."))
+            if live is None:
+                removed.add(d.address)
+            else:
+                records.append(ResourceRecord.create(table_address(live), "table", table_attributes(live),
+                                                     serial=doc.next_serial, applied_by=ws.actor))
+        doc = doc.with_resources(records, frozenset(removed)).record_event(
+            "refresh-only", f"drift accepted as the baseline: {', '.join(d.address for d in tables)}",
+            actor=ws.actor, details={"addresses": [d.address for d in tables]})
+        stored = writer.write(doc, expected_serial=doc.serial)
+    con.ok(f"Accepted the live shape of {len(tables)} table(s) as the recorded state (serial {stored.serial}); "
+           "nothing live was changed")
+    return len(tables)

@@ -63,3 +63,32 @@ def test_state_rm_forgets_without_touching_the_database(applied: tuple[Path, dic
     assert actions(repo, env) == [(OLD, "create")]  # the config still has it: created again
     missing = run(repo, "state", "rm", "layer.nope::x", "--env", "dev", env=env)
     assert missing.exit_code == 1 and "not in the dev state" in missing.output
+
+
+def test_refresh_only_apply_accepts_drift_as_the_baseline(applied: tuple[Path, dict[str, str]], pg_dsn: str,
+                                                          tmp_path: Path) -> None:
+    repo, env = applied
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE bike_lanes ADD COLUMN out_of_band int")
+    assert run(repo, "drift", "--env", "dev", env=env).exit_code == 2
+    # a saved refresh-only plan: applying it accepts exactly the drift it showed
+    saved = tmp_path / "refresh.json"
+    assert run(repo, "plan", "--env", "dev", "--refresh-only", "--out", str(saved), env=env).exit_code == 0
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS parcels_extra (id int)")
+        conn.execute("ALTER TABLE parcels ADD COLUMN other_change int")
+    stale = run(repo, "apply", "--env", "dev", str(saved), env=env)
+    assert stale.exit_code == 1 and "the drift is not the one it showed" in stale.output, stale.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE parcels DROP COLUMN other_change")
+    accepted = run(repo, "apply", "--env", "dev", str(saved), env=env)
+    assert accepted.exit_code == 0, accepted.output
+    assert "Accepted the live shape of 1 table(s)" in accepted.output
+    assert run(repo, "drift", "--env", "dev", env=env).exit_code == 0
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # nothing live was changed
+        cols = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                          "WHERE table_name = 'bike_lanes'").fetchall()]
+    assert "out_of_band" in cols
+    # and the flag form, with nothing drifted
+    again = run(repo, "apply", "--env", "dev", "--refresh-only", "--auto-approve", env=env)
+    assert again.exit_code == 0 and "No drift." in again.output
