@@ -50,6 +50,7 @@ CRS_RE = re.compile(CRS_PATTERN)
 # The patterns run in pydantic-core (Rust regex, no Python call per value). Rust's ``$`` does
 # not match before a trailing newline, so they are a little stricter than ``re``, never looser.
 # The loader turns a ``string_pattern_mismatch`` back into these messages, keyed by pattern.
+DRIFT_PATH_PATTERN = r"^(columns|indexes|constraints|geometry)(\.[A-Za-z_][A-Za-z0-9_$]*)?$|^primary_key$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
 HTTP_URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
@@ -61,6 +62,8 @@ PATTERN_MESSAGES: dict[str, str] = {
     NAME_PATTERN: "{!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)",
     CRS_PATTERN: "{!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI",
     ENV_VAR_PATTERN: "{!r} is not an environment variable name",
+    DRIFT_PATH_PATTERN: "{!r} is not a part of a table: columns, indexes, constraints, geometry, primary_key, "
+                        "or <section>.<name>",
     BUCKET_PATTERN: "{!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')",
     KEY_PREFIX_PATTERN: "{!r} is not a key prefix: letters, digits, '.', '_', '-' in parts separated by '/'",
     HTTP_URL_PATTERN: "{!r} is not an http(s) URL",
@@ -392,6 +395,10 @@ class Storage(Strict):
     primaryKey: Ident = "id"
     srid: int = Field(default=4326, ge=0, le=999_999)
     indexes: list[IndexSpec] = Field(default_factory=empty_list)
+    ignoreDrift: list[Annotated[str, StringConstraints(pattern=DRIFT_PATH_PATTERN)]] = Field(
+        default_factory=empty_list, exclude_if=lambda v: not v,
+        description="parts of the table whose drift is not reported (as Argo CD's ignoreDifferences): "
+                    "columns, indexes, constraints, geometry, primary_key, or one of them: columns.<name>")
 
     @property
     def qualified_table(self) -> str:

@@ -103,7 +103,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors: list[Diagnostic] = []
     warnings: list[str] = [str(w) for w in desired.warnings]
     production = bool(desired.policy and desired.policy.spec.production)
-    drifts = detect_drift(recorded, facts) + declared_index_drift(desired.layers.values(), facts)
+    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,
@@ -382,6 +382,15 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
 
 def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
     return detect_drift(recorded, facts)
+
+
+def drift_ignored(desired: DesiredState) -> dict[str, list[str]]:
+    """``schema.table`` → the parts whose drift its layers ignore (``storage.ignoreDrift``)."""
+    out: dict[str, list[str]] = {}
+    for layer in desired.layers.values():
+        if layer.spec.storage.ignoreDrift:
+            out.setdefault(layer.spec.storage.qualified_table, []).extend(layer.spec.storage.ignoreDrift)
+    return out
 
 
 def build_down_plan(

@@ -389,7 +389,22 @@ def _describe_dict_change(section: str, before: Mapping[str, Any], after: Mappin
     return out
 
 
-def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
+def _ignoring(shape: Mapping[str, Any], ignored: Sequence[str]) -> dict[str, Any]:
+    """The recorded shape of a table without the parts whose drift a layer ignores."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in shape.items()}
+    for path in ignored:
+        section, _, name = path.partition(".")
+        if not name:
+            out.pop(section, None)
+        elif isinstance(out.get(section), dict):
+            out[section].pop(name, None)
+    return out
+
+
+def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None,
+                 ignore: Mapping[str, Sequence[str]] | None = None) -> list[Drift]:
+    """Recorded tables against live ones; ``ignore``: per ``schema.table``, the parts whose
+    drift is not reported (``storage.ignoreDrift`` of the layers on the table)."""
     drifts: list[Drift] = []
     if facts is None:
         return drifts
@@ -406,11 +421,16 @@ def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None) -> list[D
         if live_fp == rec.fingerprint:
             continue
         attrs = live.shape
+        ignored = (ignore or {}).get(name, ())
+        before, after = _ignoring(rec.attributes, ignored), _ignoring(attrs, ignored)
+        if ignored and before == after:
+            continue  # what changed is ignored
         details: list[str] = []
         for section in ("columns", "geometry", "indexes", "constraints"):
-            details += _describe_dict_change(section, rec.attributes.get(section, {}), attrs[section])
-        if rec.attributes.get("primary_key") != attrs["primary_key"]:
-            details.append(f"primary key: {rec.attributes.get('primary_key')} → {attrs['primary_key']}")
+            if section in after or section in before:
+                details += _describe_dict_change(section, before.get(section, {}), after.get(section, {}))
+        if before.get("primary_key") != after.get("primary_key"):
+            details.append(f"primary key: {before.get('primary_key')} → {after.get('primary_key')}")
         drifts.append(Drift(address, "table", "modified", f"table {name} changed outside honua",
                             tuple(details), rec.fingerprint, live_fp))
     return drifts

@@ -1,4 +1,4 @@
-"""``honua state mv`` and ``honua state rm`` (issue 21), as Terraform users expect them."""
+"""Day-2 state commands (issue 21): `state mv`, `state rm`, `apply --refresh-only`, `ignoreDrift`."""
 
 from __future__ import annotations
 
@@ -92,3 +92,26 @@ def test_refresh_only_apply_accepts_drift_as_the_baseline(applied: tuple[Path, d
     # and the flag form, with nothing drifted
     again = run(repo, "apply", "--env", "dev", "--refresh-only", "--auto-approve", env=env)
     assert again.exit_code == 0 and "No drift." in again.output
+
+
+def test_ignored_drift_is_not_reported(applied: tuple[Path, dict[str, str]], pg_dsn: str) -> None:
+    repo, env = applied
+    layer = repo / "environments/dev/layers/bike-lanes.yaml"
+    text = layer.read_text()
+    assert "    geometryColumn: geom\n" in text
+    layer.write_text(text.replace("    geometryColumn: geom\n",
+                                  "    geometryColumn: geom\n    ignoreDrift: [columns.etl_batch, indexes]\n", 1))
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0  # the layer's config changed
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE bike_lanes ADD COLUMN etl_batch int")
+        conn.execute("CREATE INDEX bike_lanes_name_idx ON bike_lanes (name)")
+    quiet = run(repo, "drift", "--env", "dev", env=env)
+    assert quiet.exit_code == 0, quiet.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE bike_lanes ADD COLUMN not_ignored int")
+    loud = run(repo, "drift", "--env", "dev", env=env)
+    assert loud.exit_code == 2 and "not_ignored" in loud.output and "etl_batch" not in loud.output, loud.output
+    bad = repo / "environments/dev/layers/bike-lanes.yaml"
+    bad.write_text(bad.read_text().replace("[columns.etl_batch, indexes]", "[rows]"))
+    invalid = run(repo, "validate", env=env)
+    assert invalid.exit_code == 1 and "bike-lanes.yaml:" in invalid.output and "is not a part of a table" in invalid.output
