@@ -39,6 +39,37 @@ def migrate_status(ctx: click.Context, environment: str, fmt: str) -> None:
         click.echo(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
 
 
+@migrate.command("baseline")
+@click.argument("migration_id")
+@env_option()
+@click.option("--reason", required=True, help="Why (recorded in the state's history).")
+@click.pass_context
+def migrate_baseline_cmd(ctx: click.Context, migration_id: str, environment: str, reason: str) -> None:
+    """Adopt an existing database: record the migrations up to ID as applied, without running them."""
+    from honua_plan.workflows.state import migrate_baseline
+
+    context = state(ctx).context()
+    adopted = migrate_baseline(context, environment, migration_id, reason)
+    if adopted:
+        context.console.ok(f"Recorded as applied without running (baseline): {', '.join(adopted)}")
+    else:
+        context.console.print(f"Nothing to baseline: every migration up to {migration_id} is applied in {environment}.")
+
+
+@migrate.command("repair")
+@click.argument("migration_id")
+@env_option()
+@click.option("--reason", required=True, help="Why the applied migration's file was edited (recorded).")
+@click.pass_context
+def migrate_repair_cmd(ctx: click.Context, migration_id: str, environment: str, reason: str) -> None:
+    """Accept the edited spec of an applied migration (its new checksum); nothing runs."""
+    from honua_plan.workflows.state import migrate_repair
+
+    context = state(ctx).context()
+    old, new = migrate_repair(context, environment, migration_id, reason)
+    context.console.ok(f"Migration {migration_id}: checksum {old[:19]}… → {new[:19]}… accepted ({reason})")
+
+
 @migrate.command("plan")
 @env_option()
 @click.argument("migration_id", required=False)

@@ -135,3 +135,57 @@ def accept_drift(ws: Workspace, environment: str, *, yes: bool = False,
     con.ok(f"Accepted the live shape of {len(tables)} table(s) as the recorded state (serial {stored.serial}); "
            "nothing live was changed")
     return len(tables)
+
+
+def migrate_baseline(ws: Workspace, environment: str, migration_id: str, reason: str) -> list[str]:
+    """``honua migrate baseline ID``: adopt an existing database, as Flyway's baseline: the
+    migrations up to ``ID`` (in order) that are not applied are recorded as applied without
+    running. Returns their ids."""
+    from honua_plan.plan.diff import migration_checksum
+    from honua_plan.state.model import MigrationRecord, utcnow
+
+    migrations = ws.desired(environment).migrations_for_env()
+    ids = [m.metadata.id for m in migrations]
+    if migration_id not in ids:
+        raise UsageError(f"no migration {migration_id} for {environment} (known: {', '.join(ids) or 'none'})")
+    if not reason.strip():
+        raise UsageError("say why with --reason (it is recorded)")
+    upto = migrations[:ids.index(migration_id) + 1]
+    with ws.backend(environment).lock("honua migrate baseline") as writer:
+        doc = writer.read()
+        adopted = [m for m in upto if (r := doc.latest_migration(m.metadata.id)) is None or r.status != "applied"]
+        now = utcnow()
+        for m in adopted:
+            doc = doc.with_migration(MigrationRecord(
+                id=m.metadata.id, description=f"baseline: {m.metadata.description}", checksum=migration_checksum(m),
+                status="applied", started_at=now, finished_at=now, duration_s=0.0, applied_by=ws.actor))
+        doc = doc.record_event("migrate-baseline", f"baseline at {migration_id}: {reason}", actor=ws.actor,
+                               details={"migrations": [m.metadata.id for m in adopted], "reason": reason})
+        writer.write(doc, expected_serial=doc.serial)
+    return [m.metadata.id for m in adopted]
+
+
+def migrate_repair(ws: Workspace, environment: str, migration_id: str, reason: str) -> tuple[str, str]:
+    """``honua migrate repair ID``: accept the edited spec of an applied migration (Flyway's
+    repair), with the reason recorded; nothing runs. Returns (old, new) checksums."""
+    from honua_plan.plan.diff import migration_checksum
+
+    m = ws.desired(environment).migration(migration_id)
+    if m is None:
+        raise UsageError(f"no migration {migration_id} in migrations/")
+    if not reason.strip():
+        raise UsageError("say why with --reason (it is recorded)")
+    new = migration_checksum(m)
+    with ws.backend(environment).lock("honua migrate repair") as writer:
+        doc = writer.read()
+        latest = doc.latest_migration(m.metadata.id)
+        if latest is None or latest.status != "applied":
+            raise UsageError(f"migration {m.metadata.id} is not applied in {environment}: nothing to repair")
+        if latest.checksum == new:
+            raise UsageError(f"migration {m.metadata.id} is unchanged since it was applied: nothing to repair")
+        doc = doc.with_migration(latest.model_copy(update={"checksum": new}))
+        doc = doc.record_event("migrate-repair", f"migration {m.metadata.id}: checksum accepted ({reason})",
+                               actor=ws.actor, details={"migration": m.metadata.id, "from": latest.checksum,
+                                                        "to": new, "reason": reason})
+        writer.write(doc, expected_serial=doc.serial)
+    return latest.checksum, new

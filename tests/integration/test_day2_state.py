@@ -115,3 +115,33 @@ def test_ignored_drift_is_not_reported(applied: tuple[Path, dict[str, str]], pg_
     bad.write_text(bad.read_text().replace("[columns.etl_batch, indexes]", "[rows]"))
     invalid = run(repo, "validate", env=env)
     assert invalid.exit_code == 1 and "bike-lanes.yaml:" in invalid.output and "is not a part of a table" in invalid.output
+
+
+def test_repair_accepts_an_edited_applied_migration(applied: tuple[Path, dict[str, str]]) -> None:
+    repo, env = applied
+    path = repo / "migrations/002_add_parcels_layer.yaml"  # its down step gets a comment: the spec changed
+    path.write_text(path.read_text().replace("DROP TABLE IF EXISTS parcels;", "DROP TABLE IF EXISTS parcels; -- edited", 1))
+    refused = run(repo, "plan", "--env", "dev", env=env)
+    assert refused.exit_code == 1 and "must not be edited" in refused.output, refused.output
+    repaired = run(repo, "migrate", "repair", "002", "--env", "dev", "--reason", "a comment in the down step", env=env)
+    assert repaired.exit_code == 0, repaired.output
+    assert run(repo, "validate", env=env).exit_code == 0
+    assert run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env).exit_code == 0
+    again = run(repo, "migrate", "repair", "002", "--env", "dev", "--reason", "x", env=env)
+    assert again.exit_code == 1 and "nothing to repair" in again.output
+
+
+def test_baseline_adopts_an_existing_database(tmp_path: Path, pg_dsn: str) -> None:
+    repo = copy_example(tmp_path / "repo", server=False)
+    env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        seed_bike_lanes(conn, 42)  # the tables exist already: made before honua
+    adopted = run(repo, "migrate", "baseline", "002", "--env", "dev", "--reason", "adopting the city database",
+                  env=env)
+    assert adopted.exit_code == 0, adopted.output
+    assert "001, 002" in adopted.output
+    status = run(repo, "migrate", "status", "--env", "dev", "--format", "json", env=env)
+    rows = {r["id"]: r["status"] for r in json.loads(status.output)["migrations"]}
+    assert rows["001"] == rows["002"] == "applied" and rows["003"] != "applied", rows
+    unknown = run(repo, "migrate", "baseline", "999", "--env", "dev", "--reason", "x", env=env)
+    assert unknown.exit_code == 1 and "no migration 999" in unknown.output
