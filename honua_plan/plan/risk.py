@@ -15,11 +15,11 @@ extra approval. Nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
+from honua_plan.plan.rules import RULES, Finding, Level, Rule, finding
 from honua_plan.providers.postgis.facts import ColumnFacts, DatabaseFacts, TableFacts
 from honua_plan.sql.locks import LOCK_RANK, SHARE, SHARE_ROW_EXCLUSIVE, UNKNOWN_LOCK
 from honua_plan.sql.statement import Op, Statement
@@ -46,170 +46,6 @@ __all__ = [
     "raise_for_environment",
     "table_state",
 ]
-
-
-class Level(IntEnum):
-    """Risk level; ordered so ``max`` gives the overall level."""
-
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-    CRITICAL = 4
-
-    def raised(self, by: int = 1) -> Level:
-        return Level(max(Level.LOW, min(Level.CRITICAL, int(self) + by)))
-
-    def __str__(self) -> str:
-        return self.name
-
-    @classmethod
-    def parse(cls, name: str) -> Level:
-        return cls[name.strip().upper()]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One risk rule. ``raises`` > 0 marks a modifier: the finding's level is the level
-    of what it applies to, raised by that many steps (``level`` is then the floor)."""
-
-    code: str
-    level: Level
-    title: str
-    message: str  # str.format template: {table} {index} {column} {rows} {count} …
-    suggestion: str = ""
-    irreversible: bool = False
-    error: bool = False  # the plan cannot be applied as written
-    raises: int = 0
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A rule that fired, rendered for people (same fields as the plan's FindingRecord)."""
-
-    code: str
-    level: Level
-    message: str
-    suggestion: str = ""
-    irreversible: bool = False
-    error: bool = False
-    subject: str = ""
-
-
-_RULE_LIST = (
-    Rule("PG101", Level.HIGH, "CREATE INDEX without CONCURRENTLY on a populated table",
-         "CREATE INDEX {index} on {table} without CONCURRENTLY takes a SHARE lock that "
-         "blocks writes for the whole build ({rows})",
-         "Consider creating index with CONCURRENTLY option (in its own step, outside a "
-         "transaction), then check pg_index.indisvalid and ANALYZE"),
-    Rule("PG102", Level.HIGH, "statement cannot run inside a transaction block",
-         "{keyword} cannot run inside a transaction block, but {reason}",
-         "Put the statement alone in its own step; such steps run outside a transaction",
-         error=True),
-    Rule("PG103", Level.MEDIUM, "DROP INDEX without CONCURRENTLY",
-         "DROP INDEX {index} without CONCURRENTLY takes ACCESS EXCLUSIVE on its table and "
-         "blocks reads and writes until it finishes",
-         "Use DROP INDEX CONCURRENTLY IF EXISTS in its own step"),
-    Rule("PG104", Level.LOW, "non-blocking maintenance",
-         "{keyword} on {table} takes SHARE UPDATE EXCLUSIVE: reads and writes continue ({rows})"),
-    Rule("PG105", Level.HIGH, "REINDEX without CONCURRENTLY",
-         "REINDEX of {target} without CONCURRENTLY blocks writes, and reads that plan on the "
-         "index, for the rebuild ({rows})",
-         "Use REINDEX … CONCURRENTLY in its own step"),
-    Rule("PG200", Level.MEDIUM, "brief exclusive lock",
-         "{keyword} on {table} takes {lock} briefly; queued behind a long query it makes "
-         "every later query on the table wait",
-         "Keep lock_timeout short (1–2 s) and retry with backoff"),
-    Rule("PG201", Level.HIGH, "validation scan under an exclusive lock",
-         "{action} on {table} holds {lock} while it scans every row ({rows})",
-         "Add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later step; for SET "
-         "NOT NULL first add and validate CHECK (col IS NOT NULL) NOT VALID"),
-    Rule("PG202", Level.CRITICAL, "ADD COLUMN rewrites the table",
-         "ADD COLUMN {column} on {table} with a volatile default, serial/identity or stored "
-         "generated value rewrites the table under ACCESS EXCLUSIVE ({rows})",
-         "Add the column nullable without the default, SET DEFAULT, then backfill in batches"),
-    Rule("PG203", Level.CRITICAL, "ALTER COLUMN TYPE rewrites the table",
-         "ALTER COLUMN {column} TYPE {new_type} on {table} rewrites the table under ACCESS "
-         "EXCLUSIVE ({rows})",
-         "Add a new column, sync it with a trigger, backfill in batches and swap by rename"),
-    Rule("PG301", Level.CRITICAL, "table rewrite",
-         "{keyword} rewrites {table} under ACCESS EXCLUSIVE: reads and writes are blocked "
-         "for the whole rewrite ({rows})",
-         "Use pg_repack (or REPACK CONCURRENTLY on PostgreSQL ≥ 19) instead"),
-    Rule("PG302", Level.HIGH, "REFRESH MATERIALIZED VIEW without CONCURRENTLY",
-         "REFRESH MATERIALIZED VIEW {table} without CONCURRENTLY blocks its readers for "
-         "the whole refresh ({rows})",
-         "Use REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view)"),
-    Rule("DS101", Level.CRITICAL, "DROP TABLE",
-         "DROP TABLE {table} destroys the table and its data ({rows})",
-         "Rename it to <name>_deprecated first and drop it in a later release; keep a backup",
-         irreversible=True),
-    Rule("DS102", Level.CRITICAL, "DROP COLUMN or TRUNCATE",
-         "{action} on {table} destroys data ({rows})",
-         "Stop reads and writes of the data first and keep a backup; deprecate in two phases",
-         irreversible=True),
-    Rule("DS103", Level.CRITICAL, "other data-destroying statement",
-         "{keyword} destroys data: {what}",
-         "Name the objects explicitly instead of CASCADE, add a WHERE clause, keep a backup",
-         irreversible=True),
-    Rule("SQL001", Level.MEDIUM, "statement not analyzed",
-         "statement not analyzed, its locks and effects are unknown: {warning}",
-         "Prefer plain SQL statements that the planner can assess"),
-    Rule("GEO101", Level.MEDIUM, "invalid geometries present",
-         "{count} invalid geometries in {table}",
-         "Fix them with ST_MakeValid (keep the type with ST_CollectionExtract/ST_Multi) "
-         "before relying on spatial predicates"),
-    Rule("GEO201", Level.CRITICAL, "SRID or geometry type change",
-         "{what} changes the SRID or geometry type of {table}.{column}{change}: ACCESS "
-         "EXCLUSIVE + full table rewrite ({rows}), and clients see new coordinates/types",
-         "Use an expression index on ST_Transform(geom, srid), or add a new column, backfill "
-         "in batches and swap"),
-    Rule("GEO301", Level.MEDIUM, "published geometry column without spatial index",
-         "geometry column {table}.{column} of a published layer has no valid spatial index",
-         "Create a GIST index CONCURRENTLY on the geometry column"),
-    Rule("SVC101", Level.HIGH, "published collection breaks clients",
-         "{detail}: breaks clients of collection {collection}",
-         "Publish the new shape as a new collection and retire the old one after notice"),
-    Rule("LOCK001", Level.MEDIUM, "strong lock without lock_timeout",
-         "{lock} on {table} without lock_timeout: queued behind a long query it blocks every "
-         "later query on the table",
-         "SET lock_timeout = '1s'–'2s' for the step and retry on lock timeout",
-         raises=1),
-    Rule("ENV001", Level.MEDIUM, "production environment", "production environment",
-         "Apply in a maintenance window with an approval", raises=1),
-    Rule("AI001", Level.LOW, "change proposed by AI",
-         "change proposed by an AI assistant{detail}",
-         "Review the SQL and the plan; policy may require a human approval"),
-    Rule("VAL001", Level.LOW, "performance validation predicted to fail",
-         "performance validation on {table} expects an index scan, but with {rows} the "
-         "planner will prefer a sequential scan",
-         "Make the check structural (index exists, indisvalid, access method) or advisory; "
-         "or use EXPLAIN (FORMAT JSON) with enable_seqscan = off"),
-)
-
-RULES: dict[str, Rule] = {r.code: r for r in _RULE_LIST}
-
-
-class _Params(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "?"
-
-
-def finding(code: str, subject: str = "", **params: Any) -> Finding:
-    """Render rule ``code`` with ``params``; ``level`` overrides the rule's level.
-
-    Conveniences so callers can pass raw values: ``table`` defaults to ``subject``, an
-    int ``rows`` renders as "~N rows", an int ``count`` gets thousands separators."""
-    rule = RULES[code]
-    level = params.pop("level", rule.level)
-    if subject:
-        params.setdefault("table", subject)
-    if isinstance(params.get("rows"), int):
-        params["rows"] = f"~{params['rows']:,} rows"
-    if isinstance(params.get("count"), int):
-        params["count"] = f"{params['count']:,}"
-    return Finding(code=rule.code, level=Level(level), message=rule.message.format_map(_Params(params)),
-                   suggestion=rule.suggestion, irreversible=rule.irreversible, error=rule.error,
-                   subject=subject)
 
 
 def overall(findings: Iterable[Finding], base: Level = Level.LOW) -> Level:
@@ -336,6 +172,12 @@ def describe(s: Statement) -> str:
     return ("EXPLAIN ANALYZE " if s.explain else "") + label
 
 
+_NOT_NULL = re.compile(r"\bNOT\s+NULL\b")
+_WHERE = re.compile(r"\bWHERE\b")
+_POSTGIS_UPGRADE = re.compile(r"\bALTER\s+EXTENSION\s+\"?POSTGIS\w*\"?\s+UPDATE\b|\bPOSTGIS_EXTENSIONS_UPGRADE\s*\(")
+_LOSSY_GEOMETRY = re.compile(r"\b(ST_SNAPTOGRID|ST_REDUCEPRECISION|ST_FORCE2D|ST_FORCE_2D|ST_FORCE3D|ST_FORCE_3D)\s*\(")
+
+
 def _statement_findings(s: Statement, facts: DatabaseFacts | None, created: set[str]) -> list[Finding]:
     """The per-statement rules (everything but PG102 and LOCK001)."""
     out: list[Finding] = []
@@ -373,6 +215,17 @@ def _statement_findings(s: Statement, facts: DatabaseFacts | None, created: set[
 
     if op == Op.add_column and s.rewrites and not fresh:
         out.append(finding("PG202", subject, **p))
+    text = " ".join(s.sql.split()).upper()
+    if op == Op.add_column and state in ("populated", "unknown") and _NOT_NULL.search(text) \
+            and "DEFAULT" not in text and not s.volatile_default:
+        out.append(finding("PG204", subject, **p))
+    if _POSTGIS_UPGRADE.search(text):
+        out.append(finding("PG401", subject or "postgis", what=" ".join(s.sql.split())[:80], **p))
+    if op in (Op.update, Op.delete) and not fresh and not _WHERE.search(text) and not s.destructive:
+        out.append(finding("DS104", subject, **p))
+    lossy = _LOSSY_GEOMETRY.search(text) if op == Op.update else None
+    if lossy is not None and not fresh:
+        out.append(finding("DS105", subject, function=lossy.group(1), **p))
     if s.geometry_change and state != "created":
         geo = _geometry_change_finding(s, facts, target, subject, p)
         if geo is not None:
