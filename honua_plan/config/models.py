@@ -543,8 +543,19 @@ class Precondition(Strict):
         return labels[self.type]
 
 
+class AllowedHazard(Strict):
+    """A risk rule a step accepts on purpose (as squawk's and Atlas's suppressions), with why."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,5}[0-9]{3}$")]
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
+
+
 class MigrationStep(Strict):
     name: str
+    allowHazards: list[AllowedHazard] = Field(
+        default_factory=empty_list, exclude_if=lambda v: not v,
+        description="risk rules this step accepts, each with its reason (shown in the plan); errors "
+                    "cannot be allowed")
     type: Literal["sql", "metadata"]
     content: str | None = None
     action: Literal["update"] | None = None

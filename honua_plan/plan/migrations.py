@@ -5,7 +5,7 @@ builder, by resume (a migration edited since the interrupted apply) and by recov
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from honua_plan.config import templating
@@ -124,6 +124,7 @@ def _step_operation(
         stmts, facts, created_tables=frozenset(created), lock_timeout_set=lock_timeout is not None,
         step_statement_count=len(stmts), in_transaction=transactional,
     )) if section == "up" else []
+    findings = _allowed(findings, step)
     tables = sorted({_qualify(s.table, facts) for s in stmts if s.table})
     estimate = sum(risk.estimate_seconds(s, facts) for s in stmts)
     irreversible = any(s.destructive for s in stmts)
@@ -132,6 +133,16 @@ def _step_operation(
                    statement_timeout_s=stmt_timeout, tables=tables, estimated_s=round(estimate, 3),
                    irreversible=irreversible)
     return op, findings, stmts
+
+
+def _allowed(findings: list[risk.Finding], step: MigrationStep) -> list[risk.Finding]:
+    """Findings the step allows (``allowHazards``) drop to LOW and say so, with the reason;
+    an error (the plan cannot run as written) is never allowed."""
+    reasons = {a.code: a.reason for a in step.allowHazards}
+    if not reasons:
+        return findings
+    return [replace(f, level=risk.Level.LOW, message=f"{f.message} (allowed by the step: {reasons[f.code]})")
+            if f.code in reasons and not f.error else f for f in findings]
 
 
 def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_before: set[str]) -> MigrationDraft:

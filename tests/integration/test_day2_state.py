@@ -145,3 +145,33 @@ def test_baseline_adopts_an_existing_database(tmp_path: Path, pg_dsn: str) -> No
     assert rows["001"] == rows["002"] == "applied" and rows["003"] != "applied", rows
     unknown = run(repo, "migrate", "baseline", "999", "--env", "dev", "--reason", "x", env=env)
     assert unknown.exit_code == 1 and "no migration 999" in unknown.output
+
+
+def test_a_step_can_allow_a_hazard_with_its_reason(tmp_path: Path, pg_dsn: str) -> None:
+    """squawk/Atlas-style suppression: the finding stays in the plan, at LOW, with the reason."""
+    repo = copy_example(tmp_path / "repo", server=False)
+    env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        seed_bike_lanes(conn, 42)
+        conn.execute("ANALYZE bike_lanes")
+
+    def pg101() -> dict[str, str]:
+        plan = json.loads(run(repo, "plan", "--env", "dev", "--format", "json", env=env).output)
+        found = [f for a in plan["actions"] if a["address"] == "migration.003" for f in a["findings"]
+                 if f["code"] == "PG101"]
+        assert len(found) == 1, plan["actions"]
+        return found[0]
+
+    assert pg101()["level"] == "HIGH"
+    path = repo / "migrations/003_optimize_bike_lanes.yaml"
+    text = path.read_text()
+    assert "    - name: Create spatial index\n" in text
+    path.write_text(text.replace("    - name: Create spatial index\n",
+                                 "    - name: Create spatial index\n      allowHazards:\n"
+                                 "        - code: PG101\n          reason: the table is written only at night\n", 1))
+    allowed = pg101()
+    assert allowed["level"] == "LOW" and "allowed by the step: the table is written only at night" in allowed["message"]
+    text = path.read_text().replace("reason: the table is written only at night", "reason: ''")
+    path.write_text(text)
+    invalid = run(repo, "validate", env=env)
+    assert invalid.exit_code == 1 and "003_optimize_bike_lanes.yaml:" in invalid.output
