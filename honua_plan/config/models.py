@@ -50,6 +50,7 @@ CRS_RE = re.compile(CRS_PATTERN)
 # The patterns run in pydantic-core (Rust regex, no Python call per value). Rust's ``$`` does
 # not match before a trailing newline, so they are a little stricter than ``re``, never looser.
 # The loader turns a ``string_pattern_mismatch`` back into these messages, keyed by pattern.
+RULE_CODE_PATTERN = r"^[A-Z]{2,5}[0-9]{3}$"
 DRIFT_PATH_PATTERN = r"^(columns|indexes|constraints|geometry)(\.[A-Za-z_][A-Za-z0-9_$]*)?$|^primary_key$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
@@ -62,6 +63,7 @@ PATTERN_MESSAGES: dict[str, str] = {
     NAME_PATTERN: "{!r} is not a valid name: use lower-case letters, digits, '-' and '_' (max 63)",
     CRS_PATTERN: "{!r} is not a CRS: use EPSG:<code>, CRS84 or an OGC CRS URI",
     ENV_VAR_PATTERN: "{!r} is not an environment variable name",
+    RULE_CODE_PATTERN: "{!r} is not a risk rule code (e.g. PG101, DS102)",
     DRIFT_PATH_PATTERN: "{!r} is not a part of a table: columns, indexes, constraints, geometry, primary_key, "
                         "or <section>.<name>",
     BUCKET_PATTERN: "{!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')",
@@ -546,7 +548,7 @@ class Precondition(Strict):
 class AllowedHazard(Strict):
     """A risk rule a step accepts on purpose (as squawk's and Atlas's suppressions), with why."""
 
-    code: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,5}[0-9]{3}$")]
+    code: Annotated[str, StringConstraints(pattern=RULE_CODE_PATTERN)]
     reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
 
 
