@@ -135,6 +135,43 @@ def _step_operation(
     return op, findings, stmts
 
 
+def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[Statement],
+                              facts: DatabaseFacts | None) -> list[Diagnostic]:
+    """A column or table a layer serves, renamed by a pending migration that does not update
+    that layer's file itself: an error at plan time, at the layer's file:line (the next plan
+    would fail with "field … does not exist" after the apply)."""
+    edited = {templating.render_template(s.path or "", desired.template_vars())
+              for s in m.spec.up if s.type == "metadata"}
+    out: list[Diagnostic] = []
+    for s in stmts:
+        if s.op != "rename" or not s.table:
+            continue
+        table = _qualify(s.table, facts)
+        for address, layer in desired.layers.items():
+            st = layer.spec.storage
+            src = desired.sources.get(address)
+            if st.qualified_table != table or (src is not None and src.path in edited):
+                continue
+            if s.column:
+                names = [f.name for f in layer.spec.fields]
+                if s.column in names:
+                    where = desired.locate(address, "spec", "fields", names.index(s.column), "name")
+                elif s.column in (st.geometryColumn, st.primaryKey):
+                    where = desired.locate(address, "spec", "storage")
+                else:
+                    continue
+                out.append(Diagnostic(where, f"migration {m.metadata.id} renames column {table}.{s.column}, which "
+                                             f"layer {layer.metadata.name} serves: after it, the layer's field does not "
+                                             "exist; update the layer in the same change (or with a metadata step of "
+                                             "the migration)"))
+            elif s.object_name:
+                out.append(Diagnostic(desired.locate(address, "spec", "storage", "table"),
+                                      f"migration {m.metadata.id} renames table {table} to {s.object_name}, which "
+                                      f"layer {layer.metadata.name} serves: update the layer's storage.table in the "
+                                      "same change"))
+    return out
+
+
 def _allowed(findings: list[risk.Finding], step: MigrationStep) -> list[risk.Finding]:
     """Findings the step allows (``allowHazards``) drop to LOW and say so, with the reason;
     an error (the plan cannot run as written) is never allowed."""
@@ -158,6 +195,7 @@ def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_bef
         op, fs, stmts = _step_operation(desired, m, "up", i, step, live, created, errors)
         ops.append(op)
         findings.extend(fs)
+        errors.extend(_renames_breaking_layers(desired, m, stmts, facts))
         for s in stmts:
             if s.table:
                 q = _qualify(s.table, facts)

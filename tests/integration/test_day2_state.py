@@ -175,3 +175,40 @@ def test_a_step_can_allow_a_hazard_with_its_reason(tmp_path: Path, pg_dsn: str) 
     path.write_text(text)
     invalid = run(repo, "validate", env=env)
     assert invalid.exit_code == 1 and "003_optimize_bike_lanes.yaml:" in invalid.output
+
+
+M004_RENAME = """apiVersion: honua.io/v1
+kind: Migration
+metadata:
+  id: "004"
+  description: "Rename lane_type"
+spec:
+  dependencies: ["001_create_bike_lanes"]
+  up:
+    - name: Rename the column
+      type: sql
+      content: |
+        ALTER TABLE bike_lanes RENAME COLUMN lane_type TO kind;
+  down:
+    - name: Rename it back
+      type: sql
+      content: |
+        ALTER TABLE bike_lanes RENAME COLUMN kind TO lane_type;
+"""
+
+
+def test_a_rename_that_breaks_a_layer_fails_at_plan_time(applied: tuple[Path, dict[str, str]]) -> None:
+    """The column a layer serves renamed by a migration: the plan fails at the layer's
+    file:line, naming the migration (it used to be MEDIUM, and only the next plan failed)."""
+    repo, env = applied
+    (repo / "migrations/004_rename_lane_type.yaml").write_text(M004_RENAME)
+    result = run(repo, "plan", "--env", "dev", env=env)
+    assert result.exit_code == 1, result.output
+    layer = repo / "environments/dev/layers/bike-lanes.yaml"
+    line = next(i for i, t in enumerate(layer.read_text().splitlines(), 1) if "name: lane_type" in t)
+    assert f"environments/dev/layers/bike-lanes.yaml:{line}:" in result.output, result.output
+    assert "migration 004 renames column public.bike_lanes.lane_type" in result.output
+    # renaming the field in the same change makes it a plan again
+    layer.write_text(layer.read_text().replace("name: lane_type", "name: kind"))
+    fixed = run(repo, "plan", "--env", "dev", env=env)
+    assert "renames column" not in fixed.output, fixed.output
