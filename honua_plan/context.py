@@ -83,13 +83,16 @@ class Context(Workspace):
         command: str = "honua apply",
         show: bool = True,
         banner: bool = True,
+        target: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
     ) -> ApplyResult | None:
         """Plan (or load a saved plan), check it, and apply it under the state lock."""
         from honua_plan.workflows.apply import apply
 
         return apply(self, environment, plan_file, yes=yes, resume=resume, rollback=rollback,
                      allow_destroy=allow_destroy, assume_done=assume_done, assume_not_done=assume_not_done,
-                     confirm=confirm, plan=plan, command=command, show=show, banner=banner)
+                     confirm=confirm, plan=plan, command=command, show=show, banner=banner,
+                     target=target, exclude=exclude)
 
     def promote(self, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
                 yes: bool = False, confirm: Confirm | None = None, allow_untested: bool = False) -> ApplyResult | None:

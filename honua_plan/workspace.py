@@ -343,7 +343,7 @@ class Workspace:
         return Prov(kind="ci" if _in_ci() else "human", actor=self.actor)
 
     def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
-                 provenance: Provenance | None = None) -> PlanRequest:
+                 provenance: Provenance | None = None, exclude: tuple[str, ...] = ()) -> PlanRequest:
         from datetime import UTC, datetime
 
         from honua_plan.plan.builder import PlanRequest
@@ -362,6 +362,7 @@ class Workspace:
             now=datetime.now(UTC),
             provenance=provenance or self._provenance(),
             target=target,
+            exclude=exclude,
             refresh_only=refresh_only,
             config_commit=self.git_commit,
             source_state=source_state,
@@ -376,6 +377,7 @@ class Workspace:
         target: tuple[str, ...] = (),
         refresh_only: bool = False,
         provenance: Provenance | None = None,
+        exclude: tuple[str, ...] = (),
         log: StatementLog | None = None,
         refuse_unfinished: bool = False,
         facts: DatabaseFacts | None = None,
@@ -397,7 +399,8 @@ class Workspace:
             if refuse_unfinished:
                 self.refuse_unfinished(environment, recorded)
             # what does not need the catalog, while the reader may still be at it
-            req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance)
+            req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance,
+                                exclude=exclude)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
             rows = early.take_catalog(self.database(environment).dsn, log) if facts is None else None
         except BaseException:

@@ -64,6 +64,7 @@ class PlanRequest:
     now: datetime
     provenance: Provenance = field(default_factory=Provenance)
     target: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # left out, with everything that depends on them
     refresh_only: bool = False
     config_commit: str | None = None
     source_state: StateDocument | None = None  # for the cooldown policy
@@ -316,6 +317,11 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
                 if before in keep and actions[after].action == "reload":
                     keep.add(after)
                     keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
+        if req.exclude:
+            unknown = [e for e in req.exclude if e not in hard and e not in {n.address for n in no_ops}]
+            if unknown:
+                raise PlanError(f"--exclude {', '.join(unknown)}: no such address in the plan")
+            keep -= graph.descendants_closure(hard, req.exclude)
         hard = hard.subgraph(keep).copy()
         g = graph.build(keep, edges + soft_edges)
         generations = graph.levels(g, order_key)
@@ -364,6 +370,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         state_serial=recorded.serial,
         fingerprints=fingerprints,
         target=list(req.target),
+        exclude=list(req.exclude),
         refresh_only=req.refresh_only,
         actions=ordered,
         no_ops=no_ops,

@@ -46,6 +46,16 @@ def order(g: nx.DiGraph, order_key: Mapping[str, int] | None = None) -> list[str
     return [n for gen in levels(g, order_key) for n in gen]
 
 
+def descendants_closure(g: nx.DiGraph, excluded: Iterable[str]) -> set[str]:
+    """``excluded`` and everything that depends on them (for ``--exclude``)."""
+    out: set[str] = set()
+    for e in excluded:
+        if e in g:
+            out.add(e)
+            out |= nx.descendants(g, e)
+    return out
+
+
 def ancestors_closure(g: nx.DiGraph, targets: Iterable[str]) -> set[str]:
     """``targets`` and everything they depend on (for ``--target``)."""
     keep: set[str] = set()

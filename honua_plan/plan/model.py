@@ -178,6 +178,7 @@ class Plan(_Frozen):
     state_serial: int
     fingerprints: dict[str, str] = Field(default_factory=empty_dict)  # live objects read: address -> fingerprint
     target: list[str] = Field(default_factory=empty_list)
+    exclude: list[str] = Field(default_factory=empty_list, exclude_if=lambda v: not v)
     refresh_only: bool = False
     actions: list[Action] = Field(default_factory=empty_list)  # in execution (topological) order
     no_ops: list[NoOp] = Field(default_factory=empty_list)

@@ -86,6 +86,8 @@ def apply(
     command: str = "honua apply",
     show: bool = True,
     banner: bool = True,
+    target: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> ApplyResult | None:
     """Plan (or load a saved plan), check it, and apply it under the state lock."""
     from honua_plan.apply.executor import Executor
@@ -148,7 +150,7 @@ def apply(
                 con.ok(f"Approval verified (approved by: {', '.join(names)}{', signed' if signed else ''})")
         else:
             if plan is None:
-                plan = ws.plan(environment)
+                plan = ws.plan(environment, target=target, exclude=exclude)
             _warm_up(ws, desired, plan)
             if show:
                 con.print(render_text(plan, colour=con.colour).rstrip("\n"))
@@ -266,7 +268,7 @@ def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
     from honua_plan.plan.render import redacted
 
     derived = ws.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
-                      provenance=saved.provenance, facts=facts)
+                      provenance=saved.provenance, facts=facts, exclude=tuple(saved.exclude))
     compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
     return derived
 

@@ -212,3 +212,32 @@ def test_a_rename_that_breaks_a_layer_fails_at_plan_time(applied: tuple[Path, di
     layer.write_text(layer.read_text().replace("name: lane_type", "name: kind"))
     fixed = run(repo, "plan", "--env", "dev", env=env)
     assert "renames column" not in fixed.output, fixed.output
+
+
+def test_apply_target_and_exclude(tmp_path: Path, pg_dsn: str) -> None:
+    repo = copy_example(tmp_path / "repo", server=False)
+    env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        seed_bike_lanes(conn, 42)
+    everything = actions(repo, env)
+    assert ("migration.003", "apply") in everything
+    planned = json.loads(run(repo, "plan", "--env", "dev", "--exclude", "migration.003", "--format", "json",
+                             env=env).output)
+    kept = {a["address"] for a in planned["actions"]}
+    assert "migration.003" not in kept and "migration.001" in kept
+    assert planned["exclude"] == ["migration.003"]
+    for a in planned["actions"]:
+        assert "migration.003" not in a["depends_on"]  # what needs it is left out with it
+    unknown = run(repo, "plan", "--env", "dev", "--exclude", "layer.nope::x", env=env)
+    assert unknown.exit_code == 1 and "no such address" in unknown.output
+
+    only = run(repo, "apply", "--env", "dev", "--target", "migration.001", "--auto-approve", env=env)
+    assert only.exit_code == 0, only.output
+    status = json.loads(run(repo, "migrate", "status", "--env", "dev", "--format", "json", env=env).output)
+    assert {r["id"]: r["status"] for r in status["migrations"]}["001"] == "applied"
+    assert {r["id"]: r["status"] for r in status["migrations"]}["002"] != "applied"
+    rest = run(repo, "apply", "--env", "dev", "--exclude", "migration.003", "--auto-approve", env=env)
+    assert rest.exit_code == 0, rest.output
+    assert [a for a, _ in actions(repo, env) if a.startswith("migration.")] == ["migration.003"]
+    refused = run(repo, "apply", "--env", "dev", "--exclude", "migration.003", "--resume", env=env)
+    assert refused.exit_code == 1 and "go with a fresh plan" in refused.output
