@@ -607,6 +607,9 @@ class MigrationSpec(Strict):
     down: list[MigrationStep] = Field(default_factory=empty_list)
     validation: MigrationValidation = Field(default_factory=MigrationValidation)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+    repeatable: bool = Field(default=False, exclude_if=lambda v: not v,
+                             description="run again whenever the spec changes (views, functions), as "
+                                         "Flyway's repeatable migrations; otherwise an applied spec must not change")
 
 
 class MigrationMetadata(Strict):

@@ -250,6 +250,9 @@ def diff_migrations(
         if latest is None:
             pending.append(MigrationChange(m, checksum, "not applied yet"))
         elif latest.status == "applied":
+            if latest.checksum != checksum and m.spec.repeatable:
+                pending.append(MigrationChange(m, checksum, "changed since applied (repeatable: runs again)"))
+                continue
             if latest.checksum != checksum:
                 problems.append(Diagnostic(
                     desired.locate(m.address, "spec"),

@@ -241,3 +241,44 @@ def test_apply_target_and_exclude(tmp_path: Path, pg_dsn: str) -> None:
     assert [a for a, _ in actions(repo, env) if a.startswith("migration.")] == ["migration.003"]
     refused = run(repo, "apply", "--env", "dev", "--exclude", "migration.003", "--resume", env=env)
     assert refused.exit_code == 1 and "go with a fresh plan" in refused.output
+
+
+M005_VIEW = """apiVersion: honua.io/v1
+kind: Migration
+metadata:
+  id: "005"
+  description: "Lanes by type (a view)"
+spec:
+  repeatable: true
+  dependencies: ["001_create_bike_lanes"]
+  up:
+    - name: Create the view
+      type: sql
+      content: |
+        CREATE OR REPLACE VIEW lanes_by_type AS SELECT lane_type, count(*) AS n FROM bike_lanes GROUP BY lane_type;
+  down:
+    - name: Drop the view
+      type: sql
+      content: |
+        DROP VIEW IF EXISTS lanes_by_type;
+"""
+
+
+def test_a_repeatable_migration_runs_again_exactly_once_after_an_edit(
+        applied: tuple[Path, dict[str, str]], pg_dsn: str) -> None:
+    repo, env = applied
+    path = repo / "migrations/005_lanes_by_type.yaml"
+    path.write_text(M005_VIEW)
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
+    assert actions(repo, env) == []
+    path.write_text(M005_VIEW.replace("count(*) AS n", "count(*) AS n, max(id) AS last_id"))
+    assert actions(repo, env) == [("migration.005", "apply")]
+    again = run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert again.exit_code == 0, again.output
+    assert actions(repo, env) == []  # once
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        cols = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                          "WHERE table_name = 'lanes_by_type' ORDER BY ordinal_position")]
+    assert cols == ["lane_type", "n", "last_id"]
+    runs = json.loads(run(repo, "migrate", "status", "--env", "dev", "--format", "json", env=env).output)
+    assert {r["id"]: r["status"] for r in runs["migrations"]}["005"] == "applied"
