@@ -5,8 +5,9 @@
 environment's policy deployment window (UTC without one). :func:`policy_fit` says
 whether the window lies inside the policy's windows and outside its blackouts. The
 schedule is recorded as a ``schedule`` event in the environment's state, under the
-state lock; nothing runs by itself at that time (there is no scheduler), and there is
-no notifier, which the checklist says.
+state lock; ``honua schedule run`` (cron) deploys it inside the window. Where an approval
+is required, the stakeholders the policy names for ``approval-needed`` are notified, and
+the checklist says whether that was delivered.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Scheduled:
     approval_text: str
     checklist: list[ChecklistItem]
     serial: int
+    notification: str = "✗ Notifications: not configured (the policy lists no URL for approval-needed)"
 
 
 def schedule_migration(context: Context, migration_id: str, environment: str, window_text: str, *,
@@ -119,11 +121,22 @@ def schedule_migration(context: Context, migration_id: str, environment: str, wi
                 "timezone": str(window.start.tzinfo), "within_policy": fits, "policy": why,
                 "approval_required": required, "approvers": approvers,
                 "checklist": {i.label: {"ok": i.ok, "text": i.text} for i in items},
-                "notification": "not configured",
             },
         )
         stored = writer.write(doc, expected_serial=doc.serial)
-    return Scheduled(m, environment, window, fits, why, required, text, items, stored.serial)
+    line = "✗ Notifications: not configured (the policy lists no URL for approval-needed)"
+    if required:
+        from honua_plan.apply.notify import notify
+
+        delivery = notify(desired.policy, "approval-needed", environment=environment, actor=context.actor,
+                          title=f"honua approval-needed: migration {m.metadata.id} on {environment}",
+                          lines=[f"Scheduled: {window.start:%Y-%m-%d %H:%M}-{window.end:%H:%M} {window.start.tzname()}",
+                                 f"Approval: {text}", f"Schedule: SCH-{stored.serial}"])
+        if delivery.line is not None:
+            line = ("Notification: ✓ " if not delivery.failed else "Notification: ✗ ") + delivery.line
+    else:
+        line = "- Notifications: none sent (no approval is required)"
+    return Scheduled(m, environment, window, fits, why, required, text, items, stored.serial, line)
 
 
 def render_scheduled(s: Scheduled) -> list[str]:
@@ -137,5 +150,5 @@ def render_scheduled(s: Scheduled) -> list[str]:
              "  Pre-deployment checklist:"]
     for i in s.checklist:
         lines.append(f"    - {i.label}: {'✓' if i.ok else '✗'} {i.text}")
-    lines.append("    - ✗ Notifications: not configured (honua has no notifier: tell the stakeholders yourself)")
+    lines.append(f"    - {s.notification}")
     return lines

@@ -186,8 +186,8 @@ def schedule_migration_cmd(ctx: click.Context, migration_id: str, environment: s
     con.print("")
     if not result.fits:
         con.warn(f"The window is {result.why}: the policy will refuse the apply then.")
-    con.print(f"Recorded as a 'schedule' event in the {environment} state (serial {result.serial}). "
-              "Nothing runs by itself at that time:")
+    con.print(f"Scheduled as SCH-{result.serial} in the {environment} state: `honua schedule run` (from cron) "
+              "deploys it inside the window; by hand:")
     if result.approval_required:
         con.print(f"  honua plan --env {environment} --target {result.migration.address} --out plan.json && "
                   "honua approve plan.json --by NAME")

@@ -110,3 +110,23 @@ def test_an_unset_variable_is_reported_not_sent(tmp_path: Path, pg_dsn: str, rec
     delivery = notify(policy, "drift", environment="dev", title="t", lines=[])
     assert delivery.failed == ["json (a ${VAR} of its URL is not set)"] and receiver.messages == []
     assert notify(policy, "recovery", environment="dev", title="t", lines=[]).line is None  # not configured
+
+
+def test_a_scheduled_deployment_needing_approval_notifies(tmp_path: Path, pg_dsn: str, receiver: Receiver) -> None:
+    """The seed's schedule prints "Notification: ✓ Stakeholders notified" only when delivered."""
+    repo = copy_example(tmp_path / "repo", server=False)
+    policy = repo / "policies/production-policy.yaml"
+    policy.write_text(policy.read_text().replace(
+        "spec:\n", f"spec:\n  notifications:\n    - events: [approval-needed]\n"
+                   f"      urls: [\"json://127.0.0.1:{receiver.port}/hook\"]\n", 1))
+    env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}
+    result = run(repo, "ai", "schedule", "migration", "003", "--environment", "production",
+                 "--window", "next-tuesday 10:00-12:00", "--approval-required", env=env)
+    assert result.exit_code == 0, result.output
+    assert "    - Notification: ✓ Stakeholders notified" in result.output
+    assert receiver.events() == ["approval-needed"]
+    assert "Approval: Required from gis-ops team" in receiver.messages[0]["message"]
+    receiver.status = 500
+    failed = run(repo, "ai", "schedule", "migration", "003", "--environment", "production",
+                 "--window", "next-wednesday 10:00-12:00", "--approval-required", env=env)
+    assert failed.exit_code == 0 and "    - Notification: ✗ Stakeholders not notified" in failed.output
