@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +68,17 @@ class ConfigError(HonuaError):
         head = header or f"{len(errors)} configuration error{'s' if len(errors) != 1 else ''}"
         super().__init__(head)
         self.details = "\n".join(str(d) for d in diags)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON shape for ``--format json``."""
+        return {
+            "valid": False,
+            "errors": [
+                {"path": d.location.path, "line": d.location.line, "column": d.location.column,
+                 "message": d.message, "severity": d.severity}
+                for d in self.diagnostics
+            ],
+        }
 
 
 class ValidationError(ConfigError):

@@ -244,11 +244,12 @@ class Workspace:
             return postgis.refresh(Session(conn, log=log))
 
     def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
-                *, facts: DatabaseFacts | None = None) -> LiveState:
+                *, facts: DatabaseFacts | None = None, simulate: bool | None = False) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only.
 
         ``facts`` read elsewhere (the prefetch) are used as they are; a connection is then
-        opened only when a change needs a query.
+        opened only when a change needs a query. ``simulate``: run the pending migrations
+        on a schema-only copy (True: required; None: where a scratch database is at hand).
         """
         from honua_plan.config import templating
         from honua_plan.plan.diff import attributes_fingerprint, desired_resources, diff_migrations
@@ -260,6 +261,7 @@ class Workspace:
         health: dict[str, tuple[int, int, int]] = {}
         pre: dict[str, tuple[bool, str]] = {}
         texts: dict[str, str] = {}
+        probes: dict[str, tuple[Any, ...]] = {}
         conn = None
 
         def session() -> Any:
@@ -303,12 +305,22 @@ class Workspace:
                             path = self.root / rel
                             if path.exists():
                                 texts[rel] = path.read_text()
+                if pending:
+                    from honua_plan.providers.postgis.probing import probe_pending
+
+                    probes.update(probe_pending(s, desired, [mc.migration for mc in pending], facts))
         finally:
             if conn is not None:
                 conn.close()
+        sim = None
+        if pending and simulate is not False:
+            from honua_plan.providers.postgis.simulate import simulate_pending
+
+            sim = simulate_pending(self.database(env).dsn, desired, [mc.migration for mc in pending],
+                                   self.embedded, force=simulate is True)
         entries, server_error = self._server_dry_run(desired)
-        return LiveState(facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
-                         server_entries=entries, server_error=server_error)
+        return LiveState(simulation=sim, facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
+                         server_entries=entries, server_error=server_error, probes=probes)
 
     def _server_dry_run(self, desired: DesiredState) -> tuple[tuple[Any, ...], str | None]:
         """Ask the server what publishing the layers would do (Honua: manifest dryRun)."""
@@ -381,10 +393,13 @@ class Workspace:
         log: StatementLog | None = None,
         refuse_unfinished: bool = False,
         facts: DatabaseFacts | None = None,
+        simulate: bool | None = False,
     ) -> Plan:
         """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
         ``plan``/``drift`` would compare against is then neither the old nor the new state).
-        ``facts``: the catalog this command already read (apply's freshness check), not read again."""
+        ``facts``: the catalog this command already read (apply's freshness check), not read again.
+        ``simulate``: see :meth:`refresh` (``honua plan`` asks for None, where a scratch database is at hand;
+        apply does not simulate: it runs the migrations for real, journaled)."""
         from honua_plan.providers.postgis.prefetch import Prefetch
 
         # the catalog and the state file are read while this process imports the plan
@@ -411,7 +426,7 @@ class Workspace:
 
             facts = facts_from_rows(rows)
             del rows  # ~35 MB of row tuples at 10,000 tables: not part of the peak
-        live = self.refresh(desired, recorded, log=log, facts=facts)
+        live = self.refresh(desired, recorded, log=log, facts=facts, simulate=simulate)
         return build_plan(desired, recorded, live, req)
 
     def refuse_unfinished(self, environment: str, recorded: StateDocument) -> None:
@@ -578,15 +593,3 @@ def _in_ci() -> bool:
     import os
 
     return bool(os.environ.get("CI"))
-
-
-def config_error_summary(exc: ConfigError) -> dict[str, Any]:
-    """The JSON shape of a ConfigError for ``--format json``."""
-    return {
-        "valid": False,
-        "errors": [
-            {"path": d.location.path, "line": d.location.line, "column": d.location.column,
-             "message": d.message, "severity": d.severity}
-            for d in exc.diagnostics
-        ],
-    }

@@ -16,11 +16,17 @@ from honua_plan.checks import compare as checks
 from honua_plan.config import templating
 from honua_plan.config.expected import parse
 from honua_plan.errors import HonuaError
-from honua_plan.providers.postgis.sqlexec import qualified
+from honua_plan.providers.postgis.sqlexec import qualified, read_rolled_back
 
 if TYPE_CHECKING:
     from honua_plan.config.models import Migration
     from honua_plan.providers.postgis.sqlexec import Session
+
+
+PRECONDITION_TIMEOUT_S = 30.0
+"""A precondition is a question: it reads in a read-only transaction that is rolled back
+(config is untrusted: a pull request's precondition must not change the database that
+``honua plan`` reads), and gives up after this long."""
 
 
 def query_preconditions(session: Session, migration: Migration, variables: dict[str, object]) -> dict[str, tuple[bool, str]]:
@@ -35,7 +41,7 @@ def query_preconditions(session: Session, migration: Migration, variables: dict[
         else:
             continue
         try:
-            rows = session.execute(statement, read=True)
+            rows = read_rolled_back(session, statement, PRECONDITION_TIMEOUT_S)
         except HonuaError as exc:
             out[key] = (False, f"{p.label}: {exc.message}")
             continue

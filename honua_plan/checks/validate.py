@@ -26,14 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from honua_plan.checks.compare import evaluate, execution_ms
 from honua_plan.config.expected import ExpectationSyntaxError, parse
 from honua_plan.console import format_duration
-from honua_plan.errors import DatabaseError
 from honua_plan.plan.model import CheckRecord
-from honua_plan.providers.postgis.sqlexec import Session, StatementError
+from honua_plan.providers.postgis.sqlexec import Session, StatementError, read_rolled_back
 from honua_plan.secrets import redact
 
 __all__ = [
@@ -92,18 +89,7 @@ def _starts_with_explain(query: str) -> bool:
 
 
 def _read(session: Session, query: str, timeout_s: float) -> list[tuple[Any, ...]]:
-    """Rows of ``query`` in a read-only transaction that is always rolled back."""
-    conn = session.conn
-    if conn is None:
-        raise DatabaseError("checks need a database connection")
-    # our two settings in one round trip (1,000 health checks: 1,000 fewer); the check's own
-    # query is sent alone, so it cannot end the read-only transaction
-    setup = sql.SQL("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}").format(
-        sql.Literal(f"{max(1, round(timeout_s * 1000))}ms")
-    )
-    with conn.transaction(force_rollback=True):
-        session.execute(setup, fetch=False, read=True)
-        return session.execute(query, read=True)
+    return read_rolled_back(session, query, timeout_s)
 
 
 def _preview(rows: Sequence[Sequence[Any]]) -> str:

@@ -69,9 +69,8 @@ def validate(ctx: click.Context, environment: str | None, fmt: str) -> None:
         result = context.validate(environment)
     except ConfigError as exc:
         if fmt == "json":
-            from honua_plan.workspace import config_error_summary
 
-            echo_json(config_error_summary(exc))
+            echo_json(exc.summary())
             ctx.exit(1)
         raise
     if fmt == "json":
@@ -181,16 +180,20 @@ def _provenance(kind: str | None, actor: str | None) -> object:
               help="Leave ADDR out, and what depends on it (repeatable).")
 @click.option("--provenance", type=click.Choice(["human", "ci", "ai"]), default=None,
               help="Who proposes this plan (default: ci when $CI is set, else human).")
+@click.option("--simulate/--no-simulate", default=None,
+              help="Run the pending migrations on a schema-only copy and check the layers against the "
+                   "result (default: when $HONUA_SCRATCH_DSN is set or the embedded PostGIS runs).")
 @click.pass_context
 def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
-         refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...], provenance: str | None) -> None:
+         refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...], provenance: str | None,
+         simulate: bool | None) -> None:
     """Show what apply would change, with risk levels and a rollback plan."""
     if out is None:
         quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, target=targets, exclude=excludes, refresh_only=refresh_only,
                           provenance=_provenance(provenance, None),  # type: ignore[arg-type]
-                          refuse_unfinished=True)
+                          refuse_unfinished=True, simulate=simulate)
     from honua_plan.plan.render import render  # after plan(): its catalog read overlaps this import
     from honua_plan.plan.store import save_plan
 

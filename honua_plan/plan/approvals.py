@@ -23,7 +23,7 @@ __all__ = ["check_approval", "compare_actions", "valid_approvers"]
 
 # Fields that depend on table statistics (row estimates), not on the configuration: they
 # may move between plan and apply without changing anything that runs.
-_VOLATILE = {"estimated_s", "findings"}
+_VOLATILE = {"estimated_s", "findings", "risk"}  # risk follows the findings (e.g. plan --simulate's)
 
 
 def check_approval(policy: Policy | None, approval: Approval, root: Path) -> bool:

@@ -37,6 +37,13 @@ from honua_plan.plan.model import (
     Operation,
     Plan,
     Provenance,
+    SimulationRecord,
+)
+from honua_plan.plan.simulation import (
+    Simulation,
+    check_layer_after,
+    simulation_errors,
+    type_changes,
 )
 from honua_plan.providers.postgis.facts import DatabaseFacts
 from honua_plan.state.model import StateDocument
@@ -51,11 +58,13 @@ else:  # imported on first use: a no-op plan needs neither sqlglot nor networkx
 from honua_plan.plan.migrations import (
     LiveState,
     MigrationDraft,
+    Served,
     _step_operation,
     check_record,
     created_before_plan,
     finding_record,
     migration_draft,
+    served_columns,
 )
 
 
@@ -98,6 +107,23 @@ def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
 # --------------------------------------------------------------------------- build
 
 
+def _simulated_contract(served: Served, drafts: list[MigrationDraft], facts: DatabaseFacts,
+                        sim: Simulation) -> None:
+    """SVC101 on the last migration touching a published table whose served columns the
+    simulated schema dropped or retyped (a rename already said so is not said twice)."""
+    assert sim.facts is not None
+    for table in sorted(served):
+        before = facts.table(table)
+        last = next((d for d in reversed(drafts) if table in d.touched), None)
+        if before is None or last is None:
+            continue
+        said = " ".join(f.message for f in last.findings if f.code == "SVC101")
+        for f in type_changes(served[table], before, sim.facts.table(table)):
+            column = f.message.split(" ", 2)[1] if f.message.startswith("column ") else ""
+            if not (column and column in said):
+                last.findings.append(f)
+
+
 def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, req: PlanRequest) -> Plan:
     """Build the plan or raise PlanError listing every problem found."""
     facts = live.facts
@@ -119,11 +145,16 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     # migrations, in dependency order, each seeing what the earlier ones create
     drafts: list[MigrationDraft] = []
     created: set[str] = set()
+    served = served_columns(desired, recorded, facts) if pending else {}
     for mc in pending:
-        d = migration_draft(desired, mc, live, created)
+        d = migration_draft(desired, mc, live, created, served)
         created |= d.created
         errors.extend(d.errors)
         drafts.append(d)
+    sim = live.simulation
+    errors.extend(simulation_errors(desired, sim))
+    if sim is not None and sim.complete and facts is not None:
+        _simulated_contract(served, drafts, facts, sim)
     created_by: dict[str, list[str]] = {}
     for d in drafts:
         for t in d.created - created_before_plan(d, drafts):
@@ -185,7 +216,13 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         table_name = layer.spec.storage.qualified_table
         live_table = facts.table(table_name) if facts else None
         created_in_plan = table_name in created or layer.spec.storage.table in created
-        if facts is not None:
+        made_by = [d.migration.metadata.id for d in drafts if table_name in d.touched | d.created]
+        if sim is not None and sim.complete and sim.facts is not None and made_by:
+            # the table as the plan's migrations leave it (a schema-only copy ran them)
+            errs, warns, deferred = check_layer(desired, layer, sim.facts.table(table_name), created_in_plan=False)
+            errors.extend(check_layer_after(errs, made_by))
+            warnings.extend(str(w) for w in warns)
+        elif facts is not None:
             errs, warns, deferred = check_layer(desired, layer, live_table, created_in_plan=created_in_plan)
             errors.extend(errs)
             warnings.extend(str(w) for w in warns)
@@ -384,6 +421,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         provenance=req.provenance,
         warnings=list(dict.fromkeys(warnings)),
         database=req.database,
+        simulation=SimulationRecord(status=sim.status, summary=sim.describe(), seconds=sim.seconds,
+                                    migrations=list(sim.migrations)) if sim is not None else None,
     )
 
 

@@ -4,6 +4,7 @@ builder, by resume (a migration edited since the interrupted apply) and by recov
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts
 
 if TYPE_CHECKING:
     from honua_plan.plan import graph, risk
+    from honua_plan.plan.simulation import Simulation
     from honua_plan.sql.statement import Statement
 else:  # imported on first use: a no-op plan needs neither sqlglot nor networkx
     from honua_plan.lazy import LazyModule
@@ -49,6 +51,8 @@ class LiveState:
     file_texts: Mapping[str, str] = field(default_factory=dict)  # metadata files steps edit
     server_entries: tuple[ServerEntry, ...] = ()  # the server's publish dry run
     server_error: str | None = None  # the server could not be asked
+    probes: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # plan.probes answers
+    simulation: Simulation | None = None  # the migrations run on a schema-only copy (plan --simulate)
 
 
 def finding_record(f: risk.Finding) -> FindingRecord:
@@ -122,11 +126,11 @@ def _step_operation(
                                  f"step '{step.name}' forces a transaction but holds a statement that cannot run in one"))
     findings = list(risk.assess_statements(
         stmts, facts, created_tables=frozenset(created), lock_timeout_set=lock_timeout is not None,
-        step_statement_count=len(stmts), in_transaction=transactional,
+        step_statement_count=len(stmts), in_transaction=transactional, probes=live.probes,
     )) if section == "up" else []
     findings = _allowed(findings, step)
     tables = sorted({_qualify(s.table, facts) for s in stmts if s.table})
-    estimate = sum(risk.estimate_seconds(s, facts) for s in stmts)
+    estimate = sum(risk.estimate_seconds(s, facts, live.probes) for s in stmts)
     irreversible = any(s.destructive for s in stmts)
     op = Operation(kind="sql", name=step.name, sql=text.strip() + "\n", transactional=transactional,
                    lock_timeout_s=lock_timeout if not concurrently else None,
@@ -172,6 +176,75 @@ def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[St
     return out
 
 
+_RENAME_TO = re.compile(r"\bTO\s+(\"[^\"]+\"|\w+)\s*;?\s*$", re.IGNORECASE)
+
+
+Served = Mapping[str, tuple[list[str], set[str]]]
+"""``{table: (collections, columns they serve)}``: what clients of the server can see."""
+
+
+def served_columns(desired: DesiredState, recorded: Any = None, facts: DatabaseFacts | None = None) -> Served:
+    """What the layers serve: as configured, and as last applied (``recorded``: a state
+    document), since clients see the applied layer until this plan changes it."""
+    out: dict[str, tuple[list[str], set[str]]] = {}
+
+    def add(collection: str, table: str, names: list[str]) -> None:
+        collections, columns = out.setdefault(_qualify(table, facts), ([], set()))
+        if collection not in collections:
+            collections.append(collection)
+        columns.update(n for n in names if n)
+
+    for layer in desired.layers.values():
+        st = layer.spec.storage
+        add(layer.collection_id, st.qualified_table,
+            [f.name for f in layer.spec.fields] + [st.geometryColumn, st.primaryKey])
+    for address, res in (getattr(recorded, "resources", None) or {}).items():
+        spec = (res.attributes or {}).get("spec") or {} if address.startswith("layer.") else {}
+        storage: dict[str, Any] = spec.get("storage") or {}
+        if not storage.get("table"):
+            continue
+        name = storage["table"]
+        table = name if "." in name else f"{storage.get('schema') or 'public'}.{name}"
+        add(address.removeprefix("layer."), table, [f.get("name", "") for f in spec.get("fields") or []]
+            + [storage.get("geometryColumn", ""), storage.get("primaryKey", "")])
+    return out
+
+
+def _contract_findings(served: Served, stmts: list[Statement],
+                       facts: DatabaseFacts | None) -> list[risk.Finding]:
+    """SVC101 for SQL that changes what a collection serves: a published column or table
+    renamed, a published view dropped (and not created again by the migration), or a view
+    replaced by one without a published column. A column's new type is only known after
+    the statements ran: ``plan --simulate`` checks that."""
+    from honua_plan.sql.syntax import view_columns
+
+    published = served
+    out: list[risk.Finding] = []
+    for i, s in enumerate(stmts):
+        table = _qualify(s.table, facts) if s.table else ""
+        if table not in published:
+            continue
+        collections, columns = published[table]
+        detail = ""
+        if s.op == "rename" and s.column and s.column in columns:
+            to = _RENAME_TO.search(s.sql)
+            detail = f"RENAME COLUMN {table}.{s.column}" + (f" to {to.group(1)}" if to else "")
+        elif s.op == "rename" and s.object_name:
+            detail = f"RENAME of table {table} to {s.object_name}"
+        elif s.op == "drop_view" and not any(
+                later.op == "create_view" and later.table and _qualify(later.table, facts) == table
+                for later in stmts[i + 1:]):
+            detail = f"DROP VIEW {table}"
+        elif s.op == "create_view":
+            names = view_columns(s.sql)
+            missing = sorted(columns - set(names)) if names is not None else []
+            if missing:
+                detail = (f"view {table} no longer has published column{'s' if len(missing) > 1 else ''} "
+                          + ", ".join(missing))
+        out += [risk.finding("SVC101", c, detail=detail, collection=c) for c in collections if detail]
+    return out
+
+
 def _allowed(findings: list[risk.Finding], step: MigrationStep) -> list[risk.Finding]:
     """Findings the step allows (``allowHazards``) drop to LOW and say so, with the reason;
     an error (the plan cannot run as written) is never allowed."""
@@ -182,7 +255,9 @@ def _allowed(findings: list[risk.Finding], step: MigrationStep) -> list[risk.Fin
             if f.code in reasons and not f.error else f for f in findings]
 
 
-def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_before: set[str]) -> MigrationDraft:
+def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_before: set[str],
+                    served: Served | None = None) -> MigrationDraft:
+    """``served``: what clients see (:func:`served_columns`); default: the configured layers."""
     m: Migration = mc.migration
     facts = live.facts
     errors: list[Diagnostic] = []
@@ -195,7 +270,11 @@ def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_bef
         op, fs, stmts = _step_operation(desired, m, "up", i, step, live, created, errors)
         ops.append(op)
         findings.extend(fs)
-        errors.extend(_renames_breaking_layers(desired, m, stmts, facts))
+        if live.simulation is None or not live.simulation.complete:  # else the layers are checked on the copy
+            errors.extend(_renames_breaking_layers(desired, m, stmts, facts))
+        if served is None:
+            served = served_columns(desired, None, facts)
+        findings.extend(_allowed(_contract_findings(served, stmts, facts), step))
         for s in stmts:
             if s.table:
                 q = _qualify(s.table, facts)

@@ -157,6 +157,16 @@ class DatabaseRef(_Frozen):
         return where + (" (embedded PostGIS)" if self.embedded else "")
 
 
+class SimulationRecord(_Frozen):
+    """What ``plan --simulate`` did: the plan's migrations run on a schema-only copy of the
+    database, and the layers checked against the result (see plan.simulation)."""
+
+    status: Literal["simulated", "failed", "partial", "unavailable", "skipped"]
+    summary: str
+    seconds: float = 0.0
+    migrations: list[str] = Field(default_factory=empty_list)
+
+
 class Provenance(_Frozen):
     kind: Literal["human", "ci", "ai"] = "human"
     actor: str | None = None
@@ -195,6 +205,8 @@ class Plan(_Frozen):
     # the database it read (host, port, dbname). Absent when None: plan files made before the
     # field existed read and verify the same, and apply refuses them (unknown database)
     database: DatabaseRef | None = Field(default=None, exclude_if=lambda v: v is None)
+    # plan --simulate's outcome; absent when the plan did not consider it (no migrations)
+    simulation: SimulationRecord | None = Field(default=None, exclude_if=lambda v: v is None)
     # sha256 of the canonical JSON of everything above but approvals (set when rendered
     # as JSON or saved); apply and show recompute it
     digest: str | None = None

@@ -341,6 +341,8 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
 
     lines.append(s(f"Plan for {env} ({summary_line(plan)})", bold=True))
     lines += _database_text(plan)
+    if plan.simulation is not None:
+        lines.append(f"Simulation: {plan.simulation.summary}")
     if plan.target:
         lines.append(f"Targeted: {', '.join(plan.target)} (partial plan)")
     if plan.drift:
@@ -573,6 +575,8 @@ def render_markdown(plan: Plan) -> str:
     meta.append(f"digest `{content_digest(plan)[:19]}`")
     meta.append(f"by {plan.provenance.kind}" + (f" ({plan.provenance.actor})" if plan.provenance.actor else ""))
     lines += ["<sub>" + " · ".join(meta) + "</sub>", ""]
+    if plan.simulation is not None:
+        lines += [f"**Simulation:** {_cell(plan.simulation.summary)}", ""]
 
     if not plan.actions:
         lines += [f"No changes. The {env} environment matches the configuration.", ""]

@@ -123,7 +123,7 @@ _RULE_LIST = (
          "Check the version from and to (SELECT postgis_full_version()) and the objects that "
          "depend on the extension; run it on a copy of the database first"),
     Rule("DS104", Level.HIGH, "bulk UPDATE or DELETE without a selective WHERE",
-         "{keyword} {table} without a WHERE changes every one of its {rows}",
+         "{keyword} {table} {scope} of its {rows}",
          "Restrict it with a WHERE, or run it in batches; a backup is taken before migrations"),
     Rule("DS105", Level.CRITICAL, "geometry precision or dimensions reduced",
          "{function} rewrites the geometries of {table} ({rows}): the lost precision or Z/M "
@@ -137,6 +137,16 @@ _RULE_LIST = (
          "{count} invalid geometries in {table}",
          "Fix them with ST_MakeValid (keep the type with ST_CollectionExtract/ST_Multi) "
          "before relying on spatial predicates"),
+    Rule("GEO102", Level.CRITICAL, "ST_IsValid check constraint on invalid geometries",
+         "ADD CONSTRAINT … CHECK (ST_IsValid({column})) on {table} fails: {count} rows are "
+         "invalid now (e.g. {reason})",
+         "Fix them first (UPDATE … SET {column} = ST_MakeValid({column}) WHERE NOT "
+         "ST_IsValid({column})), or add the constraint NOT VALID and validate it later",
+         error=True),
+    Rule("GEO103", Level.HIGH, "NOT VALID ST_IsValid check on invalid geometries",
+         "CHECK (ST_IsValid({column})) NOT VALID on {table} guards new rows only: {count} rows "
+         "are invalid now (e.g. {reason}) and VALIDATE CONSTRAINT fails until they are fixed",
+         "Fix them (ST_MakeValid) before the step that validates the constraint"),
     Rule("GEO201", Level.CRITICAL, "SRID or geometry type change",
          "{what} changes the SRID or geometry type of {table}.{column}{change}: ACCESS "
          "EXCLUSIVE + full table rewrite ({rows}), and clients see new coordinates/types",

@@ -295,3 +295,26 @@ def _names_list(c: _Cursor, allow_cols: bool = False) -> list[str] | None:
         if not c.punct(TokenType.COMMA):
             break
     return names
+
+
+def view_columns(view_sql: str) -> tuple[str, ...] | None:
+    """The output column names of ``CREATE [OR REPLACE] VIEW … AS SELECT …`` (an explicit
+    column list wins), or None when they cannot be told without the database (``*``, a
+    set operation, an unnamed expression, a statement sqlglot cannot parse)."""
+    import sqlglot
+
+    try:
+        with _quiet():
+            tree = sqlglot.parse_one(view_sql, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not isinstance(tree, exp.Create):
+        return None
+    target = tree.this
+    if isinstance(target, exp.Schema) and target.expressions:
+        return tuple(_ident(e) or "" for e in target.expressions)
+    query = tree.expression
+    if not isinstance(query, exp.Select) or any(isinstance(e, exp.Star) or e.is_star for e in query.expressions):
+        return None
+    names = tuple(query.named_selects)
+    return names if len(names) == len(query.expressions) and all(names) else None

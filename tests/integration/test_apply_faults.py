@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import REPO, copy_example, edit, run
+from tests.helpers import REPO, copy_example, drop_performance_check, edit, run
 
 M004 = "migrations/004_add_surface.yaml"
 M004_TEXT = """apiVersion: honua.io/v1
@@ -116,10 +115,7 @@ class StateWatch:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     r = copy_example(tmp_path / "repo", server=False)
-    path = r / "migrations/003_optimize_bike_lanes.yaml"
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(r)
     return r
 
 

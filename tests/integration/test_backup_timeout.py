@@ -10,7 +10,6 @@ removes the partial files it left.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from honua_plan.providers.embedded.pgserver import pg_dump_available
 from honua_plan.state.local import LocalBackend
-from tests.helpers import REPO, copy_example, run
+from tests.helpers import REPO, copy_example, drop_performance_check, run
 
 pytestmark = pytest.mark.skipif(not pg_dump_available(), reason="pg_dump is not installed")
 
@@ -62,10 +61,7 @@ def repo(tmp_path: Path, pg_dsn: str) -> Path:
     from honua_plan.workflows.sample import seed_bike_lanes
 
     r = copy_example(tmp_path / "repo", server=False)
-    path = r / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(r)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)
     result = run(r, "apply", "--env", "dev", "--auto-approve", env={"HONUA_PG_DSN": pg_dsn})

@@ -18,7 +18,7 @@ import pytest
 
 from honua_plan.workflows.ci import COMMENT_LIMIT, marker, report_markdown
 from honua_plan.workflows.sample import seed_bike_lanes
-from tests.helpers import copy_example, run
+from tests.helpers import copy_example, drop_performance_check, run
 from tests.integration.test_remote_state import NewDb
 from tests.integration.test_remote_state import new_db as new_db
 
@@ -43,10 +43,7 @@ def repo_and_env(tmp_path: Path, new_db: NewDb) -> tuple[Path, dict[str, str]]:
         f"{k}: {v}" for k, v in ports.items()) + "}", server.read_text())
     assert n == 1
     server.write_text(text.replace("workers: 2", "workers: 1"))
-    path = repo / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(repo)
     policy = repo / "policies/production-policy.yaml"
     text, n = re.subn(r"  deploymentWindows:\n(?:    .*\n)+  cooldown:\n(?:    .*\n)+", "", policy.read_text())
     assert n == 1

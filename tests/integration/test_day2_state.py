@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from honua_plan.workflows.sample import seed_bike_lanes
-from tests.helpers import copy_example, run
+from tests.helpers import copy_example, drop_performance_check, run
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +19,7 @@ OLD, NEW = "layer.transportation::bike-lanes", "layer.transportation::bike-paths
 @pytest.fixture
 def applied(tmp_path: Path, pg_dsn: str) -> tuple[Path, dict[str, str]]:
     repo = copy_example(tmp_path / "repo", server=False)
-    path = repo / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(repo)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)
     env = {"HONUA_PG_DSN": pg_dsn, "CI": ""}

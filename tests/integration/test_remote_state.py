@@ -28,7 +28,7 @@ from honua_plan.state.model import ResourceRecord
 from honua_plan.state.serialguard import SerialGuard
 from honua_plan.workflows.sample import seed_bike_lanes
 from tests.conftest import TEMPLATE_DB
-from tests.helpers import copy_example, edit, run
+from tests.helpers import copy_example, drop_performance_check, edit, run
 
 if TYPE_CHECKING:
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
@@ -57,10 +57,7 @@ def example(dest: Path, dsn: str, *, name: str | None = None, postgres_state: bo
     """The example (no server) on the seed's 42-row table in ``dsn``; ``name``: its
     metadata.name; ``postgres_state``: state in the database named by HONUA_STATE_DSN."""
     repo = copy_example(dest, server=False)
-    path = repo / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(repo)
     if name is not None:
         edit(repo / "honua.yaml", "  name: city-gis", f"  name: {name}")
     if postgres_state:

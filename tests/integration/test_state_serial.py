@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from honua_plan.workflows.sample import seed_bike_lanes
-from tests.helpers import copy_example, run
+from tests.helpers import copy_example, drop_performance_check, run
 
 
 @pytest.fixture
@@ -29,10 +29,7 @@ def env(pg_dsn: str) -> dict[str, str]:
 def repo(tmp_path: Path, pg_dsn: str, env: dict[str, str]) -> Path:
     """The example (without a server) applied on the seed's 42-row table."""
     r = copy_example(tmp_path / "repo", server=False)
-    path = r / "migrations/003_optimize_bike_lanes.yaml"  # its performance check needs a large table
-    text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
-    assert n == 1
-    path.write_text(text)
+    drop_performance_check(r)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)
     result = run(r, "apply", "--env", "dev", "--auto-approve", env=env)

@@ -110,7 +110,23 @@ STATEMENT_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("DS104", "UPDATE bike_lanes SET name = upper(name) WHERE id = 7", {}, False),
     ("DS104", "UPDATE bike_lanes SET name = upper(name)", {"facts": EMPTY}, False),
     ("DS105", "UPDATE bike_lanes SET geom = ST_SnapToGrid(geom, 0.001)", {}, True),
-    ("DS105", "UPDATE bike_lanes SET geom = ST_Force2D(geom) WHERE id = 1", {}, True),
+    ("DS105", "UPDATE bike_lanes SET geom = ST_Force2D(geom) WHERE id = 1", {"facts": None}, True),
+    ("DS105", "UPDATE bike_lanes SET geom = ST_ReducePrecision(geom, 0.01) WHERE id = 1", {}, True),
+    ("DS105", "ALTER TABLE bike_lanes ALTER COLUMN geom TYPE geometry(LineString, 4326) "
+              "USING ST_SnapToGrid(geom, 0.1)", {}, True),
+    ("DS105", "UPDATE bike_lanes SET geom = ST_Force2D(geom)", {}, False),  # 2-D already: nothing lost
+    ("DS104", "UPDATE bike_lanes SET name = upper(name) WHERE name IS NOT NULL",
+     {"probes": {"rows:UPDATE bike_lanes SET name = upper(name) WHERE name IS NOT NULL": (240_000,)}}, True),
+    ("DS104", "UPDATE bike_lanes SET name = upper(name) WHERE name = 'x'",
+     {"probes": {"rows:UPDATE bike_lanes SET name = upper(name) WHERE name = 'x'": (12,)}}, False),
+    ("GEO102", "ALTER TABLE bike_lanes ADD CONSTRAINT c CHECK (ST_IsValid(geom))",
+     {"probes": {"invalid:public.bike_lanes.geom": (3, "Self-intersection[1 1]")}}, True),
+    ("GEO102", "ALTER TABLE bike_lanes ADD CONSTRAINT c CHECK (ST_IsValid(geom))",
+     {"probes": {"invalid:public.bike_lanes.geom": (0, "")}}, False),
+    ("GEO103", "ALTER TABLE bike_lanes ADD CONSTRAINT c CHECK (ST_IsValid(geom)) NOT VALID",
+     {"probes": {"invalid:public.bike_lanes.geom": (3, "Self-intersection[1 1]")}}, True),
+    ("GEO103", "ALTER TABLE bike_lanes ADD CONSTRAINT c CHECK (ST_IsValid(geom))",
+     {"probes": {"invalid:public.bike_lanes.geom": (3, "Self-intersection[1 1]")}}, False),
     ("DS105", "UPDATE bike_lanes SET geom = ST_MakeValid(geom) WHERE NOT ST_IsValid(geom)", {}, False),
     ("PG203", "ALTER TABLE bike_lanes ALTER COLUMN id TYPE bigint", {}, True),
     ("PG203", "ALTER TABLE bike_lanes ALTER COLUMN name TYPE varchar(20)", {}, True),
@@ -351,3 +367,12 @@ def test_finding_accepts_raw_values() -> None:
     assert g.message == "12,000 invalid geometries in public.bike_lanes"
     assert finding("SVC101", subject="c", collection="c", detail="collection removed").message == (
         "collection removed: breaks clients of collection c")
+
+
+def test_spatial_index_estimate_scales_with_the_sampled_vertices() -> None:
+    (stmt,) = analyze(SEED_INDEX)
+    plain = estimate_seconds(stmt, POPULATED)
+    simple = estimate_seconds(stmt, POPULATED, {"npoints:public.bike_lanes.geom": (2.0, 2000)})
+    detailed = estimate_seconds(stmt, POPULATED, {"npoints:public.bike_lanes.geom": (1000.0, 2000)})
+    assert plain == pytest.approx(simple, rel=0.01)  # two vertices: the per-row cost as measured
+    assert detailed == pytest.approx(plain * 3.5, rel=0.01)  # 1,000 vertices: 1 + 1000/400

@@ -55,6 +55,7 @@ __all__ = [
     "ident",
     "open_session",
     "qualified",
+    "read_rolled_back",
     "render_sql",
     "split_name",
     "split_qualified",
@@ -293,6 +294,24 @@ def connect(
     except psycopg.Error as exc:
         message = str(exc).strip() or type(exc).__name__
         raise DatabaseError(scrub_dsn_error(f"could not connect to datasource: {message}", dsn)) from None
+
+
+def read_rolled_back(session: Session, query: Statement, timeout_s: float,
+                     params: Params = None) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` in a read-only transaction that is always rolled back, under a
+    statement timeout: how the engine runs SQL that a configuration wrote (checks,
+    preconditions, plan-time probes) when it must not change anything."""
+    conn = session.conn
+    if conn is None:
+        raise DatabaseError("reading needs a database connection")
+    # our two settings in one round trip; the query is sent alone, so it cannot end the
+    # read-only transaction
+    setup = sql.SQL("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}").format(
+        sql.Literal(f"{max(1, round(timeout_s * 1000))}ms")
+    )
+    with conn.transaction(force_rollback=True):
+        session.execute(setup, fetch=False, read=True)
+        return session.execute(query, params, read=True)
 
 
 class Session:
