@@ -85,6 +85,7 @@ class Context(Workspace):
         banner: bool = True,
         target: tuple[str, ...] = (),
         exclude: tuple[str, ...] = (),
+        replace: tuple[str, ...] = (),
     ) -> ApplyResult | None:
         """Plan (or load a saved plan), check it, and apply it under the state lock."""
         from honua_plan.workflows.apply import apply
@@ -92,7 +93,7 @@ class Context(Workspace):
         return apply(self, environment, plan_file, yes=yes, resume=resume, rollback=rollback,
                      allow_destroy=allow_destroy, assume_done=assume_done, assume_not_done=assume_not_done,
                      confirm=confirm, plan=plan, command=command, show=show, banner=banner,
-                     target=target, exclude=exclude)
+                     target=target, exclude=exclude, replace=replace)
 
     def promote(self, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
                 yes: bool = False, confirm: Confirm | None = None, allow_untested: bool = False) -> ApplyResult | None:

@@ -355,7 +355,8 @@ class Workspace:
         return Prov(kind="ci" if _in_ci() else "human", actor=self.actor)
 
     def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
-                 provenance: Provenance | None = None, exclude: tuple[str, ...] = ()) -> PlanRequest:
+                 provenance: Provenance | None = None, exclude: tuple[str, ...] = (),
+                 replace: tuple[str, ...] = ()) -> PlanRequest:
         from datetime import UTC, datetime
 
         from honua_plan.plan.builder import PlanRequest
@@ -375,6 +376,7 @@ class Workspace:
             provenance=provenance or self._provenance(),
             target=target,
             exclude=exclude,
+            replace=replace,
             refresh_only=refresh_only,
             config_commit=self.git_commit,
             source_state=source_state,
@@ -394,6 +396,7 @@ class Workspace:
         refuse_unfinished: bool = False,
         facts: DatabaseFacts | None = None,
         simulate: bool | None = False,
+        replace: tuple[str, ...] = (),
     ) -> Plan:
         """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what
         ``plan``/``drift`` would compare against is then neither the old nor the new state).
@@ -415,7 +418,7 @@ class Workspace:
                 self.refuse_unfinished(environment, recorded)
             # what does not need the catalog, while the reader may still be at it
             req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance,
-                                exclude=exclude)
+                                exclude=exclude, replace=replace)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
             rows = early.take_catalog(self.database(environment).dsn, log) if facts is None else None
         except BaseException:

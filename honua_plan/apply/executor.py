@@ -185,7 +185,15 @@ class Executor:
         steps = [JournalStep(id=a.address, address=a.address, action=a.action, description=a.reason)
                  for a in self.plan.actions]
         journal = JournalRecord(plan_id=self.plan.id, actor=self.actor, command=self.command, steps=steps)
-        self._save(self.doc.with_pending(journal).record_event(
+        doc = self.doc
+        for mv in self.plan.moved:  # honua.yaml moved: in the same write as the journal
+            rec = doc.resources.get(mv.from_address)
+            if rec is not None and mv.to_address not in doc.resources:
+                doc = doc.with_resources([rec.model_copy(update={"address": mv.to_address})],
+                                         frozenset({mv.from_address})).record_event(
+                    "state-mv", f"{mv.from_address} → {mv.to_address} (moved: in honua.yaml)", actor=self.actor,
+                    details={"from": mv.from_address, "to": mv.to_address})
+        self._save(doc.with_pending(journal).record_event(
             "apply-start", f"apply of plan {self.plan.id[:12]} started ({len(steps)} steps)", actor=self.actor,
             details=self._database()))
 

@@ -180,20 +180,22 @@ def _provenance(kind: str | None, actor: str | None) -> object:
               help="Leave ADDR out, and what depends on it (repeatable).")
 @click.option("--provenance", type=click.Choice(["human", "ci", "ai"]), default=None,
               help="Who proposes this plan (default: ci when $CI is set, else human).")
+@click.option("--replace", "replaces", multiple=True, metavar="ADDR",
+              help="Re-derive and publish layer ADDR as new, changed or not (repeatable).")
 @click.option("--simulate/--no-simulate", default=None,
               help="Run the pending migrations on a schema-only copy and check the layers against the "
                    "result (default: when $HONUA_SCRATCH_DSN is set or the embedded PostGIS runs).")
 @click.pass_context
 def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
          refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...], provenance: str | None,
-         simulate: bool | None) -> None:
+         replaces: tuple[str, ...], simulate: bool | None) -> None:
     """Show what apply would change, with risk levels and a rollback plan."""
     if out is None:
         quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
     result = context.plan(environment, target=targets, exclude=excludes, refresh_only=refresh_only,
                           provenance=_provenance(provenance, None),  # type: ignore[arg-type]
-                          refuse_unfinished=True, simulate=simulate)
+                          refuse_unfinished=True, simulate=simulate, replace=replaces)
     from honua_plan.plan.render import render  # after plan(): its catalog read overlaps this import
     from honua_plan.plan.store import save_plan
 
@@ -296,6 +298,8 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
               help="Without a plan file: only ADDR and what it depends on (repeatable).")
 @click.option("--exclude", "excludes", multiple=True, metavar="ADDR",
               help="Without a plan file: leave ADDR out, and what depends on it (repeatable).")
+@click.option("--replace", "replaces", multiple=True, metavar="ADDR",
+              help="Without a plan file: re-derive and publish layer ADDR as new, changed or not (repeatable).")
 @click.option("--allow-destroy", is_flag=True,
               help="Let a rollback run a down step that destroys data (DROP TABLE/COLUMN, TRUNCATE of rows); "
                    "a backup of what it drops is taken just before.")
@@ -307,7 +311,8 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
 @click.pass_context
 def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool, verbose: bool,
           rollback_: bool, refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
-          allow_destroy: bool, assume_done: tuple[str, ...], assume_not_done: tuple[str, ...]) -> None:
+          replaces: tuple[str, ...], allow_destroy: bool, assume_done: tuple[str, ...],
+          assume_not_done: tuple[str, ...]) -> None:
     """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
     from honua_plan.errors import UsageError
 
@@ -329,8 +334,8 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
         raise UsageError("--resume and --rollback exclude each other")
     if (assume_done or assume_not_done) and not resume:
         raise UsageError("--assume-done and --assume-not-done go with --resume")
-    if (targets or excludes) and (plan_file is not None or resume or rollback_):
-        raise UsageError("--target and --exclude go with a fresh plan (a saved plan has its own)")
+    if (targets or excludes or replaces) and (plan_file is not None or resume or rollback_):
+        raise UsageError("--target, --exclude and --replace go with a fresh plan (a saved plan has its own)")
     both = set(assume_done) & set(assume_not_done)
     if both:
         raise UsageError(f"step {sorted(both)[0]} cannot be both --assume-done and --assume-not-done")
@@ -339,7 +344,7 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
     apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
                                      allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
                                      assume_not_done=frozenset(assume_not_done), confirm=confirm,
-                                     target=targets, exclude=excludes))
+                                     target=targets, exclude=excludes, replace=replaces))
 
 
 def _saved_refresh_only(plan_file: Path) -> bool:

@@ -56,6 +56,7 @@ BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
 HTTP_URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
 REGION_PATTERN = r"^[a-z0-9-]+$"
+ADDRESS_PATTERN = r"^(layer|service|datasource|server)\.[a-z0-9][a-z0-9_.:-]{0,200}$"
 
 PATTERN_MESSAGES: dict[str, str] = {
     IDENT_PATTERN: "{!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)",
@@ -70,6 +71,8 @@ PATTERN_MESSAGES: dict[str, str] = {
     KEY_PREFIX_PATTERN: "{!r} is not a key prefix: letters, digits, '.', '_', '-' in parts separated by '/'",
     HTTP_URL_PATTERN: "{!r} is not an http(s) URL",
     REGION_PATTERN: "{!r} is not a region name (lower-case letters, digits and '-')",
+    ADDRESS_PATTERN: "{!r} is not a resource address (layer.<service>::<name>, service.<name>, "
+                     "datasource.<name> or server.<name>)",
 }
 
 
@@ -209,12 +212,33 @@ class BackupStoreConfig(Strict):
         return self
 
 
+Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN)]
+
+
+class Moved(Strict):
+    """A resource renamed in the configuration: the plan records it under its new address
+    instead of deleting and creating it (Terraform's ``moved`` block). Kept in the file
+    for as long as some environment's state may still hold the old address."""
+
+    from_: Address = Field(alias="from")
+    to: Address
+
+    @model_validator(mode="after")
+    def _same_kind(self) -> Moved:
+        if self.from_.split(".", 1)[0] != self.to.split(".", 1)[0]:
+            raise ValueError(f"{self.from_} and {self.to} are not of the same kind")
+        if self.from_ == self.to:
+            raise ValueError(f"{self.from_} is moved to itself")
+        return self
+
+
 class ProjectSpec(Strict):
     environments: list[Name] = Field(min_length=1)
     state: StateConfig = Field(default_factory=StateConfig)
     backups: BackupStoreConfig = Field(default_factory=BackupStoreConfig)
     defaultDatasource: Name | None = None
     defaultServer: Name | None = None
+    moved: list[Moved] = Field(default_factory=list, description="resources renamed: from → to (see Moved)")
 
     @field_validator("environments")
     @classmethod

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 from honua_plan import __version__
 from honua_plan.config.desired import DesiredState
-from honua_plan.errors import Diagnostic, PlanError
+from honua_plan.errors import Diagnostic, Location, PlanError
 from honua_plan.plan import policy as policy_mod
 from honua_plan.plan.diff import (
     Change,
     Drift,
+    apply_moves,
     check_layer,
     declared_index_drift,
     desired_resources,
@@ -33,6 +34,7 @@ from honua_plan.plan.model import (
     DatabaseRef,
     DriftRecord,
     FindingRecord,
+    MovedRecord,
     NoOp,
     Operation,
     Plan,
@@ -74,6 +76,7 @@ class PlanRequest:
     provenance: Provenance = field(default_factory=Provenance)
     target: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # left out, with everything that depends on them
+    replace: tuple[str, ...] = ()  # layers to re-derive and publish as new although unchanged (--replace)
     refresh_only: bool = False
     config_commit: str | None = None
     source_state: StateDocument | None = None  # for the cooldown policy
@@ -99,8 +102,14 @@ def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
         crs=(b_crs, a_crs) if b_crs != a_crs else None,
         removed_fields=removed,
     )
-    if not found and change.action == "replace":
-        found = (risk.finding("SVC101", collection, change="storage changed", collection=collection),)
+    if not found and change.action == "replace" and change.changed_paths:
+        found = (risk.finding("SVC101", collection, detail="storage changed (table, schema or geometry column)",
+                              collection=collection),)
+    bm, am = (change.before or {}).get("metadata", {}), (change.after or {}).get("metadata", {})
+    old_id = f"{bm.get('service')}::{bm.get('name')}"
+    if bm and am and old_id != f"{am.get('service')}::{am.get('name')}":  # a moved (renamed) layer
+        found += (risk.finding("SVC101", collection, collection=old_id,
+                               detail=f"collection {old_id} is now served as {collection} (its URL changes)"),)
     return found
 
 
@@ -124,11 +133,36 @@ def _simulated_contract(served: Served, drafts: list[MigrationDraft], facts: Dat
                 last.findings.append(f)
 
 
+def _forced_replacements(desired: DesiredState, recorded: StateDocument, changes: list[Change],
+                         replace: Sequence[str], errors: list[Diagnostic]) -> list[Change]:
+    """``--replace ADDRESS`` (Terraform's ``-replace``): the layer is re-derived and published
+    again as new (its table read again, extents rescanned, health checks run), changed or not."""
+    if not replace:
+        return changes
+    by_address = {c.address: i for i, c in enumerate(changes)}
+    for address in replace:
+        i = by_address.get(address)
+        c = changes[i] if i is not None else None
+        problem = ("is not in the configuration" if c is None or c.action == "delete" else
+                   "is not a layer (only layers can be replaced)" if c.kind != "layer" else
+                   "is not in the state yet (it is created anyway)" if c.action == "create" else "")
+        if problem:
+            errors.append(Diagnostic(Location(f"--replace {address}"), f"{address} {problem}"))
+            continue
+        assert c is not None and i is not None
+        rec = recorded.resources[address]
+        changes[i] = Change(address, c.kind, "replace", f"replacement requested (--replace){'; ' + c.reason if c.action != 'no-op' else ''}",
+                            c.changed_paths, c.before or rec.attributes, c.after or desired_resources(desired)[address][1])
+    return changes
+
+
 def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, req: PlanRequest) -> Plan:
     """Build the plan or raise PlanError listing every problem found."""
     facts = live.facts
     errors: list[Diagnostic] = []
     warnings: list[str] = [str(w) for w in desired.warnings]
+    recorded, moves, move_errors = apply_moves(desired, recorded)  # honua.yaml's moved: renamed, not replaced
+    errors.extend(move_errors)
     production = bool(desired.policy and desired.policy.spec.production)
     drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
     drift_records = [
@@ -138,7 +172,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         for d in drifts
     ]
 
-    changes = diff_resources(desired_resources(desired), recorded)
+    changes = _forced_replacements(desired, recorded, diff_resources(desired_resources(desired), recorded),
+                                   req.replace, errors)
     pending, _applied, mig_errors = diff_migrations(desired, recorded)
     errors.extend(mig_errors)
 
@@ -408,6 +443,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         fingerprints=fingerprints,
         target=list(req.target),
         exclude=list(req.exclude),
+        replace=list(req.replace),
         refresh_only=req.refresh_only,
         actions=ordered,
         no_ops=no_ops,
@@ -421,6 +457,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         provenance=req.provenance,
         warnings=list(dict.fromkeys(warnings)),
         database=req.database,
+        moved=[MovedRecord(from_address=f, to_address=t) for f, t in moves],
         simulation=SimulationRecord(status=sim.status, summary=sim.describe(), seconds=sim.seconds,
                                     migrations=list(sim.migrations)) if sim is not None else None,
     )

@@ -465,3 +465,37 @@ def declared_index_drift(layers: Iterable[Layer], facts: DatabaseFacts | None) -
 
 def tables_of(layers: Iterable[Layer]) -> set[str]:
     return {lyr.spec.storage.qualified_table for lyr in layers}
+
+
+# --------------------------------------------------------------------------- moved
+
+
+def apply_moves(desired: DesiredState, recorded: StateDocument
+                ) -> tuple[StateDocument, list[tuple[str, str]], list[Diagnostic]]:
+    """The recorded state as the plan sees it after ``spec.moved`` of honua.yaml: a record
+    still under a ``from`` address is read as ``to`` (the plan then updates it instead of
+    deleting and creating), and the moves that are due. A move whose ``from`` is no longer
+    recorded was done already (or never needed): nothing to do, as Terraform. Errors: a
+    ``to`` the configuration does not declare, a ``from`` it still declares, or a ``to``
+    already recorded while ``from`` is too."""
+    moves: list[tuple[str, str]] = []
+    errors: list[Diagnostic] = []
+    declared = desired_resources(desired)
+    records = []
+    for i, mv in enumerate(desired.project.spec.moved):
+        where = desired.locate("project", "spec", "moved", i)
+        if mv.to not in declared:
+            errors.append(Diagnostic(where, f"moved: {mv.to} is not in the configuration of {desired.environment}"))
+        elif mv.from_ in declared:
+            errors.append(Diagnostic(where, f"moved: {mv.from_} is still in the configuration; remove it, or "
+                                            "remove this move"))
+        elif mv.from_ in recorded.resources and mv.to in recorded.resources:
+            errors.append(Diagnostic(where, f"moved: both {mv.from_} and {mv.to} are in the {desired.environment} "
+                                            f"state; forget one with `honua state rm`"))
+        elif mv.from_ in recorded.resources:
+            moves.append((mv.from_, mv.to))
+            records.append(recorded.resources[mv.from_].model_copy(update={"address": mv.to}))
+    if not moves:
+        return recorded, [], errors
+    view = recorded.with_resources(records, frozenset(f for f, _ in moves))
+    return view, moves, errors

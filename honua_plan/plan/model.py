@@ -157,6 +157,13 @@ class DatabaseRef(_Frozen):
         return where + (" (embedded PostGIS)" if self.embedded else "")
 
 
+class MovedRecord(_Frozen):
+    """A resource the plan records under a new address (honua.yaml ``moved:``)."""
+
+    from_address: str
+    to_address: str
+
+
 class SimulationRecord(_Frozen):
     """What ``plan --simulate`` did: the plan's migrations run on a schema-only copy of the
     database, and the layers checked against the result (see plan.simulation)."""
@@ -189,6 +196,7 @@ class Plan(_Frozen):
     fingerprints: dict[str, str] = Field(default_factory=empty_dict)  # live objects read: address -> fingerprint
     target: list[str] = Field(default_factory=empty_list)
     exclude: list[str] = Field(default_factory=empty_list, exclude_if=lambda v: not v)
+    replace: list[str] = Field(default_factory=empty_list, exclude_if=lambda v: not v)  # --replace
     refresh_only: bool = False
     actions: list[Action] = Field(default_factory=empty_list)  # in execution (topological) order
     no_ops: list[NoOp] = Field(default_factory=empty_list)
@@ -205,6 +213,8 @@ class Plan(_Frozen):
     # the database it read (host, port, dbname). Absent when None: plan files made before the
     # field existed read and verify the same, and apply refuses them (unknown database)
     database: DatabaseRef | None = Field(default=None, exclude_if=lambda v: v is None)
+    # records apply moves to a new address before its steps (honua.yaml moved:); absent when none
+    moved: list[MovedRecord] = Field(default_factory=empty_list, exclude_if=lambda v: not v)
     # plan --simulate's outcome; absent when the plan did not consider it (no migrations)
     simulation: SimulationRecord | None = Field(default=None, exclude_if=lambda v: v is None)
     # sha256 of the canonical JSON of everything above but approvals (set when rendered
@@ -226,7 +236,7 @@ class Plan(_Frozen):
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.actions)
+        return bool(self.actions or self.moved)
 
     def summary(self) -> dict[str, int]:
         counts = {"create": 0, "update": 0, "delete": 0, "replace": 0, "apply": 0, "reload": 0, "validate": 0}

@@ -122,7 +122,15 @@ def summary_line(plan: Plan) -> str:
     counts = plan.summary()
     parts = [f"{counts.get(k, 0)} to {k}" for k in _CORE_COUNTS]
     parts += [f"{counts[k]} to {k}" for k in _EXTRA_COUNTS if counts.get(k)]
+    if plan.moved:
+        parts.append(f"{len(plan.moved)} to move")
     return ", ".join(parts) + f"; {len(plan.no_ops)} unchanged"
+
+
+def moved_lines(plan: Plan) -> list[str]:
+    """``Moved: layer.a → layer.b`` per honua.yaml move the plan records."""
+    return [f"Moved: {m.from_address} → {m.to_address} (recorded under the new address, not replaced)"
+            for m in plan.moved]
 
 
 def _approval_required(plan: Plan) -> str:
@@ -330,7 +338,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
             lines += _database_text(plan)
         return _finish(lines)
 
-    if not plan.actions:
+    if not plan.actions and not plan.moved:
         lines.append(s(f"No changes. The {env} environment matches the configuration.", bold=True))
         lines += _database_text(plan)
         if plan.drift:
@@ -343,6 +351,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
     lines += _database_text(plan)
     if plan.simulation is not None:
         lines.append(f"Simulation: {plan.simulation.summary}")
+    lines += moved_lines(plan)
     if plan.target:
         lines.append(f"Targeted: {', '.join(plan.target)} (partial plan)")
     if plan.drift:
@@ -577,8 +586,10 @@ def render_markdown(plan: Plan) -> str:
     lines += ["<sub>" + " · ".join(meta) + "</sub>", ""]
     if plan.simulation is not None:
         lines += [f"**Simulation:** {_cell(plan.simulation.summary)}", ""]
+    if plan.moved:
+        lines += [f"- {_cell(line)}" for line in moved_lines(plan)] + [""]
 
-    if not plan.actions:
+    if not plan.actions and not plan.moved:
         lines += [f"No changes. The {env} environment matches the configuration.", ""]
         if plan.drift:
             lines += _md_drift(plan.drift)

@@ -88,6 +88,7 @@ def apply(
     banner: bool = True,
     target: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
+    replace: tuple[str, ...] = (),
 ) -> ApplyResult | None:
     """Plan (or load a saved plan), check it, and apply it under the state lock."""
     from honua_plan.apply.executor import Executor
@@ -150,7 +151,7 @@ def apply(
                 con.ok(f"Approval verified (approved by: {', '.join(names)}{', signed' if signed else ''})")
         else:
             if plan is None:
-                plan = ws.plan(environment, target=target, exclude=exclude)
+                plan = ws.plan(environment, target=target, exclude=exclude, replace=replace)
             _warm_up(ws, desired, plan)
             if show:
                 con.print(render_text(plan, colour=con.colour).rstrip("\n"))
@@ -268,8 +269,15 @@ def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
     from honua_plan.plan.render import redacted
 
     derived = ws.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
-                      provenance=saved.provenance, facts=facts, exclude=tuple(saved.exclude))
+                      provenance=saved.provenance, facts=facts, exclude=tuple(saved.exclude),
+                      replace=tuple(saved.replace))
     compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
+    if saved.moved != derived.moved:
+        from honua_plan.errors import PlanTamperedError
+
+        raise PlanTamperedError(f"{source} does not match the configuration: its moves differ from honua.yaml's "
+                                "moved: and the recorded state now",
+                                hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
     return derived
 
 

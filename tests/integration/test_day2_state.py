@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import psycopg
@@ -46,6 +47,45 @@ def test_a_renamed_layer_moved_in_the_state_is_an_update_not_a_delete_and_create
     assert not any(action in ("create", "delete") for _, action in after), after
     again = run(repo, "state", "mv", OLD, NEW, "--env", "dev", env=env)
     assert again.exit_code == 1 and f"{OLD} is not in the dev state" in again.output
+
+
+def test_a_moved_block_renames_a_layer_without_delete_and_create(applied: tuple[Path, dict[str, str]]) -> None:
+    repo, env = applied
+    layer = repo / "environments/dev/layers/bike-lanes.yaml"
+    layer.write_text(layer.read_text().replace("name: bike-lanes", "name: bike-paths", 1))
+    project = repo / "honua.yaml"
+    project.write_text(project.read_text() + f"  moved:\n    - from: {OLD}\n      to: {NEW}\n")
+    result = run(repo, "plan", "--env", "dev", "--format", "json", env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["moved"] == [{"from_address": OLD, "to_address": NEW}]
+    assert (NEW, "update") in [(a["address"], a["action"]) for a in doc["actions"]], doc["actions"]
+    assert not any(a["action"] in ("create", "delete") for a in doc["actions"]), doc["actions"]
+    update = next(a for a in doc["actions"] if a["address"] == NEW)
+    # the collection's URL changes: clients of the old id break, and the plan says so
+    assert any("collection transportation::bike-lanes is now served as transportation::bike-paths" in f["message"]
+               for f in update["findings"] if f["code"] == "SVC101"), update["findings"]
+    text = run(repo, "plan", "--env", "dev", env=env).output
+    assert f"Moved: {OLD} → {NEW} (recorded under the new address, not replaced)" in text
+    assert "1 to move" in text
+    applied_ = run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert applied_.exit_code == 0, applied_.output
+    state = json.loads((repo / "state/dev.json").read_text())
+    assert NEW in state["resources"] and OLD not in state["resources"]
+    assert any(e["kind"] == "state-mv" and "moved: in honua.yaml" in e["message"] for e in state["events"]), \
+        state["events"][-3:]
+    # the block stays in the file for the other environments: here it is done, and harmless
+    assert actions(repo, env) == []
+
+
+def test_a_moved_block_to_an_address_not_configured_is_an_error(applied: tuple[Path, dict[str, str]]) -> None:
+    repo, env = applied
+    project = repo / "honua.yaml"
+    project.write_text(project.read_text() + f"  moved:\n    - from: {OLD}\n      to: {NEW}\n")
+    result = run(repo, "plan", "--env", "dev", env=env)
+    assert result.exit_code == 1
+    assert re.search(r"^honua\.yaml:\d+:\d+: moved: layer\.transportation::bike-paths is not in the configuration "
+                     r"of dev$", result.output, re.M), result.output
 
 
 def test_state_rm_forgets_without_touching_the_database(applied: tuple[Path, dict[str, str]], pg_dsn: str) -> None:
@@ -278,3 +318,23 @@ def test_a_repeatable_migration_runs_again_exactly_once_after_an_edit(
     assert cols == ["lane_type", "n", "last_id"]
     runs = json.loads(run(repo, "migrate", "status", "--env", "dev", "--format", "json", env=env).output)
     assert {r["id"]: r["status"] for r in runs["migrations"]}["005"] == "applied"
+
+
+def test_replace_re_derives_an_unchanged_layer_and_refuses_what_it_cannot_replace(
+        applied: tuple[Path, dict[str, str]]) -> None:
+    repo, env = applied
+    assert actions(repo, env) == []
+    result = run(repo, "plan", "--env", "dev", "--replace", OLD, "--format", "json", env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["replace"] == [OLD]
+    layer = next(a for a in doc["actions"] if a["address"] == OLD)
+    assert layer["action"] == "replace" and layer["reason"] == "replacement requested (--replace)"
+    assert not [f for f in layer["findings"] if f["code"] == "SVC101"]  # same shape: clients see no change
+    applied_ = run(repo, "apply", "--env", "dev", "--replace", OLD, "--auto-approve", env=env)
+    assert applied_.exit_code == 0, applied_.output
+    assert actions(repo, env) == []
+    for address, why in [("service.transportation", "is not a layer (only layers can be replaced)"),
+                         ("layer.transportation::nope", "is not in the configuration")]:
+        bad = run(repo, "plan", "--env", "dev", "--replace", address, env=env)
+        assert bad.exit_code == 1 and f"--replace {address}: {address} {why}" in bad.output, bad.output

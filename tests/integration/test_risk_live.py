@@ -236,3 +236,47 @@ def test_a_precondition_cannot_change_the_database_at_plan_time(live: tuple[Path
     assert "cannot execute DELETE in a read-only transaction" in result.output, result.output
     with psycopg.connect(env["HONUA_PG_DSN"]) as conn:
         assert conn.execute("SELECT count(*) FROM bike_lanes").fetchone() == (42,)
+
+
+@pytest.fixture
+def view_layer(live: tuple[Path, dict[str, str]]) -> Iterator[Path]:
+    """A layer served from a view, applied; removed again afterwards."""
+    repo, env = live
+    with psycopg.connect(env["HONUA_PG_DSN"], autocommit=True) as conn:
+        conn.execute("CREATE VIEW bike_lanes_public AS SELECT id, name, lane_type, width_ft, geom FROM bike_lanes")
+    src = (repo / "environments/dev/layers/bike-lanes.yaml").read_text()
+    text = src.replace("name: bike-lanes", "name: bike-lanes-public", 1).replace("table: bike_lanes", "table: bike_lanes_public")
+    text = re.sub(r"\n    - name: last_updated\n(?:      .*\n)*", "\n", text)
+    path = repo / "environments/dev/layers/bike-lanes-public.yaml"
+    path.write_text(text)
+    applied = run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert applied.exit_code == 0, applied.output
+    try:
+        yield path
+    finally:
+        path.unlink()
+        run(repo, "apply", "--env", "dev", "--auto-approve", env=env)
+        with psycopg.connect(env["HONUA_PG_DSN"], autocommit=True) as conn:
+            conn.execute("DROP VIEW IF EXISTS bike_lanes_public")
+
+
+def test_a_view_recreated_without_a_served_column_is_svc101(live: tuple[Path, dict[str, str]], view_layer: Path) -> None:
+    before = view_layer.read_text()
+    view_layer.write_text(re.sub(r"\n    - name: lane_type\n(?:      .*\n)*", "\n", before))  # the layer follows
+    try:
+        action = plan_004(live, "DROP VIEW bike_lanes_public;\n"
+                                "CREATE VIEW bike_lanes_public AS SELECT id, name, width_ft, geom FROM bike_lanes;")
+    finally:
+        view_layer.write_text(before)
+    svc = [f["message"] for f in action["findings"] if f["code"] == "SVC101"]
+    assert any("view public.bike_lanes_public no longer has published column lane_type" in m for m in svc), svc
+
+
+def test_a_view_that_retypes_a_served_column_is_svc101_on_the_simulated_schema(
+        live: tuple[Path, dict[str, str]], view_layer: Path) -> None:
+    action = plan_004(live, "DROP VIEW bike_lanes_public;\n"
+                            "CREATE VIEW bike_lanes_public AS SELECT id, name, lane_type, width_ft::numeric(6,2) AS width_ft,"
+                            " geom FROM bike_lanes;")
+    svc = [f["message"] for f in action["findings"] if f["code"] == "SVC101"]
+    assert svc == ["column public.bike_lanes_public.width_ft changes type double precision → numeric(6,2): breaks "
+                   "clients of collection transportation::bike-lanes-public"], action["findings"]
