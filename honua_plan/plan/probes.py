@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from honua_plan.providers.postgis.facts import DatabaseFacts
 from honua_plan.sql.statement import Op, Statement
 
-__all__ = ["Probe", "isvalid_column", "probes_for", "rows_key"]
+__all__ = ["Probe", "extension_updated", "isvalid_column", "probes_for", "rows_key"]
 
 _ISVALID_CHECK = re.compile(r"\bCHECK\s*\(\s*(?:\w+\.)?ST_IsValid\s*\(\s*(\"[^\"]+\"|\w+)\s*\)", re.IGNORECASE)
 SAMPLE_ROWS = 2_000  # geometries read for the avg(ST_NPoints) of an index build
@@ -28,7 +28,8 @@ SAMPLE_ROWS = 2_000  # geometries read for the avg(ST_NPoints) of an index build
 class Probe:
     """One question: ``kind`` is ``invalid`` (rows a ST_IsValid CHECK rejects, with a
     sample reason), ``npoints`` (average vertices per geometry, from a sample) or
-    ``rows`` (EXPLAIN's estimate of the rows an UPDATE/DELETE reaches)."""
+    ``rows`` (EXPLAIN's estimate of the rows an UPDATE/DELETE reaches) or ``extension``
+    (installed and default version of the extension ``column`` names)."""
 
     key: str
     kind: str
@@ -44,6 +45,17 @@ def isvalid_column(s: Statement) -> str | None:
         return None
     m = _ISVALID_CHECK.search(s.sql)
     return m.group(1).strip('"') if m else None
+
+
+_EXTENSION_UPDATE = re.compile(r"\bALTER\s+EXTENSION\s+\"?(postgis\w*)\"?\s+UPDATE\b|\b(postgis)_extensions_upgrade\s*\(",
+                               re.IGNORECASE)
+
+
+def extension_updated(s: Statement) -> str | None:
+    """The PostGIS extension an ``ALTER EXTENSION … UPDATE`` or
+    ``postgis_extensions_upgrade()`` updates, else None."""
+    m = _EXTENSION_UPDATE.search(s.sql)
+    return (m.group(1) or m.group(2)).lower() if m else None
 
 
 def rows_key(s: Statement) -> str:
@@ -66,6 +78,9 @@ def probes_for(stmts: Iterable[Statement], facts: DatabaseFacts | None,
     for s in stmts:
         if s.op == Op.create_table and s.table:
             fresh.add(s.table)
+        ext = extension_updated(s)
+        if ext is not None:
+            out[f"extension:{ext}"] = Probe(f"extension:{ext}", "extension", "", ext)
         if not s.table or s.table in fresh or (s.explain and not s.executes):
             continue
         table = _qualified(s.table, facts)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from honua_plan.plan.probes import isvalid_column, rows_key
+from honua_plan.plan.probes import extension_updated, isvalid_column, rows_key
 from honua_plan.plan.rules import RULES, Finding, Level, Rule, finding
 from honua_plan.providers.postgis.facts import ColumnFacts, DatabaseFacts, TableFacts
 from honua_plan.sql.locks import LOCK_RANK, SHARE, SHARE_ROW_EXCLUSIVE, UNKNOWN_LOCK
@@ -224,7 +224,7 @@ def _statement_findings(s: Statement, facts: DatabaseFacts | None, created: set[
             and "DEFAULT" not in text and not s.volatile_default:
         out.append(finding("PG204", subject, **p))
     if _POSTGIS_UPGRADE.search(text):
-        out.append(finding("PG401", subject or "postgis", what=" ".join(s.sql.split())[:80], **p))
+        out.append(_extension_finding(s, subject, facts, probes, p))
     if op in (Op.update, Op.delete) and not fresh and not s.destructive:
         bulk = _bulk_finding(s, subject, text, rows, probes, p)
         if bulk is not None:
@@ -290,6 +290,30 @@ def _bulk_finding(s: Statement, subject: str, text: str, rows: int | None,
             + f"{reached:,} (EXPLAIN estimate)"
     level = next(lv for bound, lv in BULK_LEVELS if (reached or 0) >= bound) if reached is not None else Level.HIGH
     return finding("DS104", subject, scope=scope, level=level, **p)
+
+
+_TO_VERSION = re.compile(r"\bUPDATE\s+TO\s+'([^']+)'", re.IGNORECASE)
+
+
+def _extension_finding(s: Statement, subject: str, facts: DatabaseFacts | None,
+                       probes: Mapping[str, tuple[Any, ...]], p: Mapping[str, Any]) -> Finding:
+    """PG401 with its pre-checks: the version from and to (the live database's installed
+    and default versions, or UPDATE TO's), and what depends on the extension."""
+    ext = extension_updated(s) or "postgis"
+    installed, default = probes.get(f"extension:{ext}", ("", ""))
+    to = _TO_VERSION.search(s.sql)
+    target = to.group(1) if to else default
+    what = " ".join(s.sql.split())[:80]
+    if installed and target:
+        what += f" ({ext} {installed} → {target}" + (": already installed, nothing to update)" if installed == target else ")")
+    elif installed:
+        what += f" ({ext} {installed} installed)"
+    if facts is not None:
+        columns = sum(len(t.geometry_columns) for t in facts.tables)
+        tables = sum(1 for t in facts.tables if t.geometry_columns)
+        what += f"; {columns} geometry column{'s' if columns != 1 else ''} in {tables} table{'s' if tables != 1 else ''}/views depend on it"
+    level = Level.LOW if installed and installed == target else RULES["PG401"].level
+    return finding("PG401", subject or ext, **{**p, "what": what, "level": level})
 
 
 def _drops_nothing(function: str, table: str | None, facts: DatabaseFacts | None) -> bool:

@@ -280,3 +280,17 @@ def test_a_view_that_retypes_a_served_column_is_svc101_on_the_simulated_schema(
     svc = [f["message"] for f in action["findings"] if f["code"] == "SVC101"]
     assert svc == ["column public.bike_lanes_public.width_ft changes type double precision → numeric(6,2): breaks "
                    "clients of collection transportation::bike-lanes-public"], action["findings"]
+
+
+def test_a_postgis_update_names_the_versions_and_what_depends_on_it(live: tuple[Path, dict[str, str]]) -> None:
+    repo, env = live
+    with psycopg.connect(env["HONUA_PG_DSN"]) as conn:
+        installed, default = conn.execute(
+            "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'postgis'").fetchone()
+    action = plan_004(live, "ALTER EXTENSION postgis UPDATE;")
+    (f,) = [f for f in action["findings"] if f["code"] == "PG401"]
+    assert f"(postgis {installed} → {default}" in f["message"], f
+    assert re.search(r"; \d+ geometry columns in \d+ tables/views depend on it", f["message"]), f
+    same = plan_004(live, f"ALTER EXTENSION postgis UPDATE TO '{installed}';")
+    (g,) = [f for f in same["findings"] if f["code"] == "PG401"]
+    assert "already installed, nothing to update" in g["message"] and g["level"] == "LOW", g

@@ -59,7 +59,8 @@ def _plan_rows(doc: Any) -> int | None:
 def answer_probes(session: Session, probes: Iterable[Probe],
                   timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, tuple[Any, ...]]:
     """``{probe key: answer}``: ``invalid`` → (count, a sample reason or ""), ``npoints``
-    → (average vertices, geometries sampled), ``rows`` → (estimated rows,)."""
+    → (average vertices, geometries sampled), ``rows`` → (estimated rows,), ``extension`` →
+    (installed version or "", default version)."""
     out: dict[str, tuple[Any, ...]] = {}
     for p in probes:
         try:
@@ -70,6 +71,12 @@ def answer_probes(session: Session, probes: Iterable[Probe],
                 [(avg, n)] = read_rolled_back(session, _npoints(p), timeout_s)
                 if avg is not None:
                     out[p.key] = (float(avg), int(n))
+            elif p.kind == "extension":
+                found = read_rolled_back(session, sql.SQL(
+                    "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = {}"
+                ).format(sql.Literal(p.column)), timeout_s)
+                if found:
+                    out[p.key] = (found[0][0] or "", found[0][1] or "")
             elif p.kind == "rows":
                 explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(p.statement.strip().rstrip(";"))
                 [(doc,)] = read_rolled_back(session, explain, timeout_s)
