@@ -92,7 +92,7 @@ def _unordered(doc: dict[str, object]) -> dict[str, object]:
     return {**doc, "tags": sorted(doc["tags"], key=lambda t: t["name"])}  # type: ignore[arg-type, index]
 
 
-def test_a_spliced_document_equals_the_whole_one(pg_dsn: str) -> None:
+def test_a_spliced_document_equals_the_whole_one(pg_dsn: str, tmp_path: Path) -> None:
     """Generating only the changed collections and splicing them into the previous document
     gives pygeoapi's document for the new config: a title changed, a collection added, one
     removed, a column added to a table (its fields change, its config does not)."""
@@ -139,6 +139,31 @@ def test_a_spliced_document_equals_the_whole_one(pg_dsn: str) -> None:
     assert "surface" in json.dumps(spliced["paths"]["/collections/s::t3/queryables"]) or \
         "surface" in json.dumps(spliced["paths"]["/collections/s::t3/items"])
     assert not any("s::t2" in p for p in spliced["paths"])
+    # the text the engine writes: the same, whether spliced or generated whole, in the
+    # generator process (the engine then never holds the document as objects) or here
+    import hashlib
+    import os
+
+    from honua_plan.providers.server import pygeoapi_openapi as oas
+    from honua_plan.providers.server.pygeoapi import _PACKAGE_ROOT
+
+    on_disk = tmp_path / "openapi.json"
+    on_disk.write_text(oas.serialize(old, before))
+    reuse = oas.Reuse(str(on_disk), list(per), changed, removed)
+    dest = tmp_path / "new.json"
+    for generator in (True, False):
+        if generator:
+            oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
+        digest = oas.write_document(after, fields, str(dest), reuse)  # type: ignore[arg-type]
+        assert digest == hashlib.sha256(dest.read_bytes()).hexdigest()
+        assert _unordered(json.loads(dest.read_text())) == _unordered(whole), generator
+        assert oas._GENERATOR is None
+        if generator:
+            oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
+        assert oas.write_document(after, fields, str(dest)) is not None  # type: ignore[arg-type]
+        assert json.loads(dest.read_text()) == json.loads(oas.serialize(whole, after))
+    on_disk.write_text("[]")  # not a document: no splice, the caller generates it whole
+    assert oas.write_document(after, fields, str(dest), reuse) is None  # type: ignore[arg-type]
 
 
 def test_the_generator_process_gives_the_document_generated_here(pg_dsn: str) -> None:

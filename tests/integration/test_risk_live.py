@@ -283,7 +283,7 @@ def test_a_view_that_retypes_a_served_column_is_svc101_on_the_simulated_schema(
 
 
 def test_a_postgis_update_names_the_versions_and_what_depends_on_it(live: tuple[Path, dict[str, str]]) -> None:
-    repo, env = live
+    _repo, env = live
     with psycopg.connect(env["HONUA_PG_DSN"]) as conn:
         installed, default = conn.execute(
             "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'postgis'").fetchone()

@@ -434,11 +434,11 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
         from honua_plan.providers.server import pygeoapi_openapi
 
         generated: list[int] = []
-        whole = pygeoapi_openapi.openapi_dict
+        whole = pygeoapi_openapi.write_document
 
-        def counted(config, fields, _seen=generated, _whole=whole):  # type: ignore[no-untyped-def]
-            _seen.append(len(config["resources"]))
-            return _whole(config, fields)
+        def counted(config, fields, dest, reuse=None, _seen=generated, _whole=whole):  # type: ignore[no-untyped-def]
+            _seen.append(len(reuse.changed) if reuse is not None else len(config["resources"]))
+            return _whole(config, fields, dest, reuse)
 
         from honua_plan.providers.postgis import catalog as postgis
 
@@ -451,7 +451,7 @@ def test_one_changed_layer_is_checked_with_a_bounded_number_of_requests(
 
         with monkeypatch.context() as mp:
             seen = _counting(mp)
-            mp.setattr(pygeoapi_openapi, "openapi_dict", counted)
+            mp.setattr(pygeoapi_openapi, "write_document", counted)
             mp.setattr(postgis, "table_extents_many", extents_counted)
             assert ctx.apply(ENV, p.repo / "change.json", yes=True).ok
         # the changed layer's extent came from the re-derivation's geometry scan (no SQL ran

@@ -31,8 +31,10 @@ from typing import Any
 from honua_plan.canonical import fingerprint
 from honua_plan.providers.postgis.facts import ColumnFacts
 
-__all__ = ["OpenAPIIndex", "collection_of", "field_schema", "fingerprints", "openapi_dict", "openapi_document",
-           "provider_fields", "serialize", "splice", "start_generator", "stop_generator", "table_key"]
+__all__ = ["OpenAPIIndex", "Reuse", "collection_of", "field_schema", "fingerprints", "openapi_dict",
+           "openapi_document",
+           "provider_fields", "serialize", "splice", "start_generator", "stop_generator", "table_key",
+           "write_document"]
 
 # udt name (pg_type.typname) -> JSON type, as SQLAlchemy's python_type maps it in get_fields
 _INTEGER = {"int2", "int4", "int8", "oid", "xid", "cid", "regclass"}
@@ -137,7 +139,9 @@ def _generate(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, 
 _GENERATOR: subprocess.Popen[bytes] | None = None
 _GENERATOR_TIMEOUT_S = 120.0
 
-# the generator process: pygeoapi imported while the engine works, then one request
+# the generator process: pygeoapi imported while the engine works, then one request. It
+# writes the document's text to a file and answers with its sha256 (exit status 3 when the
+# document on disk cannot be spliced): the engine never holds the document
 _GENERATOR_CODE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -148,10 +152,20 @@ request = json.loads(sys.stdin.buffer.read() or b"null")
 if request is None:
     sys.exit(0)
 known = request["fields"]
-document = oas._generate(request["config"], lambda key, geom: known.get(key + "|" + geom))
-from pygeoapi.util import json_serial
-sys.stdout.write(json.dumps(document, default=json_serial))
+fields = lambda key, geom: known.get(key + "|" + geom)
+if "write" in request:
+    reuse = request["write"]["reuse"]
+    digest = oas._write(request["config"], request["write"]["server"], fields, oas.Reuse(**reuse) if reuse else None,
+                        request["write"]["dest"])
+    if digest is None:
+        sys.exit(3)
+    sys.stdout.write(digest)
+else:
+    document = oas._generate(request["config"], fields)
+    from pygeoapi.util import json_serial
+    sys.stdout.write(json.dumps(document, default=json_serial))
 """
+_NO_SPLICE = 3
 
 
 def start_generator(package_root: str, env: Mapping[str, str]) -> None:
@@ -186,26 +200,97 @@ def stop_generator() -> None:
             proc.wait()
 
 
-def _from_generator(proc: subprocess.Popen[bytes], config: Mapping[str, Any],
-                    fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> dict[str, Any] | None:
-    """The generator process's document for ``config``; None when it failed (then generate here)."""
+def _known_fields(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]
+                  ) -> dict[str, Any]:
     known: dict[str, Any] = {}
     for res in (config.get("resources") or {}).values():
         for prov in (res or {}).get("providers") or []:
             if prov.get("name") == "PostgreSQL":
                 key, geom = table_key(prov), str(prov.get("geom_field") or "geom")
                 known[f"{key}|{geom}"] = fields(key, geom)
+    return known
+
+
+def _ask_generator(proc: subprocess.Popen[bytes], request: Mapping[str, Any]) -> tuple[int, bytes] | None:
+    """(exit status, output) of the generator's one request; None when it could not answer."""
     try:
-        request = json.dumps({"config": config, "fields": known}).encode("utf-8")
-        out, _ = proc.communicate(request, timeout=_GENERATOR_TIMEOUT_S)
-        document = json.loads(out) if proc.returncode == 0 else None
+        out, _ = proc.communicate(json.dumps(request).encode("utf-8"), timeout=_GENERATOR_TIMEOUT_S)
+        return proc.returncode, out
     except (OSError, ValueError, subprocess.SubprocessError):
-        document = None
+        return None
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _from_generator(proc: subprocess.Popen[bytes], config: Mapping[str, Any],
+                    fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> dict[str, Any] | None:
+    """The generator process's document for ``config``; None when it failed (then generate here)."""
+    answer = _ask_generator(proc, {"config": config, "fields": _known_fields(config, fields)})
+    try:
+        document = json.loads(answer[1]) if answer is not None and answer[0] == 0 else None
+    except ValueError:
+        document = None
     return document if isinstance(document, dict) else None
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """Splice the document at ``path`` (generated for the collections ``old_ids``) instead
+    of generating every collection: ``changed`` ones generated again, ``removed`` taken out."""
+
+    path: str
+    old_ids: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
+def write_document(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None],
+                   dest: str, reuse: Reuse | None = None) -> str | None:
+    """Write the OpenAPI document for ``config`` to ``dest``; its sha256. Generated,
+    serialized (and spliced into the one on disk, with ``reuse``) by the generator process
+    when there is one, so this process never holds the document (at 10,000 collections
+    ~400 MB as objects, 75 MB as text); else here. None when ``reuse``'s document cannot
+    be spliced (generate it all)."""
+    global _GENERATOR
+    generate = {**config, "resources": {c: config["resources"][c] for c in reuse.changed}} if reuse else config
+    proc, _GENERATOR = _GENERATOR, None
+    server = {"server": config.get("server") or {}}
+    if proc is not None:
+        answer = _ask_generator(proc, {"config": generate, "fields": _known_fields(generate, fields), "write": {
+            "server": server, "reuse": reuse.__dict__ if reuse else None, "dest": dest}})
+        if answer is not None and answer[0] == 0 and len(answer[1]) == 64:
+            return answer[1].decode("ascii")
+        if answer is not None and answer[0] == _NO_SPLICE:
+            return None
+    return _write(generate, server, fields, reuse, dest)
+
+
+def _write(generate: Mapping[str, Any], server: Mapping[str, Any],
+           fields: Callable[[str, str], dict[str, dict[str, Any]] | None], reuse: Reuse | None,
+           dest: str) -> str | None:
+    import hashlib
+    import os
+
+    part = _generate(generate, fields) if reuse is None or reuse.changed else {"paths": {}, "tags": []}
+    if reuse is not None:
+        try:
+            with open(reuse.path, encoding="utf-8") as fh:
+                old = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(old, dict) or not isinstance(old.get("paths"), dict) or not isinstance(old.get("tags"), list):
+            return None
+        part = splice(old, part, reuse.old_ids, reuse.changed, reuse.removed)
+        del old
+    data = serialize(part, server).encode("utf-8")
+    del part
+    with open(dest, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return hashlib.sha256(data).hexdigest()
 
 
 def serialize(document: Mapping[str, Any], config: Mapping[str, Any]) -> str:
