@@ -162,6 +162,10 @@ def test_publish_serve_reload_unpublish(served: tuple[PygeoapiServer, Path, str]
     provider.reload()
     provider.health([CID], 30)
     assert get_json(f"{base}/collections/{CID}?f=json")["title"] == "Edited by hand"
+    # the engine sees it too (the files' digests differ from the recorded ones): a plan updates it
+    read = provider.read()
+    assert read is not None and read["collections"][CID]["title"] == "Edited by hand"
+    assert [e.action for e in provider.plan(doc) if e.collection == CID] == ["update"]
     provider.publish(doc, prune=True)  # and publishing writes the engine's config again
     provider.reload()
     provider.health([CID], 30)

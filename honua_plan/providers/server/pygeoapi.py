@@ -218,6 +218,14 @@ def _children(pid: int) -> set[int] | None:
     return out
 
 
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, streamed (equal to ``_digest`` of its UTF-8 text)."""
+    import hashlib
+
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _pygeoapi_version() -> str:
     """The installed pygeoapi's version, without importing it (the generator may change with it)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -378,20 +386,21 @@ class PygeoapiServer(LocalServer):
     def _read_config(self, written_from: Mapping[str, Any] | None = None) -> Any:
         """The config on disk; :data:`_AS_WRITTEN` (not parsed) when it is byte for byte the
         one honua rendered from ``written_from`` (its digest file says so)."""
+        if written_from is not None:
+            # the files' bytes are hashed as they stream: neither text is held (10 MB each at
+            # 10,000 collections), and they are the UTF-8 of the texts the digests were made of
+            try:
+                recorded = self.digest_path.read_text(encoding="ascii").split()
+                if recorded == [_file_digest(self.config_path), _file_digest(self.published_path)]:
+                    return _AS_WRITTEN
+            except (OSError, UnicodeDecodeError):
+                pass
         try:
             text = self.config_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ServerError(f"cannot read {self.config_path}: {exc.strerror}") from None
-        if written_from is not None:
-            try:
-                recorded = self.digest_path.read_text(encoding="ascii").split()
-                published = self.published_path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                recorded, published = [], ""
-            if recorded == [_digest(text), _digest(published)]:
-                return _AS_WRITTEN
         try:
             data = yaml.load(text, Loader=_BaseLoader)  # a safe loader (libyaml's when present)
         except yaml.YAMLError as exc:
@@ -554,17 +563,14 @@ class PygeoapiServer(LocalServer):
         """The index of the OpenAPI document on disk when it may be reused (same config
         apart from the resources, text unchanged since), else None. The document itself is
         read by whoever splices it (the generator process)."""
-        import hashlib
-
         from honua_plan.providers.server.pygeoapi_openapi import OpenAPIIndex
 
         try:
             index = OpenAPIIndex.from_json(self.openapi_index_path.read_text(encoding="utf-8"))
             if index is None or index.rest != rest:
                 return None
-            with self.openapi_path.open("rb") as fh:  # streamed: 75 MB at 10,000 collections
-                if hashlib.file_digest(fh, "sha256").hexdigest() != index.document_sha256:
-                    return None
+            if _file_digest(self.openapi_path) != index.document_sha256:  # streamed: 75 MB at 10,000
+                return None
         except (OSError, ValueError):
             return None
         return index
