@@ -29,6 +29,7 @@ from honua_plan.ai.tools import (
     RemoveResource,
     path_problem,
 )
+from honua_plan.config.yamledit import round_trip_yaml, to_round_trip
 from honua_plan.errors import ConfigError
 
 #: what a scratch copy needs to load the repository (the loader reads nothing else)
@@ -51,39 +52,9 @@ class Change:
 # --------------------------------------------------------------------------- YAML text
 
 
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
-
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 4096
-    y.indent(mapping=2, sequence=4, offset=2)
-    return y
-
-
-def _to_rt(value: Any) -> Any:
-    """Plain JSON values as ruamel nodes: block style, multi-line strings as ``|`` blocks (SQL)."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import LiteralScalarString
-
-    if isinstance(value, Mapping):
-        m = CommentedMap()
-        for k, v in value.items():
-            m[k] = _to_rt(v)
-        return m
-    if isinstance(value, list | tuple):
-        s = CommentedSeq([_to_rt(v) for v in value])
-        if not value:
-            s.fa.set_flow_style()
-        return s
-    if isinstance(value, str) and "\n" in value:
-        return LiteralScalarString(value)
-    return value
-
-
 def dump_yaml(data: Any, header: tuple[str, ...] = ()) -> str:
     out = io.StringIO()
-    _yaml().dump(_to_rt(data), out)
+    round_trip_yaml().dump(to_round_trip(data, literal_blocks=True), out)
     return "".join(f"{line}\n" for line in header) + out.getvalue()
 
 
@@ -96,11 +67,11 @@ def merge_patch(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> N
         elif isinstance(value, Mapping):
             current = target.get(key)
             if not isinstance(current, MutableMapping):
-                current = _to_rt({})
+                current = to_round_trip({})
                 target[key] = current
             merge_patch(current, value)
         else:
-            target[key] = _to_rt(value)
+            target[key] = to_round_trip(value, literal_blocks=True)
 
 
 # --------------------------------------------------------------------------- checks
@@ -254,7 +225,7 @@ def _edit(root: Path, args: EditResource) -> tuple[Change | None, list[str]]:
     if refused is not None:
         return None, [str(refused)]
     try:
-        docs = [d for d in _yaml().load_all(before) if d is not None]
+        docs = [d for d in round_trip_yaml().load_all(before) if d is not None]
     except Exception as exc:  # ruamel's errors share no base worth naming here
         return None, [f"{rel}: not readable YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"]
     if len(docs) != 1 or not isinstance(docs[0], MutableMapping):
@@ -262,7 +233,7 @@ def _edit(root: Path, args: EditResource) -> tuple[Change | None, list[str]]:
     doc = docs[0]
     merge_patch(doc, args.patch)
     out = io.StringIO()
-    _yaml().dump(doc, out)
+    round_trip_yaml().dump(doc, out)
     after = out.getvalue()
     if after == before:
         return None, [f"the patch changes nothing in {rel}"]

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from honua_plan.errors import ApplyError
 from honua_plan.providers.embedded import pgserver
+from honua_plan.providers.postgis.connections import client_tool_connection
 from honua_plan.providers.postgis.sqlexec import split_qualified
-from honua_plan.secrets import check_dsn, redact, register, register_dsn
+from honua_plan.secrets import redact
 from honua_plan.state.model import BackupRecord, TableContent, backup_id, utcnow
 
 __all__ = [
@@ -69,16 +69,7 @@ def _tool(name: str) -> str:
 
 
 def _connection(dsn: str) -> tuple[str, dict[str, str]]:
-    """A conninfo without the password, and the environment that carries it instead."""
-    register_dsn(dsn)
-    params = check_dsn(dsn, "the datasource's connection string")
-    env = dict(os.environ)
-    password = params.pop("password", None)
-    if password:
-        register(str(password))
-        env["PGPASSWORD"] = str(password)
-    params.setdefault("application_name", "honua-plan-backup")
-    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
+    return client_tool_connection(dsn, "honua-plan-backup")
 
 
 def _pattern(table: str) -> str:

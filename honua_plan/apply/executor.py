@@ -187,10 +187,8 @@ class Executor:
         journal = JournalRecord(plan_id=self.plan.id, actor=self.actor, command=self.command, steps=steps)
         doc = self.doc
         for mv in self.plan.moved:  # honua.yaml moved: in the same write as the journal
-            rec = doc.resources.get(mv.from_address)
-            if rec is not None and mv.to_address not in doc.resources:
-                doc = doc.with_resources([rec.model_copy(update={"address": mv.to_address})],
-                                         frozenset({mv.from_address})).record_event(
+            if mv.from_address in doc.resources and mv.to_address not in doc.resources:
+                doc = doc.with_moved(mv.from_address, mv.to_address).record_event(
                     "state-mv", f"{mv.from_address} → {mv.to_address} (moved: in honua.yaml)", actor=self.actor,
                     details={"from": mv.from_address, "to": mv.to_address})
         self._save(doc.with_pending(journal).record_event(

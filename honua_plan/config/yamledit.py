@@ -16,7 +16,9 @@ from typing import Any
 from honua_plan.errors import ApplyError
 
 
-def _yaml() -> Any:
+def round_trip_yaml() -> Any:
+    """ruamel's round-trip YAML, set up as the repository's files are written (also by the
+    assistant, :mod:`honua_plan.ai.changes`)."""
     from ruamel.yaml import YAML
 
     y = YAML(typ="rt")
@@ -26,20 +28,24 @@ def _yaml() -> Any:
     return y
 
 
-def _to_rt(value: Any) -> Any:
-    """Plain values to ruamel's round-trip types, block style (as people write YAML)."""
+def to_round_trip(value: Any, *, literal_blocks: bool = False) -> Any:
+    """Plain values to ruamel's round-trip types, block style (as people write YAML);
+    ``literal_blocks``: multi-line strings as ``|`` blocks (SQL in a new file)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import LiteralScalarString
 
     if isinstance(value, Mapping):
         m = CommentedMap()
         for k, v in value.items():
-            m[k] = _to_rt(v)
+            m[k] = to_round_trip(v, literal_blocks=literal_blocks)
         return m
     if isinstance(value, list | tuple):
-        s = CommentedSeq([_to_rt(v) for v in value])
+        s = CommentedSeq([to_round_trip(v, literal_blocks=literal_blocks) for v in value])
         if not value:
             s.fa.set_flow_style()
         return s
+    if literal_blocks and isinstance(value, str) and "\n" in value:
+        return LiteralScalarString(value)
     return value
 
 
@@ -53,7 +59,7 @@ def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
     refused = alias_problem(text, where or "metadata file")
     if refused is not None:
         raise ConfigError([refused])
-    y = _yaml()
+    y = round_trip_yaml()
     doc = y.load(text)
     if doc is None:
         raise ApplyError(f"{where or 'metadata file'} is empty")
@@ -73,7 +79,7 @@ def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
         if value is None and parts[-1] in node:
             del node[parts[-1]]
         else:
-            node[parts[-1]] = _to_rt(value)
+            node[parts[-1]] = to_round_trip(value)
     out = io.StringIO()
     y.dump(doc, out)
     return out.getvalue()

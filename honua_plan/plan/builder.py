@@ -7,6 +7,7 @@ plan, and the builder is testable without a database.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,10 +128,8 @@ def _simulated_contract(served: Served, drafts: list[MigrationDraft], facts: Dat
         if before is None or last is None:
             continue
         said = " ".join(f.message for f in last.findings if f.code == "SVC101")
-        for f in type_changes(served[table], before, sim.facts.table(table)):
-            column = f.message.split(" ", 2)[1] if f.message.startswith("column ") else ""
-            if not (column and column in said):
-                last.findings.append(f)
+        last.findings += [f for column, f in type_changes(served[table], before, sim.facts.table(table))
+                          if not re.search(rf"{re.escape(table)}\.{re.escape(column)}\b", said)]
 
 
 def _forced_replacements(desired: DesiredState, recorded: StateDocument, changes: list[Change],

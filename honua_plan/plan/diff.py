@@ -481,7 +481,7 @@ def apply_moves(desired: DesiredState, recorded: StateDocument
     moves: list[tuple[str, str]] = []
     errors: list[Diagnostic] = []
     declared = desired_resources(desired)
-    records = []
+    view = recorded
     for i, mv in enumerate(desired.project.spec.moved):
         where = desired.locate("project", "spec", "moved", i)
         if mv.to not in declared:
@@ -494,8 +494,5 @@ def apply_moves(desired: DesiredState, recorded: StateDocument
                                             f"state; forget one with `honua state rm`"))
         elif mv.from_ in recorded.resources:
             moves.append((mv.from_, mv.to))
-            records.append(recorded.resources[mv.from_].model_copy(update={"address": mv.to}))
-    if not moves:
-        return recorded, [], errors
-    view = recorded.with_resources(records, frozenset(f for f, _ in moves))
+            view = view.with_moved(mv.from_, mv.to)
     return view, moves, errors

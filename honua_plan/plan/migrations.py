@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from honua_plan.plan import graph, risk
     from honua_plan.plan.simulation import Simulation
     from honua_plan.sql.statement import Statement
+    from honua_plan.state.model import StateDocument
 else:  # imported on first use: a no-op plan needs neither sqlglot nor networkx
     from honua_plan.lazy import LazyModule
 
@@ -183,7 +184,8 @@ Served = Mapping[str, tuple[list[str], set[str]]]
 """``{table: (collections, columns they serve)}``: what clients of the server can see."""
 
 
-def served_columns(desired: DesiredState, recorded: Any = None, facts: DatabaseFacts | None = None) -> Served:
+def served_columns(desired: DesiredState, recorded: StateDocument | None = None,
+                   facts: DatabaseFacts | None = None) -> Served:
     """What the layers serve: as configured, and as last applied (``recorded``: a state
     document), since clients see the applied layer until this plan changes it."""
     out: dict[str, tuple[list[str], set[str]]] = {}
@@ -198,7 +200,7 @@ def served_columns(desired: DesiredState, recorded: Any = None, facts: DatabaseF
         st = layer.spec.storage
         add(layer.collection_id, st.qualified_table,
             [f.name for f in layer.spec.fields] + [st.geometryColumn, st.primaryKey])
-    for address, res in (getattr(recorded, "resources", None) or {}).items():
+    for address, res in (recorded.resources if recorded is not None else {}).items():
         spec = (res.attributes or {}).get("spec") or {} if address.startswith("layer.") else {}
         storage: dict[str, Any] = spec.get("storage") or {}
         if not storage.get("table"):
@@ -218,13 +220,12 @@ def _contract_findings(served: Served, stmts: list[Statement],
     the statements ran: ``plan --simulate`` checks that."""
     from honua_plan.sql.syntax import view_columns
 
-    published = served
     out: list[risk.Finding] = []
     for i, s in enumerate(stmts):
         table = _qualify(s.table, facts) if s.table else ""
-        if table not in published:
+        if table not in served:
             continue
-        collections, columns = published[table]
+        collections, columns = served[table]
         detail = ""
         if s.op == "rename" and s.column and s.column in columns:
             to = _RENAME_TO.search(s.sql)

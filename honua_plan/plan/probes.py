@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from honua_plan.providers.postgis.facts import DatabaseFacts
 from honua_plan.sql.statement import Op, Statement
 
-__all__ = ["Probe", "extension_updated", "isvalid_column", "probes_for", "rows_key"]
+__all__ = ["Probe", "extension_updated", "index_columns", "is_spatial_index", "isvalid_column", "npoints_key",
+           "probes_for", "rows_key"]
 
 _ISVALID_CHECK = re.compile(r"\bCHECK\s*\(\s*(?:\w+\.)?ST_IsValid\s*\(\s*(\"[^\"]+\"|\w+)\s*\)", re.IGNORECASE)
 SAMPLE_ROWS = 2_000  # geometries read for the avg(ST_NPoints) of an index build
@@ -92,10 +93,10 @@ def probes_for(stmts: Iterable[Statement], facts: DatabaseFacts | None,
         if col is not None:
             key = f"invalid:{table}.{col}"
             out[key] = Probe(key, "invalid", table, col)
-        if s.op == Op.create_index and s.method in ("gist", "spgist", "brin") and t is not None:
+        if is_spatial_index(s) and t is not None:
             for g in t.geometry_columns:
-                if g.column in _index_columns(s):
-                    key = f"npoints:{table}.{g.column}"
+                if g.column in index_columns(s):
+                    key = npoints_key(table, g.column)
                     pct = 100.0 if rows <= SAMPLE_ROWS else max(0.01, round(100.0 * SAMPLE_ROWS / rows, 4))
                     out[key] = Probe(key, "npoints", table, g.column, sample_percent=pct)
         if s.op in (Op.update, Op.delete) and not s.destructive:
@@ -107,7 +108,15 @@ def probes_for(stmts: Iterable[Statement], facts: DatabaseFacts | None,
 _PARENS = re.compile(r"\(([^()]*)\)\s*(?:INCLUDE|WITH|WHERE|TABLESPACE|;|$)", re.IGNORECASE)
 
 
-def _index_columns(s: Statement) -> set[str]:
+def is_spatial_index(s: Statement) -> bool:
+    return s.op == Op.create_index and s.method in ("gist", "spgist", "brin")
+
+
+def npoints_key(table: str, column: str) -> str:
+    return f"npoints:{table}.{column}"
+
+
+def index_columns(s: Statement) -> set[str]:
     """Plain column names in a CREATE INDEX's column list (expressions are left out)."""
     m = _PARENS.search(s.sql)
     if not m:

@@ -19,7 +19,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from honua_plan.plan.probes import extension_updated, isvalid_column, rows_key
+from honua_plan.plan.probes import (
+    extension_updated,
+    index_columns,
+    is_spatial_index,
+    isvalid_column,
+    npoints_key,
+    rows_key,
+)
 from honua_plan.plan.rules import RULES, Finding, Level, Rule, finding
 from honua_plan.providers.postgis.facts import ColumnFacts, DatabaseFacts, TableFacts
 from honua_plan.sql.locks import LOCK_RANK, SHARE, SHARE_ROW_EXCLUSIVE, UNKNOWN_LOCK
@@ -333,10 +340,10 @@ def _complexity_text(s: Statement, table: str | None, facts: DatabaseFacts | Non
 def index_points(s: Statement, table: str | None, facts: DatabaseFacts | None,
                  probes: Mapping[str, tuple[Any, ...]]) -> float | None:
     """Average vertices per geometry of the column a spatial index is built on (sampled)."""
-    if s.op not in (Op.create_index, Op.reindex) or not table:
+    if not table or not is_spatial_index(s):
         return None
-    prefix = f"npoints:{_qualified(table, facts)}."
-    answers = [v for k, v in probes.items() if k.startswith(prefix)]
+    qualified = _qualified(table, facts)
+    answers = [probes[k] for c in sorted(index_columns(s)) if (k := npoints_key(qualified, c)) in probes]
     return float(answers[0][0]) if answers else None
 
 

@@ -78,12 +78,12 @@ def check_layer_after(diagnostics: Iterable[Diagnostic], migrations: Sequence[st
 
 
 def type_changes(served: tuple[list[str], set[str]], before: TableFacts,
-                 after: TableFacts | None) -> list[risk.Finding]:
-    """SVC101 for each served column (``served``: the table's collections and columns) the
-    migrations drop or retype (a view replaced with other column types, ALTER COLUMN
-    TYPE): known only once the statements ran."""
+                 after: TableFacts | None) -> list[tuple[str, risk.Finding]]:
+    """(column, SVC101) for each served column (``served``: the table's collections and
+    columns) the migrations drop or retype (a view replaced with other column types, ALTER
+    COLUMN TYPE): known only once the statements ran."""
     collections, columns = served
-    out: list[risk.Finding] = []
+    out: list[tuple[str, risk.Finding]] = []
     for column in sorted(columns):
         old = before.column(column)
         if old is None:
@@ -95,5 +95,5 @@ def type_changes(served: tuple[list[str], set[str]], before: TableFacts,
             detail = f"column {before.qualified_name}.{column} changes type {old.data_type} → {new.data_type}"
         else:
             continue
-        out += [risk.finding("SVC101", c, detail=detail, collection=c) for c in collections]
+        out += [(column, risk.finding("SVC101", c, detail=detail, collection=c)) for c in collections]
     return out

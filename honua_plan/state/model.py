@@ -420,6 +420,11 @@ class StateDocument(_Model):
         resources.update((r.address, r) for r in records)
         return self.model_copy(update={"resources": resources})
 
+    def with_moved(self, source: str, destination: str) -> StateDocument:
+        """The record of ``source`` kept under ``destination`` (``state mv``, ``moved:``)."""
+        rec = self.resources[source]
+        return self.with_resources([rec.model_copy(update={"address": destination})], frozenset({source}))
+
     def without_resource(self, address: str) -> StateDocument:
         return self.with_resources([], frozenset({address}))
 

@@ -189,7 +189,7 @@ def ci_deploy(ws: Workspace, out_dir: Path) -> CIResult:
         con.print(f"== {env}")
         try:
             ws._reload_desired(env)  # an apply before may have edited files (a migration's file edits)
-            plan = ws.plan(env, refuse_unfinished=True, simulate=None)
+            plan = ws.plan(env, refuse_unfinished=True)  # applied next: no simulation, as apply
         except HonuaError as exc:
             result.environments.append(EnvResult(env, "error", detail=exc.message))
             result.exit_code, result.stopped_at = EXIT_ERROR, env

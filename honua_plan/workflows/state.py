@@ -82,13 +82,11 @@ def state_mv(ws: Workspace, environment: str, source: str, destination: str) -> 
         raise UsageError(f"{source} and {destination} are not of the same kind")
     with ws.backend(environment).lock("honua state mv") as writer:
         doc = writer.read()
-        rec = doc.resources.get(source)
-        if rec is None:
+        if source not in doc.resources:
             raise UsageError(f"{source} is not in the {environment} state")
         if destination in doc.resources:
             raise UsageError(f"{destination} is already in the {environment} state")
-        moved = rec.model_copy(update={"address": destination})
-        doc = doc.with_resources([moved], frozenset({source})).record_event(
+        doc = doc.with_moved(source, destination).record_event(
             "state-mv", f"{source} → {destination}", actor=ws.actor,
             details={"from": source, "to": destination})
         return writer.write(doc, expected_serial=doc.serial)

@@ -9,6 +9,7 @@ must be equal, so the served ``/openapi`` does not change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from honua_plan.providers.server.pygeoapi_config import (
     dump_config,
     render_config,
 )
-from honua_plan.providers.server.pygeoapi_openapi import openapi_document, provider_fields
+from honua_plan.providers.server.pygeoapi_openapi import openapi_dict, provider_fields, serialize
 
 pytest.importorskip("pygeoapi", reason="pygeoapi is not installed: pip install 'honua-plan[server]'")
 
@@ -66,7 +67,7 @@ def test_document_from_the_catalog_equals_pygeoapi_generate(pg_dsn: str, tmp_pat
         cfg = json.loads(json.dumps(config))
         if not with_missing:
             del cfg["resources"]["s::missing"]
-        ours = json.loads(openapi_document(cfg, fields))
+        ours = json.loads(serialize(openapi_dict(cfg, fields), cfg))
         cfg_file = tmp_path / f"config-{with_missing}.yml"
         cfg_file.write_text(dump_config(cfg))
         out = tmp_path / f"openapi-{with_missing}.json"
@@ -141,7 +142,6 @@ def test_a_spliced_document_equals_the_whole_one(pg_dsn: str, tmp_path: Path) ->
     assert not any("s::t2" in p for p in spliced["paths"])
     # the text the engine writes: the same, whether spliced or generated whole, in the
     # generator process (the engine then never holds the document as objects) or here
-    import hashlib
     import os
 
     from honua_plan.providers.server import pygeoapi_openapi as oas
@@ -166,7 +166,7 @@ def test_a_spliced_document_equals_the_whole_one(pg_dsn: str, tmp_path: Path) ->
     assert oas.write_document(after, fields, str(dest), reuse) is None  # type: ignore[arg-type]
 
 
-def test_the_generator_process_gives_the_document_generated_here(pg_dsn: str) -> None:
+def test_the_generator_process_gives_the_document_generated_here(pg_dsn: str, tmp_path: Path) -> None:
     """An apply imports pygeoapi's generator in another process while it checks its plan;
     that process's document is the one generated in this process, and without it (or when
     it fails) the document is generated here."""
@@ -189,18 +189,23 @@ def test_the_generator_process_gives_the_document_generated_here(pg_dsn: str) ->
         table = facts.table(key)
         return provider_fields(table.columns, geom) if table is not None else None
 
-    here = oas._generate(config, fields)  # type: ignore[arg-type]
+    here = oas.openapi_dict(config, fields)  # type: ignore[arg-type]
+    dest = tmp_path / "openapi.json"
     oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
     proc = oas._GENERATOR
     assert proc is not None
-    there = oas.openapi_dict(config, fields)  # type: ignore[arg-type]
+    digest = oas.write_document(config, fields, str(dest))  # type: ignore[arg-type]
     assert oas._GENERATOR is None and proc.returncode == 0  # used once, and it ended
-    assert json.loads(oas.serialize(there, config)) == json.loads(oas.serialize(here, config))
+    assert digest == hashlib.sha256(dest.read_bytes()).hexdigest()
+    there = json.loads(dest.read_text())
+    assert there == json.loads(oas.serialize(here, config))
     # pygeoapi leaves out the feature paths of every collection when one table is missing
     assert "/collections/s::g1" in there["paths"] and not any(p.endswith("/items") for p in there["paths"])
     # a generator that died is not waited for: the document is made here
+    dest.unlink()
     oas.start_generator(_PACKAGE_ROOT, {"PATH": os.environ.get("PATH", "")})
     assert oas._GENERATOR is not None
     oas._GENERATOR.kill()
-    assert oas.openapi_dict(config, fields) == here  # type: ignore[arg-type]
+    assert oas.write_document(config, fields, str(dest)) == digest  # type: ignore[arg-type]
+    assert json.loads(dest.read_text()) == there
     oas.stop_generator()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -176,6 +177,11 @@ def test_a_server_with_another_environment_is_restarted(tmp_path: Path) -> None:
         env = {**provider._process_env(secret_env), **extra}
         with subprocess.Popen(["sleep", "30"], env=env) as proc:
             try:
+                # until the child has exec'd, /proc/<pid>/environ is still this process's
+                deadline = time.monotonic() + 5
+                while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+                    assert time.monotonic() < deadline, "the child did not start sleep"
+                    time.sleep(0.01)
                 assert provider._needs_restart(proc.pid, secret_env) == reason
             finally:
                 proc.kill()

@@ -376,3 +376,7 @@ def test_spatial_index_estimate_scales_with_the_sampled_vertices() -> None:
     detailed = estimate_seconds(stmt, POPULATED, {"npoints:public.bike_lanes.geom": (1000.0, 2000)})
     assert plain == pytest.approx(simple, rel=0.01)  # two vertices: the per-row cost as measured
     assert detailed == pytest.approx(plain * 3.5, rel=0.01)  # 1,000 vertices: 1 + 1000/400
+    # a btree index on another column of the table is not scaled by the geometries' vertices
+    (btree,) = analyze("CREATE INDEX i ON bike_lanes (name)")
+    assert estimate_seconds(btree, POPULATED, {"npoints:public.bike_lanes.geom": (1000.0, 2000)}) == \
+        estimate_seconds(btree, POPULATED)

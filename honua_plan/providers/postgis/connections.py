@@ -193,3 +193,19 @@ def early_dsn(root: Path, environment: str) -> str | None:
 
 def embedded_database(environment: str) -> str:
     return "honua_" + "".join(c if c.isalnum() else "_" for c in environment.lower())
+
+
+def client_tool_connection(dsn: str, application_name: str) -> tuple[str, dict[str, str]]:
+    """For ``pg_dump``/``pg_restore``: a conninfo without the password, and the environment
+    that carries it instead (``PGPASSWORD``), so no command line shows it."""
+    from psycopg.conninfo import make_conninfo
+
+    secrets.register_dsn(dsn)
+    params = secrets.check_dsn(dsn, "the datasource's connection string")
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password:
+        secrets.register(str(password))
+        env["PGPASSWORD"] = str(password)
+    params.setdefault("application_name", application_name)
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env

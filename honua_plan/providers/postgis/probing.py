@@ -30,8 +30,7 @@ PROBE_TIMEOUT_S = 5.0
 def _invalid(p: Probe) -> sql.Composable:
     g = ident(p.column)
     return sql.SQL(
-        "SELECT count(*), min(ST_IsValidReason({g})) FILTER (WHERE NOT ST_IsValid({g}))"
-        " FROM {t} WHERE {g} IS NOT NULL AND NOT ST_IsValid({g})"
+        "SELECT count(*), min(ST_IsValidReason({g})) FROM {t} WHERE {g} IS NOT NULL AND NOT ST_IsValid({g})"
     ).format(g=g, t=qualified(p.table))
 
 

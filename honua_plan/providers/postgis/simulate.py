@@ -34,7 +34,8 @@ from honua_plan.config.models import Migration
 from honua_plan.errors import PlanError
 from honua_plan.plan.simulation import Simulation
 from honua_plan.providers.embedded.pgserver import EmbeddedCluster
-from honua_plan.secrets import redact, register, register_dsn
+from honua_plan.providers.postgis.connections import client_tool_connection
+from honua_plan.secrets import redact, register
 
 __all__ = ["SCRATCH_ENV", "SimStep", "simulate", "simulate_pending", "steps_of"]
 
@@ -61,18 +62,6 @@ def _tool(bindir: Path | None, name: str) -> str | None:
     if bindir is not None and (bindir / name).exists():
         return str(bindir / name)
     return find_tool(name)
-
-
-def _split(dsn: str) -> tuple[str, dict[str, str]]:
-    """A conninfo without the password, and an environment that carries it instead."""
-    register_dsn(dsn)
-    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "PGSSLMODE")}
-    password = params.pop("password", None)
-    if password:
-        register(password)
-        env["PGPASSWORD"] = password
-    return make_conninfo(**params), env
 
 
 def _run(argv: list[str], env: dict[str, str], what: str) -> str | None:
@@ -121,7 +110,7 @@ def simulate(target_dsn: str, scratch_admin_dsn: str, steps: Sequence[SimStep], 
         return done("unavailable", detail=redact(f"cannot connect to the scratch server: {str(exc).strip()}"))
     with tempfile.TemporaryDirectory(prefix="honua-sim-") as tmp, admin:
         dump = str(Path(tmp) / "schema.dump")
-        conninfo, env = _split(target_dsn)
+        conninfo, env = client_tool_connection(target_dsn, "honua-plan-simulate")
         error = _run([pg_dump, "--schema-only", "--format=custom", "--no-owner", "--no-privileges",
                       "--exclude-schema=honua_plan", f"--file={dump}", f"--dbname={conninfo}"], env, "pg_dump")
         if error:
@@ -135,7 +124,7 @@ def simulate(target_dsn: str, scratch_admin_dsn: str, steps: Sequence[SimStep], 
                 sql.Identifier(dbname), sql.Identifier(role)))
             created_db = True
             copy_dsn = _with(scratch_admin_dsn, dbname=dbname)
-            conninfo, env = _split(copy_dsn)
+            conninfo, env = client_tool_connection(copy_dsn, "honua-plan-simulate")
             error = _run([pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
                           f"--dbname={conninfo}", dump], env, "pg_restore")
             if error:

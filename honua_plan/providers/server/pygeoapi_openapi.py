@@ -4,7 +4,7 @@
 database connection and a SQLAlchemy table reflection per collection, in a new Python
 process (38 s for 1,000 collections on the benchmark host). The document depends on the
 provider only through ``fields`` (and ``editable``/``properties``/``time_field``, which
-honua's config never sets), so :func:`openapi_document` runs pygeoapi's own generator
+honua's config never sets), so :func:`openapi_dict` runs pygeoapi's own generator
 (:func:`pygeoapi.openapi.get_oas`) on the config in this process, with a stand-in
 provider answering ``fields`` from one catalog read (:class:`~honua_plan.providers.postgis.facts.TableFacts`):
 the same document, no connection per collection.
@@ -32,7 +32,6 @@ from honua_plan.canonical import fingerprint
 from honua_plan.providers.postgis.facts import ColumnFacts
 
 __all__ = ["OpenAPIIndex", "Reuse", "collection_of", "field_schema", "fingerprints", "openapi_dict",
-           "openapi_document",
            "provider_fields", "serialize", "splice", "start_generator", "stop_generator", "table_key",
            "write_document"]
 
@@ -89,26 +88,13 @@ class _CatalogProvider:
 
 def openapi_dict(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]
                  ) -> dict[str, Any]:
-    """The OpenAPI document pygeoapi would generate for ``config``, as a dict.
+    """The OpenAPI document pygeoapi would generate for ``config``, as a dict, generated in
+    this process (the engine asks :func:`write_document`, which uses the generator process).
 
     ``fields(table_key, geom_field)`` gives a table's fields, or None when the table does
     not exist: pygeoapi's provider then fails to connect, and the generator (run with
     ``fail_on_invalid_collection=False``, as honua runs it) leaves the feature paths out.
-
-    Run by the generator process :func:`start_generator` started, when there is one
-    (importing pygeoapi costs 0.4 s, spent there in parallel), else here.
     """
-    global _GENERATOR
-    proc, _GENERATOR = _GENERATOR, None
-    if proc is not None:
-        document = _from_generator(proc, config, fields)
-        if document is not None:
-            return document
-    return _generate(config, fields)
-
-
-def _generate(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]
-              ) -> dict[str, Any]:
     import importlib
 
     from pygeoapi.api import itemtypes
@@ -153,17 +139,12 @@ if request is None:
     sys.exit(0)
 known = request["fields"]
 fields = lambda key, geom: known.get(key + "|" + geom)
-if "write" in request:
-    reuse = request["write"]["reuse"]
-    digest = oas._write(request["config"], request["write"]["server"], fields, oas.Reuse(**reuse) if reuse else None,
-                        request["write"]["dest"])
-    if digest is None:
-        sys.exit(3)
-    sys.stdout.write(digest)
-else:
-    document = oas._generate(request["config"], fields)
-    from pygeoapi.util import json_serial
-    sys.stdout.write(json.dumps(document, default=json_serial))
+reuse = request["write"]["reuse"]
+digest = oas._write(request["config"], request["write"]["server"], fields, oas.Reuse(**reuse) if reuse else None,
+                    request["write"]["dest"])
+if digest is None:
+    sys.exit(3)
+sys.stdout.write(digest)
 """
 _NO_SPLICE = 3
 
@@ -173,7 +154,7 @@ def start_generator(package_root: str, env: Mapping[str, str]) -> None:
 
     An apply that publishes calls this before its slow checks; the 0.4 s of importing
     pygeoapi then runs on another core. Nothing depends on it: when the process is not
-    there or fails, :func:`openapi_dict` generates in this process.
+    there or fails, :func:`write_document` generates in this process.
     """
     global _GENERATOR
     if _GENERATOR is not None:
@@ -224,17 +205,6 @@ def _ask_generator(proc: subprocess.Popen[bytes], request: Mapping[str, Any]) ->
             proc.wait()
 
 
-def _from_generator(proc: subprocess.Popen[bytes], config: Mapping[str, Any],
-                    fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> dict[str, Any] | None:
-    """The generator process's document for ``config``; None when it failed (then generate here)."""
-    answer = _ask_generator(proc, {"config": config, "fields": _known_fields(config, fields)})
-    try:
-        document = json.loads(answer[1]) if answer is not None and answer[0] == 0 else None
-    except ValueError:
-        document = None
-    return document if isinstance(document, dict) else None
-
-
 @dataclass(frozen=True)
 class Reuse:
     """Splice the document at ``path`` (generated for the collections ``old_ids``) instead
@@ -273,7 +243,7 @@ def _write(generate: Mapping[str, Any], server: Mapping[str, Any],
     import hashlib
     import os
 
-    part = _generate(generate, fields) if reuse is None or reuse.changed else {"paths": {}, "tags": []}
+    part = openapi_dict(generate, fields) if reuse is None or reuse.changed else {"paths": {}, "tags": []}
     if reuse is not None:
         try:
             with open(reuse.path, encoding="utf-8") as fh:
@@ -303,11 +273,6 @@ def serialize(document: Mapping[str, Any], config: Mapping[str, Any]) -> str:
         return json_serial(value)
 
     return json.dumps(document, default=default, indent=4 if pretty else None, separators=(",", ":"))
-
-
-def openapi_document(config: Mapping[str, Any], fields: Callable[[str, str], dict[str, dict[str, Any]] | None]) -> str:
-    """The OpenAPI JSON pygeoapi would generate for ``config`` (see :func:`openapi_dict`)."""
-    return serialize(openapi_dict(config, fields), config)
 
 
 # --------------------------------------------------------------------------- incremental
