@@ -56,7 +56,7 @@ class Workspace:
         self.console = console or Console()
         self.debug = debug
         self._desired: dict[str, DesiredState] = {}
-        self._dsn: dict[tuple[str, str], ResolvedDsn] = {}
+        self._dsn: dict[tuple[str, str, bool], ResolvedDsn] = {}
         self._started: set[str] = set()  # embedded databases this command made sure of
         # extents the last plan's geometry scan gave, per environment; publish uses them only
         # when the apply runs no SQL after that scan (``fresh_extents``)
@@ -119,30 +119,31 @@ class Workspace:
         if problems:
             raise ConfigError(list(dict.fromkeys(problems)))
 
-    def resolve_dsn(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
+    def resolve_dsn(self, environment: str, datasource: str | None = None, *, read_only: bool = False) -> ResolvedDsn:
         """Where the datasource's DSN comes from and what it is: resolved once per command
-        (cached), without side effects (never starts the embedded cluster: :meth:`database`)."""
-        from honua_plan.providers.postgis.connections import default_datasource, resolve_datasource
+        (cached), without side effects (never starts the embedded cluster: :meth:`database`).
+        ``read_only``: a plan's (``HONUA_PG_PLAN_DSN_<ENV>`` first, transactions read-only)."""
+        from honua_plan.providers.postgis import connections as c
 
         desired = self.desired(environment)
-        name = datasource or default_datasource(desired.project, desired.datasources)
+        name = datasource or c.default_datasource(desired.project, desired.datasources)
         if name is None or name not in desired.datasources:
             raise UsageError(f"no datasource '{name}' in providers/")
-        key = (environment, name)
+        key = (environment, name, read_only)
         if key not in self._dsn:
-            from honua_plan.providers.postgis.connections import embedded_refusal
-
-            self._dsn[key] = resolve_datasource(desired.datasources[name], environment, self.root,
-                                                state_path=desired.project.spec.state.path,
-                                                refuse_embedded=embedded_refusal(environment, desired.policy))
+            self._dsn[key] = c.resolve_datasource(desired.datasources[name], environment, self.root,
+                                                  state_path=desired.project.spec.state.path, read_only=read_only,
+                                                  refuse_embedded=c.embedded_refusal(environment, desired.policy),
+                                                  environments=desired.project.spec.environments)
         return self._dsn[key]
 
-    def database(self, environment: str, datasource: str | None = None) -> ResolvedDsn:
+    def database(self, environment: str, datasource: str | None = None, *, read_only: bool = False) -> ResolvedDsn:
         """The environment's database, ready to connect to: the one call that starts the
-        embedded cluster (and creates the environment's database in it) when the DSN is its."""
+        embedded cluster (and creates the environment's database in it) when the DSN is its.
+        ``read_only``: what a plan reads with (:meth:`resolve_dsn`); apply writes with the other."""
         from honua_plan.providers.postgis.connections import ensure_embedded
 
-        resolved = self.resolve_dsn(environment, datasource)
+        resolved = self.resolve_dsn(environment, datasource, read_only=read_only)
         if resolved.embedded_db is not None and resolved.embedded_db not in self._started:
             ensure_embedded(self.root, resolved)
             self._started.add(resolved.embedded_db)
@@ -155,32 +156,24 @@ class Workspace:
         return EmbeddedCluster(self.state_dir / ".pg")  # as connections.embedded_root
 
     def backend(self, environment: str) -> StateBackend:
-        import os
-
-        from honua_plan.state import open_backend
+        from honua_plan.state import open_backend, state_dsn
 
         project = self.desired(environment).project
         cfg = project.spec.state
         dsn = None
         if cfg.backend == "postgres":
-            if cfg.dsnEnv and os.environ.get(cfg.dsnEnv):
-                from honua_plan.secrets import check_dsn, register_dsn
-
-                dsn = os.environ[cfg.dsnEnv]
-                register_dsn(dsn)
-                check_dsn(dsn, f"the connection string in environment variable {cfg.dsnEnv}")
-            else:
-                dsn = self.database(environment).dsn
+            dsn = (cfg.dsnEnv and state_dsn(cfg.dsnEnv)) or self.database(environment).dsn
         backend = open_backend(cfg.backend, environment=environment, root=self.root, state_dir=self.state_dir,
                                project=self.state_project, dsn=dsn, lock_timeout=cfg.lockTimeout)
         guard = self._serial_guard(environment)
         backend.after_write, backend.on_close = guard.record, guard.close
         return backend
 
-    def _serial_guard(self, environment: str) -> SerialGuard:
+    def _serial_guard(self, environment: str, *, read_only: bool = False) -> SerialGuard:
         from honua_plan.state.serialguard import SerialGuard
 
-        return SerialGuard(environment, lambda: self.database(environment).dsn, project=self.state_project)
+        return SerialGuard(environment, lambda: self.database(environment, read_only=read_only).dsn,
+                           project=self.state_project)
 
     def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
         """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
@@ -199,7 +192,7 @@ class Workspace:
                 except (OSError, ValueError, KeyError, TypeError):
                     serial = None
                 backup = (self._rel(bak), serial)
-        guard = self._serial_guard(environment)
+        guard = self._serial_guard(environment, read_only=True)  # check only reads
         try:
             guard.check(doc, where, backup)
         finally:
@@ -239,7 +232,7 @@ class Workspace:
         from honua_plan.providers.postgis import catalog as postgis
         from honua_plan.providers.postgis.sqlexec import Session, connect
 
-        resolved = self.database(environment)
+        resolved = self.database(environment, read_only=True)
         with connect(resolved.dsn) as conn:
             return postgis.refresh(Session(conn, log=log))
 
@@ -269,7 +262,7 @@ class Workspace:
 
             nonlocal conn
             if conn is None:
-                conn = connect(self.database(env).dsn)
+                conn = connect(self.database(env, read_only=True).dsn)
             return Session(conn, log=log)
 
         try:
@@ -316,7 +309,7 @@ class Workspace:
         if pending and simulate is not False:
             from honua_plan.providers.postgis.simulate import simulate_pending
 
-            sim = simulate_pending(self.database(env).dsn, desired, [mc.migration for mc in pending],
+            sim = simulate_pending(self.database(env, read_only=True).dsn, desired, [mc.migration for mc in pending],
                                    self.embedded, force=simulate is True)
         entries, server_error = self._server_dry_run(desired)
         return LiveState(simulation=sim, facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
@@ -381,7 +374,7 @@ class Workspace:
             config_commit=self.git_commit,
             source_state=source_state,
             pg_dump_available=pg_dump,
-            database=database_ref(self.resolve_dsn(desired.environment)),
+            database=database_ref(self.resolve_dsn(desired.environment, read_only=True)),
         )
 
     def plan(
@@ -420,7 +413,7 @@ class Workspace:
             req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance,
                                 exclude=exclude, replace=replace)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
-            rows = early.take_catalog(self.database(environment).dsn, log) if facts is None else None
+            rows = early.take_catalog(self.database(environment, read_only=True).dsn, log) if facts is None else None
         except BaseException:
             early.discard()
             raise

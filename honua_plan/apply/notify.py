@@ -1,9 +1,10 @@
 """Notifications through Apprise: the policy of an environment names URLs per event.
 
 Apprise speaks Slack, Teams, e-mail, webhooks (``json://``), ntfy and about a hundred
-more, each by a URL. A URL's secret (a token, a password) is written ``${VAR}`` in the
-policy and read from the environment when sending; the expanded URL is never printed,
-logged or stored. A message carries the environment, what happened (the plan's summary,
+more, each by a URL. A URL's secret (a token, a password) is written ``${HONUA_NOTIFY_…}``
+in the policy and read from the environment when sending; the expanded URL is never
+printed, logged or stored. Only the notification slot (``HONUA_NOTIFY_*``) is read: the
+loader refuses any other name at its line, and :func:`_expand` refuses it again. A message carries the environment, what happened (the plan's summary,
 the incident), who, and where the reports are.
 
 Sending never fails a deployment: each outcome is reported (``✓ Stakeholders notified``
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from honua_plan.config.slots import notify_problems
 from honua_plan.secrets import redact, register
 
 if TYPE_CHECKING:
@@ -51,7 +53,9 @@ class Delivery:
 
 def _expand(url: str) -> str | None:
     """``url`` with its ``${VAR}`` read from the environment (registered as secrets), or None
-    when a variable is not set."""
+    when a variable is not set or not in the notification slot (nothing is read then)."""
+    if notify_problems(url):
+        return None
     missing = [v for v in _VAR.findall(url) if v not in os.environ]
     if missing:
         return None
@@ -88,7 +92,8 @@ def notify(policy: Policy | None, event: str, *, environment: str, title: str, l
     for url in urls:
         expanded = _expand(url)
         if expanded is None:
-            failed.append(f"{_service(url)} (a ${{VAR}} of its URL is not set)")
+            why = "names a variable outside HONUA_NOTIFY_*" if notify_problems(url) else "is not set"
+            failed.append(f"{_service(url)} (a ${{VAR}} of its URL {why})")
             continue
         sender = apprise.Apprise()
         try:

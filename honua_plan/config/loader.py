@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from honua_plan.config import templating
+from honua_plan.config import slots, templating
 from honua_plan.config.checks import _check_references, _check_templates_and_sql, _order_migrations
 from honua_plan.config.desired import DesiredState
 from honua_plan.config.models import (
@@ -266,6 +266,10 @@ class _Loader:
                 m: Datasource | Server | None = _validate(model_cls, doc, self.problems)
                 if m is None:
                     continue
+                if isinstance(m, Server) and m.spec.honua is not None and m.spec.honua.apiKeyEnv:
+                    problem = slots.server_key_problem(m.spec.honua.apiKeyEnv, m.metadata.name)
+                    if problem:
+                        self.problems.append(Diagnostic(doc.source.locate(("spec", "honua", "apiKeyEnv")), problem))
                 table: dict[str, Any] = datasources if kind == "Datasource" else servers
                 address = f"{kind.lower()}.{m.metadata.name}"
                 self._unique(address, doc, sources, ("metadata", "name"))
@@ -424,11 +428,15 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
                                  ld.files.cache)
         for ds in datasources.values():  # connection.env names are templates too (HONUA_PG_DSN_{{ env | upper }})
             for i, name_tpl in enumerate(ds.spec.connection.env):
+                where = sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i))
                 try:
-                    templating.render_template(name_tpl, variables)
+                    name = slots.variable(templating.render_template(name_tpl, variables))
                 except templating.TemplateProblem as exc:
-                    ld.problems.append(Diagnostic(
-                        sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i)), str(exc)))
+                    ld.problems.append(Diagnostic(where, str(exc)))
+                    continue
+                problem = slots.datasource_problem(name, env, project.spec.environments)
+                if problem:  # the environment's own slot only (config/slots)
+                    ld.problems.append(Diagnostic(where, problem))
         states.append(
             DesiredState(
                 root=root,

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from honua_plan.config import expected as exp
+from honua_plan.config import slots
 from honua_plan.fielddefaults import empty_dict, empty_list
 
 API_VERSION = "honua.io/v1"
@@ -174,7 +175,8 @@ class StateConfig(Strict):
     backend: Literal["local", "postgres"] = "local"
     path: str = Field(default="state", description="the folder (inside the repository) of the local files: "
                       "the local state, saved plans, backups, incident reports, the embedded PostGIS")
-    dsnEnv: EnvVar | None = None
+    dsnEnv: EnvVar | None = Field(default=None, description="the variable holding the postgres state "
+                                  "backend's connection string: HONUA_STATE_DSN or HONUA_STATE_DSN_<SUFFIX>")
     lockTimeout: DurationOrZero = 0.0  # how long a run waits for the state lock; 0s: fail at once
     project: Name | None = Field(default=None, description="the project key of the state (default: metadata.name; "
                                  "the environment variable HONUA_PROJECT overrides both)")
@@ -188,6 +190,15 @@ class StateConfig(Strict):
                 or any(ord(c) < 32 for c in v)):
             raise ValueError(f"{v!r} is not a folder inside the repository: use a relative path such as "
                              "'state' or '.honua-state'")
+        return v
+
+    @field_validator("dsnEnv")
+    @classmethod
+    def _state_slot(cls, v: str | None) -> str | None:
+        """The state database's variable belongs to the operator: only its own slot."""
+        problem = slots.state_dsn_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
         return v
 
 
@@ -246,6 +257,12 @@ class ProjectSpec(Strict):
         dup = sorted({e for e in v if v.count(e) > 1})
         if dup:
             raise ValueError(f"environment listed twice: {', '.join(dup)}")
+        tokens: dict[str, str] = {}
+        for e in v:  # dev-eu and dev_eu would read the same HONUA_PG_DSN_DEV_EU
+            if slots.token(e) in tokens:
+                raise ValueError(f"environments '{tokens[slots.token(e)]}' and '{e}' would read the same "
+                                 f"variables ({slots.datasource_slot(e)[0]}): rename one")
+            tokens[slots.token(e)] = e
         return v
 
 
@@ -260,21 +277,25 @@ class Project(Strict):
 
 
 class Connection(Strict):
-    """Where the connection string comes from: environment variables only, never the file."""
+    """Where the connection string comes from: environment variables of the environment's own
+    slot only (:mod:`honua_plan.config.slots`; the loader checks each name once templated)."""
 
     env: list[str] = Field(
         default_factory=lambda: ["HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN"],
-        description="environment variables tried in order ({{env}} is templated)",
+        description="environment variables tried in order ({{env}} is templated; '-' reads as '_'): "
+                    "HONUA_PG_DSN_<ENV>, HONUA_PG_DSN_<ENV>_<SUFFIX> or HONUA_PG_DSN",
     )
-    dsn: str | None = Field(default=None, description="a ${VAR} reference; literal secrets are refused")
+    dsn: str | None = Field(default=None, description="removed: a connection comes from connection.env only")
     embedded: bool = Field(default=True, description="fall back to the embedded PostGIS under <state.path>/.pg "
                            "(never when CI is set or for an environment whose policy says production: true)")
 
     @field_validator("dsn")
     @classmethod
-    def _reference_only(cls, v: str | None) -> str | None:
-        if v is not None and "${" not in v:
-            raise ValueError("a connection string may not be written in the file: use a ${VAR} reference")
+    def _removed(cls, v: str | None) -> str | None:
+        """A ``${VAR}`` in a string of the config's choosing would send any variable to any host."""
+        if v is not None:
+            raise ValueError("connection.dsn is not read: list the environment's variable in connection.env "
+                             "(HONUA_PG_DSN_<ENV>, HONUA_PG_DSN_<ENV>_<SUFFIX> or HONUA_PG_DSN)")
         return v
 
 
@@ -309,7 +330,8 @@ class PygeoapiOptions(Strict):
 
 class HonuaOptions(Strict):
     url: str
-    apiKeyEnv: EnvVar = "HONUA_API_KEY"
+    apiKeyEnv: EnvVar | None = Field(default=None, description="the variable holding the API key: "
+                                     "HONUA_SERVER_KEY_<NAME> (the default; NAME is the server's metadata.name)")
     mode: Literal["manifest", "legacy"] = "manifest"
     namespace: str = "default"
     metadataPath: str | None = None
@@ -343,6 +365,13 @@ class Server(Strict):
     kind: Literal["Server"]
     metadata: Metadata
     spec: ServerSpec
+
+    @property
+    def api_key_env(self) -> str | None:
+        """The variable of this server's API key (type honua), default ``HONUA_SERVER_KEY_<NAME>``."""
+        if self.spec.honua is None:
+            return None
+        return self.spec.honua.apiKeyEnv or slots.server_key(self.metadata.name)
 
 
 # --------------------------------------------------------------------------- Service
@@ -777,8 +806,8 @@ class Notification(Strict):
 
     events: list[NotifyEvent] = Field(min_length=1)
     urls: list[Annotated[str, StringConstraints(min_length=3, max_length=2000)]] = Field(
-        min_length=1, description="Apprise URLs; a secret in one is written ${VAR} and read from the "
-                                  "environment when sending (never printed)")
+        min_length=1, description="Apprise URLs; a secret in one is written ${HONUA_NOTIFY_<NAME>} and read "
+                                  "from the environment when sending (never printed)")
 
     @field_validator("urls")
     @classmethod
@@ -786,9 +815,9 @@ class Notification(Strict):
         for url in v:
             if "://" not in url:
                 raise ValueError(f"not an Apprise URL: {url.split(':', 1)[0]!r}…")
-            for var in re.findall(r"\$\{([^}]*)\}", url):
-                if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", var):
-                    raise ValueError(f"${{{var}}} is not an environment variable name")
+            problems = slots.notify_problems(url)
+            if problems:
+                raise ValueError(problems[0])
         return v
 
 

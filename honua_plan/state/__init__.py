@@ -6,6 +6,7 @@ The postgres backend is imported lazily (``open_backend("postgres", …)``) so t
 reading local state never needs a database driver to load.
 """
 
+import os
 from pathlib import Path
 
 from honua_plan.state import base
@@ -50,6 +51,7 @@ __all__ = [
     "canonical_json",
     "fingerprint",
     "open_backend",
+    "state_dsn",
     "utcnow",
 ]
 
@@ -89,3 +91,21 @@ def open_backend(
 
         return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema, project=project)
     raise base.StateError(f"unknown state backend {kind!r}; choose one of: {', '.join(base.BACKEND_KINDS)}")
+
+
+def state_dsn(variable: str) -> str | None:
+    """The postgres state backend's connection string from ``variable`` (``spec.state.dsnEnv``),
+    None when unset. Only the operator's slot (``HONUA_STATE_DSN``, ``HONUA_STATE_DSN_<SUFFIX>``)
+    is read: the loader refuses another name at its line, and this refuses it again."""
+    from honua_plan.config.slots import state_dsn_problem
+    from honua_plan.secrets import check_dsn, register_dsn
+
+    problem = state_dsn_problem(variable)
+    if problem:
+        raise base.StateError(problem)
+    dsn = os.environ.get(variable)
+    if not dsn:
+        return None
+    register_dsn(dsn)
+    check_dsn(dsn, f"the connection string in environment variable {variable}")
+    return dsn

@@ -28,11 +28,13 @@ def test_early_dsn_follows_the_datasource(repo: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("HONUA_PG_DSN", raising=False)
     monkeypatch.setenv("HONUA_PG_DSN_STAGING", "dbname=staging_db")
     monkeypatch.setenv("HONUA_PG_DSN_DEV", "dbname=dev_db")
-    assert connections.early_dsn(repo, "staging") == "dbname=staging_db"
-    assert connections.early_dsn(repo, "dev") == "dbname=dev_db"
+    ro = connections.read_only_dsn  # a plan's connections start read-only transactions
+    assert connections.early_dsn(repo, "staging") == ro("dbname=staging_db")
+    assert connections.early_dsn(repo, "dev") == ro("dbname=dev_db")
     assert connections.early_dsn(repo, "qa") is None  # not an environment of honua.yaml
     # the same answer as the loaded models give
     assert Context(repo).resolve_dsn("staging").dsn == "dbname=staging_db"
+    assert Context(repo).resolve_dsn("staging", read_only=True).dsn == ro("dbname=staging_db")
 
 
 @pytest.mark.parametrize("damage", [

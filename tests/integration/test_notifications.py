@@ -68,9 +68,9 @@ metadata:
 spec:
   notifications:
     - events: [deploy-started, deploy-succeeded, deploy-failed, rolled-back]
-      urls: ["json://127.0.0.1:{receiver.port}/${{HONUA_TEST_HOOK}}"]
+      urls: ["json://127.0.0.1:{receiver.port}/${{HONUA_NOTIFY_TEST_HOOK}}"]
 """)
-    env = {"HONUA_PG_DSN": pg_dsn, "HONUA_TEST_HOOK": SECRET_PATH, "CI": ""}
+    env = {"HONUA_PG_DSN": pg_dsn, "HONUA_NOTIFY_TEST_HOOK": SECRET_PATH, "CI": ""}
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         seed_bike_lanes(conn, 42)
 
@@ -106,7 +106,7 @@ def test_an_unset_variable_is_reported_not_sent(tmp_path: Path, pg_dsn: str, rec
     policy = Policy.model_validate({
         "apiVersion": "honua.io/v1", "kind": "Policy", "metadata": {"name": "p", "environment": "dev"},
         "spec": {"notifications": [{"events": ["drift"],
-                                    "urls": [f"json://127.0.0.1:{receiver.port}/${{HONUA_UNSET_HOOK_X}}"]}]}})
+                                    "urls": [f"json://127.0.0.1:{receiver.port}/${{HONUA_NOTIFY_UNSET_HOOK_X}}"]}]}})
     delivery = notify(policy, "drift", environment="dev", title="t", lines=[])
     assert delivery.failed == ["json (a ${VAR} of its URL is not set)"] and receiver.messages == []
     assert notify(policy, "recovery", environment="dev", title="t", lines=[]).line is None  # not configured

@@ -22,7 +22,7 @@ from tests.fake_honua import FakeHonua
 from tests.helpers import copy_example, edit
 
 CID = "transportation::bike-lanes"
-KEY_ENV = "HONUA_TEST_API_KEY"
+KEY_ENV = "HONUA_SERVER_KEY_GIS_SERVER"  # the slot of server gis-server
 KEY = "k3y-Under-Test-42"
 
 PARCELS = """\

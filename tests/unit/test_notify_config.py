@@ -10,7 +10,7 @@ from honua_plan.config.models import Notification
 
 
 def test_a_notification_names_events_and_apprise_urls() -> None:
-    n = Notification(events=["drift", "rolled-back"], urls=["slack://${SLACK_TOKEN}/#gis", "json://hooks.local/x"])
+    n = Notification(events=["drift", "rolled-back"], urls=["slack://${HONUA_NOTIFY_SLACK_TOKEN}/#gis", "json://hooks.local/x"])
     assert n.events == ["drift", "rolled-back"]
     for bad in ({"events": ["drifted"], "urls": ["json://x/y"]},  # not an event
                 {"events": ["drift"], "urls": ["hooks.local/x"]},  # not a URL

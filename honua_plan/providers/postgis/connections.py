@@ -1,8 +1,14 @@
 """Where a datasource's connection string comes from: the environment, never a file.
 
 For environment ``E`` the example repository tries ``HONUA_PG_DSN_E`` then
-``HONUA_PG_DSN`` (the ``connection.env`` list, templated), then a ``${VAR}`` reference,
-then the embedded PostGIS under ``<state.path>/.pg``. That last fallback is for the dev
+``HONUA_PG_DSN`` (the ``connection.env`` list, templated; each name must be in the
+environment's slot, :mod:`honua_plan.config.slots`, checked again here), then the
+embedded PostGIS under ``<state.path>/.pg``.
+
+A plan reads (``read_only``): each name's read-only twin (``HONUA_PG_PLAN_DSN_E`` before
+``HONUA_PG_DSN_E``) is tried first, and every plan connection starts its transactions
+read-only (``default_transaction_read_only=on``), whichever variable gave the DSN; apply
+writes with the write DSN. That last fallback is for the dev
 loop: it is refused when ``CI`` is set or when the environment's policy says
 ``production: true`` (:func:`embedded_refusal`), so a job never plans or applies against
 an empty local database by accident. Every resolved DSN is registered with
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honua_plan import secrets
-from honua_plan.config import templating
+from honua_plan.config import slots, templating
 from honua_plan.errors import DatabaseError
 
 if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
@@ -29,6 +35,8 @@ if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is
 
 DEFAULT_DSN_ENV = ("HONUA_PG_DSN_{{ env | upper }}", "HONUA_PG_DSN")
 """``connection.env`` when a datasource does not say."""
+
+READ_ONLY_OPTION = "-c default_transaction_read_only=on"
 
 
 @dataclass(frozen=True)
@@ -57,45 +65,70 @@ def embedded_refusal(environment: str, policy: Policy | None) -> str | None:
 
 
 def resolve_datasource(ds: Datasource, environment: str, root: Path, *, state_path: str = "state",
-                       refuse_embedded: str | None = None) -> ResolvedDsn:
+                       refuse_embedded: str | None = None, read_only: bool = False,
+                       environments: Sequence[str] = ()) -> ResolvedDsn:
     c = ds.spec.connection
     return resolve_connection(ds.metadata.name, c.env, c.dsn, c.embedded, environment, root,
-                              state_path=state_path, refuse_embedded=refuse_embedded)
+                              state_path=state_path, refuse_embedded=refuse_embedded, read_only=read_only,
+                              environments=environments)
+
+
+def slot_names(name: str, env_names: Sequence[str], environment: str, environments: Sequence[str] = ()) -> list[str]:
+    """The variables ``connection.env`` names for ``environment``; a :class:`DatabaseError`
+    for one outside the environment's slot (the loader refuses it first, at its line)."""
+    variables = templating.variables_for(environment)
+    names = [slots.variable(templating.render_template(t, variables)) for t in env_names]
+    for var in names:
+        problem = slots.datasource_problem(var, environment, environments)
+        if problem:
+            raise DatabaseError(f"datasource '{name}': {problem}")
+    return names
+
+
+def read_only_dsn(dsn: str) -> str:
+    """``dsn`` with every transaction read-only by default (libpq ``options``), kept when it has options."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    options = str(conninfo_to_dict(dsn).get("options") or "")
+    if READ_ONLY_OPTION in options:
+        return dsn
+    return make_conninfo(dsn, options=f"{options} {READ_ONLY_OPTION}".strip())
 
 
 def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None, embedded: bool,
                        environment: str, root: Path, *, state_path: str = "state",
-                       refuse_embedded: str | None = None) -> ResolvedDsn:
+                       refuse_embedded: str | None = None, read_only: bool = False,
+                       environments: Sequence[str] = ()) -> ResolvedDsn:
     """The DSN of datasource ``name`` (its ``connection`` fields) for ``environment``.
 
     A lookup: it starts nothing. An embedded DSN names a database that may not run yet
     (:func:`ensure_embedded` starts it). ``refuse_embedded`` (why) turns the embedded
-    fallback into an error naming the variables to set."""
-    variables = templating.variables_for(environment)
-    for name_tpl in env_names:
-        var = templating.render_template(name_tpl, variables)
-        value = os.environ.get(var)
-        if value:
-            secrets.register_dsn(value)
-            secrets.check_dsn(value, f"the connection string in environment variable {var}")
-            return ResolvedDsn(value, f"env {var}")
-    if dsn_ref:
-        value = secrets.resolve_reference(dsn_ref)
-        secrets.register_dsn(value)
-        secrets.check_dsn(value, f"the connection string {dsn_ref} of datasource '{name}'")
-        return ResolvedDsn(value, "dsn reference")
+    fallback into an error naming the variables to set. ``read_only``: a plan's DSN (the
+    read-only twin of each name first; transactions read-only by default). ``dsn_ref``
+    (``connection.dsn``) is refused: the loader says so at its line."""
+    if dsn_ref is not None:
+        raise DatabaseError(f"datasource '{name}': connection.dsn is not read; list the variable in connection.env")
+    names = slot_names(name, env_names, environment, environments)
+    for var in names:
+        for candidate in (slots.plan_twin(var), var) if read_only else (var,):
+            value = os.environ.get(candidate)
+            if value:
+                secrets.register_dsn(value)
+                secrets.check_dsn(value, f"the connection string in environment variable {candidate}")
+                return ResolvedDsn(read_only_dsn(value) if read_only else value, f"env {candidate}")
     if not embedded or refuse_embedded:
-        names = [templating.render_template(n, variables) for n in env_names]
+        twins = (f"; a plan reads {' or '.join(slots.plan_twin(n) for n in names)} (read-only) first"
+                 if read_only and names else "")
         if refuse_embedded:
             raise DatabaseError(
                 f"datasource '{name}' has no connection for environment '{environment}': set "
-                f"{' or '.join(names) or 'a connection (connection.env or connection.dsn)'}; the embedded "
+                f"{' or '.join(names) or 'a variable in connection.env'}; the embedded "
                 f"PostGIS fallback is refused because {refuse_embedded}",
-                hint="the variable holds a libpq connection string (host=… dbname=… or postgresql://…)",
+                hint=f"the variable holds a libpq connection string (host=… dbname=… or postgresql://…){twins}",
             )
         raise DatabaseError(
             f"datasource '{name}' has no connection for environment '{environment}'",
-            hint=f"set one of: {', '.join(names)}",
+            hint=f"set one of: {', '.join(names)}{twins}",
         )
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
 
@@ -104,7 +137,7 @@ def resolve_connection(name: str, env_names: Sequence[str], dsn_ref: str | None,
     dbname = embedded_database(environment)
     cluster_root = embedded_root(root, state_path)
     cluster = EmbeddedCluster(cluster_root, dbname=dbname)
-    return ResolvedDsn(cluster.dsn, f"embedded {state_path.rstrip('/')}/.pg database {dbname}", embedded_db=dbname,
+    return ResolvedDsn(read_only_dsn(cluster.dsn) if read_only else cluster.dsn, f"embedded {state_path.rstrip('/')}/.pg database {dbname}", embedded_db=dbname,
                        cluster_root=cluster_root)
 
 
@@ -149,7 +182,7 @@ def default_datasource(project: Project, datasources: Mapping[str, Datasource]) 
 
 
 def early_dsn(root: Path, environment: str) -> str | None:
-    """The DSN a plan of ``environment`` will use, told from honua.yaml and providers/ alone.
+    """The DSN a plan of ``environment`` will use (its read-only one), told from honua.yaml and providers/ alone.
 
     Lets the catalog read start before the repository is loaded (and before pydantic is
     even imported): the files are read as plain YAML. None whenever it cannot be told that
@@ -187,8 +220,9 @@ def early_dsn(root: Path, environment: str) -> str | None:
         return None
     # a refused fallback (CI, production) raises here: the caller then plans without the early read
     refuse = "CI is set" if os.environ.get("CI") else None
+    environments = [str(e) for e in spec.get("environments") or ()]
     return resolve_connection(str(wanted), env_names, dsn_ref, embedded, environment, root, state_path=state_path,
-                              refuse_embedded=refuse).dsn
+                              refuse_embedded=refuse, read_only=True, environments=environments).dsn
 
 
 def embedded_database(environment: str) -> str:

@@ -35,7 +35,8 @@ to and from the published document, the client and the drift report.
     The data source's ``connectionString`` is a reference, ``${HONUA_DB_<DATASOURCE>}``,
     for the Honua process to resolve: never the DSN.
 
-Both send the API key from the variable named by ``honua.apiKeyEnv`` as ``X-API-Key``;
+Both send the API key from the variable named by ``honua.apiKeyEnv`` (its slot:
+``HONUA_SERVER_KEY_<NAME>``, the default, or ``HONUA_API_KEY``) as ``X-API-Key``;
 a missing variable is an error naming it (never its value).
 """
 
@@ -52,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from honua_plan.config.slots import server_key_problem
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
     ACTIONS,
@@ -476,7 +478,11 @@ class _HonuaBase(ServerProvider):
         if opts is None:
             raise ServerError("a server of type honua needs a 'honua' block (url, apiKeyEnv)")
         self.options = opts
-        self.client = _HonuaClient(opts.url, opts.apiKeyEnv)
+        key_env = server.api_key_env
+        problem = server_key_problem(key_env, server.metadata.name)
+        if problem:  # the loader refuses it first, at its line; checked where it is read
+            raise ServerError(problem)
+        self.client = _HonuaClient(opts.url, key_env)
 
     @property
     def public_url(self) -> str | None:
@@ -595,7 +601,7 @@ class HonuaLegacyServer(_HonuaBase):
         super().__init__(server, **kwargs)
         if not self.options.metadataPath:
             raise ServerError("honua.mode legacy needs honua.metadataPath (the metadata JSON file Honua loads)")
-        path = Path(os.path.expandvars(self.options.metadataPath))
+        path = Path(self.options.metadataPath)  # no $VAR expansion: a config reads no variable
         self.metadata_path = path if path.is_absolute() else self.root / path
 
     @property
