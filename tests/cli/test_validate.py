@@ -163,7 +163,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         lambda r: edit(r / "providers/postgis-primary.yaml", "    embedded: true",
                        "    embedded: true\n    dsn: postgresql://gis:hunter2@db/city"),
         "providers/postgis-primary.yaml",
-        "use a ${VAR} reference",
+        "connection.dsn is not read: list the environment's variable in connection.env",
     ),
 ]
 
