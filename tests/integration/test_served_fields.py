@@ -1,0 +1,70 @@
+"""The served API is the layer file: pygeoapi serves exactly the declared fields (issue 26)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import copy_example, edit, run
+from tests.integration.test_served_layers import free_port
+
+pytest.importorskip("pygeoapi", reason="the served-layer tests need the 'server' extra (make test installs it)")
+
+CID = "transportation::bike-lanes"
+WIDTH = """    - name: width_ft
+      type: double
+      alias: "Width (feet)"
+"""
+
+
+def get(url: str) -> dict:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=15) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, dict[str, str], str]]:
+    repo = copy_example(tmp_path / "repo")
+    port = free_port()
+    edit(repo / "providers/gis-server.yaml", "{dev: 5555,", f"{{dev: {port},")
+    (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
+    env = {"HONUA_PG_DSN": pg_dsn}
+    try:
+        yield repo, env, f"http://localhost:{port}/ogc"
+    finally:
+        run(repo, "serve", "--env", "dev", "--stop", env=env)
+
+
+def served_properties(base: str) -> tuple[set[str], set[str]]:
+    items = get(f"{base}/collections/{CID}/items?limit=5&f=json")
+    props = set().union(*(f["properties"].keys() for f in items["features"]))
+    queryables = set(get(f"{base}/collections/{CID}/queryables?f=json")["properties"])
+    return props, queryables
+
+
+def test_a_removed_field_is_no_longer_served(served: tuple[Path, dict[str, str], str]) -> None:
+    repo, env, base = served
+    assert run(repo, "dev", "seed-data", env=env).exit_code == 0
+    applied = run(repo, "dev", "apply", "--environment", "dev", env=env)
+    assert applied.exit_code == 0, applied.output
+    props, queryables = served_properties(base)
+    assert "width_ft" in props and "width_ft" in queryables
+
+    edit(repo / "environments/dev/layers/bike-lanes.yaml", WIDTH, "")
+    updated = run(repo, "apply", "--env", "dev", "--yes", env=env)
+    assert updated.exit_code == 0, updated.output
+    props, queryables = served_properties(base)
+    # the id is the feature's id, not a property; the geometry is the feature's geometry
+    assert props == {"name", "lane_type", "last_updated"}, props
+    assert queryables == {"geometry", "id", "name", "lane_type", "last_updated"}, queryables
+
+    assert run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env).exit_code == 0
+    drift = run(repo, "drift", "--env", "dev", env=env)
+    assert drift.exit_code == 0, drift.output
