@@ -256,6 +256,12 @@ class Executor:
                 continue
             if self._blocked(action, failed, result):
                 continue
+            if action.action == "reload" and self._nothing_to_serve(action, result, done):
+                msg = "no step that changes what the server serves completed"
+                self.con.print(f"– Services not reloaded: {msg}")
+                self._journal(action.address, "done")
+                result.outcomes.append(Outcome(action.address, "skipped", message=msg))
+                continue
             t0 = time.perf_counter()
             self._journal(action.address, "running")
             try:
@@ -419,6 +425,20 @@ class Executor:
         journal = doc.pending.with_step(action.address, "running", details={
             "previous": prev.model_dump(mode="json") if prev else None})
         self._save(doc.with_pending(journal))
+
+    def _nothing_to_serve(self, action: Action, result: ApplyResult, done: set[str]) -> bool:
+        """Whether a reload would serve nothing new: the plan had steps before it and none of
+        them completed (a migration that failed or was rolled back entirely), and the server's
+        own settings are unchanged. A plan whose only step is the reload (a hand-edited server
+        configuration) still reloads."""
+        if action.after is not None:
+            return False
+        before = [a.address for a in self.plan.actions[: self.plan.actions.index(action)]
+                  if a.action not in ("reload", "validate")]
+        if not before:
+            return False
+        completed = {o.address for o in result.outcomes if o.status == "done"} | done
+        return not any(address in completed for address in before)
 
     def _blocked(self, action: Action, failed: dict[str, str], result: ApplyResult) -> bool:
         """Whether ``action`` depends on one that failed (then it is reported, not run)."""

@@ -68,3 +68,42 @@ def test_a_removed_field_is_no_longer_served(served: tuple[Path, dict[str, str],
     assert run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env).exit_code == 0
     drift = run(repo, "drift", "--env", "dev", env=env)
     assert drift.exit_code == 0, drift.output
+
+
+BAD_MIGRATION = """apiVersion: honua.io/v1
+kind: Migration
+metadata:
+  id: "004"
+  description: "A column of a type that does not exist"
+  environments: [dev]
+spec:
+  dependencies: ["001"]
+  up:
+    - name: Add the column
+      type: sql
+      content: |
+        ALTER TABLE bike_lanes ADD COLUMN surface no_such_type;
+  down:
+    - name: Drop the column
+      type: sql
+      content: |
+        ALTER TABLE bike_lanes DROP COLUMN surface;
+"""
+
+
+def test_no_reload_after_a_migration_that_failed_entirely(served: tuple[Path, dict[str, str], str]) -> None:
+    """Issue 26 item 11: nothing this apply changed is served, so the server is left alone."""
+    repo, env, base = served
+    assert run(repo, "dev", "seed-data", env=env).exit_code == 0
+    assert run(repo, "dev", "apply", "--environment", "dev", env=env).exit_code == 0
+    assert run(repo, "apply", "--env", "dev", "--yes", env=env).exit_code == 0  # 001 and 002 recorded
+    config = next((repo / "state").rglob("pygeoapi-config.yml"))
+    before = config.stat().st_mtime_ns, config.read_bytes()
+
+    (repo / "migrations/004_bad.yaml").write_text(BAD_MIGRATION)
+    failed = run(repo, "apply", "--env", "dev", "--yes", env=env)
+    assert failed.exit_code == 1, failed.output
+    assert "Services reloaded" not in failed.output, failed.output
+    assert "Services not reloaded: no step that changes what the server serves completed" in failed.output
+    assert (config.stat().st_mtime_ns, config.read_bytes()) == before
+    assert get(f"{base}/collections/{CID}?f=json")["id"] == CID
