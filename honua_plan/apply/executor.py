@@ -1026,14 +1026,18 @@ class Executor:
         self.edited_files.pop(rel, None)
 
     def _rollback_publication(self, action: Action) -> bool:
-        """Put back the published document and resource records of this apply."""
+        """Put back the published document, then the resource records of this apply.
+
+        In that order: the records say what is served, so they go back only once the server
+        serves the previous document again. When that fails, the records and the journal
+        stay as they are, and ``--resume`` (which re-runs the reload) or ``--rollback`` finds
+        them."""
         assert self.doc.pending is not None
         doc = self.doc
         for s in self.doc.pending.steps:
             if s.status == "done" and "previous" in s.details and s.address:
                 prev = s.details["previous"]
                 doc = doc.with_resource(ResourceRecord.model_validate(prev)) if prev else doc.without_resource(s.address)
-        self._save(doc)
         previous = None
         try:
             previous = self.doc.pending.step(next(a.address for a in self.plan.actions if a.action == "reload")).details.get(
@@ -1047,6 +1051,7 @@ class Executor:
                 self.con.fail(f"could not restore the previous publication: {exc.message}", indent=2)
                 return False
             self.con.ok("Previous publication restored and services reloaded", indent=2)
+        self._save(doc)
         return True
 
     def _incident_report(self, action: Action, reason: str, detail: str, status: str, seconds: float,

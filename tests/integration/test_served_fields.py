@@ -107,3 +107,28 @@ def test_no_reload_after_a_migration_that_failed_entirely(served: tuple[Path, di
     assert "Services not reloaded: no step that changes what the server serves completed" in failed.output
     assert (config.stat().st_mtime_ns, config.read_bytes()) == before
     assert get(f"{base}/collections/{CID}?f=json")["id"] == CID
+
+
+def test_resume_after_a_failed_reload_keeps_every_record(served: tuple[Path, dict[str, str], str]) -> None:
+    """Issue 26 item 7: the reload fails (the server's port is taken), then `apply --resume`
+    with the port free: the state records what is served, plan and drift are empty."""
+    import socket
+
+    repo, env, base = served
+    assert run(repo, "dev", "seed-data", env=env).exit_code == 0
+    port = int(base.split(":")[2].split("/")[0])
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        failed = run(repo, "apply", "--env", "dev", "--yes", env=env)
+    assert failed.exit_code == 1, failed.output
+    resumed = run(repo, "apply", "--env", "dev", "--resume", "--yes", env=env)
+    assert resumed.exit_code == 0, resumed.output
+    listed = run(repo, "state", "list", "--env", "dev", env=env)
+    for address in (f"layer.{CID}", "service.transportation", "datasource.postgis-primary"):
+        assert address in listed.output, "\n".join((address, failed.output, "-----", resumed.output, listed.output))
+    assert get(f"{base}/collections/{CID}?f=json")["id"] == CID
+    planned = run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env)
+    assert planned.exit_code == 0, planned.output
+    assert run(repo, "drift", "--env", "dev", env=env).exit_code == 0
