@@ -256,6 +256,12 @@ class Executor:
                 continue
             if self._blocked(action, failed, result):
                 continue
+            if action.action == "reload" and self._nothing_to_serve(action, result, done):
+                msg = "no step that changes what the server serves completed"
+                self.con.print(f"– Services not reloaded: {msg}")
+                self._journal(action.address, "done")
+                result.outcomes.append(Outcome(action.address, "skipped", message=msg))
+                continue
             t0 = time.perf_counter()
             self._journal(action.address, "running")
             try:
@@ -419,6 +425,20 @@ class Executor:
         journal = doc.pending.with_step(action.address, "running", details={
             "previous": prev.model_dump(mode="json") if prev else None})
         self._save(doc.with_pending(journal))
+
+    def _nothing_to_serve(self, action: Action, result: ApplyResult, done: set[str]) -> bool:
+        """Whether a reload would serve nothing new: the plan had steps before it and none of
+        them completed (a migration that failed or was rolled back entirely), and the server's
+        own settings are unchanged. A plan whose only step is the reload (a hand-edited server
+        configuration) still reloads."""
+        if action.after is not None:
+            return False
+        before = [a.address for a in self.plan.actions[: self.plan.actions.index(action)]
+                  if a.action not in ("reload", "validate")]
+        if not before:
+            return False
+        completed = {o.address for o in result.outcomes if o.status == "done"} | done
+        return not any(address in completed for address in before)
 
     def _blocked(self, action: Action, failed: dict[str, str], result: ApplyResult) -> bool:
         """Whether ``action`` depends on one that failed (then it is reported, not run)."""
@@ -1006,14 +1026,18 @@ class Executor:
         self.edited_files.pop(rel, None)
 
     def _rollback_publication(self, action: Action) -> bool:
-        """Put back the published document and resource records of this apply."""
+        """Put back the published document, then the resource records of this apply.
+
+        In that order: the records say what is served, so they go back only once the server
+        serves the previous document again. When that fails, the records and the journal
+        stay as they are, and ``--resume`` (which re-runs the reload) or ``--rollback`` finds
+        them."""
         assert self.doc.pending is not None
         doc = self.doc
         for s in self.doc.pending.steps:
             if s.status == "done" and "previous" in s.details and s.address:
                 prev = s.details["previous"]
                 doc = doc.with_resource(ResourceRecord.model_validate(prev)) if prev else doc.without_resource(s.address)
-        self._save(doc)
         previous = None
         try:
             previous = self.doc.pending.step(next(a.address for a in self.plan.actions if a.action == "reload")).details.get(
@@ -1027,6 +1051,7 @@ class Executor:
                 self.con.fail(f"could not restore the previous publication: {exc.message}", indent=2)
                 return False
             self.con.ok("Previous publication restored and services reloaded", indent=2)
+        self._save(doc)
         return True
 
     def _incident_report(self, action: Action, reason: str, detail: str, status: str, seconds: float,

@@ -90,6 +90,13 @@ def test_example_1_served_tested_altered_and_removed(served: tuple[Path, dict[st
     assert deployed.exit_code == 0, deployed.output
     assert "✓ Services reloaded" in deployed.output, deployed.output
     status, items = get(f"{base}/collections/{CID}/items?limit=5&f=json")
+    assert status == 200 and "surface" not in items["features"][0]["properties"]  # not declared yet
+    # the layer file is the served API: the new column is served once the layer declares it
+    edit(repo / "environments/dev/layers/bike-lanes.yaml", '      alias: "Last Updated"\n',
+         '      alias: "Last Updated"\n    - name: surface\n      type: string\n      maxLength: 30\n')
+    updated = run(repo, "apply", "--env", "dev", "--yes", env=env)
+    assert updated.exit_code == 0, updated.output
+    status, items = get(f"{base}/collections/{CID}/items?limit=5&f=json")
     assert status == 200
     assert items["features"][0]["properties"]["surface"] == "asphalt"
 

@@ -134,9 +134,11 @@ def test_publish_serve_reload_unpublish(served: tuple[PygeoapiServer, Path, str]
     bench = ogctest.benchmark(base, CID, requests=5, bbox=(-122.5, 45.5, -122.4, 45.6))
     assert bench.errors == 0 and bench.p95_ms >= bench.min_ms > 0
 
-    # a migration adds a column: served after publish + reload (HUP clears pygeoapi's table cache)
+    # a migration adds a column, the layer declares it: served after publish + reload (HUP
+    # clears pygeoapi's table cache)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE bike_lanes ADD COLUMN surface text DEFAULT 'asphalt'")
+    doc["collections"][CID]["fields"].append("surface")
     master = provider.pid()
     assert master is not None
     old_workers = _children(master)

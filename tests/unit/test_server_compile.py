@@ -218,8 +218,10 @@ def test_render_config_never_holds_the_password(repo: Path) -> None:
     assert prov["data"]["search_path"] == ["public"]
     assert prov["storage_crs"] == CRS84
     assert prov["title_field"] == "name"
-    assert "properties" not in prov  # every column is served
+    # the declared fields are the served ones; parcels declares none: every column is served
+    assert prov["properties"] == ["id", "name", "lane_type", "width_ft", "last_updated"]
     parcels = cfg["resources"]["transportation::parcels"]["providers"][0]
+    assert "properties" not in parcels
     assert parcels["table"] == "parcels" and parcels["data"]["search_path"] == ["cadastre", "public"]
     assert parcels["storage_crs"] == "http://www.opengis.net/def/crs/EPSG/0/2913"
     assert cfg["resources"]["transportation::parcels"]["extents"]["spatial"]["bbox"] == [-180.0, -90.0, 180.0, 90.0]

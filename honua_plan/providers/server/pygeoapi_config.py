@@ -160,8 +160,12 @@ def render_config(
             provider["options"] = dict(conn.options)
         if c.get("title_field"):
             provider["title_field"] = c["title_field"]
-        # no `properties`: every column is served, so a column added by a migration
-        # appears after the reload without a config change
+        # the layer file is the served API: exactly its declared fields (pygeoapi's
+        # `properties` restricts /items, /items/{id}, /queryables and the OpenAPI
+        # document); a layer that declares no fields serves every column
+        served = [f for f in c.get("fields") or [] if f != c["geom_field"]]
+        if served:
+            provider["properties"] = served
         provider["storage_crs"] = storage_crs_uri(int(c.get("srid") or 4326))
         provider["crs"] = list(c.get("crs") or [CRS84])
         bbox = c.get("bbox") or [-180.0, -90.0, 180.0, 90.0]

@@ -3,7 +3,7 @@
 ``pygeoapi openapi generate`` loads every collection's provider to list its fields: a
 database connection and a SQLAlchemy table reflection per collection, in a new Python
 process (38 s for 1,000 collections on the benchmark host). The document depends on the
-provider only through ``fields`` (and ``editable``/``properties``/``time_field``, which
+provider only through ``fields`` and ``properties`` (and ``editable``/``time_field``, which
 honua's config never sets), so :func:`openapi_dict` runs pygeoapi's own generator
 (:func:`pygeoapi.openapi.get_oas`) on the config in this process, with a stand-in
 provider answering ``fields`` from one catalog read (:class:`~honua_plan.providers.postgis.facts.TableFacts`):
@@ -76,11 +76,11 @@ class _CatalogProvider:
     """What pygeoapi's OpenAPI generator asks a feature provider, answered from the catalog."""
 
     editable = False
-    properties: list[str] = []  # noqa: RUF012 - read only, as pygeoapi's
     time_field = None
 
-    def __init__(self, fields: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, fields: dict[str, dict[str, Any]], properties: Sequence[str] = ()) -> None:
         self.fields = fields
+        self.properties = list(properties)  # the config's served subset, as pygeoapi's provider
 
     def get_schema(self, *_args: Any) -> Any:
         raise NotImplementedError  # as BaseProvider: the generator skips the schema
@@ -109,7 +109,7 @@ def openapi_dict(config: Mapping[str, Any], fields: Callable[[str, str], dict[st
         found = fields(table_key(plugin_def), str(plugin_def.get("geom_field") or "geom"))
         if found is None:
             raise ProviderConnectionError(f"table {table_key(plugin_def)} does not exist")
-        return _CatalogProvider(found)
+        return _CatalogProvider(found, plugin_def.get("properties") or ())
 
     with _LOCK:
         itemtypes.load_plugin = load_plugin
