@@ -323,9 +323,19 @@ class PygeoapiOptions(Strict):
     port: int = Field(default=5555, ge=1, le=65535)
     basePath: str = "/ogc"
     workers: int = Field(default=2, ge=1, le=16)
-    portEnv: EnvVar | None = None
+    portEnv: EnvVar | None = Field(default=None, description="HONUA_SERVER_PORT_<NAME>: a variable that "
+                                   "overrides the port (its slot: no other variable is read)")
     environmentPorts: dict[str, int] = Field(
         default_factory=empty_dict, description="a port per environment (each runs its own server); default: port")
+
+
+    @field_validator("portEnv")
+    @classmethod
+    def _port_slot(cls, v: str | None) -> str | None:
+        problem = slots.server_port_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class HonuaOptions(Strict):

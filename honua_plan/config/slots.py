@@ -13,6 +13,8 @@ datasource             ``HONUA_PG_DSN_<ENV>`` of the environment being loaded, a
                        ``HONUA_PG_PLAN_DSN…`` (derived, never named by the config)
 server key             ``HONUA_SERVER_KEY_<NAME>`` (``<NAME>``: the server's metadata.name), or
 (``apiKeyEnv``)        the name before slots, ``HONUA_API_KEY``
+server port            ``HONUA_SERVER_PORT_…`` (not a secret, but read on the config's behalf,
+(``portEnv``)          so it has its slot too)
 notification URL       ``${HONUA_NOTIFY_…}``
 state database         ``HONUA_STATE_DSN`` or ``HONUA_STATE_DSN_…``
 (``dsnEnv``)
@@ -34,6 +36,7 @@ from collections.abc import Iterable
 PG_DSN = "HONUA_PG_DSN"
 PG_PLAN_DSN = "HONUA_PG_PLAN_DSN"
 SERVER_KEY = "HONUA_SERVER_KEY_"
+SERVER_PORT = "HONUA_SERVER_PORT_"
 LEGACY_SERVER_KEY = "HONUA_API_KEY"
 NOTIFY = "HONUA_NOTIFY_"
 STATE_DSN = "HONUA_STATE_DSN"
@@ -111,6 +114,14 @@ def server_key_problem(name: str, server: str) -> str | None:
         return None
     return (f"{name} is outside the key slot of server '{server}': its API key is read only from "
             f"{server_key(server)} (or the name before slots, {LEGACY_SERVER_KEY})")
+
+
+def server_port_problem(name: str) -> str | None:
+    """Why ``portEnv`` may not name ``name`` (None: it may)."""
+    if name.startswith(SERVER_PORT) and len(name) > len(SERVER_PORT) and _VAR.match(name):
+        return None
+    return (f"{name} is outside the server port slot: portEnv may name only {SERVER_PORT}<NAME> "
+            f"(e.g. {SERVER_PORT}GIS_SERVER)")
 
 
 # ------------------------------------------------------------------ notifications and state

@@ -278,3 +278,29 @@ def test_the_runtime_refuses_what_the_loader_refuses(tmp_path: Path, monkeypatch
         resolve_connection("pg", ["HONUA_PG_DSN"], "${HONUA_PG_DSN_PRODUCTION}", True, "dev", tmp_path)
     with pytest.raises(StateError, match="outside the state database slot"):
         state_dsn("HOME")
+
+
+# --------------------------------------------------------------------------- the server port
+
+
+def test_port_env_reads_only_the_server_port_slot(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """portEnv is read on the config's behalf, and its value was quoted in an error: a slot too."""
+    server = "providers/gis-server.yaml"
+    edit(repo / server, "    basePath: /ogc\n", "    basePath: /ogc\n    portEnv: HONUA_PG_DSN_PRODUCTION\n")
+    refused(run(repo, "validate"), position(repo, server, "portEnv:"),
+            "HONUA_PG_DSN_PRODUCTION is outside the server port slot: portEnv may name only HONUA_SERVER_PORT_<NAME>")
+    edit(repo / server, "portEnv: HONUA_PG_DSN_PRODUCTION", "portEnv: HONUA_SERVER_PORT_GIS_SERVER")
+    assert run(repo, "validate").exit_code == 0
+
+    from honua_plan.config.models import PygeoapiOptions
+    from honua_plan.providers.server.pygeoapi import PygeoapiServer
+
+    provider = PygeoapiServer(None, root=repo, environment="dev")
+    provider.options = PygeoapiOptions.model_construct(port=5555, portEnv="HOME", environmentPorts={})
+    monkeypatch.setenv("HOME", "4242")
+    assert provider.port == 5555  # a name outside the slot is never read, whatever built the options
+    provider.options = PygeoapiOptions(portEnv="HONUA_SERVER_PORT_GIS_SERVER")
+    monkeypatch.setenv("HONUA_SERVER_PORT_GIS_SERVER", "s3cret-value")
+    with pytest.raises(ServerError) as err:
+        _ = provider.port
+    assert "s3cret-value" not in err.value.message and "is not a TCP port" in err.value.message

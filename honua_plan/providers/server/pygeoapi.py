@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from honua_plan.config import slots
 from honua_plan.errors import ServerError
 from honua_plan.providers.server.base import (
     LocalServer,
@@ -290,10 +291,10 @@ class PygeoapiServer(LocalServer):
         if self.port_override is not None:
             return self.port_override
         name = self.options.portEnv
-        if name and os.environ.get(name):
+        if name and slots.server_port_problem(name) is None and os.environ.get(name):
             value = os.environ[name]
-            if not value.isdigit() or not 0 < int(value) < 65536:
-                raise ServerError(f"{name}={value!r} is not a TCP port")
+            if not value.isdigit() or not 0 < int(value) < 65536:  # the value is not quoted: it is data
+                raise ServerError(f"{name} is not a TCP port (1-65535)")
             return int(value)
         by_env = self.options.environmentPorts.get(self.environment)
         if by_env:
