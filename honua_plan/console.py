@@ -1,6 +1,9 @@
 """Concise terminal output like the seed: ``✓``/``✗``, timings, colour only on a terminal.
 
-Everything printed goes through :func:`honua_plan.secrets.redact`. Machine output
+Everything printed goes through :func:`honua_plan.secrets.redact` and
+:func:`honua_plan.textsafe.terminal_text`: a file name, a config value or a model's answer
+cannot set the window title, clear the screen or move the cursor (control characters and
+escape sequences are removed; the console's own colours are kept). Machine output
 (``--format json``) bypasses this class and is written by the CLI directly.
 """
 
@@ -14,6 +17,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from honua_plan.secrets import redact
+from honua_plan.textsafe import terminal_text
 
 OK = "✓"
 FAIL = "✗"
@@ -118,20 +122,25 @@ class Console:
                 self._write(f"  … {ph.label}: {ph.done - ph.failed:,} ✓, {ph.failed:,} ✗"
                             f" ({hidden:,} ✓ not listed: `--verbose` lists them)")
 
+    def _safe(self, text: str) -> str:
+        """Redacted, and inert on a terminal (the console's own SGR colours kept when it colours)."""
+        return terminal_text(redact(text), keep_colour=self.colour)
+
     def _write(self, text: str, *, err: bool = False) -> None:
         stream = self.err if err else self.out
         if self._progress is not None and self._progress.live.is_started and not err:
-            self._progress.console.print(redact(text), markup=False, highlight=False)
+            self._progress.console.print(self._safe(text), markup=False, highlight=False)
             return
-        stream.write(redact(text) + "\n")
+        stream.write(self._safe(text) + "\n")
         stream.flush()
 
     def _style(self, text: str, **kw: Any) -> str:
+        """``text`` (cleaned of escape sequences first, so only the style's survive) in a style."""
         if not self.colour:
             return text
         import click
 
-        return click.style(text, **kw)
+        return click.style(terminal_text(text), **kw)
 
     def print(self, text: str = "", *, err: bool = False) -> None:
         if self.quiet and not err:
@@ -140,6 +149,7 @@ class Console:
 
     def ok(self, text: str, seconds: float | None = None, indent: int = 0, *, phase: str | None = None) -> None:
         t = f" ({format_duration(seconds)})" if seconds is not None else ""
+        text = terminal_text(text)
         line = " " * indent + self._style(OK, fg="green") + " " + text + t
         if self.quiet:
             return
@@ -151,6 +161,7 @@ class Console:
 
     def fail(self, text: str, seconds: float | None = None, indent: int = 0, *, phase: str | None = None) -> None:
         t = f" ({format_duration(seconds)})" if seconds is not None else ""
+        text = terminal_text(text)
         line = " " * indent + self._style(FAIL, fg="red") + " " + text + t
         if self.quiet:
             return
@@ -170,16 +181,18 @@ class Console:
         self.print("─" * 45)
 
     def error(self, text: str) -> None:
-        self.err.write(redact(self._style("Error: ", fg="red", bold=True) + text if self.colour else "Error: " + text) + "\n")
+        text = terminal_text(text)
+        self.err.write(self._safe(self._style("Error: ", fg="red", bold=True) + text if self.colour else "Error: " + text)
+                       + "\n")
         self.err.flush()
 
     @contextmanager
     def step(self, index: int, total: int, label: str, indent: int = 2) -> Iterator[None]:
         """``[1/3] Creating spatial index... ✓ (1.8s)``: one line per step."""
-        prefix = " " * indent + f"[{index}/{total}] {label}..."
+        prefix = " " * indent + f"[{index}/{total}] {terminal_text(label)}..."
         start = time.perf_counter()
         if not self.quiet:
-            self.out.write(redact(prefix))
+            self.out.write(self._safe(prefix))
             self.out.flush()
         try:
             yield

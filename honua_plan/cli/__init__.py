@@ -19,6 +19,7 @@ from honua_plan.cli.base import (
     confirm,
     default_env,
     echo_json,
+    echo_text,
     env_option,
     format_option,
     quick_exit,
@@ -230,7 +231,7 @@ def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
     except PlanTamperedError as exc:
         problem = exc
     if problem is not None:  # before and after the plan: it cannot be missed
-        click.echo(f"WARNING: {problem.message}", err=True)
+        echo_text(f"WARNING: {problem.message}", err=True)
     if fmt == "text":
         click.echo(render_text(plan, colour=context.console.colour, detailed=True), nl=False)
     else:

@@ -148,9 +148,13 @@ def run(main: click.Group, args: list[str] | None = None, prog_name: str = "honu
 
 
 def _redact(text: str) -> str:
+    """What the boundary prints: redacted, and inert on a terminal (an error names files and
+    config values: their control characters and escape sequences are removed, the message's
+    own newlines kept)."""
     from honua_plan.secrets import redact
+    from honua_plan.textsafe import terminal_text
 
-    return redact(text)
+    return terminal_text(redact(text))
 
 
 USAGE_EXIT = 1
@@ -259,6 +263,20 @@ def state(ctx: click.Context) -> AppState:
     obj = ctx.find_object(AppState)
     assert obj is not None
     return obj
+
+
+def echo_text(text: str, *, err: bool = False) -> None:
+    """Print human output that carries data (file names, config values, state, reports):
+    redacted, control characters and escape sequences removed, its newlines kept."""
+    click.echo(_redact(text), err=err)
+
+
+def echo_line(text: str, *, err: bool = False) -> None:
+    """Print one line of a listing: as :func:`echo_text`, and a newline in the data becomes
+    a space (a value cannot start a line of its own and pass for another row)."""
+    from honua_plan.textsafe import one_line
+
+    click.echo(_redact(one_line(text)), err=err)
 
 
 def echo_json(data: Any) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from honua_plan.cli.base import echo_json, format_option, state
+from honua_plan.cli.base import echo_json, echo_line, format_option, state
 
 OUT_DIR = click.option("--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                        default=Path(".honua-ci"), show_default=True,
@@ -36,9 +36,9 @@ def _finish(ctx: click.Context, result: object, fmt: str) -> None:
                 line += f"; approvals: {e.approvals}"
             if e.detail:
                 line += f" ({e.detail})"
-            click.echo(line)
+            echo_line(line)
         if result.report:
-            click.echo(f"Report: {result.report}")
+            echo_line(f"Report: {result.report}")
     ctx.exit(result.exit_code)
 
 

@@ -11,6 +11,7 @@ from honua_plan.cli.base import (
     by_option,
     confirm,
     echo_json,
+    echo_line,
     env_option,
     format_option,
     state,
@@ -36,7 +37,7 @@ def migrate_status(ctx: click.Context, environment: str, fmt: str) -> None:
         return
     for r in rows:
         when = (r["applied_at"] or "")[:19].replace("T", " ")
-        click.echo(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
+        echo_line(f"{r['id']:<6} {r['status']:<22} {when:<20} {r['name']}")
 
 
 @migrate.command("baseline")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from honua_plan.cli.base import echo_json, env_option, format_option, state
+from honua_plan.cli.base import echo_json, echo_line, env_option, format_option, state
 
 WINDOW = click.option("--window", required=True, metavar="WINDOW",
                       help='"next-tuesday 10:00-12:00" or "2025-10-08 10:00-12:00" (time zone: the policy\'s).')
@@ -71,7 +71,7 @@ def schedule_list_cmd(ctx: click.Context, environment: str | None, fmt: str) -> 
     if not found:
         click.echo("No schedules.")
     for e in found:
-        click.echo(f"{e.id:<9} {e.environment:<12} {e.what:<16} {e.start:%Y-%m-%d %H:%M}-{e.end:%H:%M} "
+        echo_line(f"{e.id:<9} {e.environment:<12} {e.what:<16} {e.start:%Y-%m-%d %H:%M}-{e.end:%H:%M} "
                    f"{e.start.tzname()}  {e.status}")
 
 

@@ -7,6 +7,8 @@ import click
 from honua_plan.cli.base import (
     by_option,
     echo_json,
+    echo_line,
+    echo_text,
     env_option,
     format_option,
     state,
@@ -31,9 +33,9 @@ def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
                    "resources": sorted(doc.resources)})
         return
     for address in sorted(doc.resources):
-        click.echo(address)
+        echo_line(address)
     for mid in doc.applied_migrations():
-        click.echo(f"migration.{mid}")
+        echo_line(f"migration.{mid}")
 
 
 @state_group.command("show")
@@ -69,7 +71,7 @@ def state_history(ctx: click.Context, environment: str, limit: int, fmt: str) ->
         echo_json([e.model_dump(mode="json") for e in events])
         return
     for e in events:
-        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  serial {e.serial:<4} {e.kind:<9} {e.actor or '-':<20} {e.message}")
+        echo_line(f"{e.at:%Y-%m-%d %H:%M:%S}  serial {e.serial:<4} {e.kind:<9} {e.actor or '-':<20} {e.message}")
 
 
 @state_group.command("rm")
@@ -170,13 +172,13 @@ def backup_list(ctx: click.Context, environment: str, fmt: str) -> None:
         click.echo(f"No backups for {environment}.")
     for r in records:
         age = format_duration(max(0.0, (now - r.created_at).total_seconds()))
-        click.echo(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M:%S} UTC ({age} ago)  {r.size_bytes / 1024:.1f} KiB  "
+        echo_line(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M:%S} UTC ({age} ago)  {r.size_bytes / 1024:.1f} KiB  "
                    f"commit {r.commit[:9] if r.commit else '-'}  migration {r.migration_id or '-'}")
         for table in r.tables:
             c = r.contents.get(table) or r.contents.get(f"public.{table}")
             detail = (f"{c.rows:,} rows, checksum {c.checksum[:12]}…, {len(c.indexes)} index(es), "
                       f"{len(c.constraints)} constraint(s)") if c is not None else "no checksum recorded"
-            click.echo(f"    {table}: {detail}")
+            echo_line(f"    {table}: {detail}")
 
 
 @click.group("incidents")
@@ -201,7 +203,7 @@ def incidents_list(ctx: click.Context, environment: str | None, fmt: str) -> Non
     if not found:
         click.echo("No incidents recorded.")
     for env, rec in found:
-        click.echo(f"{rec.id}  {env:<12} {rec.at:%Y-%m-%d %H:%M:%S} UTC  {rec.kind:<18} {rec.summary}")
+        echo_line(f"{rec.id}  {env:<12} {rec.at:%Y-%m-%d %H:%M:%S} UTC  {rec.kind:<18} {rec.summary}")
 
 
 @incidents_group.command("show")
@@ -214,9 +216,9 @@ def incidents_show(ctx: click.Context, incident_id: str, environment: str) -> No
 
     context = state(ctx).context()
     rec, text = incident_report(context, environment, incident_id)
-    click.echo(f"{rec.id} ({environment}, {rec.kind}, {rec.at:%Y-%m-%d %H:%M:%S} UTC): {rec.summary}")
+    echo_line(f"{rec.id} ({environment}, {rec.kind}, {rec.at:%Y-%m-%d %H:%M:%S} UTC): {rec.summary}")
     if rec.report:
-        click.echo(f"Report: {rec.report}" + ("" if text is not None else " (not found on this machine)"))
+        echo_line(f"Report: {rec.report}" + ("" if text is not None else " (not found on this machine)"))
     if text:
         click.echo("")
-        click.echo(text.rstrip("\n"))
+        echo_text(text.rstrip("\n"))

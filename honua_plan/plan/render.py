@@ -31,6 +31,7 @@ from typing import Any
 from honua_plan.errors import UsageError
 from honua_plan.plan.model import Action, CheckRecord, DriftRecord, Operation, Plan, PolicyCheck
 from honua_plan.secrets import might_change, redact
+from honua_plan.textsafe import md_code, md_fence, md_text, one_line, terminal_text
 
 __all__ = [
     "FORMATS",
@@ -129,21 +130,21 @@ def summary_line(plan: Plan) -> str:
 
 def moved_lines(plan: Plan) -> list[str]:
     """``Moved: layer.a → layer.b`` per honua.yaml move the plan records."""
-    return [f"Moved: {m.from_address} → {m.to_address} (recorded under the new address, not replaced)"
+    return [f"Moved: {one_line(m.from_address)} → {one_line(m.to_address)} (recorded under the new address, not replaced)"
             for m in plan.moved]
 
 
 def _approval_required(plan: Plan) -> str:
     if plan.approvals_required <= 0:
         return "NO"
-    who = f" of {', '.join(plan.approvers)}" if plan.approvers else f" approval{'s' if plan.approvals_required != 1 else ''}"
+    who = f" of {one_line(', '.join(plan.approvers))}" if plan.approvers else f" approval{'s' if plan.approvals_required != 1 else ''}"
     return f"YES ({plan.approvals_required}{who})"
 
 
 def _approvals_line(plan: Plan) -> str | None:
     if not plan.approvals:
         return None
-    names = ", ".join(a.by for a in plan.approvals)
+    names = one_line(", ".join(a.by for a in plan.approvals))
     have = len({a.by for a in plan.approvals})
     if plan.approvals_required:
         state = "approved" if plan.approved else "pending"
@@ -190,19 +191,19 @@ def _path_changes(action: Action) -> list[tuple[str, str]]:
         old = _lookup(action.before, path)
         new = _lookup(action.after, path)
         if old is _MISSING and new is _MISSING:
-            out.append(("~", path))
+            out.append(("~", one_line(path)))
         elif old is _MISSING:
-            out.append(("+", f"{path}: {_short(new)}"))
+            out.append(("+", one_line(f"{path}: {_short(new)}")))
         elif new is _MISSING:
-            out.append(("-", f"{path}: {_short(old)}"))
+            out.append(("-", one_line(f"{path}: {_short(old)}")))
         else:
-            out.append(("~", f"{path}: {_short(old)} → {_short(new)}"))
+            out.append(("~", one_line(f"{path}: {_short(old)} → {_short(new)}")))
     return out
 
 
 def _fit(text: str, width: int) -> str:
     """One line of at most ``width`` characters, cut at a word (SQL is not cut mid-word)."""
-    text = " ".join(text.split())
+    text = " ".join(one_line(text).split())
     if len(text) <= width:
         return text
     cut = text[: width - 1]
@@ -224,9 +225,9 @@ def _op_flags(op: Operation) -> str:
 
 
 def _check_line(check: CheckRecord) -> str:
-    line = f"{check.name} (expected: {_fit(check.expected, _VALUE_WIDTH)})"
+    line = f"{one_line(check.name)} (expected: {_fit(check.expected, _VALUE_WIDTH)})"
     if check.predicted_failure:
-        line += f" — predicted to fail: {check.predicted_failure}"
+        line += f" — predicted to fail: {one_line(check.predicted_failure)}"
     return line
 
 
@@ -251,11 +252,12 @@ class _Styler:
 
 def _drift_text(plan: Plan, s: _Styler) -> list[str]:
     lines = [s(f"Drift in {plan.environment}: {len(plan.drift)} resource{'s' if len(plan.drift) != 1 else ''} changed outside honua", bold=True)]
-    width = max(len(d.address) for d in plan.drift)
+    width = max(len(one_line(d.address)) for d in plan.drift)
     for d in plan.drift:
         sym = _DRIFT_SYMBOL.get(d.change, "?")
-        lines.append(f"  {s(sym, **_SYMBOL_STYLE.get(sym, {}))} {d.address.ljust(width)}  {d.change}: {d.summary}")
-        lines.extend(f"      {detail}" for detail in d.details)
+        lines.append(f"  {s(sym, **_SYMBOL_STYLE.get(sym, {}))} {one_line(d.address).ljust(width)}  "
+                     f"{d.change}: {one_line(d.summary)}")
+        lines.extend(f"      {one_line(detail)}" for detail in d.details)
     return lines
 
 
@@ -269,7 +271,7 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
     sym = action_symbol(action.action)
     codes = _codes(action)
     head = (
-        f"  {s(sym.ljust(sym_w), **_SYMBOL_STYLE.get(sym, {}))} {action.address.ljust(addr_w)}  "
+        f"  {s(sym.ljust(sym_w), **_SYMBOL_STYLE.get(sym, {}))} {one_line(action.address).ljust(addr_w)}  "
         f"{_fit(action.reason, _REASON_WIDTH).ljust(reason_w)}  "
         f"{s(action.risk.ljust(10), **_RISK_STYLE[action.risk])}"
     )
@@ -281,19 +283,19 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
     for psym, text in _path_changes(action):
         lines.append(f"{ind}{s(psym, **_SYMBOL_STYLE.get(psym, {}))} {text}")
     if action.preconditions:
-        lines.append(f"{ind}Pre-conditions: {'; '.join(action.preconditions)}")
+        lines.append(f"{ind}Pre-conditions: {one_line('; '.join(action.preconditions))}")
     if action.backup_tables:
-        lines.append(f"{ind}Backup before apply: {', '.join(action.backup_tables)}")
+        lines.append(f"{ind}Backup before apply: {one_line(', '.join(action.backup_tables))}")
     for i, op in enumerate(_steps(action.operations), 1):
-        lines.append(f"{ind}Step {i}: {op.name} (estimated: {format_estimate(op.estimated_s)}){_op_flags(op)}")
+        lines.append(f"{ind}Step {i}: {one_line(op.name)} (estimated: {format_estimate(op.estimated_s)}){_op_flags(op)}")
         if detailed:
             lines.extend(_op_body(op, ind + "    "))
     for f in action.findings:
         mark = "✗" if f.error else "⚠"
         extra = " [irreversible]" if f.irreversible else ""
-        lines.append(f"{ind}{s(mark, **_RISK_STYLE[f.level])} {f.code} {f.message}{extra}")
+        lines.append(f"{ind}{s(mark, **_RISK_STYLE[f.level])} {f.code} {one_line(f.message)}{extra}")
         if f.suggestion:
-            lines.append(f"{ind}  → {f.suggestion}")
+            lines.append(f"{ind}  → {one_line(f.suggestion)}")
     checks = _validation_checks(action)
     if checks:
         lines.append(f"{ind}Validation:")
@@ -302,15 +304,15 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
             if detailed and c.query:
                 lines.extend(_body(c.query, ind + "      "))
     if action.deferred:
-        lines.append(f"{ind}Checked at apply: {'; '.join(action.deferred)}")
+        lines.append(f"{ind}Checked at apply: {one_line('; '.join(action.deferred))}")
     if action.rollback:
         lines.append(f"{ind}Rollback Plan:")
         for op in action.rollback:
-            lines.append(f"{ind}  - {op.name}{_op_flags(op)}")
+            lines.append(f"{ind}  - {one_line(op.name)}{_op_flags(op)}")
             if detailed:
                 lines.extend(_op_body(op, ind + "      "))
     elif action.irreversible:
-        restore = f" (restore from backup of {', '.join(action.backup_tables)})" if action.backup_tables else ""
+        restore = f" (restore from backup of {one_line(', '.join(action.backup_tables))})" if action.backup_tables else ""
         lines.append(f"{ind}Rollback Plan: none, irreversible{restore}")
     return lines
 
@@ -320,14 +322,14 @@ def _op_body(op: Operation, indent: str) -> list[str]:
 
 
 def _body(text: str, indent: str) -> list[str]:
-    return [f"{indent}{line}".rstrip() for line in text.strip("\n").splitlines()]
+    return [f"{indent}{line}".rstrip() for line in terminal_text(text).strip("\n").splitlines()]
 
 
 def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> str:
     """The terminal view of a plan (``detailed`` adds each step's SQL and metadata diff)."""
     s = _Styler(colour)
     lines: list[str] = []
-    env = plan.environment
+    env = one_line(plan.environment)
 
     if plan.refresh_only:
         if plan.drift:
@@ -336,7 +338,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
         else:
             lines.append(f"No drift. The {env} environment matches the recorded state.")
             lines += _database_text(plan)
-        return _finish(lines)
+        return _finish(lines, colour=colour)
 
     if not plan.actions and not plan.moved:
         lines.append(s(f"No changes. The {env} environment matches the configuration.", bold=True))
@@ -345,21 +347,21 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
             lines += ["", *_drift_text(plan, s)]
         if plan.warnings:
             lines += ["", *_warnings_text(plan, s)]
-        return _finish(lines)
+        return _finish(lines, colour=colour)
 
     lines.append(s(f"Plan for {env} ({summary_line(plan)})", bold=True))
     lines += _database_text(plan)
     if plan.simulation is not None:
-        lines.append(f"Simulation: {plan.simulation.summary}")
+        lines.append(f"Simulation: {one_line(plan.simulation.summary)}")
     lines += moved_lines(plan)
     if plan.target:
-        lines.append(f"Targeted: {', '.join(plan.target)} (partial plan)")
+        lines.append(f"Targeted: {one_line(', '.join(plan.target))} (partial plan)")
     if plan.drift:
         lines += ["", *_drift_text(plan, s)]
     lines += ["", s("Deployment Plan:", bold=True), RULE, f"Environment: {env}"]
 
     sym_w = max(len(action_symbol(a.action)) for a in plan.actions)
-    addr_w = max(len(a.address) for a in plan.actions)
+    addr_w = max(len(one_line(a.address)) for a in plan.actions)
     reason_w = max(len(_fit(a.reason, _REASON_WIDTH)) for a in plan.actions)
     codes = [_codes(a) for a in plan.actions]
     codes_w = max(len(c) for c in codes) + 2 if any(codes) else 0
@@ -378,8 +380,8 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
     if irreversible:
         lines.append("  Irreversible:")
         for a in irreversible:
-            why = [f.message for f in a.findings if f.irreversible]
-            lines.append(f"    - {a.address}" + (f": {'; '.join(why)}" if why else ""))
+            why = [one_line(f.message) for f in a.findings if f.irreversible]
+            lines.append(f"    - {one_line(a.address)}" + (f": {'; '.join(why)}" if why else ""))
 
     if _server_changes(plan):
         lines += ["", *_server_text(plan)]
@@ -388,7 +390,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
         lines += [f"  {s(_POLICY_MARK[p.status], **_POLICY_STYLE[p.status])} {_policy_text(p)}" for p in plan.policy]
     if plan.warnings:
         lines += ["", *_warnings_text(plan, s)]
-    return _finish(lines)
+    return _finish(lines, colour=colour)
 
 
 _SERVER_SYMBOL = {"create": "+", "update": "~", "delete": "-", "skip": " "}
@@ -396,7 +398,7 @@ _SERVER_SYMBOL = {"create": "+", "update": "~", "delete": "-", "skip": " "}
 
 def _database_text(plan: Plan) -> list[str]:
     """The header line naming the database the plan read (none in a plan made before it was recorded)."""
-    return [f"Database: {plan.database.describe()}"] if plan.database is not None else []
+    return [f"Database: {one_line(plan.database.describe())}"] if plan.database is not None else []
 
 
 def _server_changes(plan: Plan) -> list[Any]:
@@ -411,41 +413,44 @@ def _server_counts(plan: Plan) -> str:
 def _server_text(plan: Plan) -> list[str]:
     """The GIS server's own dry run of the publish (Honua: manifest apply with dryRun)."""
     lines = [f"GIS server (publish dry run): {_server_counts(plan)}"]
-    lines += [f"  {_SERVER_SYMBOL[e.action]} {e.kind} {e.name}" + (f": {e.message}" if e.message else "")
+    lines += [f"  {_SERVER_SYMBOL[e.action]} {one_line(e.kind)} {one_line(e.name)}"
+              + (f": {one_line(e.message)}" if e.message else "")
               for e in _server_changes(plan)]
     return lines
 
 
 def _policy_text(p: PolicyCheck) -> str:
-    text = p.message or p.name
+    text = one_line(p.message or p.name)
     return f"{text} (skipped)" if p.status == "skip" else text
 
 
 def _warnings_text(plan: Plan, s: _Styler) -> list[str]:
-    return ["Warnings:", *(f"  {s('⚠', fg='yellow')} {w}" for w in plan.warnings)]
+    return ["Warnings:", *(f"  {s('⚠', fg='yellow')} {one_line(w)}" for w in plan.warnings)]
 
 
-def _finish(lines: Iterable[str], *, strip: bool = True) -> str:
-    """Join, end with one newline, redact. ``strip=False`` keeps fenced SQL/diffs verbatim."""
-    text = "\n".join(line.rstrip() if strip else line for line in lines).rstrip("\n") + "\n"
-    return redact(text)
+def _finish(lines: Iterable[str], *, markdown: bool = False, colour: bool = False) -> str:
+    """Join, end with one newline, redact, and remove every control character and escape
+    sequence (the data in the lines was made one-line and inert field by field; this is the
+    net under it). ``colour`` keeps the styler's SGR sequences; Markdown keeps fenced SQL and
+    diffs verbatim (no trailing blanks stripped)."""
+    text = "\n".join(line if markdown else line.rstrip() for line in lines).rstrip("\n") + "\n"
+    return terminal_text(redact(text), keep_colour=colour and not markdown)
 
 
 # ------------------------------------------------------------------ markdown
 
 
+# Markdown: every string from the plan's data (config, database, model) goes through
+# textsafe: md_text (inline text), md_code (a code span), md_fence (a fenced block).
+
+
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|") or "–"
-
-
-def _fence(body: str, lang: str) -> list[str]:
-    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return [f"{fence}{lang}", body.strip("\n"), fence]
+    return md_text(text) or "–"
 
 
 def _mermaid_label(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    return (one_line(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+            .replace("`", "#96;"))
 
 
 def _mermaid(plan: Plan) -> list[str]:
@@ -483,7 +488,7 @@ def _md_drift(drift: list[DriftRecord]) -> list[str]:
     lines = ["### Drift", "", "| Address | Change | Summary |", "|---|---|---|"]
     for d in drift:
         summary = "; ".join([d.summary, *d.details])
-        lines.append(f"| `{d.address}` | {d.change} | {_cell(summary)} |")
+        lines.append(f"| {md_code(d.address, table=True)} | {d.change} | {_cell(summary)} |")
     return [*lines, ""]
 
 
@@ -491,9 +496,10 @@ def _md_ops_block(summary: str, ops: list[Operation]) -> list[str]:
     parts: list[str] = []
     for i, op in enumerate(ops, 1):
         if op.sql:
-            parts += [f"Step {i}: {op.name}", "", *_fence(op.sql, "sql"), ""]
+            parts += [f"Step {i}: {md_text(op.name)}", "", *md_fence(op.sql, "sql"), ""]
         if op.text_diff:
-            parts += [f"Step {i}: {op.name}" + (f" (`{op.path}`)" if op.path else ""), "", *_fence(op.text_diff, "diff"), ""]
+            parts += [f"Step {i}: {md_text(op.name)}" + (f" ({md_code(op.path)})" if op.path else ""), "",
+                      *md_fence(op.text_diff, "diff"), ""]
     if not parts:
         return []
     return [f"<details><summary>{summary}</summary>", "", *parts, "</details>", ""]
@@ -503,7 +509,7 @@ def _md_checks_block(summary: str, checks: list[CheckRecord]) -> list[str]:
     parts: list[str] = []
     for c in checks:
         if c.query:
-            parts += [f"{c.name}", "", *_fence(c.query, "text" if c.type == "http" else "sql"), ""]
+            parts += [md_text(c.name), "", *md_fence(c.query, "text" if c.type == "http" else "sql"), ""]
     if not parts:
         return []
     return [f"<details><summary>{summary}</summary>", "", *parts, "</details>", ""]
@@ -511,30 +517,30 @@ def _md_checks_block(summary: str, checks: list[CheckRecord]) -> list[str]:
 
 def _md_action(index: int, a: Action) -> list[str]:
     sym = action_symbol(a.action)
-    lines = [f"#### {index}. `{sym} {a.address}` — {_cell(a.reason)} ({_RISK_BADGE[a.risk]} {a.risk})", ""]
+    lines = [f"#### {index}. {md_code(f'{sym} {a.address}')} — {_cell(a.reason)} ({_RISK_BADGE[a.risk]} {a.risk})", ""]
     facts = [f"- **Action:** {a.action} {a.kind} · estimated {format_estimate(a.estimated_s)}"]
     if a.source:
-        facts.append(f"- **Source:** `{a.source}`")
+        facts.append(f"- **Source:** {md_code(a.source)}")
     if a.depends_on:
-        facts.append(f"- **Depends on:** {', '.join(f'`{d}`' for d in a.depends_on)}")
+        facts.append(f"- **Depends on:** {', '.join(md_code(d) for d in a.depends_on)}")
     if a.preconditions:
-        facts.append(f"- **Pre-conditions:** {'; '.join(a.preconditions)}")
+        facts.append(f"- **Pre-conditions:** {md_text('; '.join(a.preconditions))}")
     if a.backup_tables:
-        facts.append(f"- **Backup before apply:** {', '.join(f'`{t}`' for t in a.backup_tables)}")
+        facts.append(f"- **Backup before apply:** {', '.join(md_code(t) for t in a.backup_tables)}")
     if a.deferred:
-        facts.append(f"- **Checked at apply:** {'; '.join(a.deferred)}")
+        facts.append(f"- **Checked at apply:** {md_text('; '.join(a.deferred))}")
     lines += [*facts, ""]
     changes = _path_changes(a)
     if changes:
         # "!" is the changed-line marker GitHub's diff highlighting knows ("~" is not)
         marks = {"~": "!"}
-        lines += ["**Changed:**", "", "```diff", *(f"{marks.get(m, m)} {t}" for m, t in changes), "```", ""]
+        lines += ["**Changed:**", "", *md_fence("\n".join(f"{marks.get(m, m)} {t}" for m, t in changes), "diff"), ""]
     for f in a.findings:
         mark = "❌" if f.error else "⚠️"
         extra = " **irreversible**" if f.irreversible else ""
-        lines.append(f"> {mark} **{f.code}** ({f.level}) {f.message}{extra}")
+        lines.append(f"> {mark} **{md_text(f.code)}** ({f.level}) {md_text(f.message)}{extra}")
         if f.suggestion:
-            lines.append(f"> → {f.suggestion}")
+            lines.append(f"> → {md_text(f.suggestion)}")
         lines.append(">")
     if a.findings:
         lines[-1] = ""
@@ -542,47 +548,46 @@ def _md_action(index: int, a: Action) -> list[str]:
     if steps:
         lines += ["**Steps:**", ""]
         lines += [
-            f"{i}. {op.name} ({op.kind}, estimated {format_estimate(op.estimated_s)}){_op_flags(op)}"
+            f"{i}. {md_text(op.name)} ({op.kind}, estimated {format_estimate(op.estimated_s)}){_op_flags(op)}"
             for i, op in enumerate(steps, 1)
         ]
         lines.append("")
     lines += _md_ops_block("SQL", steps)
     checks = _validation_checks(a)
     if checks:
-        lines += ["**Validation:**", "", *(f"- {_check_line(c)}" for c in checks), ""]
+        lines += ["**Validation:**", "", *(f"- {md_text(_check_line(c))}" for c in checks), ""]
         lines += _md_checks_block("Validation SQL", checks)
     if a.rollback:
         lines += ["**Rollback Plan:**" + (" (automatic on failure)" if a.automatic_rollback else ""), ""]
-        lines += [f"- {op.name}{_op_flags(op)}" for op in a.rollback]
-        lines += [f"- validate: {_check_line(c)}" for c in a.rollback_checks]
+        lines += [f"- {md_text(op.name)}{_op_flags(op)}" for op in a.rollback]
+        lines += [f"- validate: {md_text(_check_line(c))}" for c in a.rollback_checks]
         lines.append("")
         lines += _md_ops_block("Rollback SQL", a.rollback)
         lines += _md_checks_block("Rollback validation SQL", a.rollback_checks)
     elif a.irreversible:
-        restore = f" (restore from the backup of {', '.join(a.backup_tables)})" if a.backup_tables else ""
+        restore = f" (restore from the backup of {md_text(', '.join(a.backup_tables))})" if a.backup_tables else ""
         lines += [f"**Rollback Plan:** none, irreversible{restore}", ""]
     return lines
 
 
 def render_markdown(plan: Plan) -> str:
     """A pull-request comment: tables, mermaid graph, checklist, SQL, rollback plan."""
-    env = plan.environment
+    env = md_text(plan.environment)
     lines: list[str] = []
     if plan.refresh_only:
-        lines += [f"## honua drift: `{env}`", ""]
+        lines += [f"## honua drift: {md_code(plan.environment)}", ""]
         lines += _md_drift(plan.drift) if plan.drift else [f"No drift. The {env} environment matches the recorded state.", ""]
-        return _finish(lines, strip=False)
+        return _finish(lines, markdown=True)
 
-    lines += [f"## honua plan: `{env}`", ""]
-    meta = [f"plan `{plan.id}`", f"created {plan.created_at.isoformat()}", f"honua-plan {plan.engine_version}"]
+    lines += [f"## honua plan: {md_code(plan.environment)}", ""]
+    meta = [f"plan {md_code(plan.id)}", f"created {plan.created_at.isoformat()}", f"honua-plan {md_text(plan.engine_version)}"]
     if plan.config_commit:
-        meta.append(f"config `{plan.config_commit[:12]}`")
+        meta.append(f"config {md_code(plan.config_commit[:12])}")
     meta.append(f"state serial {plan.state_serial}")
     if plan.database is not None:
-        where = plan.database.describe().replace("`", "'")
-        meta.append(f"database `{where}`")
+        meta.append(f"database {md_code(plan.database.describe())}")
     meta.append(f"digest `{content_digest(plan)[:19]}`")
-    meta.append(f"by {plan.provenance.kind}" + (f" ({plan.provenance.actor})" if plan.provenance.actor else ""))
+    meta.append(f"by {plan.provenance.kind}" + (f" ({md_text(plan.provenance.actor)})" if plan.provenance.actor else ""))
     lines += ["<sub>" + " · ".join(meta) + "</sub>", ""]
     if plan.simulation is not None:
         lines += [f"**Simulation:** {_cell(plan.simulation.summary)}", ""]
@@ -594,7 +599,7 @@ def render_markdown(plan: Plan) -> str:
         if plan.drift:
             lines += _md_drift(plan.drift)
         lines += _md_warnings(plan)
-        return _finish(lines, strip=False)
+        return _finish(lines, markdown=True)
 
     lines += [
         f"**{summary_line(plan)}**",
@@ -602,11 +607,11 @@ def render_markdown(plan: Plan) -> str:
         f"**Risk Level:** {_RISK_BADGE[plan.risk]} {plan.risk} · "
         f"**Estimated Duration:** {format_estimate(plan.estimated_s)} · "
         f"**Automatic Rollback:** {plan.rollback_summary} · "
-        f"**Approval Required:** {_approval_required(plan)}",
+        f"**Approval Required:** {md_text(_approval_required(plan))}",
         "",
     ]
     if plan.target:
-        lines += [f"> Targeted plan (partial): {', '.join(f'`{t}`' for t in plan.target)}", ""]
+        lines += [f"> Targeted plan (partial): {', '.join(md_code(t) for t in plan.target)}", ""]
 
     counts = plan.summary()
     lines += ["### Summary", "", "| Action | Count |", "|---|---:|"]
@@ -620,13 +625,13 @@ def render_markdown(plan: Plan) -> str:
     lines += ["### Risk", "", "| # | Address | Action | Risk | Rules | Estimate |", "|---:|---|---|---|---|---:|"]
     for i, a in enumerate(plan.actions, 1):
         lines.append(
-            f"| {i} | `{a.address}` | {action_symbol(a.action)} {a.action} | {_RISK_BADGE[a.risk]} {a.risk} "
+            f"| {i} | {md_code(a.address, table=True)} | {action_symbol(a.action)} {a.action} | {_RISK_BADGE[a.risk]} {a.risk} "
             f"| {_cell(_codes(a))} | {format_estimate(a.estimated_s)} |"
         )
     lines.append("")
     irreversible = [a for a in plan.actions if a.irreversible]
     if irreversible:
-        lines += ["**Irreversible:** " + ", ".join(f"`{a.address}`" for a in irreversible), ""]
+        lines += ["**Irreversible:** " + ", ".join(md_code(a.address) for a in irreversible), ""]
 
     lines += ["### Graph", "", *_mermaid(plan), ""]
 
@@ -635,7 +640,7 @@ def render_markdown(plan: Plan) -> str:
 
     if _server_changes(plan):
         lines += ["### GIS server (publish dry run)", "", _server_counts(plan), ""]
-        lines += [f"- `{_SERVER_SYMBOL[e.action]} {e.kind} {e.name}`" + (f": {_cell(e.message)}" if e.message else "")
+        lines += [f"- {md_code(f'{_SERVER_SYMBOL[e.action]} {e.kind} {e.name}')}" + (f": {_cell(e.message)}" if e.message else "")
                   for e in _server_changes(plan)]
         lines.append("")
 
@@ -647,7 +652,7 @@ def render_markdown(plan: Plan) -> str:
     lines += ["### Approvals", ""]
     if plan.approvals_required:
         have = len({a.by for a in plan.approvals})
-        who = f" from {', '.join(plan.approvers)}" if plan.approvers else ""
+        who = f" from {md_text(', '.join(plan.approvers))}" if plan.approvers else ""
         state = "✅ approved" if plan.approved else "⏳ pending"
         lines.append(f"Required: {plan.approvals_required}{who} · received: {have} · {state}")
     else:
@@ -657,7 +662,7 @@ def render_markdown(plan: Plan) -> str:
         for ap in plan.approvals:
             comment = f" — {_cell(ap.comment)}" if ap.comment else ""
             signed = " (signed)" if ap.signature else ""
-            lines.append(f"- [x] **{ap.by}**{signed} at {ap.at.isoformat()}{comment}")
+            lines.append(f"- [x] **{md_text(ap.by)}**{signed} at {ap.at.isoformat()}{comment}")
         lines.append("")
 
     lines += ["### Changes", ""]
@@ -666,16 +671,16 @@ def render_markdown(plan: Plan) -> str:
 
     if plan.no_ops:
         lines += ["<details><summary>Unchanged</summary>", ""]
-        lines += [f"- `{n.address}`: {_cell(n.reason)}" for n in plan.no_ops]
+        lines += [f"- {md_code(n.address)}: {_cell(n.reason)}" for n in plan.no_ops]
         lines += ["", "</details>", ""]
     lines += _md_warnings(plan)
-    return _finish(lines, strip=False)
+    return _finish(lines, markdown=True)
 
 
 def _md_warnings(plan: Plan) -> list[str]:
     if not plan.warnings:
         return []
-    return ["### Warnings", "", *(f"- ⚠️ {w}" for w in plan.warnings), ""]
+    return ["### Warnings", "", *(f"- ⚠️ {md_text(w)}" for w in plan.warnings), ""]
 
 
 # ---------------------------------------------------------------------- json

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from honua_plan.textsafe import md_code, md_text
 
 if TYPE_CHECKING:
     from honua_plan.plan.model import Plan
@@ -30,8 +33,10 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
 
 
 def marker(environment: str) -> str:
-    """The hidden marker of one environment's section (a comment is updated in place)."""
-    return f"<!-- honua-plan:{environment} -->"
+    """The hidden marker of one environment's section (a comment is updated in place).
+    The name is config text: only the characters of a name are kept, so it cannot end the
+    HTML comment."""
+    return f"<!-- honua-plan:{re.sub(r'[^A-Za-z0-9_.-]', '', environment)} -->"
 
 
 @dataclass
@@ -62,9 +67,47 @@ class CIResult:
                 "stopped_at": self.stopped_at, "environments": [e.to_json() for e in self.environments]}
 
 
+def error_section(title: str, environment: str, message: str) -> str:
+    """An environment's section when it could not be planned: the error is data (it names
+    files and values of the config), rendered as text."""
+    return f"## {title}: {md_code(environment)}\n\n**Error:** {md_text(message)}\n"
+
+
+def blocked_note(messages: list[str]) -> str:
+    """The line above a plan blocked by policy (the policy's messages are config text)."""
+    return "> **Blocked by policy:** " + md_text("; ".join(messages)) + "\n\n"
+
+
+def _close_open_blocks(text: str) -> str:
+    """``text`` cut at a line, with the fenced block and the ``<details>`` it was cut in
+    closed. A fence is closed by a run of backticks at least as long as the one that opened
+    it; ``<details>`` are counted outside fences only, on the lines the renderer writes
+    (data is escaped, or literal inside a fence or a code span)."""
+    fence: str | None = None
+    depth = 0
+    for line in text.split("\n"):
+        m = re.match(r" {0,3}(`{3,})", line)
+        if fence is not None:
+            if m and line.strip() == m.group(1) and len(m.group(1)) >= len(fence):
+                fence = None
+        elif m:
+            fence = m.group(1)
+        elif line.startswith("<details>"):
+            depth += 1
+        elif line == "</details>":
+            depth = max(0, depth - 1)
+    if fence is not None:
+        text += "\n" + fence
+    return text + "\n</details>" * depth
+
+
 def report_markdown(title: str, sections: list[tuple[str, str]], limit: int = COMMENT_LIMIT) -> str:
     """One comment: a marker, a title, a section per environment (each behind its own
-    marker), cut to ``limit`` characters with a note saying what was left out."""
+    marker), cut to ``limit`` characters with a note saying what was left out.
+
+    The sections are Markdown whose data was escaped by their renderer
+    (:func:`~honua_plan.plan.render.render_markdown`, :func:`error_section`): a
+    ``<details>`` or a fence in them is the renderer's own."""
     head = f"{MARKER}\n# {title}\n\n"
     note = "\n\n> **Truncated:** this report is longer than a pull-request comment allows ({limit:,} " \
            "characters); {left} left out. The full report and the plans are in the job's artifacts.\n"
@@ -74,15 +117,10 @@ def report_markdown(title: str, sections: list[tuple[str, str]], limit: int = CO
         if len(out) + len(block) + len(note) + 200 > limit:
             room = limit - len(out) - len(note) - 200
             if room > 500:  # the start of the section, closed cleanly
-                cut = block[:room].rsplit("\n", 1)[0]
-                if cut.count("```") % 2:
-                    cut += "\n```"
-                if cut.count("<details>") > cut.count("</details>"):
-                    cut += "\n</details>"
-                out += cut + "\n"
-                left.append(f"the rest of `{env}`")
+                out += _close_open_blocks(block[:room].rsplit("\n", 1)[0]) + "\n"
+                left.append(f"the rest of {md_code(env)}")
             else:
-                left.append(f"`{env}`")
+                left.append(md_code(env))
             continue
         out += block
     if left:
@@ -117,7 +155,7 @@ def ci_plan(ws: Workspace, out_dir: Path) -> CIResult:
             plan = ws.plan(env, refuse_unfinished=True, simulate=None)
         except HonuaError as exc:
             result.environments.append(EnvResult(env, "error", detail=exc.message))
-            sections.append((env, f"## honua plan: `{env}`\n\n**Error:** {exc.message}\n"))
+            sections.append((env, error_section("honua plan", env, exc.message)))
             result.exit_code = EXIT_ERROR
             continue
         path = out_dir / f"plan-{env}.json"
@@ -126,7 +164,7 @@ def ci_plan(ws: Workspace, out_dir: Path) -> CIResult:
         status = "blocked" if blocked else ("changes" if plan.has_changes else "no-changes")
         md = render_markdown(plan)
         if blocked:
-            md = "> **Blocked by policy:** " + "; ".join(blocked) + "\n\n" + md
+            md = blocked_note(blocked) + md
         result.environments.append(EnvResult(env, status, summary=summary_line(plan), risk=str(plan.risk),
                                              approvals=_approvals(plan), plan_file=str(path), markdown=md,
                                              detail="; ".join(blocked)))
@@ -154,7 +192,7 @@ def ci_drift(ws: Workspace, out_dir: Path) -> CIResult:
             plan = ws.plan(env, refresh_only=True, refuse_unfinished=True)
         except HonuaError as exc:
             result.environments.append(EnvResult(env, "error", detail=exc.message))
-            sections.append((env, f"## honua drift: `{env}`\n\n**Error:** {exc.message}\n"))
+            sections.append((env, error_section("honua drift", env, exc.message)))
             result.exit_code = EXIT_ERROR
             continue
         md = render_markdown(plan)

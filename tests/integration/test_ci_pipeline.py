@@ -130,7 +130,7 @@ def test_ci_plan_deploy_and_drift(tmp_path: Path, served: tuple[Path, dict[str, 
     drifted = run(repo, "ci", "drift", "--out-dir", str(out), env=env)
     assert drifted.exit_code == 2, drifted.output
     assert "staging: drift" in drifted.output and "dev: clean" in drifted.output
-    assert "out_of_band" in (out / "drift.md").read_text()
+    assert "out\\_of\\_band" in (out / "drift.md").read_text()  # Markdown-escaped data
 
 
 def test_usage_errors_exit_1_not_2(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ def honua_command(words: list[str]) -> str | None:
     """The click command path ``words`` names (``ci plan``), or None when there is none."""
     group: click.Command = main
     path: list[str] = []
+    while words and words[0] in ("-C", "--config-dir", "--debug"):  # main's own options
+        words = words[2:] if words[0] in ("-C", "--config-dir") else words[1:]
     for word in words:
         if word.startswith("-") or not isinstance(group, click.Group):
             break
@@ -103,3 +105,90 @@ def test_the_workflows_pass_actionlint(tmp_path: Path) -> None:
                       "      - run: echo ${{ github.no_such_property }}\n")
     found = actionlint(broken)
     assert found.returncode == 1 and "no_such_property" in found.stdout, found.stdout + found.stderr
+
+
+# ------------------------------------------------- trust (issue 25, reproduction 10)
+
+WRITE_DSN = re.compile(r"HONUA_PG_DSN(_[A-Z0-9_]+)?|HONUA_STATE_DSN")
+
+
+def load(path: Path) -> dict[Any, Any]:
+    workflow = yaml.safe_load(path.read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as true
+    return workflow
+
+
+def env_names(job: dict[str, Any]) -> set[str]:
+    """Every environment variable a job's steps can see (the job's and each step's)."""
+    names = set(job.get("env") or {})
+    for step in job["steps"]:
+        names |= set(step.get("env") or {})
+    return names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_pull_request_target_and_every_job_has_permissions(path: Path) -> None:
+    workflow = load(path)
+    assert "pull_request_target" not in workflow["on"], path.name
+    assert "pull_request_target" not in re.sub(r"#.*", "", path.read_text()), path.name
+    assert workflow.get("permissions") == {}, f"{path.name}: the default token gets no permission"
+    for name, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"{path.name}: job {name} sets no permissions"
+        for scope, level in job["permissions"].items():
+            if level == "write":
+                assert (path.name, name, scope) in {("plan.yml", "comment", "pull-requests"),
+                                                    ("drift.yml", "drift", "issues")}, (path.name, name, scope)
+
+
+def pull_request_jobs() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in WORKFLOWS:
+        workflow = load(path)
+        if "pull_request" in (workflow["on"] or {}):
+            out += [(f"{path.name}:{name}", job) for name, job in workflow["jobs"].items()]
+    return out
+
+
+def test_the_pull_request_jobs_hold_no_write_key() -> None:
+    jobs = pull_request_jobs()
+    assert jobs, "plan.yml runs on pull_request"
+    for name, job in jobs:
+        names = env_names(job)
+        assert not {n for n in names if WRITE_DSN.fullmatch(n)}, f"{name}: a write DSN in a pull request's job"
+        assert "HONUA_STATE_DSN" not in names, name
+        assert "environment" not in job, f"{name}: a pull request's job is bound to a deploy environment"
+        for n in names:
+            if "DSN" in n:
+                assert re.fullmatch(r"HONUA_PG_PLAN_DSN_[A-Z0-9_]+|HONUA_SCRATCH_DSN", n), f"{name}: {n}"
+        assert "pull-requests" not in job["permissions"] or not any(
+            "checkout" in step.get("uses", "") for step in job["steps"]), \
+            f"{name}: the job that can write to the pull request checks nothing out"
+        assert not ({n for n in names if "DSN" in n} and job["permissions"].get("pull-requests") == "write"), name
+
+
+def test_the_plan_job_runs_the_base_branch_engine_on_the_pull_request_as_data() -> None:
+    job = load(ROOT / ".github/workflows/plan.yml")["jobs"]["plan"]
+    checkouts = [step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")]
+    engine, config = checkouts
+    assert engine["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert "path" not in engine["with"] and config["with"]["path"] == "pull-request"
+    assert all(step["with"]["persist-credentials"] is False for step in checkouts)
+    steps = [step.get("run", "") for step in job["steps"]]
+    bootstrap = next(i for i, run in enumerate(steps) if "scripts/bootstrap.sh" in run)
+    assert bootstrap < job["steps"].index(config), "the bootstrap script runs before the pull request is there"
+    assert any(".venv/bin/honua -C pull-request ci plan" in run for run in steps)
+    secrets = [step for step in job["steps"] if any("secrets." in str(v) for v in (step.get("env") or {}).values())]
+    assert [s.get("id") for s in secrets] == ["plan"], "only the plan step holds the plan DSNs"
+
+
+def test_deploy_jobs_take_their_write_dsns_from_their_github_environment() -> None:
+    jobs = load(ROOT / ".github/workflows/deploy.yml")["jobs"]
+    for name, job in jobs.items():
+        for var in env_names(job):
+            m = re.fullmatch(r"HONUA_PG_DSN_([A-Z0-9_]+)", var)
+            if m:
+                assert job.get("environment") == m.group(1).lower(), f"deploy.yml:{name} holds {var}"
+            if var == "HONUA_STATE_DSN":
+                assert job.get("environment") in {"dev", "staging", "production"}, name
+    assert {job.get("environment") for job in jobs.values()} == {"dev", "staging", "production"}
+    assert jobs["production"]["needs"] == "staging" and jobs["staging"]["needs"] == "dev"
