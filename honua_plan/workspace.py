@@ -369,10 +369,10 @@ class Workspace:
             from honua_plan.providers.embedded.pgserver import pg_dump_available
 
             pg_dump = pg_dump_available()
-        source_state = None  # the base's policy judges, not the one the change writes (config.policybase)
-        pol = (judge := judging_policy(self.root, desired, recorded.config_commit, explicit=self.policy_base)).policy
-        if pol is not None and pol.spec.cooldown is not None:
-            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
+        pol = (judge := judging_policy(self.root, desired, recorded.config_commit, explicit=self.policy_base,
+                                       read=not refresh_only)).policy  # the base's, not the change's
+        cooldown = pol.spec.cooldown if pol is not None else None
+        source_state = self.recorded(cooldown.sourceEnvironment, check=False) if cooldown is not None else None
         return PlanRequest(
             now=datetime.now(UTC),
             provenance=provenance or self._provenance(),

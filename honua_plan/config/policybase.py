@@ -146,10 +146,13 @@ def _working_tree(root: Path, paths: Sequence[str]) -> dict[str, bytes | None]:
 
 
 def judging_policy(root: Path, desired: DesiredState, recorded_commit: str | None, *,
-                   explicit: str | None = None, env: Mapping[str, str] | None = None) -> Judge:
-    """The policy that judges ``desired``'s plans (see the module's docstring)."""
+                   explicit: str | None = None, env: Mapping[str, str] | None = None, read: bool = True) -> Judge:
+    """The policy that judges ``desired``'s plans (see the module's docstring). ``read=False``:
+    a refresh-only plan (drift), which no policy judges: the working tree's, without git."""
     paths = watched_paths(desired.environment)
     here = _working_tree(root, paths)
+    if not read:
+        return Judge(desired.policy, None, "the working tree (a refresh-only plan: nothing to judge)", _digest(here), ())
     rev, source = _base(root, recorded_commit, explicit, os.environ if env is None else env)
     if rev is None:
         return Judge(desired.policy, None, source, _digest(here), ())

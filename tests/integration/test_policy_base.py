@@ -151,3 +151,12 @@ def test_a_saved_plan_is_not_applied_under_another_policy(repo: Path, env: dict[
     applied = run(repo, "apply", "--env", "production", str(saved), env=env)
     assert applied.exit_code == 1
     assert "judged by the policy from --policy-base HEAD" in applied.output, applied.output
+
+
+def test_an_unreadable_last_deployment_is_an_error_but_drift_still_runs(repo: Path, env: dict[str, str]) -> None:
+    record_deployment(repo, "production", "0123456789abcdef0123456789abcdef01234567")  # a shallow clone's view
+    planned = run(repo, "plan", "--env", "production", env=env)
+    assert planned.exit_code == 1 and "which this repository does not have" in planned.output, planned.output
+    assert "fetch-depth: 0" in planned.output and "Traceback" not in planned.output
+    drift = run(repo, "drift", "--env", "production", env=env)  # no policy judges a refresh-only plan
+    assert drift.exit_code == 0, drift.output
