@@ -62,6 +62,7 @@ class Workspace:
         # when the apply runs no SQL after that scan (``fresh_extents``)
         self.scanned_extents: dict[str, dict[tuple[str, str], Any]] = {}
         self.fresh_extents: set[str] = set()
+        self.policy_base: str | None = None  # --policy-base (else HONUA_POLICY_BASE): see judging_policy
 
     def load(self, environment: str | None = None) -> list[DesiredState]:
         from honua_plan.config.loader import load
@@ -347,11 +348,12 @@ class Workspace:
             return Prov(kind="ai", actor=self.actor, model=model)
         return Prov(kind="ci" if _in_ci() else "human", actor=self.actor)
 
-    def _request(self, desired: DesiredState, *, target: tuple[str, ...] = (), refresh_only: bool = False,
-                 provenance: Provenance | None = None, exclude: tuple[str, ...] = (),
+    def _request(self, desired: DesiredState, recorded: StateDocument, *, target: tuple[str, ...] = (),
+                 refresh_only: bool = False, provenance: Provenance | None = None, exclude: tuple[str, ...] = (),
                  replace: tuple[str, ...] = ()) -> PlanRequest:
         from datetime import UTC, datetime
 
+        from honua_plan.config.policybase import judging_policy
         from honua_plan.plan.builder import PlanRequest
         from honua_plan.providers.postgis.connections import database_ref
 
@@ -360,10 +362,10 @@ class Workspace:
             from honua_plan.providers.embedded.pgserver import pg_dump_available
 
             pg_dump = pg_dump_available()
-        source_state = None
-        pol = desired.policy
-        if pol is not None and pol.spec.cooldown is not None:
-            source_state = self.recorded(pol.spec.cooldown.sourceEnvironment, check=False)
+        pol = (judge := judging_policy(self.root, desired, recorded.config_commit, explicit=self.policy_base,
+                                       read=not refresh_only)).policy  # the base's, not the change's
+        cooldown = pol.spec.cooldown if pol is not None else None
+        source_state = self.recorded(cooldown.sourceEnvironment, check=False) if cooldown is not None else None
         return PlanRequest(
             now=datetime.now(UTC),
             provenance=provenance or self._provenance(),
@@ -374,7 +376,7 @@ class Workspace:
             config_commit=self.git_commit,
             source_state=source_state,
             pg_dump_available=pg_dump,
-            database=database_ref(self.resolve_dsn(desired.environment, read_only=True)),
+            database=database_ref(self.resolve_dsn(desired.environment, read_only=True)), judge=judge,
         )
 
     def plan(
@@ -410,7 +412,7 @@ class Workspace:
             if refuse_unfinished:
                 self.refuse_unfinished(environment, recorded)
             # what does not need the catalog, while the reader may still be at it
-            req = self._request(desired, target=target, refresh_only=refresh_only, provenance=provenance,
+            req = self._request(desired, recorded, target=target, refresh_only=refresh_only, provenance=provenance,
                                 exclude=exclude, replace=replace)
             desired_resources(desired, recorded)  # memoized: the refresh and the diff use it
             rows = early.take_catalog(self.database(environment, read_only=True).dsn, log) if facts is None else None
@@ -455,7 +457,7 @@ class Workspace:
         desired = self.desired(environment)
         recorded = self.recorded(environment)
         live = self.refresh(desired, recorded)
-        return build_down_plan(desired, recorded, live, self._request(desired), migration_id)
+        return build_down_plan(desired, recorded, live, self._request(desired, recorded), migration_id)
 
     def migration_address(self, environment: str, ref: str) -> str:
         m = self.desired(environment).migration(ref)

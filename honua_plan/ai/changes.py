@@ -204,6 +204,8 @@ def editable_file(root: Path, path: str) -> tuple[str, Path | None, str | None]:
     inside = os.path.relpath(real, base).split(os.sep)
     if real == base or inside[0] == ".." or inside[0] not in EDITABLE:
         return rel, None, f"{rel} is a symbolic link to a file outside {', '.join(f'{d}/' for d in EDITABLE)}; refused"
+    if (through := path_problem("/".join(inside))) is not None:  # a linked folder to a policy, say
+        return rel, None, f"{rel} leads to {'/'.join(inside)}: {through}"
     if os.path.islink(file):  # a write would go through it: edit what it points to, by its own path
         return rel, None, f"{rel} is a symbolic link: edit {os.path.relpath(real, base)} instead"
     if not os.path.isfile(real):

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from honua_plan.config.models import NAME_PATTERN, QUALIFIED_PATTERN, Migration
 
-#: the folders ``edit_resource`` may change (configuration people review, nothing else)
-EDITABLE = ("environments", "migrations", "policies")
+#: the folders ``edit_resource`` may change (configuration people review, nothing else; never
+#: a policy or honua.yaml: :func:`path_problem`)
+EDITABLE = ("environments", "migrations")
 
 
 class _Args(BaseModel):
@@ -68,7 +69,7 @@ class EditResource(_Args):
     replaces it, null deletes it, objects merge, lists are replaced whole)."""
 
     path: Annotated[str, Field(min_length=1, max_length=300, description=(
-        "the file, relative to the repository, under environments/, migrations/ or policies/, "
+        "the file, relative to the repository, under environments/ or migrations/ (never a policy), "
         "e.g. environments/dev/layers/bike-lanes.yaml"))]
     patch: Annotated[dict[str, Any], Field(description="the JSON merge patch applied to the file's document")]
 
@@ -90,6 +91,10 @@ def path_problem(path: str) -> str | None:
         return f"{path!r} is absolute: give a path relative to the repository"
     if ".." in p.parts:
         return f"{path!r} leaves the repository ('..' is refused)"
+    if path == "honua.yaml" or p.parts[:1] == ("policies",) or (
+            len(p.parts) == 3 and p.parts[0] == "environments" and p.parts[2] in ("policy.yaml", "policy.yml")):
+        return (f"{path!r} is a policy or honua.yaml: the assistant cannot change the policy that judges its own "
+                "changes; a person edits it in a reviewed pull request")
     if not p.parts or p.parts[0] not in EDITABLE or len(p.parts) < 2:
         return f"{path!r} is outside {', '.join(f'{d}/' for d in EDITABLE)}: only those files can be edited"
     if p.suffix not in (".yaml", ".yml"):

@@ -414,6 +414,8 @@ class Executor:
             self._reload(action)
         elif action.action == "validate":
             self._health(action)
+        elif action.kind in ("policy", "project"):  # nothing runs: the finished apply records the commit
+            self.con.ok(f"{action.address}: {', '.join(action.changed_paths)} approved under the base's policy")
         else:
             self._resource(action)
 

@@ -27,6 +27,7 @@ from honua_plan.cli.base import (
     yes_option,
 )
 from honua_plan.cli.base import run as base_run
+from honua_plan.cli.ci import POLICY_BASE
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -186,14 +187,16 @@ def _provenance(kind: str | None, actor: str | None) -> object:
 @click.option("--simulate/--no-simulate", default=None,
               help="Run the pending migrations on a schema-only copy and check the layers against the "
                    "result (default: when $HONUA_SCRATCH_DSN is set or the embedded PostGIS runs).")
+@POLICY_BASE
 @click.pass_context
 def plan(ctx: click.Context, environment: str, out: Path | None, fmt: str, detailed_exitcode: bool,
          refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...], provenance: str | None,
-         replaces: tuple[str, ...], simulate: bool | None) -> None:
+         replaces: tuple[str, ...], simulate: bool | None, policy_base: str | None) -> None:
     """Show what apply would change, with risk levels and a rollback plan."""
     if out is None:
         quick_exit()
     context = state(ctx).context(quiet=fmt != "text")
+    context.policy_base = policy_base
     result = context.plan(environment, target=targets, exclude=excludes, refresh_only=refresh_only,
                           provenance=_provenance(provenance, None),  # type: ignore[arg-type]
                           refuse_unfinished=True, simulate=simulate, replace=replaces)
@@ -308,12 +311,13 @@ def drift(ctx: click.Context, environment: str, fmt: str) -> None:
               help="With --resume: step STEP (e.g. migration.003#1), outside a transaction, completed.")
 @click.option("--assume-not-done", "assume_not_done", multiple=True, metavar="STEP",
               help="With --resume: step STEP did not complete; run it again.")
+@POLICY_BASE
 @by_option
 @click.pass_context
 def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: bool, resume: bool, verbose: bool,
           rollback_: bool, refresh_only: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
           replaces: tuple[str, ...], allow_destroy: bool, assume_done: tuple[str, ...],
-          assume_not_done: tuple[str, ...]) -> None:
+          assume_not_done: tuple[str, ...], policy_base: str | None) -> None:
     """Apply a fresh plan (after confirmation) or a saved, approved plan file."""
     from honua_plan.errors import UsageError
 
@@ -342,6 +346,7 @@ def apply(ctx: click.Context, environment: str, plan_file: Path | None, yes: boo
         raise UsageError(f"step {sorted(both)[0]} cannot be both --assume-done and --assume-not-done")
     context = state(ctx).context()
     context.console.verbose = verbose
+    context.policy_base = policy_base
     apply_result(ctx, context.apply(environment, plan_file, yes=yes, resume=resume, rollback=rollback_,
                                      allow_destroy=allow_destroy, assume_done=frozenset(assume_done),
                                      assume_not_done=frozenset(assume_not_done), confirm=confirm,

@@ -17,6 +17,12 @@ OUT_DIR = click.option("--out-dir", "out_dir", type=click.Path(file_okay=False, 
                        default=Path(".honua-ci"), show_default=True,
                        help="Where the plans and the Markdown report are written.")
 
+POLICY_BASE = click.option(
+    "--policy-base", "policy_base", metavar="REV", default=None,
+    help="Judge approvals, windows and cooldown by the policy at git revision REV (default: "
+         "$HONUA_POLICY_BASE; in CI on a pull request the merge base with $GITHUB_BASE_REF; else the "
+         "commit of the last deployment; the working tree only before the first one).")
+
 
 @click.group("ci")
 def ci() -> None:
@@ -45,11 +51,13 @@ def _finish(ctx: click.Context, result: object, fmt: str) -> None:
 @ci.command("plan")
 @OUT_DIR
 @format_option(("text", "json"))
+@POLICY_BASE
 @click.pass_context
-def ci_plan_cmd(ctx: click.Context, out_dir: Path, fmt: str) -> None:
+def ci_plan_cmd(ctx: click.Context, out_dir: Path, fmt: str, policy_base: str | None) -> None:
     """Validate and plan every environment in promotion order; save the plans and a
     Markdown report for the pull request (exit 0 none, 2 changes, 3 blocked, 1 error)."""
     context = state(ctx).context(quiet=fmt == "json")
+    context.policy_base = policy_base
     _finish(ctx, context.ci_plan(out_dir), fmt)
 
 

@@ -323,7 +323,6 @@ class _Loader:
         services: dict[str, Service] = {}
         layers: dict[str, Layer] = {}
         sources: dict[str, SourceMap] = {}
-        policy: Policy | None = None
 
         for path in self.files.yaml_files(base / "services", self.problems):
             for doc in self.documents(path, "service"):
@@ -350,11 +349,15 @@ class _Loader:
                     layers[layer.address] = layer
                     sources[layer.address] = doc.source
 
-        policy_files = [p for p in (base / "policy.yaml", base / "policy.yml",
-                                    self.root / "policies" / f"{env}-policy.yaml",
-                                    self.root / "policies" / f"{env}-policy.yml")
+        policy_files = [p for p in (self.root / rel for rel in policy_paths(env))
                         if os.path.lexists(p) and not self.files.refused(p, self.problems)]
-        for path in policy_files:
+        policy = self.policy(env, policy_files, sources)
+        return services, layers, policy, sources
+
+    def policy(self, env: str, paths: list[Path], sources: dict[str, SourceMap]) -> Policy | None:
+        """The one policy of ``env`` in ``paths`` (also read at a base revision: config.policybase)."""
+        policy: Policy | None = None
+        for path in paths:
             for doc in self.documents(path, "policy"):
                 if _expect_kind(doc, ("Policy",), self.files.rel(path), self.problems) is None:
                     continue
@@ -370,7 +373,7 @@ class _Loader:
                     continue
                 policy = pol
                 sources[f"policy.{env}"] = doc.source
-        return services, layers, policy, sources
+        return policy
 
     def _check_env(self, declared: str | None, env: str, doc: Document) -> None:
         if declared is not None and declared != env:
@@ -465,6 +468,24 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
         DesiredState(**{**s.__dict__, "warnings": warnings, "config_hash": config_hash, "file_hashes": hashes})
         for s in states
     ]
+
+
+def policy_paths(env: str) -> tuple[str, ...]:
+    """Where the policy of ``env`` may live, relative to the repository (one of them at most)."""
+    return (f"environments/{env}/policy.yaml", f"environments/{env}/policy.yml",
+            f"policies/{env}-policy.yaml", f"policies/{env}-policy.yml")
+
+
+def load_policy(root: Path | str, env: str, files: Mapping[str, bytes]) -> Policy | None:
+    """The policy of ``env`` from ``files`` (relative path → content, e.g. read at a git
+    revision) with the loader's checks; ConfigError with its problems."""
+    ld = _Loader(Path(root).resolve())
+    ld.files.overlay = dict(files)
+    policy = ld.policy(env, [ld.root / rel for rel in policy_paths(env) if rel in files], {})
+    errors = [d for d in ld.problems if d.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    return policy
 
 
 def load_project(root: Path | str) -> Project:

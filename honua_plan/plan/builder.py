@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from honua_plan import __version__
 from honua_plan.config.desired import DesiredState
+from honua_plan.config.paths import PROJECT_FILE
 from honua_plan.errors import Diagnostic, Location, PlanError
 from honua_plan.plan import policy as policy_mod
 from honua_plan.plan.diff import (
@@ -39,6 +40,8 @@ from honua_plan.plan.model import (
     NoOp,
     Operation,
     Plan,
+    PolicyBase,
+    PolicyCheck,
     Provenance,
     SimulationRecord,
 )
@@ -52,6 +55,8 @@ from honua_plan.providers.postgis.facts import DatabaseFacts
 from honua_plan.state.model import StateDocument
 
 if TYPE_CHECKING:
+    from honua_plan.config.models import Policy
+    from honua_plan.config.policybase import Judge
     from honua_plan.plan import graph, risk
 else:  # imported on first use: a no-op plan needs neither sqlglot nor networkx
     from honua_plan.lazy import LazyModule
@@ -84,6 +89,15 @@ class PlanRequest:
     pg_dump_available: bool = True
     plan_id: str | None = None
     database: DatabaseRef | None = None  # the database the live facts came from (shown, and checked by apply)
+    judge: Judge | None = None  # the policy that judges (the base's: config.policybase); None: the working tree's
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy approvals, windows and cooldown come from."""
+        return self.judge.policy if self.judge is not None else None
+
+    def judging(self, desired: DesiredState) -> Policy | None:
+        return self.policy if self.judge is not None else desired.policy
 
 
 # --------------------------------------------------------------------------- helpers
@@ -162,7 +176,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     warnings: list[str] = [str(w) for w in desired.warnings]
     recorded, moves, move_errors = apply_moves(desired, recorded)  # honua.yaml's moved: renamed, not replaced
     errors.extend(move_errors)
-    production = bool(desired.policy and desired.policy.spec.production)
+    judging = req.judging(desired)
+    production = bool(judging and judging.spec.production)
     drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
@@ -407,11 +422,13 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
                 }))
     if req.refresh_only:
         ordered = []
+    elif req.judge is not None and req.judge.changed:  # never "no changes" while the policy differs from the base
+        ordered = _judged_changes(desired, req.judge, finish) + ordered
 
     plan_risk = max((a.risk for a in ordered), key=policy_mod.LEVELS.index, default="LOW")
     backup_needed = any(a.backup_tables for a in ordered)
     checks, required, approvers = policy_mod.evaluate_policy(
-        desired.policy, risk=plan_risk, provenance=req.provenance.kind, now=req.now,
+        judging, risk=plan_risk, provenance=req.provenance.kind, now=req.now,
         has_changes=bool(ordered), source_state=req.source_state, backup_needed=backup_needed,
         pg_dump_available=req.pg_dump_available,
     )
@@ -450,16 +467,53 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         server=list(live.server_entries),
         risk=plan_risk,
         estimated_s=round(sum(a.estimated_s for a in ordered), 3),
-        policy=checks,
+        policy=_policy_line(req.judge, desired) + checks,
         approvals_required=required,
         approvers=approvers,
         provenance=req.provenance,
         warnings=list(dict.fromkeys(warnings)),
         database=req.database,
         moved=[MovedRecord(from_address=f, to_address=t) for f, t in moves],
+        policy_base=_policy_base(req.judge),
         simulation=SimulationRecord(status=sim.status, summary=sim.describe(), seconds=sim.seconds,
                                     migrations=list(sim.migrations)) if sim is not None else None,
     )
+
+
+def _judged_changes(desired: DesiredState, judge: Judge,
+                    finish: Callable[[list[risk.Finding], str], tuple[str, list[FindingRecord]]]) -> list[Action]:
+    """The change of the policy or honua.yaml itself (POL101, CRITICAL): what the base's
+    approvers approve. Applying it records the commit, which then judges the next plan."""
+    out: list[Action] = []
+    for address, kind, files in ((f"policy.{desired.environment}", "policy",
+                                  [p for p in judge.changed if p != PROJECT_FILE]),
+                                 (f"project.{desired.project.metadata.name}", "project",
+                                  [p for p in judge.changed if p == PROJECT_FILE])):
+        if not files:
+            continue
+        lvl, frs = finish([risk.finding("POL101", address, files=", ".join(files), base=judge.source)], address)
+        s = desired.source(address if kind == "policy" else "project")
+        out.append(Action(
+            address=address, kind=kind, action="update", changed_paths=files, risk=lvl, findings=frs,
+            reason=f"{', '.join(files)} differ(s) from {judge.source}: this plan is judged by the base's policy",
+            source=f"{s.locate(()).path}:{s.locate(()).line}" if s is not None else files[0],
+            operations=[Operation(kind="record", name=f"Record {kind}: {address.split('.', 1)[1]} (the deployed commit)")],
+        ))
+    return out
+
+
+def _policy_base(judge: Judge | None) -> PolicyBase | None:
+    if judge is None:
+        return None
+    return PolicyBase(revision=judge.revision, source=judge.source, digest=judge.digest, changed=list(judge.changed))
+
+
+def _policy_line(judge: Judge | None, desired: DesiredState) -> list[PolicyCheck]:
+    """Which policy judged the plan, said first among its policy checks (where there is one)."""
+    if judge is None or (judge.policy is None and desired.policy is None and not judge.changed):
+        return []
+    return [PolicyCheck(name="policy-base", status="pass" if judge.revision else "warn",
+                        message=f"Policy: from {judge.source}")]
 
 
 def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:
@@ -498,7 +552,8 @@ def build_down_plan(
                                                in_transaction=op.transactional) if stmts else ())
     if errors:
         raise PlanError("the down plan cannot be built", diagnostics=errors)
-    production = bool(desired.policy and desired.policy.spec.production)
+    judging = req.judging(desired)
+    production = bool(judging and judging.spec.production)
     findings += risk.assess_context(findings, production=production, provenance=req.provenance.kind,
                                     environment=desired.environment)
     level = risk.overall(findings)
@@ -514,13 +569,13 @@ def build_down_plan(
         backup_tables=[t for t in tables if live.facts is None or live.facts.table(t) is not None],
     )
     checks, required, approvers = policy_mod.evaluate_policy(
-        desired.policy, risk=level.name, provenance=req.provenance.kind, now=req.now, has_changes=True,
+        judging, risk=level.name, provenance=req.provenance.kind, now=req.now, has_changes=True,
         source_state=None, backup_needed=bool(action.backup_tables), pg_dump_available=req.pg_dump_available)
     return Plan(
         id=req.plan_id or uuid.uuid4().hex, created_at=req.now, environment=desired.environment,
         engine_version=__version__, config_commit=req.config_commit, config_hash=desired.config_hash,
         state_lineage=recorded.lineage, state_serial=recorded.serial, target=[m.address], actions=[action],
         risk=level.name, estimated_s=action.estimated_s,
-        policy=checks, approvals_required=required, approvers=approvers, provenance=req.provenance,
-        database=req.database,
+        policy=_policy_line(req.judge, desired) + checks, approvals_required=required, approvers=approvers,
+        provenance=req.provenance, database=req.database, policy_base=_policy_base(req.judge),
     )

@@ -18,7 +18,8 @@ from honua_plan.fielddefaults import empty_dict, empty_list
 PLAN_FORMAT_VERSION = 2  # 2: content digest, approvals bound to it (and optionally signed)
 
 ActionKind = Literal["create", "update", "delete", "replace", "no-op", "apply", "reload", "validate"]
-ResourceKind = Literal["datasource", "server", "service", "layer", "migration", "table", "validation"]
+ResourceKind = Literal["datasource", "server", "service", "layer", "migration", "table", "validation", "policy",
+                       "project"]
 LevelName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 
 
@@ -131,6 +132,20 @@ class PolicyCheck(_Frozen):
     message: str
 
 
+class PolicyBase(_Frozen):
+    """Which policy judged the plan: the base's (a pull request's target, the last
+    deployment, or ``--policy-base``), never the one the change itself writes. Part of the
+    digest, so a saved plan is not applied under another policy."""
+
+    revision: str | None = None  # the commit the policy was read at; None: the working tree
+    source: str  # how that policy was chosen, for people
+    digest: str  # sha256 of the environment's policy files and honua.yaml as judged
+    changed: list[str] = Field(default_factory=empty_list)  # those files that differ in the working tree
+
+    def describe(self) -> str:
+        return f"Policy: from {self.source}"
+
+
 class Approval(_Frozen):
     """Who approved which content (``digest``) when; ``signature``: an SSH signature
     (``ssh-keygen -Y sign``, namespace ``honua-plan``) of :func:`honua_plan.plan.signing.approval_message`."""
@@ -217,6 +232,8 @@ class Plan(_Frozen):
     moved: list[MovedRecord] = Field(default_factory=empty_list, exclude_if=lambda v: not v)
     # plan --simulate's outcome; absent when the plan did not consider it (no migrations)
     simulation: SimulationRecord | None = Field(default=None, exclude_if=lambda v: v is None)
+    # the policy that judged it (absent in plan files made before it was recorded: apply refuses them)
+    policy_base: PolicyBase | None = Field(default=None, exclude_if=lambda v: v is None)
     # sha256 of the canonical JSON of everything above but approvals (set when rendered
     # as JSON or saved); apply and show recompute it
     digest: str | None = None

@@ -173,6 +173,9 @@ _RULE_LIST = (
          "planner will prefer a sequential scan",
          "Make the check structural (index exists, indisvalid, access method) or advisory; "
          "or use EXPLAIN (FORMAT JSON) with enable_seqscan = off"),
+    Rule("POL101", Level.CRITICAL, "policy changed",
+         "{files} changed: judged by the base policy ({base}); approvers of the base policy must approve",
+         "Review the policy change on its own; once applied, its commit judges the next plans"),
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _RULE_LIST}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from honua_plan.apply.executor import ApplyResult, Services
     from honua_plan.config.desired import DesiredState
+    from honua_plan.config.policybase import Judge
     from honua_plan.plan.model import Plan
     from honua_plan.providers.postgis.connections import ResolvedDsn
     from honua_plan.providers.postgis.facts import DatabaseFacts
@@ -30,8 +31,8 @@ def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: 
     if key is None and os.environ.get(KEY_ENV):
         key = Path(os.environ[KEY_ENV]).expanduser()
 
-    def authorize(plan: Plan, approval: Any) -> None:
-        check_approval(ws.desired(plan.environment).policy, approval, ws.root)
+    def authorize(plan: Plan, approval: Any) -> None:  # by the base's approvers, not the change's
+        check_approval(judge(ws, plan.environment).policy, approval, ws.root)
 
     from honua_plan.workflows.plans import keep_plan
     from honua_plan.workflows.plans import plan_file as find_plan
@@ -40,6 +41,14 @@ def approve(ws: Workspace, plan_file: Path, by: str, comment: str = "", *, key: 
     approved = record_approval(plan_file, by, comment, key=key, authorize=authorize)
     keep_plan(ws, approved, plan_file)  # the approval travels with the state to another machine
     return approved
+
+
+def judge(ws: Workspace, environment: str, recorded: StateDocument | None = None) -> Judge:
+    """The policy that judges ``environment``'s plans and approvals (config.policybase)."""
+    from honua_plan.config.policybase import judging_policy
+
+    doc = recorded if recorded is not None else ws.recorded(environment, check=False)
+    return judging_policy(ws.root, ws.desired(environment), doc.config_commit, explicit=ws.policy_base)
 
 
 def services(ws: Workspace, desired: DesiredState, session: Session, dsn: str) -> Services:
@@ -137,7 +146,7 @@ def apply(
             _warm_up(ws, desired, plan)
             facts = check_fresh(ws, plan, desired, recorded)
             derived = rederive(ws, plan, desired, str(plan_file), facts)
-            names, signed = valid_approvers(plan, desired.policy, ws.root)
+            names, signed = valid_approvers(plan, judge(ws, environment, recorded).policy, ws.root)
             # what the policy asks of the content now (a window is judged at apply time)
             required = max(plan.approvals_required, derived.approvals_required)
             if required > len(names):
@@ -271,6 +280,20 @@ def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
     derived = ws.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
                       provenance=saved.provenance, facts=facts, exclude=tuple(saved.exclude),
                       replace=tuple(saved.replace))
+    def said(p: Any) -> str:
+        return (f"the policy from {p.source} ({p.digest[:19]})" if p is not None else
+                "a policy it does not name (made by an older honua-plan)")
+
+    def key(p: Any) -> tuple[str | None, str] | None:
+        return (p.revision, p.digest) if p is not None else None
+
+    if key(saved.policy_base) != key(derived.policy_base):  # a plan is applied under the policy that judged it
+        from honua_plan.errors import PlanTamperedError
+
+        raise PlanTamperedError(f"{source} was judged by {said(saved.policy_base)}; applying it now would be judged "
+                                f"by {said(derived.policy_base)}",
+                                hint="apply it with the --policy-base it was made with, or make a new plan: "
+                                     f"honua plan --env {desired.environment} --out plan.json")
     compare_actions(saved.actions, redacted(derived).actions, source=source, environment=desired.environment)
     if saved.moved != derived.moved:
         from honua_plan.errors import PlanTamperedError

@@ -42,8 +42,8 @@ def test_tool_parameters_are_the_models_json_schemas() -> None:
     ("../../etc/passwd", "leaves the repository"),
     ("environments/../../x.yaml", "leaves the repository"),
     ("/etc/passwd", "is absolute"),
-    ("state/dev.json", "is outside environments/, migrations/, policies/"),
-    ("honua.yaml", "is outside"),
+    ("state/dev.json", "is outside environments/, migrations/"),
+    ("honua.yaml", "is a policy or honua.yaml"),
     ("environments/dev/layers/x.txt", "is not a YAML file"),
     ("environments\\dev\\x.yaml", "is not a repository path"),
 ])
@@ -56,18 +56,21 @@ def test_edit_paths_outside_the_reviewed_folders_are_refused(path: str, why: str
 def test_a_symbolic_link_out_of_the_editable_folders_is_refused(repo: Path, tmp_path: Path) -> None:
     outside = tmp_path / "secret.yaml"
     outside.write_text("a: 1\n")
-    os.symlink(outside, repo / "policies" / "evil.yaml")
-    os.symlink(repo / "honua.yaml", repo / "policies" / "project.yaml")
+    layers = repo / "environments" / "dev" / "layers"
+    os.symlink(outside, layers / "evil.yaml")
+    os.symlink(repo / "honua.yaml", layers / "project.yaml")
     for name in ("evil.yaml", "project.yaml"):
-        _, file, why = editable_file(repo, f"policies/{name}")
+        _, file, why = editable_file(repo, f"environments/dev/layers/{name}")
         assert file is None and why is not None and "symbolic link" in why, why
-    change, problems = prepare(repo, "edit_resource", EditResource(path="policies/evil.yaml", patch={"a": 2}), {})
+    change, problems = prepare(repo, "edit_resource",
+                               EditResource(path="environments/dev/layers/evil.yaml", patch={"a": 2}), {})
     assert change is None and "symbolic link" in problems[0]
     assert outside.read_text() == "a: 1\n"
     # a link inside the folders is not written through either: the model is told the file's own path
-    os.symlink("production-policy.yaml", repo / "policies" / "alias.yaml")
-    _, file, why = editable_file(repo, "policies/alias.yaml")
-    assert file is None and why == "policies/alias.yaml is a symbolic link: edit policies/production-policy.yaml instead"
+    os.symlink("bike-lanes.yaml", layers / "alias.yaml")
+    _, file, why = editable_file(repo, "environments/dev/layers/alias.yaml")
+    assert file is None and why == ("environments/dev/layers/alias.yaml is a symbolic link: "
+                                    "edit environments/dev/layers/bike-lanes.yaml instead")
 
 
 def test_merge_patch_is_rfc_7386() -> None:
@@ -105,11 +108,11 @@ def test_an_edit_keeps_the_file_and_reports_the_loaders_errors(repo: Path) -> No
     assert same == [f"the patch changes nothing in {rel}"]
 
 
-def test_a_policy_edit_plans_the_whole_environment(repo: Path) -> None:
+def test_a_policy_edit_is_refused(repo: Path) -> None:
+    """The assistant never edits the policy that judges it (tests/unit/test_ai_policy_refusal.py)."""
     rel = "policies/production-policy.yaml"
-    change, problems = prepare(repo, "edit_resource",
-                               EditResource(path=rel, patch={"spec": {"approval": {"minApprovals": 2}}}), {})
-    assert problems == [] and change is not None and change.targets == ()
+    args, problems = parse_call("edit_resource", json.dumps({"path": rel, "patch": {"spec": {"approval": None}}}))
+    assert args is None and "is a policy or honua.yaml" in problems[0]
 
 
 def test_a_migration_is_checked_by_the_loader(repo: Path) -> None:

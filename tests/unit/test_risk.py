@@ -182,7 +182,7 @@ def test_every_rule_has_a_positive_and_a_negative_case() -> None:
     assert pos == set(RULES) and neg == set(RULES)
 
 
-NON_SQL_RULES = {"GEO101", "GEO301", "SVC101", "ENV001", "AI001", "VAL001"}
+NON_SQL_RULES = {"GEO101", "GEO301", "SVC101", "ENV001", "AI001", "VAL001", "POL101"}
 
 
 # --- the seed's migration 003 in context
