@@ -111,6 +111,7 @@ postgis_typmod_dims postgis_constraint_srid postgis_constraint_type postgis_cons
 # PostgreSQL built-ins that compute or read (aggregates, window functions, math, text,
 # date/time, JSON, arrays, catalog information); the SQL-standard spellings the parser turns
 # into pg_catalog calls (EXTRACT, AT TIME ZONE, SUBSTRING … FROM, POSITION, TRIM …) too.
+# pg_sleep only waits, and every read runs under a statement timeout.
 _BUILTIN = _words("""
 count sum min max avg bool_and bool_or every array_agg string_agg json_agg jsonb_agg
 json_object_agg jsonb_object_agg stddev stddev_pop stddev_samp variance var_pop var_samp corr
@@ -159,6 +160,7 @@ pg_postmaster_start_time pg_conf_load_time pg_backend_pid pg_is_in_recovery
 pg_last_xact_replay_timestamp pg_encoding_to_char pg_char_to_encoding
 xpath xpath_exists xml_is_well_formed xmlcomment xmltext
 inet_client_addr host masklen network broadcast
+pg_sleep pg_sleep_for pg_sleep_until
 """)
 
 READ_ONLY_FUNCTIONS: frozenset[str] = _POSTGIS | _BUILTIN
@@ -187,9 +189,6 @@ REFUSED_FUNCTIONS: dict[str, str] = {
     "nextval": "advances a sequence (a rollback does not undo it)",
     "setval": "sets a sequence (a rollback does not undo it)",
     "txid_current": "assigns a transaction id", "pg_current_xact_id": "assigns a transaction id",
-    "pg_sleep": "holds the connection for as long as it is told",
-    "pg_sleep_for": "holds the connection for as long as it is told",
-    "pg_sleep_until": "holds the connection for as long as it is told",
     "query_to_xml": _HIDDEN_SQL, "query_to_xml_and_xmlschema": _HIDDEN_SQL,
     "query_to_xmlschema": _HIDDEN_SQL, "cursor_to_xml": _HIDDEN_SQL, "table_to_xml": _HIDDEN_SQL,
     "schema_to_xml": _HIDDEN_SQL, "database_to_xml": _HIDDEN_SQL, "ts_stat": _HIDDEN_SQL,
@@ -396,10 +395,10 @@ _WRITE_KEYWORDS = frozenset({
 
 
 def _body_writes(stmt: ast.CreateFunctionStmt) -> str | None:
-    """What a function's body does that changes data, or None when it only reads/computes."""
+    """What a function's body does that changes data (a phrase: "whose body runs DELETE"), or
+    None when it only reads or computes."""
     options = {o.defname: o.arg for o in stmt.options or ()}
     language = getattr(options.get("language"), "sval", "sql")
-    name = ".".join(_names(stmt.funcname))
     source = options.get("as")
     body = _names(source)[0] if isinstance(source, tuple | list) and source else None
     if stmt.sql_body is not None:
@@ -408,26 +407,26 @@ def _body_writes(stmt: ast.CreateFunctionStmt) -> str | None:
         try:
             inner = [raw.stmt for raw in pglast.parse_sql(body)]
         except ParseError:
-            return f"function {name}'s body cannot be parsed"
+            return "whose body cannot be parsed"
     elif language == "plpgsql" and body is not None:
         try:
             tokens = pglast.parser.scan(body)
         except ParseError:
-            return f"function {name}'s body cannot be read"
+            return "whose body cannot be read"
         found = sorted({t.name.removesuffix("_P") for t in tokens if t.name in _WRITE_KEYWORDS})
-        return f"function {name}'s body has {', '.join(found)}" if found else None
+        return f"whose body has {', '.join(found)}" if found else None
     else:
-        return f"function {name} is written in {language}"
+        return f"written in {language}"
     for s in inner:
         if not isinstance(s, ast.SelectStmt):
-            return f"function {name}'s body runs {_statement_kind(s)}"
+            return f"whose body runs {_statement_kind(s)}"
         for node in _walk(s):
             if isinstance(node, ast.CommonTableExpr) and isinstance(node.ctequery, _DATA_MODIFYING):
-                return f"function {name}'s body modifies data in WITH {node.ctename}"
+                return f"whose body modifies data in WITH {node.ctename}"
             if isinstance(node, ast.FuncCall):
                 parts = _names(node.funcname)
                 if function_verdict(parts) is not None:
-                    return f"function {name}'s body calls {'.'.join(parts)}()"
+                    return f"whose body calls {'.'.join(parts)}()"
     return None
 
 
@@ -448,7 +447,8 @@ def hidden_effects(statement: str) -> str | None:
         if isinstance(stmt, ast.CreateFunctionStmt):
             writes = _body_writes(stmt)
             if writes is not None:
-                return writes
+                kind = "procedure" if stmt.is_procedure else "function"
+                return f"creates {kind} {'.'.join(_names(stmt.funcname))}, {writes}"
             continue
         if isinstance(stmt, ast.CallStmt):
             calls.append(".".join(_names(stmt.funccall.funcname)))
