@@ -281,7 +281,7 @@ def _walk(node: Any) -> Iterator[Any]:
         if not isinstance(current, ast.Node):
             continue
         yield current
-        for slot in reversed(tuple(type(current).__slots__)):
+        for slot in reversed(tuple(getattr(type(current), "__slots__", ()))):
             value = getattr(current, slot, None)
             if isinstance(value, ast.Node | tuple | list):
                 stack.append(value)
@@ -451,7 +451,8 @@ def hidden_effects(statement: str) -> str | None:
                 return f"creates {kind} {'.'.join(_names(stmt.funcname))}, {writes}"
             continue
         if isinstance(stmt, ast.CallStmt):
-            calls.append(".".join(_names(stmt.funccall.funcname)))
+            if stmt.funccall is not None:
+                calls.append(".".join(_names(stmt.funccall.funcname)))
             continue
         if isinstance(stmt, ast.ExplainStmt):
             if not any(o.defname in ("analyze", "analyse") and _on(o.arg) for o in stmt.options or ()):

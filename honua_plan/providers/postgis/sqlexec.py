@@ -301,9 +301,7 @@ def connect(
     ``read_only=True`` makes every transaction of the session read-only
     (``default_transaction_read_only``): the connection plan, drift and validate read with."""
     register_dsn(dsn)
-    extra: dict[str, str] = {}
-    if read_only:
-        extra["options"] = read_only_options(dsn)
+    extra: dict[str, Any] = {"options": read_only_options(dsn)} if read_only else {}
     try:
         return psycopg.connect(
             dsn,
