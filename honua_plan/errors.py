@@ -97,6 +97,10 @@ class EmbeddedDatabaseError(DatabaseError):
     """The embedded PostgreSQL cluster could not be created or started."""
 
 
+class NotReadOnlyError(DatabaseError):
+    """A query a configuration wrote is not a single read-only SELECT: it is refused unsent."""
+
+
 class StateError(HonuaError):
     """The recorded state is missing, unreadable or inconsistent."""
 

@@ -107,7 +107,7 @@ def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provi
     st = layer.spec.storage
     conn = None
     try:
-        conn = connect(dsn())
+        conn = connect(dsn(), read_only=True)  # a test only reads
         report.checks.append(TestCheck("Data source connectivity", True, "connected"))
     except HonuaError as exc:
         report.checks.append(TestCheck("Data source connectivity", False, exc.message))

@@ -2,9 +2,11 @@
 
 Why each choice:
 
-* A check is read-only (``SET TRANSACTION READ ONLY``, always rolled back): a
-  validation must not change what it validates, and ``EXPLAIN ANALYZE`` executes
-  the query it explains.
+* A check is read-only: its query must be one SELECT calling only functions known to be
+  read-only (:mod:`honua_plan.sql.readonly`; a query that is not is refused unsent and
+  the check fails), and it runs in its own ``READ ONLY`` transaction, always rolled
+  back, sent by the extended protocol (one statement at most): a validation must not
+  change what it validates, and ``EXPLAIN ANALYZE`` executes the query it explains.
 * It has a ``statement_timeout`` (the check's ``timeout`` or 30 s), and a timeout is
   a *failed check* ("Query timeout after 30s", as in the seed), not a crash, so it
   can trigger the automatic rollback.
@@ -29,6 +31,7 @@ from typing import Any
 from honua_plan.checks.compare import evaluate, execution_ms
 from honua_plan.config.expected import ExpectationSyntaxError, parse
 from honua_plan.console import format_duration
+from honua_plan.errors import NotReadOnlyError
 from honua_plan.plan.model import CheckRecord
 from honua_plan.providers.postgis.sqlexec import Session, StatementError, read_rolled_back
 from honua_plan.secrets import redact
@@ -122,6 +125,8 @@ def run_check(
         query = _EXPLAIN_PREFIX + query
     try:
         rows = _read(session, query, timeout_s)
+    except NotReadOnlyError as exc:
+        return result(False, exc.message, observed="refused")
     except StatementError as exc:
         if exc.sqlstate == _QUERY_CANCELED:
             return result(False, f"Query timeout after {format_duration(timeout_s)}",
@@ -161,6 +166,6 @@ def measure_query_ms(
         return None
     try:
         rows = _read(session, _EXPLAIN_PREFIX + statement, timeout_s)
-    except StatementError:
+    except (StatementError, NotReadOnlyError):
         return None
     return execution_ms("\n".join(str(r[0]) for r in rows if r))

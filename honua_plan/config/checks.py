@@ -122,7 +122,9 @@ def _check_templates_and_sql(
     def diagnose(sql_text: str) -> list[tuple[int, int, str, str]]:
         return cache.diagnose(sql_text, compute) if cache is not None else compute(sql_text)
 
-    def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...]) -> None:
+    def check_sql(text: str, src: SourceMap, key: tuple[str | int, ...], *, query: bool = False) -> None:
+        """Diagnose ``text`` after templating; a ``query`` (a precondition's, a check's) must
+        also be one read-only SELECT (:func:`honua_plan.sql.readonly.check_read_only`)."""
         block = "\n" in text.rstrip("\n")
 
         def place(line: int, col: int) -> Location:
@@ -140,6 +142,11 @@ def _check_templates_and_sql(
             problems.append(Diagnostic(place(exc.line, exc.column + 1), str(exc)))
             return
         found = diagnose(rendered)
+        if query and not any(severity == "error" for *_, severity in found):
+            from honua_plan.sql.readonly import check_read_only
+
+            found = [*found, *((line, col, f"query is not read-only: {message}", "error")
+                               for line, col, message in check_read_only(rendered))]
         if not found:
             return
         for line, col, message, severity in found:
@@ -172,12 +179,13 @@ def _check_templates_and_sql(
                                                    f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))
         for i, pre in enumerate(m.spec.preConditions):
             if pre.query:
-                check_sql(pre.query, src, ("spec", "preConditions", i, "query"))
+                check_sql(pre.query, src, ("spec", "preConditions", i, "query"), query=True)
         for section, checks in (("post-up", m.spec.validation.post_up), ("post-down", m.spec.validation.post_down)):
             for i, chk in enumerate(checks):
                 if chk.query:
-                    check_sql(chk.query, src, ("spec", "validation", section, i, "query"))
+                    check_sql(chk.query, src, ("spec", "validation", section, i, "query"), query=True)
     for address, layer in layers.items():
         for i, chk in enumerate(layer.spec.validation.healthChecks):
             if chk.query:
-                check_sql(chk.query, sources[address], ("spec", "validation", "healthChecks", i, "query"))
+                check_sql(chk.query, sources[address], ("spec", "validation", "healthChecks", i, "query"),
+                          query=True)

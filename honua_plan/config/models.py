@@ -149,7 +149,8 @@ class Check(Strict):
     def label(self) -> str:
         if self.name:
             return self.name
-        return f"{self.type}: {' '.join((self.query or self.url or '').split())[:60]}"
+        # whole: a reviewer must see all of what will run (a cut label once hid "; COMMIT; …")
+        return f"{self.type}: {' '.join((self.query or self.url or '').split())}"
 
 
 # --------------------------------------------------------------------------- common
@@ -593,6 +594,8 @@ class Precondition(Strict):
     @property
     def label(self) -> str:
         if self.message:
+            if self.type == "sql-check":  # the query is what runs: a message must not hide it
+                return f"{self.message} (sql-check {' '.join((self.query or '').split())} is {self.expected})"
             return self.message
         labels = {
             "table-exists": f"table {self.table} exists",
@@ -603,7 +606,7 @@ class Precondition(Strict):
             "srid-is": f"SRID of {self.table}{'.' + self.column if self.column else ''} is {self.srid}",
             "extension-exists": f"extension {self.extension} is installed",
             "row-count": f"row count of {self.table} is {self.expected}",
-            "sql-check": f"sql-check {' '.join((self.query or '').split())[:50]} is {self.expected}",
+            "sql-check": f"sql-check {' '.join((self.query or '').split())} is {self.expected}",
         }
         return labels[self.type]
 

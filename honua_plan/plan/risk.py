@@ -260,6 +260,8 @@ def _statement_findings(s: Statement, facts: DatabaseFacts | None, created: set[
         out.append(finding("PG301", subject, **p))
     if s.warning and (op == Op.other or s.lock == UNKNOWN_LOCK):
         out.append(finding("SQL001", subject, warning=s.warning))
+    if s.effects:
+        out.append(finding("SQL002", subject, effects=s.effects))
 
     if not out and state != "created" and LOCK_RANK.get(s.lock, 0) >= _BRIEF \
             and s.lock != UNKNOWN_LOCK and op not in _NO_CONTENTION \

@@ -133,6 +133,11 @@ _RULE_LIST = (
     Rule("SQL001", Level.MEDIUM, "statement not analyzed",
          "statement not analyzed, its locks and effects are unknown: {warning}",
          "Prefer plain SQL statements that the planner can assess"),
+    Rule("SQL002", Level.HIGH, "effects unknown",
+         "effects unknown: read the function: the statement {effects}; the planner cannot "
+         "see what it changes",
+         "Read the function's body (and what it calls) before approving; prefer plain SQL "
+         "statements the planner can assess"),
     Rule("GEO101", Level.MEDIUM, "invalid geometries present",
          "{count} invalid geometries in {table}",
          "Fix them with ST_MakeValid (keep the type with ST_CollectionExtract/ST_Multi) "

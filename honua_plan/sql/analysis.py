@@ -36,6 +36,7 @@ from sqlglot.tokens import Token, TokenType
 from honua_plan.sql.classify import _Draft, _from_tree
 from honua_plan.sql.grammar import _classify_tokens, _InnerSyntaxError
 from honua_plan.sql.locks import UNKNOWN_LOCK
+from honua_plan.sql.readonly import hidden_effects
 from honua_plan.sql.statement import Op, Statement
 from honua_plan.sql.syntax import (
     _Cursor,
@@ -197,8 +198,23 @@ def _analyze_all(sql_text: str) -> tuple[tuple[Statement, _Issue | None], ...]:
         piece = sql_text[start:end].rstrip()
         if not piece:
             continue
-        out.append(_analyze_one(piece, start, sql_text))
+        st, issue = _analyze_one(piece, start, sql_text)
+        if issue is None and _may_call(st):
+            effects = hidden_effects(piece)
+            if effects is not None:
+                st = replace(st, effects=effects)
+        out.append((st, issue))
     return tuple(out)
+
+
+_CALLING = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "CALL", "EXPLAIN", "VALUES"})
+
+
+def _may_call(st: Statement) -> bool:
+    """Whether a statement can call a function now, or create one (read by pglast only then)."""
+    if st.keyword in _CALLING:
+        return True
+    return st.keyword == "CREATE" and any(w in st.sql.upper() for w in ("FUNCTION", "PROCEDURE"))
 
 
 def analyze(sql_text: str) -> tuple[Statement, ...]:

@@ -94,6 +94,7 @@ class Statement:
     keyword: str = ""  # first keyword, upper-case (BEGIN, VACUUM, SELECT…)
     actions: tuple[Op, ...] = ()  # every action of a multi-action ALTER TABLE
     tables: tuple[str, ...] = ()  # every table touched (DROP TABLE a, b; FK target)
+    effects: str | None = None  # calls whose effects planning cannot know (sql.readonly.hidden_effects)
     line: int = 1  # where the statement starts in the analysed text (1-based)
     col: int = 1
 

@@ -233,7 +233,8 @@ def test_a_precondition_cannot_change_the_database_at_plan_time(live: tuple[Path
     finally:
         (repo / "migrations/004_under_test.yaml").unlink()
     assert result.exit_code == 1
-    assert "cannot execute DELETE in a read-only transaction" in result.output, result.output
+    # refused by validation, before anything is sent (issue 25); the read path refuses it too
+    assert "query is not read-only: DELETE is not a read-only query" in result.output, result.output
     with psycopg.connect(env["HONUA_PG_DSN"]) as conn:
         assert conn.execute("SELECT count(*) FROM bike_lanes").fetchone() == (42,)
 

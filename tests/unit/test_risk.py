@@ -150,6 +150,11 @@ STATEMENT_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("SQL001", "DO $$ BEGIN PERFORM 1; END $$", {}, True),
     ("SQL001", "ALTER TABLE bike_lanes FROBNICATE", {}, True),
     ("SQL001", "CREATE EXTENSION IF NOT EXISTS postgis", {}, False),
+    ("SQL002", "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM bike_lanes'; SELECT f();",
+     {}, True),
+    ("SQL002", "SELECT purge_lanes()", {}, True),
+    ("SQL002", "UPDATE bike_lanes SET geom = ST_MakeValid(geom) WHERE NOT ST_IsValid(geom)", {}, False),
+    ("SQL002", "SELECT AddGeometryColumn('bike_lanes', 'g2', 4326, 'POINT', 2)", {}, False),
     ("GEO201", "ALTER TABLE bike_lanes ALTER COLUMN geom TYPE geometry(LineString,3857) "
                "USING ST_Transform(geom,3857)", {}, True),
     ("GEO201", "SELECT UpdateGeometrySRID('bike_lanes','geom',3857)", {}, True),

@@ -78,7 +78,7 @@ def answer_probes(session: Session, probes: Iterable[Probe],
                     out[p.key] = (found[0][0] or "", found[0][1] or "")
             elif p.kind == "rows":
                 explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(p.statement.strip().rstrip(";"))
-                [(doc,)] = read_rolled_back(session, explain, timeout_s)
+                [(doc,)] = read_rolled_back(session, explain, timeout_s, explain_only=True)
                 rows = _plan_rows(doc)
                 if rows is not None:
                     out[p.key] = (rows,)

@@ -37,8 +37,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from honua_plan.errors import DatabaseError
+from honua_plan.errors import DatabaseError, NotReadOnlyError
 from honua_plan.secrets import redact, register_dsn, scrub_dsn_error
+from honua_plan.sql.readonly import check_read_only
 
 Statement: TypeAlias = str | sql.Composable
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
@@ -55,6 +56,7 @@ __all__ = [
     "ident",
     "open_session",
     "qualified",
+    "read_only_options",
     "read_rolled_back",
     "render_sql",
     "split_name",
@@ -237,11 +239,18 @@ def execute(
     dry_run: bool = False,
     fetch: bool = True,
     read_only: bool = False,
+    extended: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Run one statement (which may hold several ``;``-separated commands when unparameterised).
 
     Returns the result rows as tuples (``[]`` for commands without a result, when
     ``fetch`` is False, and in a dry run, which logs and runs nothing).
+
+    ``extended=True`` sends the statement with the extended query protocol even without
+    parameters (psycopg sends a parameterless one with the simple protocol, which runs
+    every ``;``-separated command): PostgreSQL then refuses a text that holds more than one
+    statement. Sent in a pipeline, so the statement is unnamed and its rows come back as
+    text, as they would from the simple protocol.
     """
     text = render_sql(statement, conn)
     if dry_run:
@@ -256,7 +265,11 @@ def execute(
             query = statement
             if isinstance(query, sql.Composable) and not isinstance(query, sql.SQL | sql.Composed):
                 query = sql.Composed([query])  # e.g. a bare sql.Identifier
-            cur.execute(query, params)
+            if extended:
+                with conn.pipeline():  # pipeline mode always uses the extended protocol
+                    cur.execute(query, params)
+            else:
+                cur.execute(query, params)
             rows = cur.fetchall() if fetch and cur.description is not None else []
     except psycopg.Error as exc:
         if log is not None:
@@ -281,37 +294,64 @@ def connect(
     application_name: str = "honua-plan",
     autocommit: bool = True,
     connect_timeout: int = 10,
+    read_only: bool = False,
 ) -> Connection:
-    """Open a connection; the password is registered as a secret before anything can print it."""
+    """Open a connection; the password is registered as a secret before anything can print it.
+
+    ``read_only=True`` makes every transaction of the session read-only
+    (``default_transaction_read_only``): the connection plan, drift and validate read with."""
     register_dsn(dsn)
+    extra: dict[str, Any] = {"options": read_only_options(dsn)} if read_only else {}
     try:
         return psycopg.connect(
             dsn,
             application_name=application_name,
             autocommit=autocommit,
             connect_timeout=connect_timeout,
+            **extra,
         )
     except psycopg.Error as exc:
         message = str(exc).strip() or type(exc).__name__
         raise DatabaseError(scrub_dsn_error(f"could not connect to datasource: {message}", dsn)) from None
 
 
+def read_only_options(dsn: str) -> str:
+    """The DSN's libpq ``options`` with ``-c default_transaction_read_only=on`` added."""
+    try:
+        current = str(psycopg.conninfo.conninfo_to_dict(dsn).get("options") or "")
+    except psycopg.ProgrammingError:
+        current = ""
+    return f"{current} -c default_transaction_read_only=on".strip()
+
+
 def read_rolled_back(session: Session, query: Statement, timeout_s: float,
-                     params: Params = None) -> list[tuple[Any, ...]]:
+                     params: Params = None, *, explain_only: bool = False) -> list[tuple[Any, ...]]:
     """Rows of ``query`` in a read-only transaction that is always rolled back, under a
-    statement timeout: how the engine runs SQL that a configuration wrote (checks,
-    preconditions, plan-time probes) when it must not change anything."""
+    statement timeout: the one way the engine runs SQL that a configuration wrote (checks,
+    preconditions, plan-time probes) when it must not change anything.
+
+    Three locks, each enough alone against a second statement: the text must pass
+    :func:`~honua_plan.sql.readonly.check_read_only` (one SELECT calling only functions
+    known to be read-only; else :class:`~honua_plan.errors.NotReadOnlyError`, nothing
+    sent), the transaction is ``READ ONLY``, and the query goes by the extended protocol,
+    which runs one statement at most. ``explain_only``: the plan's own probe, an EXPLAIN
+    without ANALYZE of a migration's statement."""
     conn = session.conn
     if conn is None:
         raise DatabaseError("reading needs a database connection")
-    # our two settings in one round trip; the query is sent alone, so it cannot end the
-    # read-only transaction
+    text = render_sql(query, conn)
+    problems = check_read_only(text, explain_only=explain_only)
+    if problems:
+        first = problems[0]
+        where = f" (line {first.line}, column {first.col})" if "\n" in text.strip() else ""
+        raise NotReadOnlyError(redact(f"query refused, not read-only{where}: {first.message}"))
+    # our two settings in one round trip; the query is sent alone, by the extended protocol
     setup = sql.SQL("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}").format(
         sql.Literal(f"{max(1, round(timeout_s * 1000))}ms")
     )
     with conn.transaction(force_rollback=True):
         session.execute(setup, fetch=False, read=True)
-        return session.execute(query, params, read=True)
+        return session.execute(text, params, read=True, extended=True)
 
 
 class Session:
@@ -329,9 +369,11 @@ class Session:
         self.dry_run = dry_run
 
     def execute(
-        self, statement: Statement, params: Params = None, *, fetch: bool = True, read: bool = False
+        self, statement: Statement, params: Params = None, *, fetch: bool = True, read: bool = False,
+        extended: bool = False,
     ) -> list[tuple[Any, ...]]:
-        """Run (or, in a dry run, log) a statement; ``read=True`` marks a read that runs even in a dry run."""
+        """Run (or, in a dry run, log) a statement; ``read=True`` marks a read that runs even in
+        a dry run; ``extended=True``: one statement at most (see :func:`execute`)."""
         return execute(
             self.conn,
             statement,
@@ -340,6 +382,7 @@ class Session:
             dry_run=self.dry_run and not read,
             fetch=fetch,
             read_only=read,
+            extended=extended,
         )
 
     def render(self, statement: Statement) -> str:
@@ -369,6 +412,7 @@ def open_session(
     application_name: str = "honua-plan",
     autocommit: bool = True,
     connect_timeout: int = 10,
+    read_only: bool = False,
 ) -> Session:
     """:func:`connect` and wrap the connection in a :class:`Session`."""
     conn = connect(
@@ -376,5 +420,6 @@ def open_session(
         application_name=application_name,
         autocommit=autocommit,
         connect_timeout=connect_timeout,
+        read_only=read_only,
     )
     return Session(conn, log=log, dry_run=dry_run)
