@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from honua_plan.plan.builder import PlanRequest
     from honua_plan.plan.migrations import LiveState
     from honua_plan.plan.model import DriftRecord, Plan, Provenance
+    from honua_plan.plan.simulation import Simulation
     from honua_plan.providers.embedded.pgserver import EmbeddedCluster
     from honua_plan.providers.postgis.connections import ResolvedDsn
     from honua_plan.providers.postgis.facts import DatabaseFacts
@@ -238,7 +239,7 @@ class Workspace:
             return postgis.refresh(Session(conn, log=log))
 
     def refresh(self, desired: DesiredState, recorded: StateDocument, log: StatementLog | None = None,
-                *, facts: DatabaseFacts | None = None, simulate: bool | None = False) -> LiveState:
+                *, facts: DatabaseFacts | None = None, simulate: bool | Simulation | None = False) -> LiveState:
         """Read what the plan needs: one catalog pass, plus per-change checks only.
 
         ``facts`` read elsewhere (the prefetch) are used as they are; a connection is then
@@ -306,8 +307,12 @@ class Workspace:
         finally:
             if conn is not None:
                 conn.close()
+        from honua_plan.plan.simulation import Simulation
+
         sim = None
-        if pending and simulate is not False:
+        if pending and isinstance(simulate, Simulation):  # what a saved plan's simulation established
+            sim = simulate
+        elif pending and simulate is not False:
             from honua_plan.providers.postgis.simulate import simulate_pending
 
             sim = simulate_pending(self.database(env, read_only=True).dsn, desired, [mc.migration for mc in pending],
@@ -390,7 +395,7 @@ class Workspace:
         log: StatementLog | None = None,
         refuse_unfinished: bool = False,
         facts: DatabaseFacts | None = None,
-        simulate: bool | None = False,
+        simulate: bool | Simulation | None = False,
         replace: tuple[str, ...] = (),
     ) -> Plan:
         """``refuse_unfinished``: raise when an apply is in flight or was interrupted (what

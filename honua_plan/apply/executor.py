@@ -534,6 +534,10 @@ class Executor:
         errors, _warnings, _ = check_layer(self.desired, layer, table, created_in_plan=False)
         if errors:
             raise StepFailed("; ".join(str(e) for e in errors), "step-failure")
+        differs = _differs_from_simulation(self.plan, layer, table)
+        if differs:
+            raise StepFailed(f"{st.qualified_table} is not the table the plan was reviewed against (its "
+                             f"simulation made it with {differs}): plan again", "step-failure")
         self.con.ok(f"Verified table exists: {st.table}", phase="verify")
         self.con.ok(f"Validated geometry column: {st.geometryColumn}", phase="verify")
 
@@ -1148,6 +1152,25 @@ def _rollback_label(c: CheckRecord, r: Any) -> str:
 
 
 COMPACT_OVER = 30  # actions: more, and the ✓ lines of each phase are summarized (not with --verbose)
+
+
+def _differs_from_simulation(plan: Plan, layer: Any, table: Any) -> str:
+    """How the live table's served columns differ from those the plan's simulation made
+    (the layer was checked against those at plan time); empty when they agree or when the
+    plan did not simulate this table."""
+    from honua_plan.providers.postgis.facts import table_facts_from_json
+
+    recorded = plan.simulated.tables.get(layer.spec.storage.qualified_table) if plan.simulated else None
+    if not recorded or table is None:
+        return ""
+    simulated = table_facts_from_json(recorded)
+    out = []
+    for name in [layer.spec.storage.geometryColumn, *(f.name for f in layer.spec.fields)]:
+        want, got = simulated.column(name), table.column(name)
+        if want is not None and (got is None or (got.data_type, got.nullable) != (want.data_type, want.nullable)):
+            out.append(f"{name} {want.data_type}{'' if want.nullable else ' not null'}, live: "
+                       + ("missing" if got is None else f"{got.data_type}{'' if got.nullable else ' not null'}"))
+    return "; ".join(out)
 
 
 def _recordable(action: Action) -> bool:

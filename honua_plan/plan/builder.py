@@ -46,7 +46,7 @@ from honua_plan.plan.model import (
     SimulationRecord,
 )
 from honua_plan.plan.simulation import (
-    Simulation,
+    SimulatedTables,
     check_layer_after,
     simulation_errors,
     type_changes,
@@ -132,17 +132,16 @@ def _svc_findings(collection: str, change: Change) -> tuple[risk.Finding, ...]:
 
 
 def _simulated_contract(served: Served, drafts: list[MigrationDraft], facts: DatabaseFacts,
-                        sim: Simulation) -> None:
+                        sim: SimulatedTables) -> None:
     """SVC101 on the last migration touching a published table whose served columns the
     simulated schema dropped or retyped (a rename already said so is not said twice)."""
-    assert sim.facts is not None
     for table in sorted(served):
         before = facts.table(table)
         last = next((d for d in reversed(drafts) if table in d.touched), None)
         if before is None or last is None:
             continue
         said = " ".join(f.message for f in last.findings if f.code == "SVC101")
-        last.findings += [f for column, f in type_changes(served[table], before, sim.facts.table(table))
+        last.findings += [f for column, f in type_changes(served[table], before, sim.table(table))
                           if not re.search(rf"{re.escape(table)}\.{re.escape(column)}\b", said)]
 
 
@@ -202,8 +201,9 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         drafts.append(d)
     sim = live.simulation
     errors.extend(simulation_errors(desired, sim))
-    if sim is not None and sim.complete and facts is not None:
-        _simulated_contract(served, drafts, facts, sim)
+    simulated = SimulatedTables(sim.facts) if sim is not None and sim.complete and sim.facts is not None else None
+    if simulated is not None and facts is not None:
+        _simulated_contract(served, drafts, facts, simulated)
     created_by: dict[str, list[str]] = {}
     for d in drafts:
         for t in d.created - created_before_plan(d, drafts):
@@ -266,9 +266,9 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         live_table = facts.table(table_name) if facts else None
         created_in_plan = table_name in created or layer.spec.storage.table in created
         made_by = [d.migration.metadata.id for d in drafts if table_name in d.touched | d.created]
-        if sim is not None and sim.complete and sim.facts is not None and made_by:
+        if simulated is not None and made_by:
             # the table as the plan's migrations leave it (a schema-only copy ran them)
-            errs, warns, deferred = check_layer(desired, layer, sim.facts.table(table_name), created_in_plan=False)
+            errs, warns, deferred = check_layer(desired, layer, simulated.table(table_name), created_in_plan=False)
             errors.extend(check_layer_after(errs, made_by))
             warnings.extend(str(w) for w in warns)
         elif facts is not None:
@@ -477,6 +477,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         policy_base=_policy_base(req.judge),
         simulation=SimulationRecord(status=sim.status, summary=sim.describe(), seconds=sim.seconds,
                                     migrations=list(sim.migrations)) if sim is not None else None,
+        simulated=simulated.record() if simulated is not None else None,
     )
 
 

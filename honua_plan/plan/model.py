@@ -189,6 +189,17 @@ class SimulationRecord(_Frozen):
     migrations: list[str] = Field(default_factory=empty_list)
 
 
+class SimulatedFacts(_Frozen):
+    """The tables the plan's layers were checked against on the simulation's copy, as the
+    plan looked them up (``None``: the copy had no such table). Apply runs the migrations
+    for real instead of simulating them; it re-derives the plan with these facts, so a plan
+    saved with the simulation is the plan applied, and checks each layer's live table
+    against them once its migrations ran."""
+
+    search_path: list[str] = Field(default_factory=lambda: ["public"])
+    tables: dict[str, dict[str, Any] | None] = Field(default_factory=empty_dict)
+
+
 class Provenance(_Frozen):
     kind: Literal["human", "ci", "ai"] = "human"
     actor: str | None = None
@@ -232,6 +243,8 @@ class Plan(_Frozen):
     moved: list[MovedRecord] = Field(default_factory=empty_list, exclude_if=lambda v: not v)
     # plan --simulate's outcome; absent when the plan did not consider it (no migrations)
     simulation: SimulationRecord | None = Field(default=None, exclude_if=lambda v: v is None)
+    # what the simulation established (absent without a simulation that checked a layer)
+    simulated: SimulatedFacts | None = Field(default=None, exclude_if=lambda v: v is None)
     # the policy that judged it (absent in plan files made before it was recorded: apply refuses them)
     policy_base: PolicyBase | None = Field(default=None, exclude_if=lambda v: v is None)
     # sha256 of the canonical JSON of everything above but approvals (set when rendered

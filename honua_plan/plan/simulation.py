@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from honua_plan.config.desired import DesiredState
 from honua_plan.errors import Diagnostic
-from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts
+from honua_plan.plan.model import SimulatedFacts
+from honua_plan.providers.postgis.facts import DatabaseFacts, TableFacts, table_facts_json
 
 if TYPE_CHECKING:
     from honua_plan.plan import risk
@@ -97,3 +98,22 @@ def type_changes(served: tuple[list[str], set[str]], before: TableFacts,
             continue
         out += [(column, risk.finding("SVC101", c, detail=detail, collection=c)) for c in collections]
     return out
+
+
+class SimulatedTables:
+    """The simulation's tables as the plan looks them up, kept for the saved plan
+    (:class:`~honua_plan.plan.model.SimulatedFacts`): apply re-derives with exactly these."""
+
+    def __init__(self, facts: DatabaseFacts) -> None:
+        self.facts = facts
+        self.seen: dict[str, dict[str, Any] | None] = {}
+
+    def table(self, name: str) -> TableFacts | None:
+        t = self.facts.table(name)
+        self.seen[name] = table_facts_json(t) if t is not None else None
+        return t
+
+    def record(self) -> SimulatedFacts | None:
+        if not self.seen:
+            return None
+        return SimulatedFacts(search_path=list(self.facts.search_path), tables=dict(sorted(self.seen.items())))

@@ -279,7 +279,7 @@ def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
 
     derived = ws.plan(desired.environment, target=tuple(saved.target), refresh_only=saved.refresh_only,
                       provenance=saved.provenance, facts=facts, exclude=tuple(saved.exclude),
-                      replace=tuple(saved.replace))
+                      replace=tuple(saved.replace), simulate=simulated(saved))
     def said(p: Any) -> str:
         return (f"the policy from {p.source} ({p.digest[:19]})" if p is not None else
                 "a policy it does not name (made by an older honua-plan)")
@@ -302,6 +302,22 @@ def rederive(ws: Workspace, saved: Plan, desired: DesiredState, source: str,
                                 "moved: and the recorded state now",
                                 hint=f"make a new plan: honua plan --env {desired.environment} --out plan.json")
     return derived
+
+
+def simulated(saved: Plan) -> Any:
+    """What the saved plan's simulation established, as the simulation it came from: apply
+    runs the migrations for real, so it re-derives the plan with these facts (False: the plan
+    had none, and is re-derived without simulating)."""
+    if saved.simulated is None:
+        return False
+    from honua_plan.plan.simulation import Simulation
+    from honua_plan.providers.postgis.facts import DatabaseFacts, table_facts_from_json
+
+    tables = {t.qualified_name: t for t in (table_facts_from_json(d) for d in saved.simulated.tables.values() if d)}
+    return Simulation(status="simulated", where="the saved plan's simulation",
+                      migrations=tuple(saved.simulation.migrations) if saved.simulation else (),
+                      facts=DatabaseFacts(tables=tuple(tables.values()),
+                                          search_path=tuple(saved.simulated.search_path)))
 
 
 def same_database(ws: Workspace, plan: Plan, resolved: ResolvedDsn, source: str, *, interrupted: bool = False) -> None:

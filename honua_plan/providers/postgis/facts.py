@@ -230,3 +230,26 @@ def _table(
         primary_key=primary_key,
         total_bytes=int(total_bytes or 0),
     )
+
+
+def table_facts_json(t: TableFacts) -> dict[str, Any]:
+    """One table's facts as plain JSON values (a saved plan carries what its simulation saw)."""
+    return {
+        "schema": t.schema, "name": t.name, "kind": t.kind, "row_estimate": t.row_estimate,
+        "columns": [list(c) for c in t.columns], "geometry_columns": [list(g) for g in t.geometry_columns],
+        "indexes": [[*i[:2], list(i.columns), *i[3:]] for i in t.indexes],
+        "constraints": [[c.name, c.type, list(c.columns), c.validated, c.definition] for c in t.constraints],
+        "primary_key": list(t.primary_key), "total_bytes": t.total_bytes,
+    }
+
+
+def table_facts_from_json(d: dict[str, Any]) -> TableFacts:
+    """The inverse of :func:`table_facts_json`."""
+    return TableFacts(
+        schema=d["schema"], name=d["name"], kind=d["kind"], row_estimate=int(d["row_estimate"]),
+        columns=tuple(ColumnFacts(*c) for c in d["columns"]),
+        geometry_columns=tuple(GeometryColumnFacts(*g) for g in d["geometry_columns"]),
+        indexes=tuple(IndexFacts(i[0], i[1], tuple(i[2]), *i[3:]) for i in d["indexes"]),
+        constraints=tuple(ConstraintFacts(c[0], c[1], tuple(c[2]), c[3], c[4]) for c in d["constraints"]),
+        primary_key=tuple(d["primary_key"]), total_bytes=int(d["total_bytes"]),
+    )
