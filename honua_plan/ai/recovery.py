@@ -204,6 +204,25 @@ def options(a: RecoveryAnalysis, *, now: datetime) -> list[tuple[str, bool]]:
     return [first, second, third]
 
 
+def chosen_option(choice: int, offered: str, analysis: RecoveryAnalysis, event: Any) -> str:
+    """The option as it ran, for the report, the incident and the notification: the backup the
+    recovery event says was restored (``--backup ID`` is not the latest), the commit."""
+    details = dict(event.details) if event is not None else {}
+    backup, commit = details.get("backup"), details.get("commit")
+    if event is None:
+        return f"{choice}: {offered}"
+    taken = details.get("backup_taken")
+    when = f"taken {str(taken)[:19].replace('T', ' ')} UTC" if taken else ""
+    latest = analysis.latest_backup is not None and analysis.latest_backup.id == backup
+    data = (f"backup {backup} ({when}{', the latest' if latest else ', not the latest'})" if backup
+            else "no backup (metadata only, data untouched)")
+    if choice == 1:
+        return f"1: Restore from {data}" + (f", metadata of commit {commit[:12]}" if commit else "")
+    if choice == 2:
+        return f"2: Restore the last successful deployment (commit {str(commit)[:12]}): {data}"
+    return f"3: Restore from Git commit {str(commit)[:12]}: {data}"
+
+
 # --------------------------------------------------------------------------- the recovery report
 
 

@@ -310,6 +310,7 @@ def prune_backups(
             (state_dir / rec.path).unlink(missing_ok=True)
             if rec.metadata_path:
                 (state_dir / rec.metadata_path).unlink(missing_ok=True)
+            (state_dir / rec.path).with_name(f"{rec.id}.manifest.json").unlink(missing_ok=True)
             removed.append(rec)
         else:
             kept.append(rec)

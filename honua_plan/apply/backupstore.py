@@ -3,10 +3,11 @@ object store (``s3``: AWS, MinIO, Ceph, Garage), set by ``backups:`` in honua.ya
 
 A backup is always written to the state folder first (pg_dump writes a file); the s3
 store then uploads it (and the metadata snapshot beside it) under
-``<prefix>/<project>/<path>``, with its sha256 as object metadata. A machine that lacks
-the file (a fresh CI runner, a new server after a disaster) downloads it before a
-restore, and the sha256 recorded in the state is checked before anything is restored
-from it. Retention deletes in the store what it deletes locally.
+``<prefix>/<project>/<path>``, with its sha256 as object metadata, and its manifest
+(``<id>.manifest.json``: commit, files, sha256s). A machine that lacks the files (a fresh
+CI runner, a new server after a disaster) downloads them before a restore, and the
+sha256s recorded in the state (the dump's and the snapshot's) are checked before anything
+is restored from them. Retention deletes in the store what it deletes locally.
 
 Credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, a profile, an instance role) through
@@ -33,6 +34,11 @@ __all__ = ["BackupStore", "LocalStore", "S3Store", "open_store"]
 
 def _files(rec: BackupRecord) -> list[str]:
     return [rec.path, *([rec.metadata_path] if rec.metadata_path else [])]
+
+
+def _recorded(rec: BackupRecord, name: str) -> str | None:
+    """The sha256 the state recorded for one of the backup's files."""
+    return rec.sha256 if name == rec.path else rec.metadata_sha256
 
 
 def _sha256(path: Path) -> str:
@@ -106,9 +112,14 @@ class S3Store(BackupStore):
                           hint="check the bucket, the endpoint and the AWS credentials in the environment")
 
     def upload(self, state_dir: Path, rec: BackupRecord) -> None:
-        for name in _files(rec):
+        from honua_plan.apply.deployed import manifest_path
+
+        manifest = manifest_path(rec)
+        extra = [manifest] if (state_dir / manifest).is_file() else []  # what the dump goes with, beside it
+        for name in [*_files(rec), *extra]:
             path = state_dir / name
-            digest = rec.sha256 if name == rec.path else _sha256(path)
+            digest = _recorded(rec, name) if name != manifest else None
+            digest = digest or _sha256(path)
             try:
                 self.client().upload_file(str(path), self.bucket, self.key(name),
                                           ExtraArgs={"Metadata": {"sha256": digest}})
@@ -128,7 +139,8 @@ class S3Store(BackupStore):
             except Exception as exc:
                 tmp.unlink(missing_ok=True)
                 raise self._fail(f"downloading {name}", exc) from None
-            want = rec.sha256 if name == rec.path else (head.get("Metadata") or {}).get("sha256")
+            # the state's record; a backup recorded before snapshots had one: the object's own
+            want = _recorded(rec, name) or (head.get("Metadata") or {}).get("sha256")
             got = _sha256(tmp)
             if want is None or got != want:
                 tmp.unlink(missing_ok=True)
@@ -137,7 +149,9 @@ class S3Store(BackupStore):
             tmp.replace(path)
 
     def delete(self, rec: BackupRecord) -> None:
-        for name in _files(rec):
+        from honua_plan.apply.deployed import manifest_path
+
+        for name in [*_files(rec), manifest_path(rec)]:
             try:
                 self.client().delete_object(Bucket=self.bucket, Key=self.key(name))
             except Exception as exc:

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from honua_plan.apply.deployed import describe_backup, edited_details
 from honua_plan.console import Console, format_duration
 from honua_plan.errors import ApplyError, HonuaError, ValidationFailed
 from honua_plan.plan.model import Action, CheckRecord, Operation, Plan
@@ -369,7 +370,8 @@ class Executor:
         doc = doc.with_pending(None).with_config_commit(self.plan.config_commit).record_event(
             kind, message, actor=self.actor,
             details={"plan_id": self.plan.id, "commit": self.plan.config_commit, "seconds": round(result.seconds, 3),
-                     "outcomes": {o.address: o.status for o in result.outcomes}, **self._database()})
+                     "outcomes": {o.address: o.status for o in result.outcomes}, **self._database(),
+                     **edited_details(self.desired.root, self.edited_files)})  # the files as deployed
         self._save(doc)
         result.serial = self.doc.serial
 
@@ -763,7 +765,7 @@ class Executor:
         rec = take_backup(self.svc.dsn, action.backup_tables, directory=self.svc.state_dir / "backups",
                           environment=self.plan.environment, migration_id=mid,
                           lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
-        self._store_backup(rec)
+        rec = self._store_backup(rec)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id} ({format_size(rec.size_bytes)})", time.perf_counter() - t0)
         if self.desired.policy is not None:
@@ -1007,16 +1009,19 @@ class Executor:
                           environment=self.plan.environment,
                           migration_id=action.address.removeprefix("migration."),
                           lock_wait_s=self.svc.backup_lock_wait_s, timeout_s=self.svc.backup_timeout_s)
-        self._store_backup(rec)
+        rec = self._store_backup(rec)
         self._save(self.doc.with_backup(rec))
         self.con.ok(f"Backup created: {rec.id} ({', '.join(tables)})", indent=2)
         return rec.id
 
-    def _store_backup(self, rec: BackupRecord) -> None:
-        """Upload a backup to the store before the state records it: a recorded backup is
-        one another machine can restore."""
+    def _store_backup(self, rec: BackupRecord) -> BackupRecord:
+        """Record the metadata the backup's data goes with, then upload it to the store before
+        the state records it: a recorded backup is one another machine can restore."""
+        rec = describe_backup(rec, root=self.desired.root, state_dir=self.svc.state_dir,
+                              environment=self.plan.environment, doc=self.doc)
         if self.svc.backup_store is not None:
             self.svc.backup_store.upload(self.svc.state_dir, rec)
+        return rec
 
     def _published(self) -> bool:
         """Whether this environment has anything published yet (nothing to reload otherwise)."""

@@ -341,13 +341,13 @@ def disaster_recovery_cmd(ctx: click.Context, environment: str | None, choice: i
         error = exc.message
         raise
     finally:
-        _report(context, env, reason, analysis, offered[choice - 1][0], now, error)
+        _report(context, env, reason, analysis, offered[choice - 1][0], now, error, choice)
     if ok is False:
         ctx.exit(1)
 
 
 def _report(context: Any, env: str, reason: str, analysis: Any, option: str, started: Any,
-            error: str | None) -> None:
+            error: str | None, choice: int = 0) -> None:
     """Write the recovery report of a recovery that ran (succeeded or not) and say where it is;
     one refused or cancelled before it touched anything leaves no report (nothing changed)."""
     from honua_plan.ai.recovery import write_report
@@ -357,7 +357,10 @@ def _report(context: Any, env: str, reason: str, analysis: Any, option: str, sta
                   if e.kind in ("recover", "recover-failed") and e.at >= started), None)
     if event is None:
         return
+    from honua_plan.ai.recovery import chosen_option
     from honua_plan.workflows.incidents import log_incident
+
+    option = chosen_option(choice, option, analysis, event)  # names the backup restored, not the one offered
 
     rid, path = write_report(context, env, what=reason, analysis=analysis, option=option, event=event, error=error)
     rel = path.relative_to(context.root) if path.is_relative_to(context.root) else path

@@ -232,7 +232,9 @@ class BackupRecord(_Model):
     contents: dict[str, TableContent] = Field(default_factory=empty_dict)
     """Per table: rows, checksum, indexes, constraints, read in the dump's own snapshot."""
     metadata_path: str | None = None
-    """A tar.gz of the environment's metadata files, relative to the state directory."""
+    """A tar.gz of the environment's metadata files as deployed, relative to the state directory."""
+    metadata_sha256: str | None = None
+    """The snapshot's SHA-256: a copy downloaded from a backup store is checked against it."""
 
 
 StepStatus = Literal["pending", "running", "done", "failed", "rolled_back"]

@@ -41,13 +41,14 @@ if TYPE_CHECKING:
     from honua_plan.providers.server.base import ServerProvider
     from honua_plan.state.model import BackupRecord, Event, MigrationRecord, StateDocument
     from honua_plan.workspace import Workspace
+from honua_plan.apply.deployed import as_deployed, describe_backup, sha256
 from honua_plan.workflows.snapshots import (
     apply_files,
     files_at_commit,
     files_in_snapshot,
     metadata_change,
+    own_path,
     verify_commit,
-    write_snapshot,
 )
 
 DEPLOY_KINDS = ("apply", "migrate")
@@ -133,6 +134,7 @@ class Source:
     files: dict[str, bytes] | None = None  # the metadata to restore (None: metadata untouched)
     metadata_note: str = ""
     data_note: str = ""
+    deployed_edits: list[str] | None = None  # files the deployments' metadata steps changed after the commit
 
 
 def resolve_source(context: Workspace, environment: str, doc: StateDocument, *, backup_id: str | None, latest: bool,
@@ -175,15 +177,18 @@ def resolve_source(context: Workspace, environment: str, doc: StateDocument, *, 
         src.label = f"last successful deployment ({dep.at:%Y-%m-%d %H:%M:%S} UTC" + \
             (f", commit {dep.commit[:12]})" if dep.commit else ", no commit recorded)")
     elif full is not None:
-        at_commit = [b for b in doc.backups if backup_commit(context, doc, b) == full]
+        at_commit = [b for b in doc.backups if backup_commit(context, doc, b) == full
+                     or _snapshot_is_commit(context, environment, b, full)]
         record = max(at_commit, key=lambda b: b.created_at) if at_commit else None
         src.label = f"commit {full[:12]}"
         if record is None:
             src.data_note = f"metadata only, data untouched: no backup was taken at commit {full[:12]}"
+    named = full is not None and commit is not None  # --commit: exactly that commit's files
     if record is not None:
-        # a fresh machine downloads the backup first (checked against the state's sha256)
+        # a fresh machine downloads the backup first (checked against the state's sha256s)
         context.backup_store.ensure_local(context.state_dir, record)
         backups.check_backup_file(record, state_dir=context.state_dir)
+        _check_snapshot(context, record)
         if full is None:
             recorded_commit = backup_commit(context, doc, record)
             if recorded_commit is not None:
@@ -194,14 +199,48 @@ def resolve_source(context: Workspace, environment: str, doc: StateDocument, *, 
                         raise
                     src.metadata_note = f"commit {recorded_commit[:12]} is not in this repository"
     src.backup, src.commit = record, full
-    if full is not None:
+    if full is not None and (named or record is None):
         src.files = files_at_commit(context.root, full)
+    elif full is not None:
+        # the commit as its deployments left it when the backup was taken (metadata steps' edits)
+        src.files, src.deployed_edits = as_deployed(context.root, doc, full, record.created_at if record else None)
     elif record is not None and record.metadata_path:
         src.files = files_in_snapshot(context.state_dir / record.metadata_path)
         src.metadata_note = f"snapshot of backup {record.id} ({src.metadata_note or 'no commit recorded'})"
     else:
         src.metadata_note = "unchanged (no commit recorded with the backup)"
     return src
+
+
+def _check_snapshot(context: Workspace, record: BackupRecord) -> None:
+    """Refuse a metadata snapshot that changed since the backup recorded its sha256."""
+    if not (record.metadata_path and record.metadata_sha256):
+        return
+    path = context.state_dir / record.metadata_path
+    got = sha256(path.read_bytes()) if path.is_file() else None
+    if got != record.metadata_sha256:
+        raise RecoveryError(f"backup {record.id}: its metadata snapshot {record.metadata_path} "
+                            + ("is missing" if got is None else
+                               f"has sha256 {got[:12]}…, the backup recorded {record.metadata_sha256[:12]}…")
+                            + "; nothing was touched")
+
+
+def _snapshot_is_commit(context: Workspace, environment: str, rec: BackupRecord, commit: str) -> bool:
+    """Whether a backup's metadata snapshot holds exactly the environment's files of ``commit``
+    (a commit that records the files as deployed, e.g. after committing a metadata step's edit).
+    Only a backup with a commit: its snapshot is the files as deployed, not a working tree."""
+    if not rec.commit or not rec.metadata_path or not (context.state_dir / rec.metadata_path).is_file():
+        return False
+    try:
+        snap = files_in_snapshot(context.state_dir / rec.metadata_path)
+        at = files_at_commit(context.root, commit)
+    except RecoveryError:
+        return False
+
+    def own(files: dict[str, bytes]) -> dict[str, bytes]:
+        return {p: b for p, b in files.items() if own_path(environment, p)}
+
+    return own(snap) == own(at)
 
 
 # --------------------------------------------------------------------------- checks after the restore
@@ -296,14 +335,13 @@ def create_backup(context: Workspace, environment: str) -> BackupRecord:
                                   environment=environment, migration_id=None, commit=doc.config_commit,
                                   lock_wait_s=ds.spec.lockTimeout if ds is not None else None,
                                   timeout_s=desired.policy.spec.backupTimeout if desired.policy else None)
-        snapshot = context.state_dir / "backups" / f"{rec.id}.metadata.tar.gz"
         try:
-            write_snapshot(context.root, snapshot, environment)
+            rec = describe_backup(rec, root=context.root, state_dir=context.state_dir, environment=environment,
+                                  doc=doc)
         except BaseException:
-            (context.state_dir / rec.path).unlink(missing_ok=True)
-            snapshot.unlink(missing_ok=True)
+            for name in (f"{rec.id}.dump", f"{rec.id}.metadata.tar.gz", f"{rec.id}.manifest.json"):
+                (context.state_dir / "backups" / name).unlink(missing_ok=True)
             raise
-        rec = rec.model_copy(update={"metadata_path": f"backups/{snapshot.name}"})
         context.backup_store.upload(context.state_dir, rec)
         doc = doc.with_backup(rec).record_event("backup", f"backup {rec.id} of {', '.join(tables)}",
                                                 actor=context.actor, details={"backup": rec.id, "commit": rec.commit})
@@ -318,7 +356,7 @@ def create_backup(context: Workspace, environment: str) -> BackupRecord:
     for table, c in rec.contents.items():
         con.print(f"  {table}: {c.rows:,} rows, checksum {c.checksum[:12]}…")
     con.print(f"  commit: {rec.commit or 'not recorded (no deployment with a git commit)'}; "
-              f"metadata snapshot {rec.metadata_path}")
+              f"metadata snapshot {rec.metadata_path} (sha256 {(rec.metadata_sha256 or '')[:12]}…)")
     return rec
 
 
@@ -343,6 +381,8 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
     src = resolve_source(context, environment, doc0, backup_id=backup_id, latest=latest, deployment=deployment,
                   commit=commit)
     source_name = f"commit {src.commit[:12]}" if src.commit else src.metadata_note
+    if src.deployed_edits:
+        source_name += f" as deployed ({', '.join(src.deployed_edits)} as its migrations' metadata steps left it)"
     meta = metadata_change(context.root, environment, src.files, source_name,
                            include_shared=include_shared) if src.files is not None else None
     record = src.backup
@@ -421,7 +461,9 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
                                           for p in meta.paths}
                         apply_files(context.root, meta.write, meta.delete)
                         status["metadata"] = f"restored from {meta.source}"
-                        con.ok(f"Metadata restored from Git ({src.commit[:12]})" if src.commit else
+                        con.ok(f"Metadata restored from Git ({src.commit[:12]}"
+                               + (f", as deployed: {len(src.deployed_edits)} file(s) as metadata steps left them)"
+                                  if src.deployed_edits else ")") if src.commit else
                                f"Metadata restored from the {src.metadata_note}", time.perf_counter() - t0)
                     desired = context._reload_desired(environment)
                 except HonuaError as exc:
@@ -525,7 +567,9 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
                     con.print("  - Health checks: not run (server type none: nothing is served)")
                     svc_line = "not checked (server type none: nothing is served)"
                 doc = _record(context, writer, doc, environment, record, src, reason, ok, pending, status,
-                              desired=desired, facts=facts, times=times)
+                              desired=desired, facts=facts, times=times,
+                              published=status["service"] == "serving the restored configuration"
+                              or (not serves and status["metadata"].startswith("restored")))
             except BaseException:
                 if status["service"].startswith("stopped"):  # never leave it down
                     _bring_back(context, provider, serves, previous_doc, was_running, status)
@@ -552,6 +596,9 @@ def recover(context: Workspace, environment: str, *, backup_id: str | None = Non
         con.print("")
         con.print(f"Migrations newer than the backup are pending again: {', '.join(r.id for r in pending)}")
         con.print(f"  re-apply them: honua plan --env {environment} && honua apply --env {environment}")
+    if meta is not None and status["metadata"].startswith("restored"):
+        for line in git_advice(context, environment, meta.paths, src.commit):
+            con.print(line)
     if not ok:
         raise RecoveryError(f"recovery of {environment} did not restore everything",
                             hint=f"database: {db_line}; services: {svc_line}; metadata: {status['metadata']}")
@@ -603,8 +650,9 @@ def _bring_back(context: Workspace, provider: Any, serves: bool, previous_doc: A
 def _record(context: Workspace, writer: Any, doc: StateDocument, environment: str, record: BackupRecord | None,
             src: Source, reason: str, ok: bool, pending: list[Any], status: dict[str, str], *,
             desired: Any = None, facts: Any = None, error: str | None = None,
-            times: dict[str, str | None] | None = None) -> StateDocument:
-    """State follows the database: restored tables' shapes, undone migrations pending, the event."""
+            times: dict[str, str | None] | None = None, published: bool = False) -> StateDocument:
+    """State follows the database: restored tables' shapes, undone migrations pending, the event;
+    and what was ``published``: the layers, services and providers of the restored files."""
     from honua_plan.plan.diff import table_address, table_attributes
     from honua_plan.state.model import MigrationRecord, ResourceRecord, utcnow
 
@@ -618,6 +666,8 @@ def _record(context: Workspace, writer: Any, doc: StateDocument, environment: st
                 records.append(ResourceRecord.create(table_address(t), "table", table_attributes(t),
                                                      serial=doc.next_serial, applied_by=context.actor))
         doc = doc.with_resources(records)
+    if published and desired is not None:
+        doc = _record_published(context, doc, desired)
     for rec in pending:
         doc = doc.with_migration(MigrationRecord(
             id=rec.id, description=rec.description, checksum=rec.checksum, status="pending",
@@ -633,3 +683,50 @@ def _record(context: Workspace, writer: Any, doc: StateDocument, environment: st
                  "commit": src.commit, "pending": [r.id for r in pending], **status, **(times or {})})
     writer.write(doc, expected_serial=writer.read().serial)
     return doc
+
+
+def _record_published(context: Workspace, doc: StateDocument, desired: DesiredState) -> StateDocument:
+    """The state's records of what the recovery published: each layer and service the restored
+    files declare (as an apply records them), and no record of one they no longer declare (the
+    publication pruned it). Shared providers are not restored by default: not recorded here."""
+    from honua_plan.plan.diff import desired_resources
+    from honua_plan.state.model import ResourceRecord
+
+    current = {a: v for a, v in desired_resources(desired).items() if v[0] in ("layer", "service")}
+    records = []
+    for address, (kind, attrs) in sorted(current.items()):
+        rec = doc.resources.get(address)
+        if rec is None or rec.kind != kind or rec.attributes != attrs:
+            src = desired.source(address)
+            records.append(ResourceRecord.create(address, kind, attrs, serial=doc.next_serial,
+                                                 source_path=src.path if src is not None else None,
+                                                 applied_by=context.actor))
+    gone = frozenset(a for a, r in doc.resources.items() if r.kind in ("layer", "service") and a not in current)
+    return doc.with_resources(records, gone)
+
+
+def git_advice(context: Workspace, environment: str, paths: list[str], commit: str | None) -> list[str]:
+    """When the repository's HEAD does not hold the files the recovery restored (the next
+    deployment from HEAD would undo it): which ones, and the git commands that make it agree."""
+    from honua_plan.apply.deployed import git
+
+    proc = git(context.root, "rev-parse", "--verify", "--quiet", "HEAD")
+    head = proc.stdout.strip() if proc.returncode == 0 else ""
+    if not head:
+        return []
+    try:
+        at_head = files_at_commit(context.root, head)
+    except RecoveryError:
+        return []
+    differ = [p for p in paths if at_head.get(p) != ((context.root / p).read_bytes()
+                                                    if (context.root / p).is_file() else None)]
+    if not differ:
+        return []
+    quoted = " ".join(differ)
+    lines = ["", f"The repository's HEAD ({head[:12]}) still says otherwise for {len(differ)} restored file(s):",
+             *[f"  ~ {p}" for p in differ],
+             "  the working tree holds what is served now; keep it in git:",
+             f"    git add -A -- {quoted} && git commit -m \"Recover {environment}\""]
+    if commit and commit != head and git(context.root, "merge-base", "--is-ancestor", commit, head).returncode == 0:
+        lines.append(f"  or undo the commits after it: git revert --no-edit {commit[:12]}..HEAD")
+    return lines

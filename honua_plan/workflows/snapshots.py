@@ -3,100 +3,32 @@ snapshot or in the working tree, and what restoring them would change."""
 
 from __future__ import annotations
 
-import io
-import subprocess
-import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from honua_plan.errors import RecoveryError
+from honua_plan.apply.deployed import (
+    files_at_commit,
+    files_in_snapshot,
+    own_path,
+    shared_path,
+    snapshot_bytes,
+    verify_commit,
+    working_files,
+)
 
 if TYPE_CHECKING:
-    pass
+    from pathlib import Path
 
 
-SHARED = ("honua.yaml", "providers/", "migrations/")
-
-
-def own_path(environment: str, path: str) -> bool:
-    """Files of the environment itself: its directory and its policy."""
-    return path.startswith(f"environments/{environment}/") or path == f"policies/{environment}-policy.yaml"
-
-
-def shared_path(path: str) -> bool:
-    return any(path == s or (s.endswith("/") and path.startswith(s)) for s in SHARED)
-
-
-def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess[Any]:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=text, timeout=60, check=False)
-
-
-def verify_commit(root: Path, commit: str) -> str:
-    """The full sha of ``commit``; RecoveryError when it names no commit of the repository."""
-    try:
-        proc = _git(root, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RecoveryError(f"cannot run git to check commit {commit}: {exc}") from None
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise RecoveryError(f"{commit} is not a commit of the repository at {root}; nothing was touched",
-                            hint="git log --oneline -- environments/  (to find one)")
-    return str(proc.stdout.strip())
-
-
-def files_at_commit(root: Path, commit: str) -> dict[str, bytes]:
-    """Every configuration file of ``commit`` (environments, policies, shared files)."""
-    proc = _git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--",
-                "environments", "policies", "honua.yaml", "providers", "migrations")
-    if proc.returncode != 0:
-        raise RecoveryError(f"cannot list the files of commit {commit[:12]}: {proc.stderr.strip()}")
-    out: dict[str, bytes] = {}
-    for path in filter(None, proc.stdout.split("\0")):
-        blob = _git(root, "show", f"{commit}:{path}", text=False)
-        if blob.returncode != 0:
-            raise RecoveryError(f"cannot read {path} at commit {commit[:12]}")
-        out[path] = blob.stdout
-    return out
-
-
-def files_in_snapshot(path: Path) -> dict[str, bytes]:
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            out: dict[str, bytes] = {}
-            for m in tar.getmembers():
-                fh = tar.extractfile(m) if m.isfile() else None
-                if fh is not None and not m.name.startswith(("/", "..")) and ".." not in m.name.split("/"):
-                    out[m.name] = fh.read()
-            return out
-    except (OSError, tarfile.TarError) as exc:
-        raise RecoveryError(f"cannot read the metadata snapshot {path.name}: {exc}") from None
-
-
-def working_files(root: Path) -> dict[str, bytes]:
-    """The configuration files as they are on disk now."""
-    out: dict[str, bytes] = {}
-    for top in ("environments", "policies", "providers", "migrations"):
-        for p in sorted((root / top).rglob("*")):
-            if p.is_file():
-                out[p.relative_to(root).as_posix()] = p.read_bytes()
-    if (root / "honua.yaml").is_file():
-        out["honua.yaml"] = (root / "honua.yaml").read_bytes()
-    return out
+__all__ = ["MetadataChange", "apply_files", "files_at_commit", "files_in_snapshot", "metadata_change", "own_path",
+           "shared_path", "verify_commit", "working_files", "write_snapshot"]
 
 
 def write_snapshot(root: Path, path: Path, environment: str) -> None:
     """A tar.gz of the environment's own and the shared metadata files, as they are now."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in sorted(working_files(root).items()):
-            if own_path(environment, name) or shared_path(name):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    path.parent.mkdir(parents=True, exist_ok=True)
     from honua_plan.providers.metadata import write_atomic
 
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, snapshot_bytes(working_files(root), environment))
 
 
 @dataclass
