@@ -546,11 +546,11 @@ class Workspace:
     @cached_property
     def state_dir(self) -> Path:
         """The local files' folder, ``spec.state.path`` (``state`` where there is no honua.yaml)."""
-        from honua_plan.config.paths import PROJECT_FILE
+        from honua_plan.config.paths import PROJECT_FILE, resolve_state_dir
 
         if not self._desired and not (self.root / PROJECT_FILE).exists():
             return self.root / "state"
-        return self.root / self.project.spec.state.path
+        return resolve_state_dir(self.root, self.project.spec.state.path)
 
     def _clean_partial_backups(self, environment: str) -> None:
         """Remove the files of a backup interrupted by a crash (call under the state lock)."""

@@ -7,7 +7,13 @@ import errno
 import os
 from pathlib import Path
 
+from honua_plan.errors import ContainmentError
+
 PROJECT_FILE = "honua.yaml"
+ENVIRONMENTS = "environments"
+STATE_DIR_ENV = "HONUA_STATE_DIR"
+"""An operator's variable (never a config's): the local files' folder, which may then be
+outside the repository (see :func:`state_dir_problem`)."""
 
 
 def _real(p: Path) -> tuple[str, str | None]:
@@ -30,3 +36,63 @@ def _outside(real: str, root: Path) -> bool:
 
 OUTSIDE = ("symbolic link to a path outside the repository; refused (config is read only from "
            "inside the repository)")
+
+
+def metadata_step_problem(root: Path, environment: str, rel: str) -> str | None:
+    """Why a migration's metadata step may not edit ``rel`` (templated, relative to the
+    repository ``root``) when applied to ``environment``, or None.
+
+    A metadata step edits configuration that a plan then trusts, so it may edit only the
+    applied environment's own files: ``environments/<env>/``. Not ``policies/`` (the rules
+    that judge the change), ``honua.yaml``, ``providers/``, another environment, nor
+    anything reached by ``..``, an absolute path or a symbolic link that leaves the folder.
+    """
+    allowed = f"{ENVIRONMENTS}/{environment}/"
+    why = f"a metadata step may edit only files under {allowed} (the applied environment's own folder)"
+    norm = rel.replace("\\", "/")
+    if not rel.strip() or norm.startswith(("/", "~")) or (len(norm) > 1 and norm[1] == ":"):
+        return f"path '{rel}' is absolute; {why}"
+    if ".." in norm.split("/"):
+        return f"path '{rel}' contains '..'; {why}"
+    if any(ord(c) < 32 for c in rel):
+        return f"path {rel!r} contains a control character; {why}"
+    parts = [p for p in norm.split("/") if p not in ("", ".")]
+    if parts[:2] != [ENVIRONMENTS, environment] or len(parts) < 3:
+        return f"path '{rel}' is outside {allowed}; {why}"
+    folder = root / ENVIRONMENTS / environment
+    if not inside_real(folder, root) or not inside_real(root.joinpath(*parts), folder):
+        return f"path '{rel}' resolves outside {allowed} through a symbolic link; {why}"
+    return None
+
+
+def state_dir_problem(root: Path, state_path: str) -> str | None:
+    """Why the local files' folder ``root / state_path`` may not be used, or None.
+
+    The folder is written to (state, plans, reports, backups, the embedded cluster): its
+    real path must be inside the repository's, so a committed symbolic link to another
+    folder is refused."""
+    if not inside_real(root / state_path, root):
+        return (f"spec.state.path '{state_path}' resolves outside the repository (a symbolic link to "
+                f"{os.path.realpath(root / state_path)}); refused: the local state, plans and reports are "
+                f"written only inside the repository (an operator may name a folder outside it in the "
+                f"environment variable {STATE_DIR_ENV})")
+    return None
+
+
+def resolve_state_dir(root: Path, state_path: str) -> Path:
+    """The local files' folder: ``$HONUA_STATE_DIR`` when the operator sets it, else
+    ``root / state_path`` checked to resolve inside the repository (ContainmentError)."""
+    override = os.environ.get(STATE_DIR_ENV, "")
+    if override:
+        return Path(override).absolute()
+    why = state_dir_problem(root, state_path)
+    if why is not None:
+        raise ContainmentError(why)
+    return root / state_path
+
+
+def inside_real(path: Path, folder: Path) -> bool:
+    """Whether ``path`` with its symbolic links resolved is ``folder`` (resolved) or under it."""
+    real = os.path.realpath(path)
+    base = os.path.realpath(folder)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from honua_plan import secrets
 from honua_plan.config import templating
+from honua_plan.config.paths import resolve_state_dir
 from honua_plan.errors import DatabaseError
 
 if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
@@ -44,7 +45,7 @@ class ResolvedDsn:
 
 def embedded_root(root: Path, state_path: str = "state") -> Path:
     """The embedded cluster's folder: ``.pg`` in the state folder (``spec.state.path``)."""
-    return root / state_path / ".pg"
+    return resolve_state_dir(root, state_path) / ".pg"  # HONUA_STATE_DIR, or checked to be inside the repository
 
 
 def embedded_refusal(environment: str, policy: Policy | None) -> str | None:
