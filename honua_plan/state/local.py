@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import honua_plan.state.base as base
 from honua_plan.errors import OutputFileError, StateError, StateLockedError
-from honua_plan.files import check_target, write_atomic, write_bytes_atomic
+from honua_plan.files import check_target, write_atomic, write_bytes_atomic, write_text_atomic
 from honua_plan.secrets import redact
 from honua_plan.state.base import (
     LockInfo,
@@ -40,10 +40,12 @@ from honua_plan.state.base import (
     prepare_write,
     validate_environment,
 )
+from honua_plan.state.keys import DEFAULT_PROJECT, RepoIdentity, check_binding, next_binding
 from honua_plan.state.model import IdentityCache, StateDocument
 from honua_plan.statefile import FileIdentity, file_identity, parse_state_bytes
 
 _POLL_S = 0.05
+BINDING_FILE = ".binding.json"
 
 
 def _display(path: Path) -> str:
@@ -298,10 +300,13 @@ class LocalBackend(StateBackend):
 
     kind = "local"
 
-    def __init__(self, directory: Path, environment: str, *, lock_timeout: float = 0) -> None:
+    def __init__(self, directory: Path, environment: str, *, lock_timeout: float = 0,
+                 project: str = DEFAULT_PROJECT, identity: RepoIdentity | None = None) -> None:
         self.environment = validate_environment(environment)
         self.directory = Path(directory)
         self.lock_timeout = lock_timeout
+        self.project = project
+        self.identity = identity
 
     @property
     def path(self) -> Path:
@@ -381,10 +386,35 @@ class LocalBackend(StateBackend):
             os.ftruncate(fd, 0)
             os.pwrite(fd, payload + b"\n", 0)
             os.fsync(fd)
+            self._bind()
         except BaseException:
             self._release(fd)
             raise
         return fd, info
+
+    def _bind(self) -> None:
+        """Under the lock: record this repository's identity in ``.binding.json`` (first lock,
+        or ``state rebind``), or refuse another repository's (see :mod:`honua_plan.state.keys`)."""
+        path = self.directory / BINDING_FILE
+        bound: RepoIdentity | None = None
+        try:
+            check_target(path, "state binding")
+            bound = RepoIdentity.from_json(json.loads(path.read_text(encoding="utf-8")).get("identity"))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as exc:
+            raise StateError(f"{_display(path)} cannot be read: {exc}") from None
+        self._previous_binding = bound
+        mine = self.identity
+        if bound is not None and not self._claiming:
+            check_binding(self.project, self.environment, bound, mine, self.describe())
+        if mine is None:
+            return
+        new = next_binding(bound, mine, claim=self._claiming)
+        if new is not None and new != bound:
+            write_text_atomic(path, json.dumps({"project": self.project, "identity": new.to_json(),
+                                                "bound_at": datetime.now(UTC).isoformat()}, indent=2) + "\n",
+                              what="state binding")
 
     def _release(self, fd: int) -> None:
         with contextlib.suppress(OSError):
