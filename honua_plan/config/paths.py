@@ -71,11 +71,37 @@ def state_dir_problem(root: Path, state_path: str) -> str | None:
     The folder is written to (state, plans, reports, backups, the embedded cluster): its
     real path must be inside the repository's, so a committed symbolic link to another
     folder is refused."""
-    if not inside_real(root / state_path, root):
+    folder = root / state_path
+    allowed = (f"refused: the local state, plans and reports are written only inside the repository (an "
+               f"operator may name a folder outside it in the environment variable {STATE_DIR_ENV})")
+    if not inside_real(folder, root):
         return (f"spec.state.path '{state_path}' resolves outside the repository (a symbolic link to "
-                f"{os.path.realpath(root / state_path)}); refused: the local state, plans and reports are "
-                f"written only inside the repository (an operator may name a folder outside it in the "
-                f"environment variable {STATE_DIR_ENV})")
+                f"{os.path.realpath(folder)}); {allowed}")
+    link = _link_out(folder)
+    if link is not None:
+        return (f"{os.path.relpath(link, root)} in the state folder is a symbolic link to "
+                f"{os.path.realpath(link)}, outside the state folder; {allowed}")
+    return None
+
+
+def _link_out(folder: Path, depth: int = 2, base: str = "") -> Path | None:
+    """A symbolic link in ``folder`` (``depth`` levels: plans/, backups/, incidents/, <env>/ and
+    what they hold) that resolves outside the repository's state folder, or None. The embedded
+    cluster's files (``.pg/``) are not walked: only ``.pg`` itself is checked."""
+    base = base or os.path.realpath(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.is_symlink():
+            real = os.path.realpath(entry.path)
+            if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+                return Path(entry.path)
+        elif depth > 1 and entry.name != ".pg" and entry.is_dir(follow_symlinks=False):
+            found = _link_out(Path(entry.path), depth - 1, base)
+            if found is not None:
+                return found
     return None
 
 

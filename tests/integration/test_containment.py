@@ -198,3 +198,40 @@ def test_the_one_writer_refuses_what_is_not_a_regular_file(tmp_path: Path) -> No
     os.chmod(plain, 0o600)
     write_text_atomic(plain, "two")
     assert plain.read_text() == "two" and (plain.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_link_inside_the_state_folder_that_leaves_it_is_refused(repo: Path, tmp_path: Path) -> None:
+    from honua_plan.config.paths import resolve_state_dir
+    from honua_plan.errors import ContainmentError
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (repo / "state" / "plans").symlink_to(outside)
+    with pytest.raises(ContainmentError, match=r"state/plans in the state folder is a symbolic link to .*elsewhere"):
+        resolve_state_dir(repo, "state")
+    (repo / "state" / "plans").unlink()
+    (repo / "state" / "dev").mkdir()
+    (repo / "state" / "dev" / "published.json").symlink_to(repo / POLICY)
+    with pytest.raises(ContainmentError, match="outside the state folder"):
+        resolve_state_dir(repo, "state")
+    (repo / "state" / "dev" / "published.json").unlink()
+    (repo / "state" / "dev" / "ok.json").symlink_to(repo / "state" / "dev.json")  # inside: allowed
+    assert resolve_state_dir(repo, "state") == repo / "state"
+
+
+def test_allowed_signers_linked_outside_the_repository_is_refused(repo: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from honua_plan.config.loader import load_environment
+    from honua_plan.errors import ApprovalError
+    from honua_plan.plan.approvals import check_approval
+    from honua_plan.plan.model import Approval
+
+    mine = tmp_path / "my_signers"
+    mine.write_text("john@city.gov ssh-ed25519 AAAA\n")
+    (repo / ".honua").mkdir()
+    (repo / ".honua" / "allowed_signers").symlink_to(mine)
+    policy = load_environment(repo, "production").policy
+    approval = Approval(by="john@city.gov", at=datetime.now(UTC), digest="sha256:x", signature="sig")
+    with pytest.raises(ApprovalError, match=r"allowedSigners \.honua/allowed_signers resolves outside the repository"):
+        check_approval(policy, approval, repo)
