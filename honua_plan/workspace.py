@@ -178,9 +178,11 @@ class Workspace:
         return backend
 
     def _serial_guard(self, environment: str) -> SerialGuard:
+        from honua_plan.state.keys import repository_identity
         from honua_plan.state.serialguard import SerialGuard
 
-        return SerialGuard(environment, lambda: self.database(environment).dsn, project=self.state_project)
+        return SerialGuard(environment, lambda: self.database(environment).dsn, project=self.state_project,
+                           identity=repository_identity(self.root.resolve()))
 
     def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
         """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""

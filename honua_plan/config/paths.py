@@ -50,7 +50,9 @@ def metadata_step_problem(root: Path, environment: str, rel: str) -> str | None:
     allowed = f"{ENVIRONMENTS}/{environment}/"
     why = f"a metadata step may edit only files under {allowed} (the applied environment's own folder)"
     norm = rel.replace("\\", "/")
-    if not rel.strip() or norm.startswith(("/", "~")) or (len(norm) > 1 and norm[1] == ":"):
+    if not rel.strip():
+        return f"the path is empty; {why}"
+    if norm.startswith(("/", "~")) or (len(norm) > 1 and norm[1] == ":"):
         return f"path '{rel}' is absolute; {why}"
     if ".." in norm.split("/"):
         return f"path '{rel}' contains '..'; {why}"

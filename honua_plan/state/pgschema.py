@@ -54,6 +54,14 @@ class Tables:
             ).format(self.binding),
         ]
 
+    def ensure_binding(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the binding table if missing (call in a transaction: the state backend and the
+        serial guard, which may share a database, serialise on one lock)."""
+        if not self.has_binding(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema_name}.project_binding",))
+            for stmt in self.binding_ddl():
+                conn.execute(stmt)
+
     def has_binding(self, conn: psycopg.Connection[Any]) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
                            (self.binding.as_string(conn),)).fetchone()

@@ -127,10 +127,7 @@ class _Conn:
             self.check_binding(conn)
             return None
         with conn.transaction():
-            if not self.tables.has_binding(conn):
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_KEY,))
-                for stmt in self.tables.binding_ddl():
-                    conn.execute(stmt)
+            self.tables.ensure_binding(conn)
             before = self.bound(conn, for_update=True)
             if not claim:
                 check_binding(self.project, self.environment, before, mine, self.describe())

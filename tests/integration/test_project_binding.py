@@ -157,3 +157,26 @@ def test_remote_urls_lose_their_credentials() -> None:
     assert clean_remote("https://x-access-token:ghs_SECRET@github.com/City/gis.git") == "github.com/City/gis"
     assert clean_remote("git@github.com:City/gis.git") == "github.com/City/gis"
     assert clean_remote("ssh://git@GitHub.com:22/City/gis") == "github.com/City/gis"
+
+
+def test_the_serial_guard_row_is_bound_too(tmp_path: Path, pg_dsn: str) -> None:
+    """Local state, one target database: B naming A's key is refused by the serial guard
+    (bound in the target database) and does not move A's row."""
+    a = project(tmp_path / "a", pg_dsn, "city-gis")
+    b = project(tmp_path / "b", pg_dsn, "parks", key="city-gis")
+    for repo in (a, b):  # the local backend; the example's honua.yaml had backend: postgres set above
+        edit(repo / "honua.yaml", "    backend: postgres\n    dsnEnv: HONUA_STATE_DSN\n", "    backend: local\n")
+    env = {"HONUA_PG_DSN": pg_dsn}
+    applied = run(a, "apply", "--env", "dev", "--auto-approve", env=env)
+    assert applied.exit_code == 0, applied.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        guard = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE project = 'city-gis'").fetchall()
+        bound = conn.execute("SELECT identity FROM honua_plan.project_binding WHERE project = 'city-gis'").fetchone()
+    assert bound is not None and bound[0]["roots"] == git(a, "rev-list", "--max-parents=0", "HEAD")
+    result = run(b, "plan", "--env", "dev", env=env)
+    assert result.exit_code == 1, result.output
+    assert "the state key 'city-gis' (the serial guard in its database) belongs to another repository" \
+        in result.output, result.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        after = conn.execute("SELECT lineage, serial FROM honua_plan.state_serial WHERE project = 'city-gis'").fetchall()
+    assert after == guard
