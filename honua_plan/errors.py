@@ -172,3 +172,20 @@ class AIUnavailable(HonuaError):
 
 class AIModelFailed(HonuaError):
     """The configured model was asked and did not answer (an error, a timeout), twice."""
+
+
+class OutputFileError(HonuaError):
+    """An output file cannot be written: its path names a device, FIFO, directory, socket or
+    symbolic link, or the write failed."""
+
+    def __init__(self, path: str, reason: str, *, what: str = "") -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {what + ' ' if what else ''}{path}: {reason}")
+
+
+class ContainmentError(HonuaError):
+    """A path named by configuration resolves outside the folder its kind may touch."""
+
+
+class ProjectKeyError(StateError):
+    """The state's project key is bound to another repository."""

@@ -172,10 +172,11 @@ class Workspace:
         return backend
 
     def _serial_guard(self, environment: str, *, read_only: bool = False) -> SerialGuard:
+        from honua_plan.state.keys import repository_identity
         from honua_plan.state.serialguard import SerialGuard
 
         return SerialGuard(environment, lambda: self.database(environment, read_only=read_only).dsn,
-                           project=self.state_project)
+                           project=self.state_project, identity=repository_identity(self.root.resolve()))
 
     def check_state(self, environment: str, backend: StateBackend, doc: StateDocument) -> None:
         """Refuse a state that went backwards (see :mod:`honua_plan.state.serialguard`)."""
@@ -546,11 +547,11 @@ class Workspace:
     @cached_property
     def state_dir(self) -> Path:
         """The local files' folder, ``spec.state.path`` (``state`` where there is no honua.yaml)."""
-        from honua_plan.config.paths import PROJECT_FILE
+        from honua_plan.config.paths import PROJECT_FILE, resolve_state_dir
 
         if not self._desired and not (self.root / PROJECT_FILE).exists():
             return self.root / "state"
-        return self.root / self.project.spec.state.path
+        return resolve_state_dir(self.root, self.project.spec.state.path)
 
     def _clean_partial_backups(self, environment: str) -> None:
         """Remove the files of a backup interrupted by a crash (call under the state lock)."""

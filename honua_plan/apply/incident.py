@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from honua_plan.console import format_duration
+from honua_plan.files import write_text_atomic
 from honua_plan.plan.model import Action, Plan
 from honua_plan.secrets import redact
 
@@ -86,5 +87,5 @@ def write_incident_report(
     recs = recommendations(action, reason)
     if recs:
         lines += ["", "## Recommendations", ""] + [f"{i}. {r}" for i, r in enumerate(recs, 1)]
-    path.write_text(redact("\n".join(lines) + "\n"))
+    write_text_atomic(path, redact("\n".join(lines) + "\n"), what="incident report")
     return path

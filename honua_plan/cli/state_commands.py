@@ -138,6 +138,23 @@ def state_restore_backup(ctx: click.Context, environment: str, force: bool) -> N
               "before applying")
 
 
+@state_group.command("rebind")
+@env_option()
+@click.option("--yes", is_flag=True, help="Confirm: the key's state is handed to this repository.")
+@click.pass_context
+def state_rebind(ctx: click.Context, environment: str, yes: bool) -> None:
+    """Bind the state's project key to this repository (hand it over from the one it was bound to)."""
+    from honua_plan.errors import UsageError
+
+    if not yes:
+        raise UsageError("rebinding hands the state of this project key to this repository, away from the one it "
+                         f"is bound to; confirm with `honua state rebind --env {environment} --yes`")
+    context = state(ctx).context()
+    with context.backend(environment) as backend:
+        message = backend.rebind(actor=context.actor)
+    context.console.ok(message[0].upper() + message[1:] + f" (event recorded in the {environment} state)")
+
+
 @click.group()
 def backup() -> None:
     """Backups of an environment's tables (pg_dump, under state/backups)."""

@@ -18,7 +18,7 @@ from honua_plan.config.models import (
     Server,
     Service,
 )
-from honua_plan.config.paths import PROJECT_FILE, _outside, _real
+from honua_plan.config.paths import PROJECT_FILE, _real, metadata_step_problem
 from honua_plan.config.source import SourceMap
 from honua_plan.config.yamlload import ParseCache
 from honua_plan.errors import Diagnostic, Location
@@ -171,9 +171,8 @@ def _check_templates_and_sql(
                     if unreadable is not None:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
                                                    f"path '{rel}': {unreadable}"))
-                    elif _outside(target, root.resolve()):
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
-                                                   f"path '{rel}' leaves the config repository"))
+                    elif (why := metadata_step_problem(root, env, rel)) is not None:
+                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")), why))
                     elif not os.path.exists(target):
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
                                                    f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))

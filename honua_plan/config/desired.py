@@ -19,6 +19,7 @@ from honua_plan.config.models import (
     Server,
     Service,
 )
+from honua_plan.config.paths import resolve_state_dir
 from honua_plan.config.source import SourceMap
 from honua_plan.errors import Diagnostic, Location
 
@@ -58,8 +59,9 @@ class DesiredState:
 
     @property
     def state_dir(self) -> Path:
-        """The local files' folder (``spec.state.path``): state, plans, backups, server files."""
-        return self.root / self.project.spec.state.path
+        """The local files' folder (``spec.state.path``, inside the repository, or the operator's
+        ``HONUA_STATE_DIR``): state, plans, backups, server files."""
+        return resolve_state_dir(self.root, self.project.spec.state.path)
 
     def source(self, address: str) -> SourceMap | None:
         return self.sources.get(address)

@@ -635,6 +635,21 @@ class MigrationStep(Strict):
     lockTimeout: Duration | None = None
     statementTimeout: Duration | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _in_environment_folder(cls, v: str | None) -> str | None:
+        """A metadata step edits only the applied environment's files (checked again after
+        templating, and on the real path at apply): never policies/, honua.yaml, providers/."""
+        if v is None:
+            return v
+        norm = v.replace("\\", "/")
+        parts = [p for p in norm.split("/") if p not in ("", ".")]
+        if norm.startswith(("/", "~")) or (len(norm) > 1 and norm[1] == ":") or ".." in parts \
+                or not parts or parts[0] != "environments":
+            raise ValueError(f"{v!r} is not a path under environments/<env>/: a metadata step may edit only "
+                             "the applied environment's own files (such as environments/{{env}}/layers/x.yaml)")
+        return v
+
     @model_validator(mode="after")
     def _shape(self) -> MigrationStep:
         if self.type == "sql":

@@ -11,10 +11,12 @@ SSH signature that verifies against the repository's ``allowed_signers``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from honua_plan.config.models import Policy
+from honua_plan.config.paths import inside_real
 from honua_plan.errors import ApprovalError, PlanTamperedError
 from honua_plan.plan.model import Action, Approval, Plan
 from honua_plan.plan.signing import KEY_ENV, approval_message, verify
@@ -50,6 +52,9 @@ def check_approval(policy: Policy | None, approval: Approval, root: Path) -> boo
     if approval.signature is None:
         return False
     signers = root / (ap.allowedSigners if ap is not None else ".honua/allowed_signers")
+    if not inside_real(signers, root):  # a committed link may not lead the check out of the repository
+        raise ApprovalError(f"allowedSigners {signers.relative_to(root)} resolves outside the repository "
+                            f"({os.path.realpath(signers)}); refused")
     verify(approval_message(approval.digest, approval.by, approval.at), approval.signature,
            signer=approval.by, allowed_signers=signers)
     return True

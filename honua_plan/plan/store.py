@@ -1,8 +1,8 @@
 """Plan files: save, load, approve, digest.
 
 A plan file is the JSON of :func:`honua_plan.plan.render.render_json` (indent 2, a
-trailing newline, secrets redacted), written atomically (temporary file in the same
-directory, fsync, ``os.replace``) so a reader never sees half a plan.
+trailing newline, secrets redacted), written atomically (:mod:`honua_plan.files`: temporary file in the
+same directory, fsync, ``os.replace``) so a reader never sees half a plan.
 
 :func:`plan_digest` identifies *what was reviewed*: the sha256 of the canonical JSON
 of the plan without its ``approvals``, so recording an approval does not change it. The
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from honua_plan.errors import Diagnostic, Location, PlanError, PlanTamperedError
+from honua_plan.errors import Diagnostic, Location, OutputFileError, PlanError, PlanTamperedError
+from honua_plan.files import write_bytes_atomic
 from honua_plan.plan.model import PLAN_FORMAT_VERSION, Approval, Plan
 from honua_plan.plan.render import content_digest, render_json
 from honua_plan.plan.signing import approval_message, sign
@@ -44,41 +44,12 @@ PathLike = str | os.PathLike[str]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    directory = path.parent
+    """One atomic write (:mod:`honua_plan.files`): a device, FIFO, directory or symbolic
+    link at ``path`` is refused, never replaced."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise PlanError(f"cannot write plan file {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise PlanError(f"cannot write plan file {path}: {exc.strerror or exc}") from None
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not possible on every platform
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
+        write_bytes_atomic(path, data)
+    except OutputFileError as exc:
+        raise PlanError(f"cannot write plan file {exc.path}: {exc.reason}") from None
 
 
 def save_plan(plan: Plan, path: PathLike) -> None:

@@ -1,16 +1,21 @@
 """The metadata provider: it writes the YAML files a plan's ``metadata`` steps edit.
 
 The edit itself is pure and planned (:mod:`honua_plan.config.yamledit`);
-:func:`write_atomic` is the only writer of files, here and for the server adapters.
+:func:`write_atomic` (over :mod:`honua_plan.files`) writes the files, here and for the server
+adapters. A step edits only the applied environment's own files: checked by ``validate``
+after templating, and here again on the real path, just before the edit, so a symbolic link
+planted after validation does not lead the edit out of ``environments/<env>/``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from honua_plan.config.paths import metadata_step_problem
+from honua_plan.errors import ContainmentError
+from honua_plan.files import write_bytes_atomic
 from honua_plan.providers.base import Provider, StepContext
 
 if TYPE_CHECKING:
@@ -18,25 +23,9 @@ if TYPE_CHECKING:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file, fsync and rename: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``data`` to ``path`` via a temp file, fsync and rename: never a torn file; a
+    target that is a symbolic link or not a regular file is refused (:mod:`honua_plan.files`)."""
+    write_bytes_atomic(path, data)
 
 
 class MetadataProvider(Provider):
@@ -52,7 +41,11 @@ class MetadataProvider(Provider):
         from honua_plan.config.yamledit import edit_text
 
         assert op.path is not None and op.changes is not None
-        path = ctx.desired.root / op.path
+        root = ctx.desired.root
+        why = metadata_step_problem(root, ctx.desired.environment, op.path)
+        if why is not None:
+            raise ContainmentError(f"migration step '{op.name}' refused: {why}")
+        path = Path(os.path.realpath(root / op.path))  # checked above: inside environments/<env>/
         original = path.read_bytes()
         key = f"file:{op.path}"  # the original bytes first: rollback restores them exactly
         if key not in ctx.step_details(action.address):

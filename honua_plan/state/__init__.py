@@ -17,7 +17,7 @@ from honua_plan.state.base import (
     StateReader,
     StateWriter,
 )
-from honua_plan.state.keys import DEFAULT_PROJECT
+from honua_plan.state.keys import DEFAULT_PROJECT, repository_identity
 from honua_plan.state.model import (
     FORMAT_VERSION,
     BackupRecord,
@@ -73,14 +73,16 @@ def open_backend(
     ``state_dir`` (``spec.state.path``; default ``root / "state"``), one repository's own.
     ``dsn`` is required for "postgres" (its password is never shown), whose rows are keyed
     by ``project`` and environment, so projects can share one state database.
-    ``lock_timeout`` is how long ``lock()`` waits by default.
+    ``lock_timeout`` is how long ``lock()`` waits by default. The project key is bound to
+    the git repository ``root`` is in (:mod:`honua_plan.state.keys`).
     """
     base.validate_environment(environment)
+    identity = repository_identity(Path(root).resolve())  # the key is bound to it (state.keys)
     if kind == "local":
         from honua_plan.state.local import LocalBackend
 
         return LocalBackend(Path(state_dir) if state_dir is not None else Path(root) / "state", environment,
-                            lock_timeout=lock_timeout)
+                            lock_timeout=lock_timeout, project=project, identity=identity)
     if kind == "postgres":
         if not dsn:
             raise base.StateError(
@@ -89,7 +91,8 @@ def open_backend(
             )
         from honua_plan.state.postgres import PostgresBackend
 
-        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema, project=project)
+        return PostgresBackend(dsn, environment, lock_timeout=lock_timeout, schema=schema, project=project,
+                               identity=identity)
     raise base.StateError(f"unknown state backend {kind!r}; choose one of: {', '.join(base.BACKEND_KINDS)}")
 
 

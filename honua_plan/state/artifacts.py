@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from honua_plan.errors import StateError
+from honua_plan.files import write_bytes_atomic
 
 __all__ = ["Artifacts", "LocalArtifacts", "PostgresArtifacts", "check_name"]
 
@@ -61,10 +62,7 @@ class Artifacts(ABC):
         if not path.exists() and self.remote:
             data = self.get(name)
             if data is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.fetch")
-                tmp.write_bytes(data)
-                tmp.replace(path)
+                write_bytes_atomic(path, data)
         return path
 
 

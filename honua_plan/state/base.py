@@ -41,6 +41,7 @@ from typing import Any
 from honua_plan.errors import StateError, StateLockedError
 from honua_plan.secrets import redact
 from honua_plan.state.artifacts import Artifacts
+from honua_plan.state.keys import DEFAULT_PROJECT, RepoIdentity
 from honua_plan.state.model import (
     JSON_CONTEXT,
     Event,
@@ -253,6 +254,33 @@ class StateBackend(ABC):
     """Called with every document a writer of this backend stored (e.g. to record its
     serial elsewhere); set by whoever opens the backend."""
     on_close: Callable[[], None] | None = None
+    project: str = DEFAULT_PROJECT
+    identity: RepoIdentity | None = None
+    """The repository that opened the backend (:mod:`honua_plan.state.keys`); its key is bound to it."""
+    _claiming: bool = False
+    _previous_binding: RepoIdentity | None = None
+
+    def rebind(self, actor: str | None = None) -> str:
+        """Bind the project key to this repository (``honua state rebind``): under the lock, with
+        an event in the state's history; returns what was done."""
+        mine = self.identity
+        if mine is None:
+            raise StateError("this checkout has no git history: there is no repository identity to bind the "
+                             f"state key '{self.project}' to")
+        self._claiming = True
+        try:
+            with self.lock("honua state rebind") as writer:
+                before = self._previous_binding
+                doc = writer.read()
+                was = f" (was {before.describe()})" if before is not None and before != mine else ""
+                message = f"state key '{self.project}' bound to this repository: {mine.describe()}{was}"
+                details: dict[str, Any] = {"identity": mine.to_json(),
+                                           "previous": before.to_json() if before is not None else None}
+                writer.write(doc.record_event("state-rebind", message, actor=actor, details=details),
+                             expected_serial=doc.serial)
+        finally:
+            self._claiming = False
+        return message
 
     @abstractmethod
     def reader(self) -> StateReader:

@@ -7,8 +7,8 @@ Files, for environment ``dev``:
 * ``state/dev.lock``      the lock file: ``flock(LOCK_EX)`` on it is the lock; while
   held it contains the holder as JSON (pid, host, since, command, user)
 
-A write goes to a temporary file in the same directory, is fsynced, then replaces the
-document with ``os.replace`` and the directory is fsynced: a crash leaves either the old
+A write goes (:mod:`honua_plan.files`) to a temporary file in the same directory, is
+fsynced, then replaces the document with ``os.replace`` and the directory is fsynced: a crash leaves either the old
 or the new document, never a torn one. The lock is released by the kernel when the
 holding process dies, so a lock file left behind is not an error (its content is
 ignored unless the flock is actually held).
@@ -17,19 +17,18 @@ ignored unless the flock is actually held).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import honua_plan.state.base as base
-from honua_plan.errors import StateError, StateLockedError
+from honua_plan.errors import OutputFileError, StateError, StateLockedError
+from honua_plan.files import check_target, write_atomic, write_bytes_atomic, write_text_atomic
 from honua_plan.secrets import redact
 from honua_plan.state.base import (
     LockInfo,
@@ -41,10 +40,12 @@ from honua_plan.state.base import (
     prepare_write,
     validate_environment,
 )
+from honua_plan.state.keys import DEFAULT_PROJECT, RepoIdentity, check_binding, next_binding
 from honua_plan.state.model import IdentityCache, StateDocument
 from honua_plan.statefile import FileIdentity, file_identity, parse_state_bytes
 
 _POLL_S = 0.05
+BINDING_FILE = ".binding.json"
 
 
 def _display(path: Path) -> str:
@@ -53,17 +54,6 @@ def _display(path: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(Path.cwd()).as_posix()
     except ValueError:
         return os.path.abspath(path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems refuse fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
 
 
 class LocalReader(StateReader):
@@ -227,28 +217,22 @@ class LocalWriter(LocalReader, StateWriter):
         with contextlib.suppress(OSError):
             mode = self.path.stat().st_mode & 0o777
 
-        def dump(fh: TextIO) -> None:
-            fh.writelines(state_json_lines(base.document_to_json(new)))
+        def dump(fh: IO[bytes]) -> None:
+            fh.writelines(line.encode("utf-8") for line in state_json_lines(base.document_to_json(new)))
 
+        keep = (lambda: self._keep_backup(mode)) if old_exists else None
         try:
-            tmp = self._write_temp(dump, mode)
+            write_atomic(self.path, dump, mode=mode, before_replace=keep, what="state file")
         except StateError:
             raise
+        except OutputFileError as exc:
+            raise StateError(
+                f"could not write state file {_display(self.path)}: {exc.reason}; the stored state is unchanged"
+            ) from None
         except Exception as exc:
             raise StateError(
                 f"could not write state file {_display(self.path)}: {redact(str(exc))}; "
                 "the stored state is unchanged"
-            ) from exc
-        try:
-            if old_exists:
-                self._keep_backup(mode)
-            os.replace(tmp, self.path)
-            _fsync_dir(self.directory)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise StateError(
-                f"could not write state file {_display(self.path)}: {exc.strerror}"
             ) from exc
         self._written = (file_identity(self.path), new)
         self._backend._written(new)
@@ -281,16 +265,17 @@ class LocalWriter(LocalReader, StateWriter):
         )
         events = [*doc.events[:-1], doc.events[-1].model_copy(update={"serial": serial})]
         new = doc.model_copy(update={"serial": serial, "updated_at": base.utcnow(), "events": events})
-        tmp = self._write_temp(lambda fh: fh.writelines(state_json_lines(base.document_to_json(new))), 0o644)
-        try:
+        def aside() -> None:  # the file it replaces is kept, not lost
             if self.path.exists():
                 os.replace(self.path, self.directory / f"{self.environment}.json.replaced")
-            os.replace(tmp, self.path)
-            _fsync_dir(self.directory)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise StateError(f"could not write state file {_display(self.path)}: {exc.strerror}") from exc
+
+        try:
+            write_atomic(self.path,
+                         lambda fh: fh.writelines(line.encode("utf-8")
+                                                  for line in state_json_lines(base.document_to_json(new))),
+                         mode=0o644, before_replace=aside, what="state file")
+        except OutputFileError as exc:
+            raise StateError(f"could not write state file {_display(self.path)}: {exc.reason}") from None
         self._written = (file_identity(self.path), new)
         self._backend._written(new)
         return new, bak.serial
@@ -304,26 +289,10 @@ class LocalWriter(LocalReader, StateWriter):
         try:
             os.link(self.path, link)
         except OSError:
-            previous = self.path.read_text(encoding="utf-8")
-            link = self._write_temp(lambda fh: fh.write(previous), mode)
+            write_bytes_atomic(self.backup_path, self.path.read_bytes(), mode=mode, what="state backup")
+            return
+        check_target(self.backup_path, "state backup")  # a link or a FIFO is not replaced
         os.replace(link, self.backup_path)
-
-    def _write_temp(self, dump: Callable[[TextIO], object], mode: int) -> Path:
-        """Write via ``dump(fh)`` into a temp file beside the state file; fsync; return its path."""
-        fd, name = tempfile.mkstemp(
-            dir=self.directory, prefix=f".{self.environment}.json.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                os.fchmod(fh.fileno(), mode)
-                dump(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
-        return Path(name)
 
 
 class LocalBackend(StateBackend):
@@ -331,10 +300,13 @@ class LocalBackend(StateBackend):
 
     kind = "local"
 
-    def __init__(self, directory: Path, environment: str, *, lock_timeout: float = 0) -> None:
+    def __init__(self, directory: Path, environment: str, *, lock_timeout: float = 0,
+                 project: str = DEFAULT_PROJECT, identity: RepoIdentity | None = None) -> None:
         self.environment = validate_environment(environment)
         self.directory = Path(directory)
         self.lock_timeout = lock_timeout
+        self.project = project
+        self.identity = identity
 
     @property
     def path(self) -> Path:
@@ -414,10 +386,35 @@ class LocalBackend(StateBackend):
             os.ftruncate(fd, 0)
             os.pwrite(fd, payload + b"\n", 0)
             os.fsync(fd)
+            self._bind()
         except BaseException:
             self._release(fd)
             raise
         return fd, info
+
+    def _bind(self) -> None:
+        """Under the lock: record this repository's identity in ``.binding.json`` (first lock,
+        or ``state rebind``), or refuse another repository's (see :mod:`honua_plan.state.keys`)."""
+        path = self.directory / BINDING_FILE
+        bound: RepoIdentity | None = None
+        try:
+            check_target(path, "state binding")
+            bound = RepoIdentity.from_json(json.loads(path.read_text(encoding="utf-8")).get("identity"))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as exc:
+            raise StateError(f"{_display(path)} cannot be read: {exc}") from None
+        self._previous_binding = bound
+        mine = self.identity
+        if bound is not None and not self._claiming:
+            check_binding(self.project, self.environment, bound, mine, self.describe())
+        if mine is None:
+            return
+        new = next_binding(bound, mine, claim=self._claiming)
+        if new is not None and new != bound:
+            write_text_atomic(path, json.dumps({"project": self.project, "identity": new.to_json(),
+                                                "bound_at": datetime.now(UTC).isoformat()}, indent=2) + "\n",
+                              what="state binding")
 
     def _release(self, fd: int) -> None:
         with contextlib.suppress(OSError):

@@ -38,6 +38,34 @@ class Tables:
         self.state = sql.Identifier(schema, "state")
         self.history = sql.Identifier(schema, "state_history")
         self.holder = sql.Identifier(schema, "lock_holder")
+        self.binding = sql.Identifier(schema, "project_binding")
+
+    def binding_ddl(self) -> list[sql.Composed]:
+        """The table binding each project key to a repository (:mod:`honua_plan.state.keys`);
+        apart from the state tables so that an older database keeps its layout."""
+        return [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self.schema),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " project text PRIMARY KEY,"
+                " identity jsonb NOT NULL,"
+                " bound_at timestamptz NOT NULL DEFAULT now(),"
+                " bound_by text)"
+            ).format(self.binding),
+        ]
+
+    def ensure_binding(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the binding table if missing (call in a transaction: the state backend and the
+        serial guard, which may share a database, serialise on one lock)."""
+        if not self.has_binding(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema_name}.project_binding",))
+            for stmt in self.binding_ddl():
+                conn.execute(stmt)
+
+    def has_binding(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (self.binding.as_string(conn),)).fetchone()
+        return bool(row and row[0])
 
     def ddl(self) -> list[sql.Composed]:
         return [

@@ -58,7 +58,7 @@ from honua_plan.state.base import (
     prepare_write,
     validate_environment,
 )
-from honua_plan.state.keys import DEFAULT_PROJECT
+from honua_plan.state.keys import DEFAULT_PROJECT, RepoIdentity, check_binding, next_binding
 from honua_plan.state.model import StateDocument
 from honua_plan.state.pgschema import Layout, Tables, scope
 
@@ -98,12 +98,48 @@ def describe_dsn(dsn: str) -> str:
 class _Conn:
     """Opening connections and turning psycopg errors into state errors."""
 
-    def __init__(self, dsn: str, environment: str, schema: str, connect_timeout: float, project: str) -> None:
+    def __init__(self, dsn: str, environment: str, schema: str, connect_timeout: float, project: str,
+                 identity: RepoIdentity | None = None) -> None:
         self._dsn = dsn
         self.environment = environment
         self.project = project
+        self.identity = identity
         self.tables = Tables(schema)
         self.connect_timeout = connect_timeout
+
+    def bound(self, conn: psycopg.Connection[Any], *, for_update: bool = False) -> RepoIdentity | None:
+        """The repository the project key is bound to, or None (unbound, or no table yet)."""
+        if not self.tables.has_binding(conn):
+            return None
+        query = sql.SQL("SELECT identity FROM {} WHERE project = %s").format(self.tables.binding)
+        row = conn.execute(query + sql.SQL(" FOR UPDATE") if for_update else query, (self.project,)).fetchone()
+        return RepoIdentity.from_json(row[0]) if row else None
+
+    def check_binding(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse to read another repository's state (see :mod:`honua_plan.state.keys`)."""
+        check_binding(self.project, self.environment, self.bound(conn), self.identity, self.describe())
+
+    def bind(self, conn: psycopg.Connection[Any], *, claim: bool, by: str) -> RepoIdentity | None:
+        """Under the lock: record this repository for an unbound key (or with ``claim``), refuse
+        another repository's key; return the binding found before."""
+        mine = self.identity
+        if mine is None and not claim:
+            self.check_binding(conn)
+            return None
+        with conn.transaction():
+            self.tables.ensure_binding(conn)
+            before = self.bound(conn, for_update=True)
+            if not claim:
+                check_binding(self.project, self.environment, before, mine, self.describe())
+            new = next_binding(before, mine, claim=claim) if mine is not None else before
+            if new is not None and new != before:
+                conn.execute(
+                    sql.SQL("INSERT INTO {} (project, identity, bound_at, bound_by) VALUES (%s, %s, now(), %s)"
+                            " ON CONFLICT (project) DO UPDATE SET identity = EXCLUDED.identity,"
+                            " bound_at = EXCLUDED.bound_at, bound_by = EXCLUDED.bound_by").format(self.tables.binding),
+                    (self.project, Jsonb(new.to_json()), by),
+                )
+        return before
 
     def describe(self) -> str:
         return f"postgres {self.tables.schema_name}.state at {describe_dsn(self._dsn)} (project {self.project})"
@@ -190,6 +226,8 @@ class PostgresReader(StateReader):
                 layout = self._c.layout(conn)
                 if layout is None:
                     return None
+                if self._connection is None:  # the writer's own connection checked it under the lock
+                    self._c.check_binding(conn)
                 return self._c.select(conn, layout=layout)
             except psycopg.Error as exc:
                 raise self._c.error("cannot read from", exc) from None
@@ -331,11 +369,13 @@ class PostgresBackend(StateBackend):
         schema: str = "honua_plan",
         connect_timeout: float = 10,
         project: str = DEFAULT_PROJECT,
+        identity: RepoIdentity | None = None,
     ) -> None:
         self.environment = validate_environment(environment)
         self.project = project
+        self.identity = identity
         register_dsn(dsn)  # from now on redact() hides its password wherever it appears
-        self._c = _Conn(dsn, self.environment, schema, connect_timeout, project)
+        self._c = _Conn(dsn, self.environment, schema, connect_timeout, project, identity)
         self.lock_timeout = lock_timeout
         self.schema = schema
         self.key = lock_key(self.environment, project)
@@ -385,6 +425,7 @@ class PostgresBackend(StateBackend):
                 time.sleep(min(_POLL_S, deadline - now))
             self._c.ensure_tables(conn)
             info = LockInfo.current(command, server_pid=conn.info.backend_pid)
+            self._previous_binding = self._c.bind(conn, claim=self._claiming, by=f"{info.user}@{info.host}")
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (project, environment, pid, host, username, since, command, server_pid)"

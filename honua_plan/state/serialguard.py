@@ -17,7 +17,9 @@ Recording is best effort: a write whose record failed only leaves an older seria
 the database, which never causes a false refusal.
 
 Rows are keyed by project (:mod:`honua_plan.state.keys`) so that projects sharing a
-database keep apart. A table made before projects is upgraded in place by the first
+database keep apart; the key is bound to its repository there too (``project_binding``,
+as in the postgres state backend): another repository's key is refused by :meth:`check`
+and its row is not moved by :meth:`record`. A table made before projects is upgraded in place by the first
 record (its rows go to the recording project, as in :mod:`honua_plan.state.pgschema`);
 until then it is read by environment alone.
 """
@@ -30,8 +32,9 @@ from typing import Any
 
 from honua_plan.errors import StateError
 from honua_plan.secrets import redact
-from honua_plan.state.keys import DEFAULT_PROJECT
+from honua_plan.state.keys import DEFAULT_PROJECT, RepoIdentity, check_binding, next_binding
 from honua_plan.state.model import StateDocument
+from honua_plan.state.pgschema import Tables
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS honua_plan",
@@ -55,9 +58,11 @@ UPSERT = (
 class SerialGuard:
     """Records and checks one environment's state serial in its database."""
 
-    def __init__(self, environment: str, dsn: Callable[[], str], *, project: str = DEFAULT_PROJECT) -> None:
+    def __init__(self, environment: str, dsn: Callable[[], str], *, project: str = DEFAULT_PROJECT,
+                 identity: RepoIdentity | None = None) -> None:
         self.environment = environment
         self.project = project
+        self.identity = identity  # the row's project key is bound to this repository (state.keys)
         self._dsn = dsn
         self._conn: Any = None
         self._broken = False
@@ -92,11 +97,44 @@ class SerialGuard:
                     for stmt in DDL:
                         conn.execute(stmt)
                     _upgrade(conn, self.project)
+                if not self._bind(conn):
+                    self._broken = True  # another repository's key: its row is not ours to move
+                    return
                 conn.execute(UPSERT, (self.project, self.environment, doc.lineage, doc.serial))
             self._table_ready = True
         except Exception:  # best effort, see the module docstring
             self._broken = True
             self.close()
+
+    def _bind(self, conn: Any) -> bool:
+        """In the recording transaction: bind the key to this repository when unbound; False
+        when it is bound to another one."""
+        Tables("honua_plan").ensure_binding(conn)
+        row = conn.execute("SELECT identity FROM honua_plan.project_binding WHERE project = %s FOR UPDATE",
+                           (self.project,)).fetchone()
+        bound = RepoIdentity.from_json(row[0]) if row else None
+        if bound is not None and self.identity is not None and bound.same(self.identity) is False:
+            return False
+        new = next_binding(bound, self.identity) if self.identity is not None else bound
+        if new is not None and new != bound:
+            from psycopg.types.json import Jsonb
+
+            conn.execute("INSERT INTO honua_plan.project_binding (project, identity, bound_by) VALUES (%s, %s, %s)"
+                         " ON CONFLICT (project) DO UPDATE SET identity = EXCLUDED.identity, bound_at = now(),"
+                         " bound_by = EXCLUDED.bound_by", (self.project, Jsonb(new.to_json()), "serial guard"))
+        return True
+
+    def bound(self) -> RepoIdentity | None:
+        """The repository the key is bound to in this database, or None."""
+        import psycopg
+
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT identity FROM honua_plan.project_binding WHERE project = %s",
+                               (self.project,)).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return None
+        return RepoIdentity.from_json(row[0]) if row else None
 
     def recorded(self) -> tuple[str, int] | None:
         """The (lineage, serial) the database records, or None."""
@@ -130,11 +168,13 @@ class SerialGuard:
                 hint=f"restore it with `{restore}` (or inspect it and `cp {path} {where}`)",
             )
         try:
+            bound = self.bound()
             recorded = self.recorded()
         except Exception as exc:  # the database is checked again by what needs it
             if doc.serial == 0:
                 return
             raise StateError(redact(f"cannot check the state serial of '{env}' in its database: {exc}")) from None
+        check_binding(self.project, env, bound, self.identity, "the serial guard in its database")
         if recorded is None:
             return
         lineage, serial = recorded

@@ -136,8 +136,9 @@ def _approvals(plan: Plan) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    from honua_plan.files import write_text_atomic
+
+    write_text_atomic(path, text)  # a device, FIFO or link at the path is refused
 
 
 def ci_plan(ws: Workspace, out_dir: Path) -> CIResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from honua_plan.config.models import KINDS
+from honua_plan.files import check_target, write_text_atomic
 
 SCHEMA_BASE = "https://honua.io/schemas/v1/"
 
@@ -47,8 +48,9 @@ def export(folder: Path) -> list[Path]:
     written = []
     for name, text in render_all().items():
         path = folder / name
+        check_target(path, "schema file")  # a device, FIFO or link is refused (before reading it)
         if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+            write_text_atomic(path, text, what="schema file")
         written.append(path)
     return written
 

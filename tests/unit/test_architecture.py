@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "honua_plan"
 #: Lowest first. A module may import its own layer and the layers below it. The first
 #: prefix that matches a module's dotted name (without ``honua_plan.``) places it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "secrets", "canonical", "console", "textsafe", "fielddefaults", "statefile", "lazy", "__init__")),
+    ("base", ("errors", "secrets", "canonical", "console", "textsafe", "fielddefaults", "statefile", "lazy", "files",
+              "__init__")),
     ("sql", ("sql",)),
     # the one SQL execution function and the frozen catalog facts: the vocabulary shared by
     # everything that reads the database (state's serial guard, the planner, the providers)

@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honua_plan import secrets
+<<<<<<< HEAD
 from honua_plan.config import slots, templating
+=======
+from honua_plan.config import templating
+from honua_plan.config.paths import resolve_state_dir
+>>>>>>> i25-contain
 from honua_plan.errors import DatabaseError
 
 if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
@@ -52,7 +57,7 @@ class ResolvedDsn:
 
 def embedded_root(root: Path, state_path: str = "state") -> Path:
     """The embedded cluster's folder: ``.pg`` in the state folder (``spec.state.path``)."""
-    return root / state_path / ".pg"
+    return resolve_state_dir(root, state_path) / ".pg"  # HONUA_STATE_DIR, or checked to be inside the repository
 
 
 def embedded_refusal(environment: str, policy: Policy | None) -> str | None:
