@@ -10,6 +10,7 @@ from honua_plan.console import format_duration
 from honua_plan.files import write_text_atomic
 from honua_plan.plan.model import Action, Plan
 from honua_plan.secrets import redact
+from honua_plan.textsafe import md_code, md_fence, md_text
 
 if TYPE_CHECKING:
     from honua_plan.config.desired import DesiredState
@@ -55,15 +56,15 @@ def write_incident_report(
     path = folder / f"{name}-{plan.environment}-rollback-{now:%Y%m%d-%H%M%S}.md"
     mig = desired.migration(name) if action.kind == "migration" else None
     lines = [
-        f"# Incident{' ' + incident if incident else ''}: {action.address} on {plan.environment}",
+        f"# Incident{' ' + incident if incident else ''}: {md_text(action.address)} on {md_text(plan.environment)}",
         "",
-        f"- **Migration:** {mig.stem}" if mig else f"- **Action:** {action.address}",
-        f"- **Environment:** {plan.environment}",
-        f"- **Status:** {status}",
-        f"- **Reason:** {reason}",
+        f"- **Migration:** {md_text(mig.stem)}" if mig else f"- **Action:** {md_text(action.address)}",
+        f"- **Environment:** {md_text(plan.environment)}",
+        f"- **Status:** {md_text(status)}",
+        f"- **Reason:** {md_text(reason)}",
         f"- **Duration:** {format_duration(seconds)}",
         f"- **When:** {now:%Y-%m-%d %H:%M:%S} UTC",
-        f"- **Who:** {actor}",
+        f"- **Who:** {md_text(actor)}",
         f"- **Plan:** {plan.id} (config commit {plan.config_commit or 'unknown'})",
         f"- **Risk at plan time:** {action.risk} {' '.join(f.code for f in action.findings)}",
         f"- **Backups:** {', '.join(backups) if backups else 'none taken'}",
@@ -72,20 +73,18 @@ def write_incident_report(
         "",
         "## What failed",
         "",
-        "```",
-        detail or reason,
-        "```",
+        *md_fence(detail or reason),
         "",
         "## What was rolled back",
         "",
     ]
-    lines += [f"- {op.name}" for op in action.rollback] or ["- (no rollback operations)"]
+    lines += [f"- {md_text(op.name)}" for op in action.rollback] or ["- (no rollback operations)"]
     if irreversible:
         lines += ["", "## Not rolled back (irreversible)", ""]
-        lines += [f"- {n}: restore from backup with `honua recover --env {plan.environment} --latest-backup`"
+        lines += [f"- {md_text(n)}: restore from backup with {md_code(f'honua recover --env {plan.environment} --latest-backup')}"
                   for n in irreversible]
     recs = recommendations(action, reason)
     if recs:
-        lines += ["", "## Recommendations", ""] + [f"{i}. {r}" for i, r in enumerate(recs, 1)]
+        lines += ["", "## Recommendations", ""] + [f"{i}. {md_text(r)}" for i, r in enumerate(recs, 1)]
     write_text_atomic(path, redact("\n".join(lines) + "\n"), what="incident report")
     return path
