@@ -63,6 +63,8 @@ class ChatSession:
         self._prepared: Change | None = None
         self._facts: DatabaseFacts | None = None
         self._facts_read = False
+        self._secrets_registered = False
+        self._told_masked = False
 
     # ------------------------------------------------------------------ driving
 
@@ -80,7 +82,10 @@ class ChatSession:
             if request.strip().lower() in EXIT_WORDS:
                 break
             if len(requests) > 1:
-                self.context.console.print(f"User: {request.strip()}")
+                from honua_plan.ai.masking import mask
+
+                self._register_secrets()
+                self.context.console.print(f"User: {mask(request.strip())}")
             codes.append(self.turn(request))
         return worst(codes)
 
@@ -100,10 +105,35 @@ class ChatSession:
         return self.ask()
 
     def turn(self, text: str) -> int:
-        """Answer one request and remember it; its exit code."""
+        """Answer one request and remember it; its exit code. What looks like a secret in it is
+        masked first (:mod:`honua_plan.ai.masking`): neither the model, the router nor the
+        history ever see it."""
+        from honua_plan.ai.masking import mask
+
+        text = self.masked(text)
         code, result = self._turn(text)
-        self.history.add(text.strip(), result)
+        self.history.add(text.strip(), mask(result))
         return code
+
+    def _register_secrets(self) -> None:
+        if not self._secrets_registered:
+            from honua_plan.ai.masking import register_resolved
+
+            self._secrets_registered = True
+            register_resolved(self.context)
+
+    def masked(self, text: str) -> str:
+        """``text`` with secrets masked; the user is told (once a session) that something was."""
+        from honua_plan.ai.masking import MASKED, mask_typed
+
+        self._register_secrets()
+        text, found = mask_typed(text)
+        if found and not self._told_masked:
+            self._told_masked = True
+            self.context.console.print(
+                f"AI: your message holds what looks like a secret ({', '.join(found)}): I replaced it with "
+                f"{MASKED}; it is not sent to any model nor kept in this conversation.")
+        return text
 
     def _turn(self, text: str) -> tuple[int, str]:
         from honua_plan.ai import llm
@@ -196,13 +226,15 @@ class ChatSession:
                 con.print(f"  - {problem}")
             return 1, "(engine) the proposal was still invalid, nothing was done: " + "; ".join(outcome.problems)
         if isinstance(args, Answer):
-            con.print("AI (the model's words; nothing was validated, planned or changed): " + args.text)
+            text = llm.incoming(args.text)
+            con.print("AI (the model's words; nothing was validated, planned or changed): " + text)
             if outcome.truncated:
                 con.warn("the model's answer was cut off at its token limit")
-            return 0, args.text
+            return 0, text
         if isinstance(args, AskUser):
-            con.print(f"AI (the model asks): {args.question}")
-            return 2, args.question
+            question = llm.incoming(args.question)
+            con.print(f"AI (the model asks): {question}")
+            return 2, question
         try:
             if isinstance(args, ProposeLayer):
                 intent = Intent("propose-layer", table=args.table, service=args.service, name=args.name)
@@ -227,6 +259,8 @@ class ChatSession:
         plans = "; ".join(f"{ep.environment}: " + (f"risk {ep.plan.risk}, {ep.plan.approvals_required} approval(s)"
                                                    if ep.plan is not None else "not planned")
                           for ep in result.plans)
+        if result.outcome == "plan-failed":
+            return 1, f"(engine) {change.title}: not proposed, it could not be planned in {', '.join(result.failed)}"
         where = (f"committed on branch {result.branch}" if result.outcome == "committed" else
                  "left in the working tree" if result.outcome == "working-tree" else "not kept (not confirmed)")
         return (0 if result.done else 2), f"(engine) {change.title}: planned ({plans}); {where}"
@@ -293,7 +327,10 @@ class ChatSession:
                 con.warn(w, indent=2)
             if proposal.saved_plans:
                 con.print(f"Plans saved for review: {', '.join(proposal.saved_plans)}")
-            print_outcome(con, proposal.declined)
+            print_outcome(con, proposal.declined, failed=tuple(proposal.unplanned))
+            if proposal.declined == "plan-failed":
+                return 1, (f"(engine) layer {chosen}::{name} from {table}: not proposed, it could not be planned in "
+                           + ", ".join(proposal.unplanned))
             return 2, f"(engine) layer {chosen}::{name} from {table}: planned, not kept (not confirmed)"
         print_proposal(con, proposal)
         return 0, (f"(engine) proposed layer {chosen}::{proposal.name} from {table}"
