@@ -145,7 +145,20 @@ def field_for(column: ColumnFacts, *, primary_key: Sequence[str] = ()) -> dict[s
 
 
 def _sql_ident(name: str) -> str:
-    return name if re.match(r"^[a-z_][a-z0-9_$]*$", name) else '"' + name.replace('"', '""') + '"'
+    """``name`` as SQL: bare when PostgreSQL reads it back as written (lower-case, not a keyword
+    that needs quoting: ``bike_lanes``), else quoted by psycopg (``"as"``, ``"Parks"``)."""
+    from psycopg import sql
+
+    if re.match(r"^[a-z_][a-z0-9_$]*$", name) and name not in _keywords():
+        return name
+    return sql.Identifier(name).as_string(None)
+
+
+def _keywords() -> frozenset[str]:
+    """PostgreSQL's keywords that cannot be a bare table or column name everywhere (pglast's list)."""
+    from pglast import keywords
+
+    return frozenset(keywords.RESERVED_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS | keywords.COL_NAME_KEYWORDS)
 
 
 def _sql_table(schema: str, table: str) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from honua_plan.ai.changes import Change
     from honua_plan.ai.chat import Intent
+    from honua_plan.ai.router import Understanding
     from honua_plan.context import Context
     from honua_plan.providers.postgis.facts import DatabaseFacts
 
@@ -48,6 +49,19 @@ def split_requests(text: str) -> list[str]:
 def worst(codes: list[int]) -> int:
     """The exit code of several turns: 1 when one failed, else 2 when one did nothing, else 0."""
     return 1 if 1 in codes else 2 if 2 in codes else 0
+
+
+def understand_request(context: Context, facts: DatabaseFacts | None, text: str) -> tuple[Understanding | None, str | None]:
+    """What the router understood of ``text``, resolved against the first environment's live
+    catalog (``facts``) and the project; (None, why) when that catalog could not be read."""
+    from honua_plan.ai.router import catalog_for, understand
+
+    first = context.load()[0]
+    envs = list(first.project.spec.environments)
+    if facts is None:
+        return None, (f"I cannot check the table: the {envs[0]} database could not be read, and a "
+                      "proposal is made only of a live table.")
+    return understand(text, catalog_for(facts, first.services, envs, f"the {envs[0]} database")), None
 
 
 class ChatSession:
@@ -137,7 +151,7 @@ class ChatSession:
 
     def _turn(self, text: str) -> tuple[int, str]:
         from honua_plan.ai import llm
-        from honua_plan.ai.chat import HELP, parse_intent
+        from honua_plan.ai.chat import HELP, Intent, parse_intent
         from honua_plan.errors import HonuaError
 
         con = self.context.console
@@ -148,6 +162,18 @@ class ChatSession:
             con.print("AI: " + HELP.format(why=llm.status().why))
             return 0, "(engine) listed what works offline"
         if intent.kind == "propose-layer":
+            understood, why = understand_request(self.context, self.facts(), text)
+            if understood is None or not understood.ok:
+                if llm.status().available:  # the model reads what the router could not
+                    return self._model(text)
+                said = why or (understood.summary() if understood is not None else "")
+                con.print(f"AI: {said} Nothing was done: a proposal is made only of a request understood whole.")
+                con.print("    Name the live table (table NAME, or schema.table; a table named like a word, "
+                          "e.g. as, in quotes or as public.as), one table per request, and an existing service.")
+                return 2, f"(engine) not acted on: {said}"
+            con.print(f"AI: {understood.summary()}")
+            intent = Intent("propose-layer", table=understood.table, service=understood.service,
+                            name=understood.name, environments=understood.environments)
             try:
                 return self._propose(intent)
             except HonuaError as exc:
@@ -318,7 +344,8 @@ class ChatSession:
         else:
             branch = gitops.free_branch(self.context.root, branch)
         proposal = propose_layer(self.context, table=table, service=chosen, name=intent.name, branch=branch,
-                                 model=model or "offline", ask=self._ask_layer if model is not None else None)
+                                 environments=intent.environments or None, model=model or "offline",
+                                 ask=self._ask_layer)  # offline too: nothing is kept before Continue?
         if proposal.declined is not None:
             from honua_plan.ai.gate import print_outcome
 
