@@ -40,6 +40,7 @@ class EnvPlan:
     plan: Plan | None = None
     saved: str | None = None
     error: str | None = None  # why it could not be planned
+    absent: bool = False  # nothing of the change is configured or recorded there: no plan, not a failure
 
 
 @dataclass
@@ -106,6 +107,15 @@ def plan_like_honua_plan(context: Context, environment: str, *, target: tuple[st
     return context.plan(environment, target=target, provenance=provenance, refuse_unfinished=True, simulate=None)
 
 
+def targets_in(context: Context, environment: str, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """The change's addresses that exist in ``environment``: configured (its files) or recorded
+    (its state). A layer removed where it was never applied has nothing to plan there."""
+    if not targets:
+        return ()
+    desired, recorded = context.desired(environment), context.recorded(environment)
+    return tuple(t for t in targets if t in desired.sources or t in recorded.resources)
+
+
 def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateResult:
     """Write, validate, plan everywhere, show, ask; commit on yes (see the module doc)."""
     from honua_plan.ai import gitops
@@ -145,7 +155,13 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
             ep = EnvPlan(env)
             result.plans.append(ep)
             try:
-                ep.plan = plan_like_honua_plan(fresh, env, target=change.targets, provenance=prov)
+                targets = targets_in(fresh, env, change.targets)
+                if change.targets and not targets:
+                    ep.absent = True
+                    con.ok(f"Plan for {env}: nothing to plan (what this change touches is neither configured "
+                           f"nor recorded in {env})", indent=2)
+                    continue
+                ep.plan = plan_like_honua_plan(fresh, env, target=targets, provenance=prov)
             except HonuaError as exc:
                 ep.error = exc.message + (f": {exc.details.strip().splitlines()[0].strip()}" if exc.details else "")
                 con.fail(f"Plan for {env}: not planned: {ep.error}", indent=2)
@@ -158,7 +174,7 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
         saved = [ep.saved for ep in result.plans if ep.saved]
         if saved:
             con.print(f"Plans saved for review: {', '.join(saved)}")
-        failed = [ep for ep in result.plans if ep.plan is None]
+        failed = [ep for ep in result.plans if ep.plan is None and not ep.absent]
         if failed:  # a change that cannot be planned everywhere is not proposed: nobody is asked
             result.outcome = "plan-failed"
             result.failed = [f"{ep.environment} ({ep.error})" for ep in failed]
@@ -193,8 +209,8 @@ def commit_message(result: GateResult, model: str) -> str:
 
     change = result.change
     plans = [f"- {ep.environment}: " + (f"risk {risk_text(ep.plan)}, {ep.plan.approvals_required} approval(s) required"
-                                        if ep.plan is not None else f"not planned ({ep.error})")
-             for ep in result.plans]
+                                        if ep.plan is not None else "nothing to plan")
+             for ep in result.plans]  # committed only when every environment planned or had nothing to plan
     lines = [change.title, "", f"Proposed by the AI assistant (honua-ai chat, model {model}, tool {change.tool}).",
              "Plans (provenance ai):", *plans, "",
              *(f"- {rel} ({status})" for rel, status in change.status.items()), "", trailer(model)]

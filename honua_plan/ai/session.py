@@ -283,7 +283,7 @@ class ChatSession:
         con.print("")
         print_result(con, result)
         plans = "; ".join(f"{ep.environment}: " + (f"risk {ep.plan.risk}, {ep.plan.approvals_required} approval(s)"
-                                                   if ep.plan is not None else "not planned")
+                                                   if ep.plan is not None else "nothing to plan")
                           for ep in result.plans)
         if result.outcome == "plan-failed":
             return 1, f"(engine) {change.title}: not proposed, it could not be planned in {', '.join(result.failed)}"
