@@ -80,7 +80,9 @@ def find_table(text: str) -> str | None:
 
 def parse_intent(text: str) -> Intent:
     """Route one request offline: a proposal only for an unambiguous "add/publish table X"."""
-    stripped = text.strip().strip("\"'").strip()
+    stripped = text.strip()
+    if len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in "\"'":  # the seed's quoted request
+        stripped = stripped[1:-1].strip()
     low = stripped.lower()
     if not stripped or low in EXIT_WORDS:
         return Intent("exit")

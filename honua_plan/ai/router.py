@@ -273,13 +273,15 @@ def _tables(toks: list[_Tok], used: set[int], u: Understanding, catalog: Catalog
         phrases = []
         j = _after(toks, i, ("is", "named", "called"))
         run: list[str] = []
-        while j < len(toks) and _word(toks[j]) and j not in used and len(run) < MAX_WORDS:
+        while j < len(toks) and j not in used and len(run) < MAX_WORDS and (
+                _word(toks[j]) or (run and _joins(toks, j, j + 1, used))):
             run.append(toks[j].text)
             j += 1
         if run:
-            phrases.append(" ".join(run))
+            phrases.append(" ".join(run).removesuffix(" and").removesuffix(" of"))
         k, back = i - 1, list[str]()
-        while k >= 0 and _word(toks[k]) and k not in used and len(back) < MAX_WORDS:
+        while k >= 0 and k not in used and len(back) < MAX_WORDS and (
+                _word(toks[k]) or (back and _joins(toks, k, k - 1, used))):
             back.insert(0, toks[k].text)
             k -= 1
         if back:
@@ -292,6 +294,11 @@ def _tables(toks: list[_Tok], used: set[int], u: Understanding, catalog: Catalog
                                 "ask for each table on its own")
     elif named:
         u.table = named[0]
+
+
+def _joins(toks: list[_Tok], k: int, nxt: int, used: set[int]) -> bool:
+    """``toks[k]`` is "and"/"of" between two words of one name ("parks and roads")."""
+    return (toks[k].low in ("and", "of") and 0 <= nxt < len(toks) and nxt not in used and _word(toks[nxt]))
 
 
 def catalog_for(facts: object, services: Iterable[str], environments: Iterable[str], database: str) -> Catalog:
