@@ -106,11 +106,12 @@ def high_entropy(token: str) -> bool:
     return switches >= ENTROPY_MIN_SWITCHES and shannon_bits(token) >= ENTROPY_MIN_BITS
 
 
-def mask_typed(text: str) -> tuple[str, list[str]]:
+def mask_typed(text: str, *, remember: bool = True) -> tuple[str, list[str]]:
     """``text`` with every secret-shaped value replaced by :data:`MASKED`, and what kinds were found.
 
-    A masked value is registered (:func:`honua_plan.secrets.register`): a model that repeats
-    it, or a later message that quotes it without its ``password is``, is masked too."""
+    ``remember``: a masked value is registered (:func:`honua_plan.secrets.register`), so a
+    model that repeats it, or a later message that quotes it without its ``password is``, is
+    masked too (what a person typed; not the project data on its way out)."""
     found: list[str] = []
 
     def sub(kind: str) -> Callable[[re.Match[str]], str]:
@@ -121,7 +122,8 @@ def mask_typed(text: str) -> tuple[str, list[str]]:
                 return m.group(0)
             if kind not in found:
                 found.append(kind)
-            secrets.register((value or m.group(0)).strip("\"'`"))  # hidden from now on wherever it appears
+            if remember:  # hidden from now on wherever it appears
+                secrets.register((value or m.group(0)).strip("\"'`"))
             return (groups.get("head") or "") + MASKED if value is not None else MASKED
         return repl
 
@@ -138,15 +140,16 @@ def mask_typed(text: str) -> tuple[str, list[str]]:
             return token
         if "a random-looking key" not in found:
             found.append("a random-looking key")
-        secrets.register(token)
+        if remember:
+            secrets.register(token)
         return MASKED
 
     return _CANDIDATE.sub(entropy, text), found
 
 
 def mask(text: str) -> str:
-    """:func:`mask_typed`'s text only."""
-    return mask_typed(text)[0]
+    """:func:`mask_typed`'s text only, nothing registered (text on its way out, or shown)."""
+    return mask_typed(text, remember=False)[0]
 
 
 def register_resolved(context: Context) -> None:
