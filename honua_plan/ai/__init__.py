@@ -12,6 +12,8 @@ written as ordinary YAML files, then validated and planned like any other change
 * :mod:`.explain` – ``explain PLAN``: a plain-language explanation of a saved plan.
 * :mod:`.schedule` – ``schedule migration``: deployment windows, the recorded event.
 * :mod:`.chat` – ``chat``: offline intents, free text to a model when configured.
+* :mod:`.router` – what an offline request names, resolved against the live catalog; refused unless understood whole.
+* :mod:`.masking` – no secret to a model or the history: resolved secrets registered, typed ones masked by shape.
 * :mod:`.session` – one chat conversation: turns, history, the model's tool calls dispatched.
 * :mod:`.assistant`, :mod:`.tools` – the model chooses one tool; arguments validated, errors sent back.
 * :mod:`.changes` – a file tool's change worked out and checked by the loader before anything is written.

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from honua_plan.ai.router import STOP_WORDS
+
 if TYPE_CHECKING:
     from honua_plan.context import Context
 
@@ -22,6 +24,7 @@ TABLE_WORD_RE = re.compile(r"\btable\s+(?:is\s+|named\s+|called\s+)?[\"'`]?([a-z
 WORD_TABLE_RE = re.compile(r"\b([a-z_]\w*)\s+table\b", re.IGNORECASE)  # "the parks table"
 SERVICE_RE = re.compile(r"\b(?:to|in|into|under)\s+(?:the\s+)?[\"'`]?([a-z0-9][a-z0-9_-]*)[\"'`]?\s+service\b"
                         r"|\bservice\s+[\"'`]?([a-z0-9][a-z0-9_-]*)", re.IGNORECASE)
+QUOTED_TABLE_RE = re.compile(r"\btables?\s+(?:is\s+|named\s+|called\s+)?[\"'`]([A-Za-z_][\w$]*)[\"'`]", re.IGNORECASE)
 LAYER_NAME_RE = re.compile(r"\blayer\s+(?:named|called)\s+[\"'`]?([a-z0-9][a-z0-9_-]*)", re.IGNORECASE)
 #: what a request to add or publish a table says (one of these, and a table named)
 ADD_WORDS = re.compile(r"\b(layers?|add|adding|publish(?:ed|ing)?|serve|expose|new|create)\b", re.IGNORECASE)
@@ -58,6 +61,7 @@ class Intent:
     service: str | None = None
     name: str | None = None
     reason: str | None = None  # why an "unsupported" request was not acted on
+    environments: tuple[str, ...] = ()  # the environments the request is limited to (() = all)
 
 
 def find_table(text: str) -> str | None:
@@ -68,14 +72,17 @@ def find_table(text: str) -> str | None:
         return candidate
     for rx in (TABLE_WORD_RE, WORD_TABLE_RE):
         for m in rx.finditer(text):
-            if m.group(1).lower() not in _STOP:
+            if m.group(1).lower() not in _STOP and m.group(1).lower() not in STOP_WORDS:
                 return m.group(1)
-    return None
+    quoted = QUOTED_TABLE_RE.search(text)  # table "as": a name that is also a word
+    return quoted.group(1) if quoted else None
 
 
 def parse_intent(text: str) -> Intent:
     """Route one request offline: a proposal only for an unambiguous "add/publish table X"."""
-    stripped = text.strip().strip("\"'").strip()
+    stripped = text.strip()
+    if len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in "\"'":  # the seed's quoted request
+        stripped = stripped[1:-1].strip()
     low = stripped.lower()
     if not stripped or low in EXIT_WORDS:
         return Intent("exit")

@@ -4,7 +4,10 @@
 validates the repository, plans every environment in promotion order with provenance
 ``ai`` and the model's name, saves each plan (``state/plans/ai-<env>-<id>.json``) and shows
 its summary (risk per environment with the rule codes, approvals the policy requires)
-*before* anything is committed; then it asks ``Continue? (yes/no)``. Only a yes commits the
+*before* anything is committed; then it asks ``Continue? (yes/no)``. Each plan is the one
+``honua plan`` makes (:func:`plan_like_honua_plan`: the same simulation of pending
+migrations); a change that cannot be planned in some environment is not proposed at all
+(nobody is asked, nothing is kept). Only a yes commits the
 files on a new branch (with the ``Honua-Provenance: ai; model=…`` trailer that later plans
 of the branch read); the working tree is put back as it was either way. Outside a git
 repository a yes leaves the files in the working tree. Nothing here approves anything: the
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from honua_plan.ai.changes import Change
     from honua_plan.console import Console
     from honua_plan.context import Context
-    from honua_plan.plan.model import Plan
+    from honua_plan.plan.model import Plan, Provenance
 
 #: the answer to ``Continue? (yes/no)``: "yes", "no", or "not-interactive" (no terminal, no --yes)
 Ask = Callable[[], str]
@@ -37,13 +40,15 @@ class EnvPlan:
     plan: Plan | None = None
     saved: str | None = None
     error: str | None = None  # why it could not be planned
+    absent: bool = False  # nothing of the change is configured or recorded there: no plan, not a failure
 
 
 @dataclass
 class GateResult:
     change: Change
     plans: list[EnvPlan] = field(default_factory=list)
-    outcome: str = ""  # "committed", "working-tree", "no" (declined), "not-interactive"
+    outcome: str = ""  # "committed", "working-tree", "no" (declined), "not-interactive", "plan-failed"
+    failed: list[str] = field(default_factory=list)  # "env (why)" of the environments that could not be planned
     branch: str | None = None
     commit: str | None = None
 
@@ -94,6 +99,23 @@ def _restore(originals: dict[Path, bytes | None]) -> None:
             pass
 
 
+def plan_like_honua_plan(context: Context, environment: str, *, target: tuple[str, ...],
+                         provenance: Provenance) -> Plan:
+    """The plan ``honua plan`` makes: it refuses an environment an apply left unfinished, and
+    simulates the pending migrations where a scratch database is at hand (``simulate=None``:
+    ``HONUA_SCRATCH_DSN`` or the embedded PostGIS, as :meth:`Workspace.plan` decides)."""
+    return context.plan(environment, target=target, provenance=provenance, refuse_unfinished=True, simulate=None)
+
+
+def targets_in(context: Context, environment: str, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """The change's addresses that exist in ``environment``: configured (its files) or recorded
+    (its state). A layer removed where it was never applied has nothing to plan there."""
+    if not targets:
+        return ()
+    desired, recorded = context.desired(environment), context.recorded(environment)
+    return tuple(t for t in targets if t in desired.sources or t in recorded.resources)
+
+
 def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateResult:
     """Write, validate, plan everywhere, show, ask; commit on yes (see the module doc)."""
     from honua_plan.ai import gitops
@@ -133,7 +155,13 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
             ep = EnvPlan(env)
             result.plans.append(ep)
             try:
-                ep.plan = fresh.plan(env, target=change.targets, provenance=prov)
+                targets = targets_in(fresh, env, change.targets)
+                if change.targets and not targets:
+                    ep.absent = True
+                    con.ok(f"Plan for {env}: nothing to plan (what this change touches is neither configured "
+                           f"nor recorded in {env})", indent=2)
+                    continue
+                ep.plan = plan_like_honua_plan(fresh, env, target=targets, provenance=prov)
             except HonuaError as exc:
                 ep.error = exc.message + (f": {exc.details.strip().splitlines()[0].strip()}" if exc.details else "")
                 con.fail(f"Plan for {env}: not planned: {ep.error}", indent=2)
@@ -146,6 +174,12 @@ def run_gate(context: Context, change: Change, *, model: str, ask: Ask) -> GateR
         saved = [ep.saved for ep in result.plans if ep.saved]
         if saved:
             con.print(f"Plans saved for review: {', '.join(saved)}")
+        failed = [ep for ep in result.plans if ep.plan is None and not ep.absent]
+        if failed:  # a change that cannot be planned everywhere is not proposed: nobody is asked
+            result.outcome = "plan-failed"
+            result.failed = [f"{ep.environment} ({ep.error})" for ep in failed]
+            _restore(originals)
+            return result
         con.print("Nothing was approved: the approvals these plans need are given by people "
                   "(honua approve PLAN --by NAME).")
         answer = ask()
@@ -175,8 +209,8 @@ def commit_message(result: GateResult, model: str) -> str:
 
     change = result.change
     plans = [f"- {ep.environment}: " + (f"risk {risk_text(ep.plan)}, {ep.plan.approvals_required} approval(s) required"
-                                        if ep.plan is not None else f"not planned ({ep.error})")
-             for ep in result.plans]
+                                        if ep.plan is not None else "nothing to plan")
+             for ep in result.plans]  # committed only when every environment planned or had nothing to plan
     lines = [change.title, "", f"Proposed by the AI assistant (honua-ai chat, model {model}, tool {change.tool}).",
              "Plans (provenance ai):", *plans, "",
              *(f"- {rel} ({status})" for rel, status in change.status.items()), "", trailer(model)]
@@ -186,12 +220,15 @@ def commit_message(result: GateResult, model: str) -> str:
 def print_result(con: Console, result: GateResult) -> None:
     """The closing lines: where the change is now, or why nothing was committed."""
     print_outcome(con, result.outcome, branch=result.branch, commit=result.commit, title=result.change.title,
-                  files=tuple(result.change.status))
+                  files=tuple(result.change.status), failed=tuple(result.failed))
 
 
 def print_outcome(con: Console, outcome: str, *, branch: str | None = None, commit: str | None = None,
-                  title: str = "", files: tuple[str, ...] = ()) -> None:
-    if outcome == "committed":
+                  title: str = "", files: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:
+    if outcome == "plan-failed":
+        con.print(f"Not proposed: the change could not be planned in {', '.join(failed)}. Nothing was committed "
+                  "and the working tree is as it was; a proposal is kept only when every environment plans.")
+    elif outcome == "committed":
         con.print(f"Created proposal: {branch}")
         con.print(f"Committed {(commit or '')[:12]} on branch {branch} (your checkout and working tree are unchanged)")
         con.print(f"Review with: git checkout {branch}")

@@ -76,10 +76,18 @@ class Answer:
 
 
 def outgoing(text: str) -> str:
-    """``text`` as it may leave the machine: secrets and password-shaped values hidden."""
+    """``text`` as it may leave the machine: registered secrets and secret-shaped values hidden
+    (:func:`honua_plan.ai.masking.mask_typed`)."""
+    from honua_plan.ai.masking import mask
+
     text = redact(text)
     text = _PASSWORD_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
+    return mask(_URL_PASSWORD.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text))
+
+
+def incoming(text: str) -> str:
+    """A model's words as they may be shown or kept: cleaned, and no secret in them."""
+    return outgoing(clean(text))
 
 
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -138,8 +146,8 @@ def complete(system: str, user: str, *, max_tokens: int = 800,
             response = litellm.completion(model=st.model, messages=messages, max_tokens=max_tokens,
                                           timeout=limit, max_retries=0, num_retries=0)
             choice = response.choices[0]  # litellm mirrors the OpenAI shape
-            text = clean(str(choice.message.content or "")).strip()
-            return Answer(redact(text), st.model, truncated=getattr(choice, "finish_reason", None) == "length")
+            text = incoming(str(choice.message.content or "")).strip()
+            return Answer(text, st.model, truncated=getattr(choice, "finish_reason", None) == "length")
         except Exception as exc:  # any provider error, a timeout, a malformed answer
             failure = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "))
             if attempt == 1 and on_retry is not None:
@@ -190,7 +198,7 @@ def converse(messages: list[dict[str, Any]], tools: list[dict[str, Any]], *, max
                 c = calls[0]
                 return Reply(st.model, ToolCall(str(c.id), str(c.function.name), str(c.function.arguments or "")),
                              truncated=truncated)
-            return Reply(st.model, text=redact(clean(str(choice.message.content or "")).strip()), truncated=truncated)
+            return Reply(st.model, text=incoming(str(choice.message.content or "")).strip(), truncated=truncated)
         except Exception as exc:
             failure = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "))
             if attempt == 1 and on_retry is not None:

@@ -145,7 +145,20 @@ def field_for(column: ColumnFacts, *, primary_key: Sequence[str] = ()) -> dict[s
 
 
 def _sql_ident(name: str) -> str:
-    return name if re.match(r"^[a-z_][a-z0-9_$]*$", name) else '"' + name.replace('"', '""') + '"'
+    """``name`` as SQL: bare when PostgreSQL reads it back as written (lower-case, not a keyword
+    that needs quoting: ``bike_lanes``), else quoted by psycopg (``"as"``, ``"Parks"``)."""
+    from psycopg import sql
+
+    if re.match(r"^[a-z_][a-z0-9_$]*$", name) and name not in _keywords():
+        return name
+    return sql.Identifier(name).as_string(None)
+
+
+def _keywords() -> frozenset[str]:
+    """PostgreSQL's keywords that cannot be a bare table or column name everywhere (pglast's list)."""
+    from pglast import keywords
+
+    return frozenset(keywords.RESERVED_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS | keywords.COL_NAME_KEYWORDS)
 
 
 def _sql_table(schema: str, table: str) -> str:
@@ -332,7 +345,8 @@ class Proposal:
     commit: str | None = None
     warnings: list[str] = field(default_factory=list)
     draft: LayerDraft | None = None
-    declined: str | None = None  # "no" or "not-interactive": shown, planned, not kept
+    declined: str | None = None  # "no", "not-interactive" or "plan-failed": shown, planned, not kept
+    unplanned: list[str] = field(default_factory=list)  # "env (why)": the environments that could not be planned
 
 
     @property
@@ -367,6 +381,7 @@ def propose_layer(
 
     ``ask`` (a model's proposal): asked after the plans are shown and before anything is kept;
     any answer but "yes" puts the files back and sets :attr:`Proposal.declined`."""
+    from honua_plan.ai.gate import plan_like_honua_plan
     from honua_plan.context import Context as _Context
     from honua_plan.plan.model import Provenance
 
@@ -455,7 +470,8 @@ def propose_layer(
             path.write_text(text, encoding="utf-8")
         fresh = _Context(context.root, console=context.console, debug=context.debug)
         plan_env = proposal.plan_environment
-        proposal.plan = fresh.plan(plan_env, target=(address,), provenance=Provenance(kind="ai", actor=AI_ACTOR, model=model))
+        prov = Provenance(kind="ai", actor=AI_ACTOR, model=model)
+        proposal.plan = plan_like_honua_plan(fresh, plan_env, target=(address,), provenance=prov)
         from honua_plan.ai.migrations import risk_text
         from honua_plan.plan.render import summary_line
 
@@ -471,12 +487,12 @@ def propose_layer(
         # environment whose database cannot take the layer (no such table there) says so
         for env in [e for e in fresh.load()[0].project.spec.environments if e in envs and e != plan_env]:
             try:
-                other = fresh.plan(env, target=(address,),
-                                   provenance=Provenance(kind="ai", actor=AI_ACTOR, model=model))
+                other = plan_like_honua_plan(fresh, env, target=(address,), provenance=prov)
             except HonuaError as exc:
                 why = exc.message + (f": {exc.details.strip().splitlines()[0].strip()}" if exc.details else "")
                 con.fail(f"Plan for {env}: not planned: {why}", indent=2)
                 proposal.warnings.append(f"{env}: not planned ({why}); the layer cannot be applied there as it is")
+                proposal.unplanned.append(f"{env} ({why})")
                 continue
             con.ok(f"Plan for {env}: {summary_line(other)}; Risk Level: {risk_text(other)}; "
                    f"Approval Required: {'YES' if other.approvals_required else 'NO'}", indent=2)
@@ -487,6 +503,10 @@ def propose_layer(
         for w in result.warnings:
             if any(w.location.path == rel for rel in texts):
                 proposal.warnings.append(str(w))
+        if ask is not None and proposal.unplanned:  # asked for in a chat: proposed only when it plans everywhere
+            proposal.declined = "plan-failed"
+            _restore(originals)
+            return proposal
         if ask is not None and (answer := ask()) != "yes":
             proposal.declined = answer
             _restore(originals)

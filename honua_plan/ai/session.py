@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from honua_plan.ai.changes import Change
     from honua_plan.ai.chat import Intent
+    from honua_plan.ai.router import Understanding
     from honua_plan.context import Context
     from honua_plan.providers.postgis.facts import DatabaseFacts
 
@@ -50,6 +51,19 @@ def worst(codes: list[int]) -> int:
     return 1 if 1 in codes else 2 if 2 in codes else 0
 
 
+def understand_request(context: Context, facts: DatabaseFacts | None, text: str) -> tuple[Understanding | None, str | None]:
+    """What the router understood of ``text``, resolved against the first environment's live
+    catalog (``facts``) and the project; (None, why) when that catalog could not be read."""
+    from honua_plan.ai.router import catalog_for, understand
+
+    first = context.load()[0]
+    envs = list(first.project.spec.environments)
+    if facts is None:
+        return None, (f"I cannot check the table: the {envs[0]} database could not be read, and a "
+                      "proposal is made only of a live table.")
+    return understand(text, catalog_for(facts, first.services, envs, f"the {envs[0]} database")), None
+
+
 class ChatSession:
     """The conversation: its context, its options and its history (see the module doc)."""
 
@@ -63,6 +77,8 @@ class ChatSession:
         self._prepared: Change | None = None
         self._facts: DatabaseFacts | None = None
         self._facts_read = False
+        self._secrets_registered = False
+        self._told_masked = False
 
     # ------------------------------------------------------------------ driving
 
@@ -80,7 +96,10 @@ class ChatSession:
             if request.strip().lower() in EXIT_WORDS:
                 break
             if len(requests) > 1:
-                self.context.console.print(f"User: {request.strip()}")
+                from honua_plan.ai.masking import mask
+
+                self._register_secrets()
+                self.context.console.print(f"User: {mask(request.strip())}")
             codes.append(self.turn(request))
         return worst(codes)
 
@@ -100,14 +119,39 @@ class ChatSession:
         return self.ask()
 
     def turn(self, text: str) -> int:
-        """Answer one request and remember it; its exit code."""
+        """Answer one request and remember it; its exit code. What looks like a secret in it is
+        masked first (:mod:`honua_plan.ai.masking`): neither the model, the router nor the
+        history ever see it."""
+        from honua_plan.ai.masking import mask
+
+        text = self.masked(text)
         code, result = self._turn(text)
-        self.history.add(text.strip(), result)
+        self.history.add(text.strip(), mask(result))
         return code
+
+    def _register_secrets(self) -> None:
+        if not self._secrets_registered:
+            from honua_plan.ai.masking import register_resolved
+
+            self._secrets_registered = True
+            register_resolved(self.context)
+
+    def masked(self, text: str) -> str:
+        """``text`` with secrets masked; the user is told (once a session) that something was."""
+        from honua_plan.ai.masking import MASKED, mask_typed
+
+        self._register_secrets()
+        text, found = mask_typed(text)
+        if found and not self._told_masked:
+            self._told_masked = True
+            self.context.console.print(
+                f"AI: your message holds what looks like a secret ({', '.join(found)}): I replaced it with "
+                f"{MASKED}; it is not sent to any model nor kept in this conversation.")
+        return text
 
     def _turn(self, text: str) -> tuple[int, str]:
         from honua_plan.ai import llm
-        from honua_plan.ai.chat import HELP, parse_intent
+        from honua_plan.ai.chat import HELP, Intent, parse_intent
         from honua_plan.errors import HonuaError
 
         con = self.context.console
@@ -118,6 +162,18 @@ class ChatSession:
             con.print("AI: " + HELP.format(why=llm.status().why))
             return 0, "(engine) listed what works offline"
         if intent.kind == "propose-layer":
+            understood, why = understand_request(self.context, self.facts(), text)
+            if understood is None or not understood.ok:
+                if llm.status().available:  # the model reads what the router could not
+                    return self._model(text)
+                said = why or (understood.summary() if understood is not None else "")
+                con.print(f"AI: {said} Nothing was done: a proposal is made only of a request understood whole.")
+                con.print("    Name the live table (table NAME, or schema.table; a table named like a word, "
+                          "e.g. as, in quotes or as public.as), one table per request, and an existing service.")
+                return 2, f"(engine) not acted on: {said}"
+            con.print(f"AI: {understood.summary()}")
+            intent = Intent("propose-layer", table=understood.table, service=understood.service,
+                            name=understood.name, environments=understood.environments)
             try:
                 return self._propose(intent)
             except HonuaError as exc:
@@ -196,13 +252,15 @@ class ChatSession:
                 con.print(f"  - {problem}")
             return 1, "(engine) the proposal was still invalid, nothing was done: " + "; ".join(outcome.problems)
         if isinstance(args, Answer):
-            con.print("AI (the model's words; nothing was validated, planned or changed): " + args.text)
+            text = llm.incoming(args.text)
+            con.print("AI (the model's words; nothing was validated, planned or changed): " + text)
             if outcome.truncated:
                 con.warn("the model's answer was cut off at its token limit")
-            return 0, args.text
+            return 0, text
         if isinstance(args, AskUser):
-            con.print(f"AI (the model asks): {args.question}")
-            return 2, args.question
+            question = llm.incoming(args.question)
+            con.print(f"AI (the model asks): {question}")
+            return 2, question
         try:
             if isinstance(args, ProposeLayer):
                 intent = Intent("propose-layer", table=args.table, service=args.service, name=args.name)
@@ -225,8 +283,10 @@ class ChatSession:
         con.print("")
         print_result(con, result)
         plans = "; ".join(f"{ep.environment}: " + (f"risk {ep.plan.risk}, {ep.plan.approvals_required} approval(s)"
-                                                   if ep.plan is not None else "not planned")
+                                                   if ep.plan is not None else "nothing to plan")
                           for ep in result.plans)
+        if result.outcome == "plan-failed":
+            return 1, f"(engine) {change.title}: not proposed, it could not be planned in {', '.join(result.failed)}"
         where = (f"committed on branch {result.branch}" if result.outcome == "committed" else
                  "left in the working tree" if result.outcome == "working-tree" else "not kept (not confirmed)")
         return (0 if result.done else 2), f"(engine) {change.title}: planned ({plans}); {where}"
@@ -284,7 +344,8 @@ class ChatSession:
         else:
             branch = gitops.free_branch(self.context.root, branch)
         proposal = propose_layer(self.context, table=table, service=chosen, name=intent.name, branch=branch,
-                                 model=model or "offline", ask=self._ask_layer if model is not None else None)
+                                 environments=intent.environments or None, model=model or "offline",
+                                 ask=self._ask_layer)  # offline too: nothing is kept before Continue?
         if proposal.declined is not None:
             from honua_plan.ai.gate import print_outcome
 
@@ -293,7 +354,10 @@ class ChatSession:
                 con.warn(w, indent=2)
             if proposal.saved_plans:
                 con.print(f"Plans saved for review: {', '.join(proposal.saved_plans)}")
-            print_outcome(con, proposal.declined)
+            print_outcome(con, proposal.declined, failed=tuple(proposal.unplanned))
+            if proposal.declined == "plan-failed":
+                return 1, (f"(engine) layer {chosen}::{name} from {table}: not proposed, it could not be planned in "
+                           + ", ".join(proposal.unplanned))
             return 2, f"(engine) layer {chosen}::{name} from {table}: planned, not kept (not confirmed)"
         print_proposal(con, proposal)
         return 0, (f"(engine) proposed layer {chosen}::{proposal.name} from {table}"

@@ -3,7 +3,8 @@
 An AI proposal commits its files with ``Honua-Provenance: ai; model=<name>``. A plan of that
 branch made later by a person (or CI) still carries provenance ``ai``, so a policy's
 ``aiProposals: required`` applies to it: :func:`ai_model` finds the trailer on any commit
-between the merge base with the default branch and HEAD that touched the configuration.
+between the merge base with the default branch and HEAD that touched the configuration, and on
+the default branch itself in the commits HEAD brought in (a merge, fast-forward or squash).
 git runs with a fixed argv (no shell); no git, no repository or no base is "no trailer".
 """
 
@@ -48,12 +49,30 @@ def ai_model(root: Path) -> str | None:
             if base is not None:
                 break
     if base is None or base == head:
-        return None
+        return _merged_model(root, head)
     log = _git(root, "log", f"--format=%(trailers:key={TRAILER},valueonly,separator=%x1f)%x1e",
                f"{base}..{head}", "--", *CONFIG_PATHS)
     for entry in (log or "").split("\x1e"):
         for value in entry.strip().split("\x1f"):
             m = _VALUE.match(value)
             if value.strip() and m:
+                return m.group("model") or "unknown"
+    return None
+
+
+_LINE = re.compile(rf"^\s*{TRAILER}\s*:(?P<value>.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _merged_model(root: Path, head: str) -> str | None:
+    """On the default branch (an AI branch merged into it): the trailer of what HEAD brought in,
+    i.e. the commits a merge commit merged (``HEAD^1..HEAD``), or HEAD itself (a fast-forward,
+    or a squash whose message kept the trailer line anywhere in its body)."""
+    parents = (_git(root, "rev-list", "--parents", "-n", "1", head) or "").split()[1:]
+    span = [f"{parents[0]}..{head}"] if parents else ["-n", "1", head]
+    log = _git(root, "log", "--format=%B%x1e", *span, "--", *CONFIG_PATHS)
+    for body in (log or "").split("\x1e"):
+        for line in _LINE.finditer(body):
+            m = _VALUE.match(line.group("value"))
+            if m:
                 return m.group("model") or "unknown"
     return None

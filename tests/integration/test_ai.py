@@ -270,7 +270,12 @@ def test_chat_one_request_from_stdin_makes_a_proposal(repo: Path, env: dict[str,
     seed(pg_dsn, "bike_paths")
     request = ("We need to add bike paths data from our PostGIS database.\n"
                "       The table is public.bike_paths and has a geometry column.\n")
-    result = run(repo, "ai", "chat", env=env, input=request)
+    # offline, the proposal waits for Continue? as the model's does: no terminal, no --yes, nothing kept
+    declined = run(repo, "ai", "chat", env=env, input=request)
+    assert declined.exit_code == 2, declined.output
+    assert "Continue? (yes/no): stdin is not a terminal" in declined.output
+    assert not (repo / "environments/dev/layers/bike-paths.yaml").exists()
+    result = run(repo, "ai", "chat", "--yes", env=env, input=request)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "AI: I'll help you add the bike paths layer. Let me create a proposal." in out
@@ -314,7 +319,7 @@ def test_chat_never_does_the_opposite_of_a_request(repo: Path, env: dict[str, st
 
 def test_chat_publishes_the_table_a_request_names(repo: Path, env: dict[str, str], pg_dsn: str) -> None:
     seed(pg_dsn, "parks")
-    result = run(repo, "ai", "chat", env=env, input="Please publish the parks table as a layer\n")
+    result = run(repo, "ai", "chat", "--yes", env=env, input="Please publish the parks table as a layer\n")
     assert result.exit_code == 0, result.output
     assert "Created proposal: layer transportation::parks" in result.output
     assert (repo / "environments/dev/layers/parks.yaml").exists()
