@@ -4,7 +4,7 @@ A repository of N layers has ``ceil(N / 50)`` services of up to 50 layers each, 
 YAML file per layer (in the seed's shape: fields, CRS, OGC options, one health check),
 a PostGIS datasource whose connection comes from ``$HONUA_PG_DSN``, and a server of
 ``type: none`` (nothing is published) or ``type: pygeoapi`` (the default users run, its
-port from ``$HONUA_BENCH_PORT``). No migrations: the tables are created directly
+port from ``$HONUA_SERVER_PORT_GIS_SERVER``, the server port slot). No migrations: the tables are created directly
 by :func:`create_tables`, a few multi-statement batches that fill each table from
 ``generate_series``.
 
@@ -106,8 +106,8 @@ spec:
 """
 
 # The default server (what `honua init` and the example repository use): pygeoapi under
-# gunicorn with 2 workers; the port comes from $HONUA_BENCH_PORT (a free one per run).
-PORT_ENV = "HONUA_BENCH_PORT"
+# gunicorn with 2 workers; the port comes from $HONUA_SERVER_PORT_GIS_SERVER (a free one per run).
+PORT_ENV = "HONUA_SERVER_PORT_GIS_SERVER"
 _SERVER_PYGEOAPI = """\
 apiVersion: honua.io/v1
 kind: Server
@@ -118,7 +118,7 @@ spec:
   type: pygeoapi
   pygeoapi:
     host: 127.0.0.1
-    portEnv: HONUA_BENCH_PORT
+    portEnv: HONUA_SERVER_PORT_GIS_SERVER
     basePath: /ogc
     workers: 2
   healthTimeout: 120s

@@ -96,11 +96,12 @@ class Context(Workspace):
                      target=target, exclude=exclude, replace=replace)
 
     def promote(self, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
-                yes: bool = False, confirm: Confirm | None = None, allow_untested: bool = False) -> ApplyResult | None:
+                yes: bool = False, confirm: Confirm | None = None, allow_untested: bool = False,
+                allow_predicted_failure: bool = False) -> ApplyResult | None:
         from honua_plan.workflows.promote import promote
 
         return promote(self, src, dst, migration=migration, auto_validate=auto_validate, yes=yes,
-                       confirm=confirm, allow_untested=allow_untested)
+                       confirm=confirm, allow_untested=allow_untested, allow_predicted_failure=allow_predicted_failure)
 
     def recover(self, environment: str, *, backup_id: str | None = None, latest: bool = False,
                 last_deployment: bool = False, commit: str | None = None, include_shared: bool = False,

@@ -5,7 +5,8 @@ environment whose database cannot be read gets its error and the others go on);
 :func:`render_block` is pure and prints the seed's block: the analysis header,
 "Deployment Plan:", then per environment its steps, rollback plan, risk (with the
 reason when production raised it), estimate, automatic rollback and approvals, and
-"[Same as dev]" when an environment would run exactly the steps of an earlier one.
+"[Same as dev]" when an environment would run exactly the steps of an earlier one; each
+environment's findings as ``honua plan`` prints them (:func:`findings_text`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from honua_plan.errors import HonuaError, PlanError, UsageError
 from honua_plan.plan.model import Action, Operation, Plan
-from honua_plan.plan.render import RULE, format_estimate
+from honua_plan.plan.render import RULE, findings_text, format_estimate
 
 if TYPE_CHECKING:
     from honua_plan.context import Context
@@ -258,6 +259,9 @@ def render_block(out: Analysis) -> list[str]:
         for p in plan.policy:
             if p.status == "fail":
                 lines.append(f"  Policy: ✗ {p.message}")
+        findings = findings_text(plan, "    ")
+        if findings:  # the plan's own findings, each environment's (VAL001 depends on its rows)
+            lines += ["  Findings:", *findings]
         lines.append("")
     while lines and lines[-1] == "":
         lines.pop()

@@ -473,15 +473,13 @@ def propose_layer(
         prov = Provenance(kind="ai", actor=AI_ACTOR, model=model)
         proposal.plan = plan_like_honua_plan(fresh, plan_env, target=(address,), provenance=prov)
         from honua_plan.ai.migrations import risk_text
-        from honua_plan.plan.render import summary_line
+        from honua_plan.plan.render import findings_text, summary_line
 
         p = proposal.plan
         con.ok(f"Plan for {plan_env}: {summary_line(p)}; Risk Level: {risk_text(p)}; "
                f"Approval Required: {'YES' if p.approvals_required else 'NO'}", indent=2)
-        for a in p.actions:
-            for f in a.findings:
-                if f.level != "LOW":
-                    con.print(f"    ⚠ {f.code} {f.message}" + (f"\n      → {f.suggestion}" if f.suggestion else ""))
+        for line in findings_text(p, "    "):  # every finding, as `honua plan` prints them
+            con.print(line)
         proposal.saved_plans.append(_save_ai_plan(context, p))
         # the other environments, in promotion order: each plan is saved for review, and an
         # environment whose database cannot take the layer (no such table there) says so
@@ -496,6 +494,8 @@ def propose_layer(
                 continue
             con.ok(f"Plan for {env}: {summary_line(other)}; Risk Level: {risk_text(other)}; "
                    f"Approval Required: {'YES' if other.approvals_required else 'NO'}", indent=2)
+            for line in findings_text(other, "    "):
+                con.print(line)
             proposal.saved_plans.append(_save_ai_plan(context, other))
         con.print("Validating configuration...")
         result = fresh.validate()

@@ -438,15 +438,18 @@ def serve(ctx: click.Context, environment: str | None, port: int | None, stop: b
 @click.option("--auto-validate", is_flag=True, help="Run the layer tests of SOURCE first (and record them).")
 @click.option("--allow-untested", is_flag=True,
               help="Promote although SOURCE has no recorded `honua test` since its last change (a warning).")
+@click.option("--allow-predicted-failure", is_flag=True,
+              help="Apply with --yes although the plan predicts a validation failure (VAL001): it would roll back.")
 @yes_option
 @by_option
 @click.pass_context
 def promote(ctx: click.Context, source: str, target: str, migration: str | None, auto_validate: bool,
-            allow_untested: bool, yes: bool) -> None:
+            allow_untested: bool, allow_predicted_failure: bool, yes: bool) -> None:
     """Compare SOURCE with TARGET, carry layers, services and migrations over, and apply TARGET."""
     context = state(ctx).context()
     apply_result(ctx, context.promote(source, target, migration=migration, auto_validate=auto_validate,
-                                       allow_untested=allow_untested, yes=yes, confirm=confirm))
+                                       allow_untested=allow_untested, yes=yes, confirm=confirm,
+                                       allow_predicted_failure=allow_predicted_failure))
 
 
 @main.command()

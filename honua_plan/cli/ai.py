@@ -242,14 +242,16 @@ def chat_cmd(ctx: click.Context, service: str | None, yes: bool) -> None:
 @click.option("--migration", metavar="ID", help="Promote this migration only.")
 @click.option("--auto-validate", is_flag=True, help="Run the layer tests of SRC first.")
 @click.option("--allow-untested", is_flag=True, help="Promote although SRC has no recorded test since its last change.")
+@click.option("--allow-predicted-failure", is_flag=True,
+              help="Apply with --yes although the plan predicts a validation failure (VAL001).")
 @yes_option
 @click.pass_context
 def promote_cmd(ctx: click.Context, src: str, dst: str, migration: str | None, auto_validate: bool,
-                allow_untested: bool, yes: bool) -> None:
+                allow_untested: bool, allow_predicted_failure: bool, yes: bool) -> None:
     """Promote what SRC runs to DST: compare, safety and policy checks, plan and apply DST."""
     context = state(ctx).context()
     context.promote(src, dst, migration=migration, auto_validate=auto_validate, allow_untested=allow_untested,
-                    yes=yes, confirm=confirm)
+                    yes=yes, confirm=confirm, allow_predicted_failure=allow_predicted_failure)
 
 
 @ai_group.command("disaster-recovery")

@@ -341,11 +341,21 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     server = desired.server()
     server_changes = [e for e in live.server_entries if e.action != "skip"]
     layer_work = any(a.kind in ("layer", "service") for a in actions.values())
-    if server is not None and server_changes and not layer_work:
+    # an update whose message starts "served extent" is the refresh's extent comparison: rows
+    # were written outside the served bbox (the server's own dry run never says it)
+    stale_extents = [e for e in server_changes if e.action == "update" and e.message.startswith("served extent ")]
+    config_changes = [e for e in server_changes if e not in stale_extents]
+    if server is not None and config_changes and not layer_work:
         drift_records.append(DriftRecord(
             address=f"server.{server.metadata.name}", kind="server", change="modified",
             summary="the published configuration differs from the recorded layers",
-            details=[f"{e.action} {e.kind} {e.name}: {e.message}".rstrip(": ") for e in server_changes]))
+            details=[f"{e.action} {e.kind} {e.name}: {e.message}".rstrip(": ") for e in config_changes]))
+    if server is not None and stale_extents:
+        by_collection = {lyr.collection_id: address for address, lyr in desired.layers.items()}
+        drift_records += [DriftRecord(
+            address=by_collection.get(e.name, f"server.{server.metadata.name}"),
+            kind="layer" if e.name in by_collection else "server", change="modified",
+            summary=f"collection {e.name}: {e.message}") for e in stale_extents]
     if live.server_error:
         warnings.append(f"server.{server.metadata.name if server else '?'}: {live.server_error}")
     served_tables = {lyr.spec.storage.qualified_table for lyr in desired.layers.values()}
@@ -356,7 +366,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         deps = publishing
         why = ("published layers changed" if publishing else
                "a migration altered a served table (schemas are cached per worker)" if migr_on_served else
-               "the published configuration drifted from the layers: republish")
+               "the published configuration drifted from the layers: republish" if config_changes else
+               f"served extent of {_names([e.name for e in stale_extents])} is stale: republish it")
         existing = actions.get(addr)
         actions[addr] = Action(
             address=addr, kind="server", action="reload",
@@ -515,6 +526,12 @@ def _policy_line(judge: Judge | None, desired: DesiredState) -> list[PolicyCheck
         return []
     return [PolicyCheck(name="policy-base", status="pass" if judge.revision else "warn",
                         message=f"Policy: from {judge.source}")]
+
+
+def _names(names: list[str], most: int = 3) -> str:
+    """``a, b, c and 4 more``: a reason stays one line however many collections it names."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def drift_only(recorded: StateDocument, facts: DatabaseFacts | None) -> list[Drift]:

@@ -38,6 +38,8 @@ __all__ = [
     "SYMBOLS",
     "action_symbol",
     "content_digest",
+    "finding_lines",
+    "findings_text",
     "format_estimate",
     "redacted",
     "render",
@@ -290,12 +292,7 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
         lines.append(f"{ind}Step {i}: {one_line(op.name)} (estimated: {format_estimate(op.estimated_s)}){_op_flags(op)}")
         if detailed:
             lines.extend(_op_body(op, ind + "    "))
-    for f in action.findings:
-        mark = "✗" if f.error else "⚠"
-        extra = " [irreversible]" if f.irreversible else ""
-        lines.append(f"{ind}{s(mark, **_RISK_STYLE[f.level])} {f.code} {one_line(f.message)}{extra}")
-        if f.suggestion:
-            lines.append(f"{ind}  → {one_line(f.suggestion)}")
+    lines += finding_lines(action, ind, s)
     checks = _validation_checks(action)
     if checks:
         lines.append(f"{ind}Validation:")
@@ -314,6 +311,31 @@ def _action_text(action: Action, widths: tuple[int, int, int, int], s: _Styler, 
     elif action.irreversible:
         restore = f" (restore from backup of {one_line(', '.join(action.backup_tables))})" if action.backup_tables else ""
         lines.append(f"{ind}Rollback Plan: none, irreversible{restore}")
+    return lines
+
+
+def finding_lines(action: Action, indent: str, s: Callable[..., str] | None = None) -> list[str]:
+    """An action's findings as ``honua plan`` prints them: ``⚠ CODE message`` and ``→ suggestion``."""
+    s = s or _Styler(False)
+    lines = []
+    for f in action.findings:
+        mark = "✗" if f.error else "⚠"
+        extra = " [irreversible]" if f.irreversible else ""
+        lines.append(f"{indent}{s(mark, **_RISK_STYLE[f.level])} {f.code} {one_line(f.message)}{extra}")
+        if f.suggestion:
+            lines.append(f"{indent}  → {one_line(f.suggestion)}")
+    return lines
+
+
+def findings_text(plan: Plan, indent: str = "  ") -> list[str]:
+    """Every finding of ``plan`` under its action's address, as ``honua plan`` prints them:
+    the summaries that show a plan's risk (the assistant's migration plan, promote) show
+    these, so none of them hides a finding the plan has (VAL001 on a HIGH plan, say)."""
+    lines = []
+    for a in plan.actions:
+        if a.findings:
+            lines.append(f"{indent}{one_line(a.address)}:")
+            lines += finding_lines(a, indent + "  ")
     return lines
 
 

@@ -218,16 +218,20 @@ def summary(cmp: Comparison) -> dict[str, Any]:
 
 def promote(ws: Workspace, src: str, dst: str, *, migration: str | None = None, auto_validate: bool = False,
             yes: bool = False, confirm: Callable[[str, bool], None] | None = None,
-            allow_untested: bool = False) -> ApplyResult | None:
+            allow_untested: bool = False, allow_predicted_failure: bool = False) -> ApplyResult | None:
     """Compare ``src`` with ``dst``, carry the layers and services over, plan and apply ``dst``.
 
     Everything is computed with the target's new files in memory (a loader overlay):
-    nothing is written before the confirmation, so "no" leaves every file as it was."""
+    nothing is written before the confirmation, so "no" leaves every file as it was. The
+    summary shows the plan's risk and every finding as ``honua plan`` does; a plan whose
+    validation is predicted to fail (VAL001) is not applied unattended (``yes``) unless
+    ``allow_predicted_failure``: it would only roll back."""
     import time
 
     from honua_plan.config.loader import load
     from honua_plan.console import format_duration
     from honua_plan.errors import ApprovalRequired, PlanError
+    from honua_plan.plan.render import findings_text
     from honua_plan.providers.metadata import write_atomic
     from honua_plan.state.health import assess
     from honua_plan.workflows.apply import apply
@@ -353,10 +357,24 @@ def promote(ws: Workspace, src: str, dst: str, *, migration: str | None = None, 
     rollback = plan.rollback_summary
     con.print("Rollback available: " + {"YES": "Yes (automatic on failure)", "NO": "No (manual: `honua apply --rollback`)"}
               .get(rollback, rollback.replace("PARTIAL", "Partial") + ", the others manual"))
+    con.print(f"Risk Level: {plan.risk}")
+    findings = findings_text(plan)
+    if findings:  # the plan's findings, as `honua plan` prints them: none is left out
+        con.print("Findings:")
+        for line in findings:
+            con.print(line)
+    predicted = [f for a in plan.actions for f in a.findings if f.code == "VAL001"]
+    if predicted and yes and not allow_predicted_failure:
+        raise PlanError(
+            f"promotion {src} → {dst} stopped before apply: {predicted[0].code} {predicted[0].message}; "
+            "its validation is predicted to fail, and the apply would roll back (nothing was changed)",
+            hint=f"{predicted[0].suggestion}; or pass --allow-predicted-failure to apply anyway")
     needs_approval = bool(plan.approvals_required and not plan.approved)
     if confirm is not None:
         what = f"Write the {dst} files and save the plan for approval?" if needs_approval and overlay else (
             "Save the plan for approval?" if needs_approval else "Proceed with promotion?")
+        if predicted:
+            what += f" ({predicted[0].code}: its validation is predicted to fail and roll it back)"
         confirm(what, yes)
     for rel, data in overlay.items():  # confirmed: now the target's files change
         write_atomic(ws.root / rel, data)

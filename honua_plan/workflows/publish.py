@@ -21,12 +21,19 @@ Read = Callable[[], dict[str, Any] | None]
 
 
 def _catalog_and_extents(
-    context: Workspace, desired: DesiredState, only: set[str] | None = None
+    context: Workspace, desired: DesiredState, only: set[str] | None = None,
+    current: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, tuple[float, float, float, float] | None]]:
     """The catalog (one read: the OpenAPI document's fields come from it) and the extent
-    of each collection in ``only`` (all when None), in a few batched statements."""
+    of each collection in ``only`` (all when None), in a few batched statements.
+
+    With ``current`` (what is served), a collection outside ``only`` whose served bbox no
+    longer contains its live extent (rows written outside it since) gets its extent again:
+    the exact one, widened to the live estimate drift compares with, so the next drift
+    finds it contained."""
     from honua_plan.providers.postgis import catalog as postgis
     from honua_plan.providers.postgis.sqlexec import Session, connect
+    from honua_plan.providers.server.base import live_served_extents, stale_extents
 
     resolved = context.database(desired.environment)
     # the apply's own geometry scan gave these, and no SQL ran since (see Workspace)
@@ -35,6 +42,14 @@ def _catalog_and_extents(
     with connect(resolved.dsn) as conn:
         session = Session(conn)
         facts = postgis.refresh(session, exact_sizes=False)
+        widen: dict[str, tuple[float, float, float, float]] = {}
+        if current is not None and only is not None:
+            now = live_served_extents(session, facts, current, skip=only)
+            for entry in stale_extents(current, now):
+                box = now[entry.collection]
+                if box is not None:
+                    widen[entry.collection] = box
+            only = only | set(widen)
         wanted: dict[str, tuple[str, str]] = {}
         for layer in desired.layers.values():
             st = layer.spec.storage
@@ -45,7 +60,12 @@ def _catalog_and_extents(
                 wanted[layer.collection_id] = (st.qualified_table, st.geometryColumn)
         boxes = {pair: scanned[pair] for pair in wanted.values() if pair in scanned}
         boxes.update(postgis.table_extents_many(session, [p for p in wanted.values() if p not in boxes]))
-    return facts, {cid: boxes.get(pair) for cid, pair in wanted.items()}
+    out = {cid: boxes.get(pair) for cid, pair in wanted.items()}
+    for cid, box in widen.items():
+        exact = out.get(cid)
+        out[cid] = box if exact is None else (min(exact[0], box[0]), min(exact[1], box[1]),
+                                              max(exact[2], box[2]), max(exact[3], box[3]))
+    return facts, out
 
 
 def publish_callbacks(context: Workspace, desired: DesiredState, server: Server) -> tuple[Publish, Restore, Read]:
@@ -63,11 +83,12 @@ def publish_callbacks(context: Workspace, desired: DesiredState, server: Server)
         try:
             # extents of the new and changed collections only: an unchanged one keeps the box
             # it was published with (merge_published), so one changed layer scans one table
-            current = ((p.read() or {}).get("collections") or {})
+            served = p.read()
+            current = ((served or {}).get("collections") or {})
             draft = compile_published(d)["collections"]
             moved = {cid for cid, entry in draft.items()
                      if cid not in current or not current[cid].get("bbox") or changed_keys(current[cid], entry)}
-            facts, extents = _catalog_and_extents(context, d, moved)
+            facts, extents = _catalog_and_extents(context, d, moved, served)
             doc = compile_published(d, extents)
             for name in {c.get("datasource") or "" for c in doc["collections"].values()}:
                 p.use_catalog(name, facts)

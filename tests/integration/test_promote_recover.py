@@ -245,6 +245,8 @@ def test_promoted_migration_rolls_back_and_leaves_no_declared_index(repo003: Pat
     assert "idx_bike_lanes_geom" in dev_layer  # 003's metadata step wrote it in dev
 
     result = run(repo003, "promote", "dev", "staging", "--allow-untested", "--yes", env=env)
+    assert result.exit_code == 1 and "stopped before apply: VAL001" in result.output, result.output  # predicted
+    result = run(repo003, "promote", "dev", "staging", "--allow-untested", "--yes", "--allow-predicted-failure", env=env)
     assert result.exit_code != 0, result.output  # 003 rolls back on staging's 42 rows
     staged = repo003 / "environments/staging/layers/bike-lanes.yaml"
     assert "idx_bike_lanes_geom" not in staged.read_text()  # 003 makes (and undoes) that change itself

@@ -55,7 +55,10 @@ Environment: staging
 Environment: production
   [Same as dev]
   Risk Level: MEDIUM (production environment)
-  Approval Required: YES (1 from gis-ops)"""
+  Approval Required: YES (1 from gis-ops)
+  Findings:
+    migration.003:
+      ⚠ ENV001 production environment"""
 
 
 def test_errors_and_other_levels() -> None:

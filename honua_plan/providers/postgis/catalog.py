@@ -42,8 +42,10 @@ __all__ = [
     "count_invalid_geometries",
     "fingerprint_table",
     "fingerprints",
+    "live_extents",
     "refresh",
     "table_extent",
+    "table_extents_many",
 ]
 
 EXCLUDED_SCHEMAS: tuple[str, ...] = (
@@ -510,4 +512,50 @@ def table_extents_many(
             if int(i) >= 0:
                 out[pairs[int(i)]] = (None if xmin is None else
                                       (float(xmin), float(ymin), float(xmax), float(ymax)))
+    return out
+
+
+def live_extents(
+    session_or_conn: Session | Connection, columns: Sequence[tuple[str, str, str, int, bool]], *, chunk: int = 250
+) -> dict[tuple[str, str], Extent]:
+    """The CRS84 extent of each ``(schema, table, column, srid, indexed)`` now, cheaply:
+    what drift compares with the served extent, at every plan. Keys are
+    ``("schema.table", column)``.
+
+    One statement asks ``ST_EstimatedExtent`` of every column with a GiST index, the names
+    as arrays of text (it takes them as text): it reads the root page of the index,
+    which every insert widens, so the box is current without ``ANALYZE``. A column
+    without one would be answered from the planner statistics, which ``ANALYZE`` builds
+    from a sample trimmed of outliers (a row far from the others, the very drift this
+    looks for, is left out of the box): those columns, the ones the index holds nothing
+    of (empty) and the ones of an SRID the catalog leaves open (0) get an exact extent,
+    in one ``UNION ALL`` as :func:`table_extents_many`. The box is transformed to CRS84
+    as the publish does.
+    """
+    session = _session(session_or_conn)
+    out: dict[tuple[str, str], Extent] = {}
+    wanted = list(dict.fromkeys(columns))
+    known = [(s, t, c, srid) for s, t, c, srid, indexed in wanted if indexed and srid > 0]
+    exact = [(f"{s}.{t}", c) for s, t, c, srid, indexed in wanted if not (indexed and srid > 0)]
+    if known:
+        # the names go as five array parameters (one row each by unnest): composing
+        # thousands of literals would cost more than the statement
+        query = sql.SQL(
+            "SELECT i, ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x) FROM ("
+            "SELECT i, CASE WHEN box IS NULL OR srid = 4326 THEN box"
+            " ELSE ST_Transform(ST_Segmentize(ST_SetSRID(box, srid), greatest(ST_XMax(box) - ST_XMin(box),"
+            " ST_YMax(box) - ST_YMin(box), 1e-9) / 32), 4326) END AS x"
+            " FROM (SELECT i, srid, ST_EstimatedExtent(s, t, c)::geometry AS box"
+            " FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::int[]) v(i, s, t, c, srid)) b) e"
+        )
+        params = (list(range(len(known))), [k[0] for k in known], [k[1] for k in known], [k[2] for k in known],
+                  [k[3] for k in known])
+        for i, xmin, ymin, xmax, ymax in session.execute(query, params, read=True):
+            s, t, c, _ = known[int(i)]
+            if xmin is None:
+                exact.append((f"{s}.{t}", c))
+            else:
+                out[(f"{s}.{t}", c)] = (float(xmin), float(ymin), float(xmax), float(ymax))
+    if exact:
+        out.update(table_extents_many(session, exact, chunk=chunk))
     return out

@@ -69,11 +69,17 @@ __all__ = [
     "collection_url",
     "compute_extents",
     "diff_published",
+    "extent_columns",
+    "extent_contains",
     "health_sample",
     "http_request",
     "is_loopback_url",
+    "live_served_extents",
     "merge_published",
     "poll_collections",
+    "stale_extents",
+    "with_live_extents",
+    "with_stale_extents",
 ]
 
 
@@ -250,6 +256,99 @@ def compute_extents(
 
 
 WORLD_BBOX = [-180.0, -90.0, 180.0, 90.0]
+# how far (a share of the served box's larger side, plus a floor in degrees) the live extent
+# may pass the served one: the index and statistics boxes are float4, rounded outwards
+EXTENT_TOLERANCE = (1e-3, 1e-5)
+STALE_EXTENT = "served extent"
+
+
+def extent_contains(outer: Sequence[float], inner: Sequence[float]) -> bool:
+    """Whether the box ``inner`` lies in ``outer`` (CRS84, 4 numbers), within the tolerance."""
+    share, floor = EXTENT_TOLERANCE
+    tol = floor + share * max(float(outer[2]) - float(outer[0]), float(outer[3]) - float(outer[1]), 0.0)
+    return (float(inner[0]) >= float(outer[0]) - tol and float(inner[1]) >= float(outer[1]) - tol
+            and float(inner[2]) <= float(outer[2]) + tol and float(inner[3]) <= float(outer[3]) + tol)
+
+
+def _box_text(box: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{float(v):.6f}".rstrip("0").rstrip(".") for v in box[:4]) + "]"
+
+
+def extent_columns(
+    facts: DatabaseFacts, current: Mapping[str, Any] | None
+) -> dict[str, tuple[str, str, str, int, bool]]:
+    """``{collection id: (schema, table, column, srid, has a valid GiST index)}`` of the
+    collections ``current`` serves with a bbox from a table that exists with that geometry
+    column: the ones whose served extent can be compared with the live one."""
+    out: dict[str, tuple[str, str, str, int, bool]] = {}
+    for cid, entry in ((current or {}).get("collections") or {}).items():
+        if not isinstance(entry, Mapping) or not entry.get("bbox") or not entry.get("table"):
+            continue
+        t = facts.table(str(entry["table"]))
+        g = t.geometry(str(entry.get("geom_field") or "geom")) if t is not None else None
+        if t is not None and g is not None:
+            # geography's index keys are geocentric: only a geometry column's box is read from it
+            geometry = any(c.name == g.column and c.udt == "geometry" for c in t.columns)
+            indexed = geometry and any(i.method == "gist" and i.is_valid and i.columns[:1] == (g.column,)
+                                       for i in t.indexes)
+            out[str(cid)] = (t.schema, t.name, g.column, int(g.srid), indexed)
+    return out
+
+
+def live_served_extents(session: Any, facts: DatabaseFacts, current: Mapping[str, Any] | None,
+                        skip: Iterable[str] = ()) -> dict[str, tuple[float, float, float, float] | None]:
+    """``{collection id: live CRS84 extent}`` of what ``current`` serves (but ``skip``),
+    in one estimate statement and one exact one at most (:func:`live_extents`)."""
+    from honua_plan.providers.postgis.catalog import live_extents
+
+    skipped = set(skip)
+    columns = {cid: col for cid, col in extent_columns(facts, current).items() if cid not in skipped}
+    live = live_extents(session, list(columns.values())) if columns else {}
+    return {cid: live.get((f"{s}.{t}", c)) for cid, (s, t, c, _, _) in columns.items()}
+
+
+def with_stale_extents(entries: Sequence[PlanEntry], stale: Sequence[PlanEntry]) -> list[PlanEntry]:
+    """A dry run's entries with each stale extent in place of its collection's skip (a
+    collection that changes anyway has its extent computed again by the publish)."""
+    by_id = {e.collection: e for e in stale}
+    out = []
+    for e in entries:
+        mine = by_id.pop(e.collection, None) if e.kind == "collection" else None
+        out.append(mine if mine is not None and e.action == "skip" else e)
+    return out + list(by_id.values())
+
+
+def with_live_extents(
+    entries: Sequence[PlanEntry], current: Mapping[str, Any] | None, facts: DatabaseFacts | None,
+    session: Callable[[], Any] | None,
+) -> tuple[list[PlanEntry], str | None]:
+    """A dry run's ``entries`` with an update for each collection of ``current`` whose
+    served extent no longer contains the live one (``session`` is called only then), and
+    the warning when the live extents could not be read."""
+    from honua_plan.errors import HonuaError
+
+    if not current or facts is None or session is None or not extent_columns(facts, current):
+        return list(entries), None
+    try:
+        live = live_served_extents(session(), facts, current)
+    except HonuaError as exc:
+        return list(entries), f"live extents could not be read: {exc.message}"
+    return with_stale_extents(entries, stale_extents(current, live)), None
+
+
+def stale_extents(
+    current: Mapping[str, Any] | None, live: Mapping[str, Sequence[float] | None]
+) -> list[PlanEntry]:
+    """An update per served collection whose bbox does not contain its ``live`` extent
+    (rows were written outside it since the publish): the extent must be published again."""
+    served: Mapping[str, Any] = (current or {}).get("collections") or {}
+    out: list[PlanEntry] = []
+    for cid in sorted(live):
+        box, now = (served.get(cid) or {}).get("bbox"), live[cid]
+        if box and now is not None and len(box) >= 4 and not extent_contains(box, now):
+            out.append(PlanEntry("update", cid, f"{STALE_EXTENT} {_box_text(box)} does not contain the live extent "
+                                                f"{_box_text(now)}"))
+    return out
 
 
 # --------------------------------------------------------------------------- provider
