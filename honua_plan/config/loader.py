@@ -431,14 +431,14 @@ def _load(root: Path, environment: str | None, ld: _Loader) -> list[DesiredState
                                  ld.files.cache)
         for ds in datasources.values():  # connection.env names are templates too (HONUA_PG_DSN_{{ env | upper }})
             for i, name_tpl in enumerate(ds.spec.connection.env):
-                where = sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i))
                 try:
                     name = slots.variable(templating.render_template(name_tpl, variables))
+                    problem = slots.datasource_problem(name, env, project.spec.environments)
                 except templating.TemplateProblem as exc:
-                    ld.problems.append(Diagnostic(where, str(exc)))
-                    continue
-                problem = slots.datasource_problem(name, env, project.spec.environments)
-                if problem:  # the environment's own slot only (config/slots)
+                    problem = str(exc)
+                if problem:  # the environment's own slot only (config/slots); located only then: a
+                    # cached file is parsed again to locate a position
+                    where = sources[f"datasource.{ds.metadata.name}"].locate(("spec", "connection", "env", i))
                     ld.problems.append(Diagnostic(where, problem))
         states.append(
             DesiredState(
