@@ -312,12 +312,13 @@ class Workspace:
 
             sim = simulate_pending(self.database(env, read_only=True).dsn, desired, [mc.migration for mc in pending],
                                    self.embedded, force=simulate is True)
-        entries, server_error = self._server_dry_run(desired)
+        entries, server_error = self._server_dry_run(desired, recorded)
         return LiveState(simulation=sim, facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
                          server_entries=entries, server_error=server_error, probes=probes)
 
-    def _server_dry_run(self, desired: DesiredState) -> tuple[tuple[Any, ...], str | None]:
-        """Ask the server what publishing the layers would do (Honua: manifest dryRun)."""
+    def _server_dry_run(self, desired: DesiredState, recorded: StateDocument) -> tuple[tuple[Any, ...], str | None]:
+        """Ask the server what publishing the layers would do (Honua: manifest dryRun); what
+        the state forgot (``state rm``) stays as it is published."""
         server = desired.server()
         if server is None or server.spec.type == "none":
             return (), None
@@ -328,7 +329,9 @@ class Workspace:
         try:
             provider = self.server_provider(desired.environment)
             try:
-                entries = provider.plan(compile_published(desired))
+                doc = compile_published(desired, unmanaged=recorded.unmanaged,
+                                        published=provider.read() if recorded.unmanaged else None)
+                entries = provider.plan(doc)
             finally:
                 provider.close()
         except HonuaError as exc:

@@ -156,7 +156,8 @@ def _forced_replacements(desired: DesiredState, recorded: StateDocument, changes
     for address in replace:
         i = by_address.get(address)
         c = changes[i] if i is not None else None
-        problem = ("is not in the configuration" if c is None or c.action == "delete" else
+        problem = ("is unmanaged (state rm): `honua state import` it first" if address in recorded.unmanaged else
+                   "is not in the configuration" if c is None or c.action == "delete" else
                    "is not a layer (only layers can be replaced)" if c.kind != "layer" else
                    "is not in the state yet (it is created anyway)" if c.action == "create" else "")
         if problem:
@@ -178,7 +179,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors.extend(move_errors)
     judging = req.judging(desired)
     production = bool(judging and judging.spec.production)
-    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
+    managed_layers = [lyr for a, lyr in desired.layers.items() if a not in recorded.unmanaged]
+    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(managed_layers, facts)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,
@@ -259,9 +261,12 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
 
     # layers checked against live tables
     layer_changes = {c.address: c for c in changes if c.kind == "layer"}
-    health_checks: list[CheckRecord] = []
+    health_checks: dict[str, list[CheckRecord]] = {}  # per layer: a --target keeps its own layers' checks
     variables = desired.template_vars()
+    unmanaged = frozenset(recorded.unmanaged)
     for address, layer in desired.layers.items():
+        if address in unmanaged:
+            continue  # left alone: neither checked nor changed while unmanaged
         table_name = layer.spec.storage.qualified_table
         live_table = facts.table(table_name) if facts else None
         created_in_plan = table_name in created or layer.spec.storage.table in created
@@ -310,7 +315,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         )
         order_key[address] = kinds_order["layer"]
         edges += [(d, address) for d in layer_deps]
-        health_checks += [check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
+        health_checks[address] = [check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
 
     # deleted layers, services; created/updated services, datasources, servers
     for ch in changes:
@@ -370,11 +375,12 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         order_key[addr] = kinds_order["server"]
         edges += [(d, addr) for d in deps]
         soft_edges += [(d, addr) for d in migr_on_served]
-        if health_checks:
+        layer_checks = [c for cs in health_checks.values() for c in cs]
+        if layer_checks:
             vaddr = f"validation.{desired.environment}"
             actions[vaddr] = Action(
                 address=vaddr, kind="validation", action="validate", reason="health checks of the changed layers",
-                depends_on=[addr], checks=health_checks, estimated_s=0.5 * len(health_checks),
+                depends_on=[addr], checks=layer_checks, estimated_s=0.5 * len(layer_checks),
                 operations=[Operation(kind="check", name="Health checks")],
             )
             order_key[vaddr] = kinds_order["validation"]
@@ -398,11 +404,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             keep = graph.ancestors_closure(hard, req.target)
             if missing and not keep:
                 raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
-            # a targeted migration on a served table still gets its server reload (and checks)
-            for before, after in soft_edges:
-                if before in keep and actions[after].action == "reload":
-                    keep.add(after)
-                    keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
+            keep = graph.targeted_publish(actions, keep, soft_edges, health_checks)
         if req.exclude:
             unknown = [e for e in req.exclude if e not in hard and e not in {n.address for n in no_ops}]
             if unknown:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 import networkx as nx
 
 from honua_plan.errors import CycleError
+from honua_plan.plan.model import Action, CheckRecord
 
 
 def build(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph:
@@ -63,4 +64,38 @@ def ancestors_closure(g: nx.DiGraph, targets: Iterable[str]) -> set[str]:
         if t in g:
             keep.add(t)
             keep |= nx.ancestors(g, t)
+    return keep
+
+
+def targeted_publish(actions: dict[str, Action], keep: set[str], soft_edges: list[tuple[str, str]],
+                     health_checks: dict[str, list[CheckRecord]]) -> set[str]:
+    """What a ``--target`` keeps of the publish: a kept layer's new or changed service, the
+    server reload when a kept layer or service changes (their publish is that reload) or a
+    kept migration alters a served table (schemas are cached per worker), and the health
+    checks of the kept layers only (``actions``' validation is narrowed to them).
+
+    The reload publishes what the state records once the kept actions are recorded (see
+    ``workflows.publish``), so an untargeted layer is neither recorded nor published."""
+    reloads = [a for a, act in actions.items() if act.action == "reload"]
+    for address in [a for a in keep if actions[a].kind == "layer" and actions[a].action != "delete"]:
+        service = f"service.{address.removeprefix('layer.').split('::', 1)[0]}"
+        if service in actions and actions[service].action != "delete":
+            keep.add(service)  # a collection is served under its service: it is published with it
+    served = any(actions[a].kind in ("layer", "service") for a in keep)
+    for reload in reloads:
+        if served:
+            keep.add(reload)
+        elif any(before in keep and after == reload for before, after in soft_edges):
+            keep.add(reload)
+            if actions[reload].after is None:  # no layer of this plan is published: say why it reloads
+                actions[reload] = actions[reload].model_copy(update={
+                    "reason": "a migration altered a served table (schemas are cached per worker)"})
+    for vaddr in [a for a, act in actions.items() if act.action == "validate"]:
+        act = actions[vaddr]
+        if not any(d in keep for d in act.depends_on):
+            continue
+        checks = [c for layer, cs in health_checks.items() if layer in keep for c in cs]
+        if checks:
+            keep.add(vaddr)
+            actions[vaddr] = act.model_copy(update={"checks": checks, "estimated_s": 0.5 * len(checks)})
     return keep
