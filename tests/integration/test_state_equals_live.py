@@ -143,8 +143,22 @@ def test_state_rm_forgets_and_the_next_apply_leaves_the_layer_served(
     settled(repo, env)
 
     # the layer removed from the configuration while unmanaged: still left alone
-    (repo / "environments/dev/layers/bike-lanes.yaml").unlink()
+    layer_file = repo / "environments/dev/layers/bike-lanes.yaml"
+    text = layer_file.read_text()
+    layer_file.unlink()
     planned = plan_json(repo, env)
     assert not any(a["address"] == LAYER for a in planned["actions"]), planned["actions"]
     settled(repo, env)
     assert get(f"{base}/collections/{CID}?f=json")[0] == 200
+
+    # managed again: the configuration is recorded, and the server's older copy is drift to republish
+    layer_file.write_text(text)
+    imported = run(repo, "state", "import", LAYER, "--env", "dev", env=env)
+    assert imported.exit_code == 0, imported.output
+    assert LAYER in state_list(repo, env)
+    pending = run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env)
+    assert pending.exit_code == 2 and "update collection transportation::bike-lanes: title changed" in pending.output, \
+        pending.output
+    assert run(repo, "apply", "--env", "dev", "--auto-approve", env=env).exit_code == 0
+    assert get(f"{base}/collections/{CID}?f=json")[1]["title"] == "Forgotten Bike Lanes"
+    settled(repo, env)
