@@ -121,6 +121,9 @@ def test_state_rm_forgets_and_the_next_apply_leaves_the_layer_served(
     noop = next(n for n in planned["no_ops"] if n["address"] == LAYER)
     assert noop["reason"].startswith("unmanaged (state rm): not changed by apply"), noop
     assert f"honua state import {LAYER}" in noop["reason"]
+    text = run(repo, "plan", "--env", "dev", env=env).output
+    assert (f"{LAYER}: unmanaged (state rm): not changed by apply; `honua state import {LAYER}` to manage "
+            "it again") in text, text
     settled(repo, env)
 
     # an unrelated apply: a new migration on another table, and the service's title
