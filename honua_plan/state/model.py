@@ -499,8 +499,6 @@ class StateDocument(_Model):
         data: dict[str, Any] = _jsonable(self.model_dump(mode="python", exclude={"resources", "pending"}))
         data["resources"] = {address: _record_json(rec) for address, rec in self.resources.items()}
         data["pending"] = _journal_json(self.pending) if self.pending is not None else None
-        if not self.unmanaged:  # a state that never forgot anything reads as before (older engines too)
-            data.pop("unmanaged", None)
         return data
 
 

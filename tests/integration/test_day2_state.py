@@ -105,7 +105,7 @@ def test_state_rm_forgets_without_touching_the_database(applied: tuple[Path, dic
     assert imported.exit_code == 0, imported.output
     assert actions(repo, env) == []  # recorded as the configuration declares it
     state = json.loads((repo / "state/dev.json").read_text())
-    assert OLD in state["resources"] and "unmanaged" not in state
+    assert OLD in state["resources"] and state["unmanaged"] == []
     missing = run(repo, "state", "rm", "layer.nope::x", "--env", "dev", env=env)
     assert missing.exit_code == 1 and "not in the dev state" in missing.output
 
