@@ -404,12 +404,16 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             keep = graph.ancestors_closure(hard, req.target)
             if missing and not keep:
                 raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
-            keep = graph.targeted_publish(actions, keep, soft_edges, health_checks)
+        excluded: set[str] = set()
         if req.exclude:
             unknown = [e for e in req.exclude if e not in hard and e not in {n.address for n in no_ops}]
             if unknown:
                 raise PlanError(f"--exclude {', '.join(unknown)}: no such address in the plan")
-            keep -= graph.descendants_closure(hard, req.exclude)
+            excluded = graph.descendants_closure(hard, req.exclude)
+            keep -= excluded
+        if req.target or req.exclude:  # what is kept is published (and recorded) by the kept reload
+            keep = graph.targeted_publish(actions, keep, soft_edges, health_checks,
+                                          excluded=frozenset(req.exclude))
         hard = hard.subgraph(keep).copy()
         g = graph.build(keep, edges + soft_edges)
         generations = graph.levels(g, order_key)

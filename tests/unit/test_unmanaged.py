@@ -58,3 +58,36 @@ def test_the_publish_is_what_the_state_records_plus_the_unmanaged_as_published(t
     now = {**served, "collections": {cid: kept}}
     assert published_document(edited, forgotten, now)["collections"][cid] == kept
     assert published_document(edited, forgotten, None)["collections"] == {}  # not published now: not invented
+
+
+def _plan(repo: Path, **request: tuple[str, ...]) -> dict[str, list[str]]:
+    from datetime import UTC, datetime
+
+    from honua_plan.plan.builder import PlanRequest, build_plan
+    from honua_plan.plan.migrations import LiveState
+
+    plan = build_plan(load_environment(repo, "dev"), StateDocument.new("dev"), LiveState(),
+                      PlanRequest(now=datetime.now(UTC), **request))  # type: ignore[arg-type]
+    return {a.address: [c.query or c.name for c in a.checks] for a in plan.actions}
+
+
+def test_a_target_or_an_exclude_keeps_the_publish_of_what_it_keeps(tmp_path: Path) -> None:
+    repo = copy_example(tmp_path / "repo")
+    layer = (repo / "environments/dev/layers/bike-lanes.yaml").read_text()
+    (repo / "environments/dev/layers/copy.yaml").write_text(
+        layer.replace("name: bike-lanes", "name: copy").replace("FROM bike_lanes", "FROM bike_lanes /* copy */"))
+    full = _plan(repo)
+    assert {"layer.transportation::copy", "server.gis-server", "validation.dev"} <= full.keys()
+    # a migration alone: the reload (the served table's schema), no layer, no layer's checks
+    migration = _plan(repo, target=("migration.003",))
+    assert "server.gis-server" in migration and "validation.dev" not in migration
+    assert not any(a.startswith(("layer.", "service.")) for a in migration), migration
+    # a layer: its service, the reload, its own checks only
+    one = _plan(repo, target=(LAYER,))
+    assert {LAYER, "service.transportation", "server.gis-server", "validation.dev"} <= one.keys()
+    assert "layer.transportation::copy" not in one
+    assert one["validation.dev"] and not any("copy" in q for q in one["validation.dev"]), one["validation.dev"]
+    # an excluded layer: the others are still published, and checked without it
+    rest = _plan(repo, exclude=("layer.transportation::copy",))
+    assert {LAYER, "server.gis-server", "validation.dev"} <= rest.keys() and "layer.transportation::copy" not in rest
+    assert not any("copy" in q for q in rest["validation.dev"]), rest["validation.dev"]
