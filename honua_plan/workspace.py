@@ -306,7 +306,7 @@ class Workspace:
                     from honua_plan.providers.postgis.probing import probe_pending
 
                     probes.update(probe_pending(s, desired, [mc.migration for mc in pending], facts))
-            entries, server_error = self._server_dry_run(desired, facts, session)
+            entries, server_error = self._server_dry_run(desired, recorded, facts, session)
         finally:
             if conn is not None:
                 conn.close()
@@ -323,30 +323,12 @@ class Workspace:
         return LiveState(simulation=sim, facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
                          server_entries=entries, server_error=server_error, probes=probes)
 
-    def _server_dry_run(self, desired: DesiredState, facts: DatabaseFacts | None = None,
+    def _server_dry_run(self, desired: DesiredState, recorded: StateDocument, facts: DatabaseFacts | None = None,
                         session: Callable[[], Any] | None = None) -> tuple[tuple[Any, ...], str | None]:
-        """Ask the server what publishing the layers would do (Honua: manifest dryRun); an
-        update where a served extent no longer contains the live one (``with_live_extents``)."""
-        server = desired.server()
-        if server is None or server.spec.type == "none":
-            return (), None
-        from honua_plan.errors import HonuaError
-        from honua_plan.plan.model import ServerEntry
-        from honua_plan.providers.server.base import with_live_extents
-        from honua_plan.providers.server.compile import compile_published
+        """What publishing would do (``providers.server.base.dry_run``), with this workspace's server."""
+        from honua_plan.providers.server.base import dry_run
 
-        try:
-            provider = self.server_provider(desired.environment)
-            try:
-                entries = provider.plan(compile_published(desired))
-                current = provider.read() if session is not None else None
-            finally:
-                provider.close()
-        except HonuaError as exc:
-            return (), f"publish dry run failed: {exc.message}"
-        entries, server_error = with_live_extents(entries, current, facts, session)
-        return tuple(ServerEntry(action=e.action, kind=e.kind, name=e.collection, message=e.message)
-                     for e in entries), server_error
+        return dry_run(lambda: self.server_provider(desired.environment), desired, recorded, facts, session)
 
     def _provenance(self) -> Provenance:
         """Who this plan is for: ``ai`` when a commit of this branch that touched the

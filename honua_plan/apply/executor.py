@@ -108,7 +108,7 @@ class Services:
     state_dir: Path
     backup_lock_wait_s: float | None = None  # the datasource's lockTimeout
     backup_timeout_s: float | None = None  # the policy's backupTimeout
-    publish: Callable[[DesiredState], None] | None = None  # compile + publish + reload + health
+    publish: Callable[[DesiredState, StateDocument], None] | None = None  # publish what the state records, reload, health
     unpublish_to: Callable[[dict[str, Any] | None], None] | None = None  # restore a published doc
     read_published: Callable[[], dict[str, Any] | None] | None = None
     keep: Callable[[Path], None] | None = None  # a durable file written under state_dir, kept with the state
@@ -553,7 +553,7 @@ class Executor:
             action.address, "running", details={"previous_published": previous})))
         t0 = time.perf_counter()
         try:
-            self.svc.publish(self.desired)
+            self.svc.publish(self.desired, self.doc)
         except HonuaError as exc:
             self.con.fail("Services reloaded", time.perf_counter() - t0)
             raise StepFailed(f"server reload or health check failed: {exc.message}", "health-check-failure") from None
@@ -813,7 +813,7 @@ class Executor:
 
     def publish(self) -> None:
         if self.svc.publish is not None:
-            self.svc.publish(self.desired)
+            self.svc.publish(self.desired, self.doc)
 
     def _record_migration(self, migration: Any, action: Action, status: str, started_at: datetime,
                           t_start: float, backup_id: str | None, error: str | None) -> None:
@@ -921,7 +921,7 @@ class Executor:
         touched = {t for op in action.operations for t in op.tables}
         if action.kind == "migration" and touched & served and self.svc.publish is not None and self._published():
             try:  # served table schemas are cached per worker: reload after the down steps
-                self.svc.publish(self.desired)
+                self.svc.publish(self.desired, self.doc)
                 con.ok("Services reloaded", indent=2)
             except HonuaError as exc:
                 ok = False

@@ -30,10 +30,12 @@ def state_list(ctx: click.Context, environment: str, fmt: str) -> None:
     doc = context.recorded(environment, check=False)  # inspecting a state that went backwards is allowed
     if fmt == "json":
         echo_json({"environment": environment, "serial": doc.serial, "lineage": doc.lineage,
-                   "resources": sorted(doc.resources)})
+                   "resources": sorted(doc.resources), "unmanaged": doc.unmanaged})
         return
     for address in sorted(doc.resources):
         echo_line(address)
+    for address in doc.unmanaged:
+        echo_line(f"{address} (unmanaged: state rm)")
     for mid in doc.applied_migrations():
         echo_line(f"migration.{mid}")
 
@@ -86,6 +88,23 @@ def state_rm_cmd(ctx: click.Context, addresses: tuple[str, ...], environment: st
     doc = state_rm(context, environment, list(addresses))
     context.console.ok(f"Removed {len(addresses)} resource(s) from the {environment} state (serial {doc.serial}); "
                        "nothing live was changed")
+    kept = [a for a in addresses if a in doc.unmanaged]
+    if kept:
+        echo_line(f"  unmanaged until `honua state import`: apply leaves {', '.join(kept)} as it is live")
+
+
+@state_group.command("import")
+@click.argument("addresses", nargs=-1, required=True)
+@env_option()
+@click.pass_context
+def state_import_cmd(ctx: click.Context, addresses: tuple[str, ...], environment: str) -> None:
+    """Manage again what `state rm` forgot: record the configuration's attributes (nothing live changes)."""
+    from honua_plan.workflows.state import state_import
+
+    context = state(ctx).context()
+    doc = state_import(context, environment, list(addresses))
+    context.console.ok(f"Imported {len(addresses)} resource(s) into the {environment} state (serial {doc.serial}); "
+                       f"nothing live was changed: `honua plan --env {environment}` shows what apply would change")
 
 
 @state_group.command("mv")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from honua_plan import __version__
 from honua_plan.config.desired import DesiredState
-from honua_plan.config.paths import PROJECT_FILE
 from honua_plan.errors import Diagnostic, Location, PlanError
 from honua_plan.plan import policy as policy_mod
 from honua_plan.plan.diff import (
@@ -40,11 +39,10 @@ from honua_plan.plan.model import (
     NoOp,
     Operation,
     Plan,
-    PolicyBase,
-    PolicyCheck,
     Provenance,
     SimulationRecord,
 )
+from honua_plan.plan.policy import judged_changes, policy_base_record, policy_line
 from honua_plan.plan.simulation import (
     SimulatedTables,
     check_layer_after,
@@ -155,7 +153,8 @@ def _forced_replacements(desired: DesiredState, recorded: StateDocument, changes
     for address in replace:
         i = by_address.get(address)
         c = changes[i] if i is not None else None
-        problem = ("is not in the configuration" if c is None or c.action == "delete" else
+        problem = ("is unmanaged (state rm): `honua state import` it first" if address in recorded.unmanaged else
+                   "is not in the configuration" if c is None or c.action == "delete" else
                    "is not a layer (only layers can be replaced)" if c.kind != "layer" else
                    "is not in the state yet (it is created anyway)" if c.action == "create" else "")
         if problem:
@@ -177,7 +176,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors.extend(move_errors)
     judging = req.judging(desired)
     production = bool(judging and judging.spec.production)
-    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
+    managed_layers = [lyr for a, lyr in desired.layers.items() if a not in recorded.unmanaged]
+    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(managed_layers, facts)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,
@@ -259,9 +259,12 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
 
     # layers checked against live tables
     layer_changes = {c.address: c for c in changes if c.kind == "layer"}
-    health_checks: list[CheckRecord] = []
+    health_checks: dict[str, list[CheckRecord]] = {}  # per layer: a --target keeps its own layers' checks
     variables = desired.template_vars()
+    unmanaged = frozenset(recorded.unmanaged)
     for address, layer in desired.layers.items():
+        if address in unmanaged:
+            continue  # left alone: neither checked nor changed while unmanaged
         table_name = layer.spec.storage.qualified_table
         live_table = facts.table(table_name) if facts else None
         created_in_plan = table_name in created or layer.spec.storage.table in created
@@ -310,7 +313,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         )
         order_key[address] = kinds_order["layer"]
         edges += [(d, address) for d in layer_deps]
-        health_checks += [check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
+        health_checks[address] = [check_record(c, "health", variables) for c in layer.spec.validation.healthChecks]
 
     # deleted layers, services; created/updated services, datasources, servers
     for ch in changes:
@@ -381,11 +384,12 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         order_key[addr] = kinds_order["server"]
         edges += [(d, addr) for d in deps]
         soft_edges += [(d, addr) for d in migr_on_served]
-        if health_checks:
+        layer_checks = [c for cs in health_checks.values() for c in cs]
+        if layer_checks:
             vaddr = f"validation.{desired.environment}"
             actions[vaddr] = Action(
                 address=vaddr, kind="validation", action="validate", reason="health checks of the changed layers",
-                depends_on=[addr], checks=health_checks, estimated_s=0.5 * len(health_checks),
+                depends_on=[addr], checks=layer_checks, estimated_s=0.5 * len(layer_checks),
                 operations=[Operation(kind="check", name="Health checks")],
             )
             order_key[vaddr] = kinds_order["validation"]
@@ -409,16 +413,16 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
             keep = graph.ancestors_closure(hard, req.target)
             if missing and not keep:
                 raise PlanError(f"--target {', '.join(missing)}: no such address in the plan")
-            # a targeted migration on a served table still gets its server reload (and checks)
-            for before, after in soft_edges:
-                if before in keep and actions[after].action == "reload":
-                    keep.add(after)
-                    keep |= {v for v in actions if actions[v].action == "validate" and after in actions[v].depends_on}
+        excluded: set[str] = set()
         if req.exclude:
             unknown = [e for e in req.exclude if e not in hard and e not in {n.address for n in no_ops}]
             if unknown:
                 raise PlanError(f"--exclude {', '.join(unknown)}: no such address in the plan")
-            keep -= graph.descendants_closure(hard, req.exclude)
+            excluded = graph.descendants_closure(hard, req.exclude)
+            keep -= excluded
+        if req.target or req.exclude:  # what is kept is published (and recorded) by the kept reload
+            keep = graph.targeted_publish(actions, keep, soft_edges, health_checks,
+                                          excluded=frozenset(req.exclude))
         hard = hard.subgraph(keep).copy()
         g = graph.build(keep, edges + soft_edges)
         generations = graph.levels(g, order_key)
@@ -434,7 +438,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     if req.refresh_only:
         ordered = []
     elif req.judge is not None and req.judge.changed:  # never "no changes" while the policy differs from the base
-        ordered = _judged_changes(desired, req.judge, finish) + ordered
+        ordered = judged_changes(desired, req.judge, finish) + ordered
 
     plan_risk = max((a.risk for a in ordered), key=policy_mod.LEVELS.index, default="LOW")
     backup_needed = any(a.backup_tables for a in ordered)
@@ -478,54 +482,18 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
         server=list(live.server_entries),
         risk=plan_risk,
         estimated_s=round(sum(a.estimated_s for a in ordered), 3),
-        policy=_policy_line(req.judge, desired) + checks,
+        policy=policy_line(req.judge, desired) + checks,
         approvals_required=required,
         approvers=approvers,
         provenance=req.provenance,
         warnings=list(dict.fromkeys(warnings)),
         database=req.database,
         moved=[MovedRecord(from_address=f, to_address=t) for f, t in moves],
-        policy_base=_policy_base(req.judge),
+        policy_base=policy_base_record(req.judge),
         simulation=SimulationRecord(status=sim.status, summary=sim.describe(), seconds=sim.seconds,
                                     migrations=list(sim.migrations)) if sim is not None else None,
         simulated=simulated.record() if simulated is not None else None,
     )
-
-
-def _judged_changes(desired: DesiredState, judge: Judge,
-                    finish: Callable[[list[risk.Finding], str], tuple[str, list[FindingRecord]]]) -> list[Action]:
-    """The change of the policy or honua.yaml itself (POL101, CRITICAL): what the base's
-    approvers approve. Applying it records the commit, which then judges the next plan."""
-    out: list[Action] = []
-    for address, kind, files in ((f"policy.{desired.environment}", "policy",
-                                  [p for p in judge.changed if p != PROJECT_FILE]),
-                                 (f"project.{desired.project.metadata.name}", "project",
-                                  [p for p in judge.changed if p == PROJECT_FILE])):
-        if not files:
-            continue
-        lvl, frs = finish([risk.finding("POL101", address, files=", ".join(files), base=judge.source)], address)
-        s = desired.source(address if kind == "policy" else "project")
-        out.append(Action(
-            address=address, kind=kind, action="update", changed_paths=files, risk=lvl, findings=frs,
-            reason=f"{', '.join(files)} differ(s) from {judge.source}: this plan is judged by the base's policy",
-            source=f"{s.locate(()).path}:{s.locate(()).line}" if s is not None else files[0],
-            operations=[Operation(kind="record", name=f"Record {kind}: {address.split('.', 1)[1]} (the deployed commit)")],
-        ))
-    return out
-
-
-def _policy_base(judge: Judge | None) -> PolicyBase | None:
-    if judge is None:
-        return None
-    return PolicyBase(revision=judge.revision, source=judge.source, digest=judge.digest, changed=list(judge.changed))
-
-
-def _policy_line(judge: Judge | None, desired: DesiredState) -> list[PolicyCheck]:
-    """Which policy judged the plan, said first among its policy checks (where there is one)."""
-    if judge is None or (judge.policy is None and desired.policy is None and not judge.changed):
-        return []
-    return [PolicyCheck(name="policy-base", status="pass" if judge.revision else "warn",
-                        message=f"Policy: from {judge.source}")]
 
 
 def _names(names: list[str], most: int = 3) -> str:
@@ -594,6 +562,6 @@ def build_down_plan(
         engine_version=__version__, config_commit=req.config_commit, config_hash=desired.config_hash,
         state_lineage=recorded.lineage, state_serial=recorded.serial, target=[m.address], actions=[action],
         risk=level.name, estimated_s=action.estimated_s,
-        policy=_policy_line(req.judge, desired) + checks, approvals_required=required, approvers=approvers,
-        provenance=req.provenance, database=req.database, policy_base=_policy_base(req.judge),
+        policy=policy_line(req.judge, desired) + checks, approvals_required=required, approvers=approvers,
+        provenance=req.provenance, database=req.database, policy_base=policy_base_record(req.judge),
     )

@@ -211,11 +211,26 @@ def _pairs(a: Sequence[Any], b: Sequence[Any], span: tuple[int, int, int, int], 
 _REPLACE_PATHS = ("spec.storage.table", "spec.storage.schema", "spec.storage.geometryColumn")
 
 
+def unmanaged_reason(address: str, declared: bool = True) -> str:
+    """Why a forgotten address is left alone (a plan's no-op)."""
+    where = "" if declared else ", not in the configuration"
+    return (f"unmanaged (state rm{where}): not changed by apply; "
+            f"`honua state import {address}` to manage it again")
+
+
 def diff_resources(
     desired: Mapping[str, tuple[str, dict[str, Any]]], recorded: StateDocument
 ) -> list[Change]:
+    """Desired against recorded; an unmanaged address (``state rm``) is a no-op whatever
+    the configuration says of it, never a create or a delete."""
     changes: list[Change] = []
+    unmanaged = frozenset(recorded.unmanaged)
+    for address in recorded.unmanaged:
+        kind = desired[address][0] if address in desired else address.split(".", 1)[0]
+        changes.append(Change(address, kind, "no-op", unmanaged_reason(address, address in desired)))
     for address, (kind, attrs) in desired.items():
+        if address in unmanaged:
+            continue
         rec = recorded.resources.get(address)
         if rec is None:
             changes.append(Change(address, kind, "create", f"{address} is new", after=attrs))

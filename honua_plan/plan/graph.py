@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 import networkx as nx
 
 from honua_plan.errors import CycleError
+from honua_plan.plan.model import Action, CheckRecord
 
 
 def build(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph:
@@ -63,4 +64,45 @@ def ancestors_closure(g: nx.DiGraph, targets: Iterable[str]) -> set[str]:
         if t in g:
             keep.add(t)
             keep |= nx.ancestors(g, t)
+    return keep
+
+
+def targeted_publish(actions: dict[str, Action], keep: set[str], soft_edges: list[tuple[str, str]],
+                     health_checks: dict[str, list[CheckRecord]], *, excluded: frozenset[str] = frozenset()
+                     ) -> set[str]:
+    """What a ``--target`` or ``--exclude`` keeps of the publish: a kept layer's new or
+    changed service, the server reload when a kept layer or service changes (their publish
+    is that reload) or a kept migration alters a served table (schemas are cached per
+    worker), and the health checks of the kept layers only (``actions``' validation is
+    narrowed to them). Nothing named in ``excluded`` comes back; a kept layer whose new
+    service is excluded is left out too (it could not be served without it).
+
+    The reload publishes what the state records once the kept actions are recorded (see
+    ``workflows.publish``), so a layer left out is neither recorded nor published."""
+    keep = set(keep)
+    for address in sorted(a for a in keep if actions[a].kind == "layer" and actions[a].action != "delete"):
+        service = f"service.{address.removeprefix('layer.').split('::', 1)[0]}"
+        if service not in actions or actions[service].action == "delete":
+            continue
+        if service not in excluded:
+            keep.add(service)  # a collection is served under its service: it is published with it
+        elif actions[service].action == "create":
+            keep.discard(address)
+    served = any(actions[a].kind in ("layer", "service") for a in keep)
+    for reload in [a for a, act in actions.items() if act.action == "reload" and a not in excluded]:
+        if served:
+            keep.add(reload)
+        elif any(before in keep and after == reload for before, after in soft_edges):
+            keep.add(reload)
+            if actions[reload].after is None:  # no layer of this plan is published: say why it reloads
+                actions[reload] = actions[reload].model_copy(update={
+                    "reason": "a migration altered a served table (schemas are cached per worker)"})
+    for vaddr in [a for a, act in actions.items() if act.action == "validate"]:
+        act = actions[vaddr]
+        checks = [c for layer, cs in health_checks.items() if layer in keep for c in cs]
+        if checks and vaddr not in excluded and any(d in keep for d in act.depends_on):
+            keep.add(vaddr)
+            actions[vaddr] = act.model_copy(update={"checks": checks, "estimated_s": 0.5 * len(checks)})
+        else:
+            keep.discard(vaddr)
     return keep

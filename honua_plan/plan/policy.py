@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from honua_plan.config.models import Policy
+from honua_plan.config.paths import PROJECT_FILE
 from honua_plan.console import format_duration
-from honua_plan.plan.model import PolicyCheck
+from honua_plan.plan.model import Action, FindingRecord, Operation, PolicyBase, PolicyCheck
+from honua_plan.plan.rules import Finding, finding
 from honua_plan.state.model import StateDocument
+
+if TYPE_CHECKING:
+    from honua_plan.config.desired import DesiredState
+    from honua_plan.config.policybase import Judge
 
 LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
@@ -124,3 +131,42 @@ def next_window_start(policy: Policy, now: datetime) -> datetime | None:
                 best = day
                 break
     return best
+
+
+# --------------------------------------------------------------------------- the judging policy
+
+
+def judged_changes(desired: DesiredState, judge: Judge,
+                    finish: Callable[[list[Finding], str], tuple[str, list[FindingRecord]]]) -> list[Action]:
+    """The change of the policy or honua.yaml itself (POL101, CRITICAL): what the base's
+    approvers approve. Applying it records the commit, which then judges the next plan."""
+    out: list[Action] = []
+    for address, kind, files in ((f"policy.{desired.environment}", "policy",
+                                  [p for p in judge.changed if p != PROJECT_FILE]),
+                                 (f"project.{desired.project.metadata.name}", "project",
+                                  [p for p in judge.changed if p == PROJECT_FILE])):
+        if not files:
+            continue
+        lvl, frs = finish([finding("POL101", address, files=", ".join(files), base=judge.source)], address)
+        s = desired.source(address if kind == "policy" else "project")
+        out.append(Action(
+            address=address, kind=kind, action="update", changed_paths=files, risk=lvl, findings=frs,
+            reason=f"{', '.join(files)} differ(s) from {judge.source}: this plan is judged by the base's policy",
+            source=f"{s.locate(()).path}:{s.locate(()).line}" if s is not None else files[0],
+            operations=[Operation(kind="record", name=f"Record {kind}: {address.split('.', 1)[1]} (the deployed commit)")],
+        ))
+    return out
+
+
+def policy_base_record(judge: Judge | None) -> PolicyBase | None:
+    if judge is None:
+        return None
+    return PolicyBase(revision=judge.revision, source=judge.source, digest=judge.digest, changed=list(judge.changed))
+
+
+def policy_line(judge: Judge | None, desired: DesiredState) -> list[PolicyCheck]:
+    """Which policy judged the plan, said first among its policy checks (where there is one)."""
+    if judge is None or (judge.policy is None and desired.policy is None and not judge.changed):
+        return []
+    return [PolicyCheck(name="policy-base", status="pass" if judge.revision else "warn",
+                        message=f"Policy: from {judge.source}")]

@@ -136,6 +136,12 @@ def moved_lines(plan: Plan) -> list[str]:
             for m in plan.moved]
 
 
+def _unmanaged_lines(plan: Plan) -> list[str]:
+    """What ``honua state rm`` forgot: left alone by apply, said so (not hidden among the unchanged)."""
+    return [f"{one_line(n.address)}: {one_line(n.reason)}"
+            for n in plan.no_ops if n.reason.startswith("unmanaged (state rm")]
+
+
 def _approval_required(plan: Plan) -> str:
     if plan.approvals_required <= 0:
         return "NO"
@@ -365,6 +371,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
     if not plan.actions and not plan.moved:
         lines.append(s(f"No changes. The {env} environment matches the configuration.", bold=True))
         lines += _database_text(plan)
+        lines += _unmanaged_lines(plan)
         if plan.drift:
             lines += ["", *_drift_text(plan, s)]
         if plan.warnings:
@@ -376,6 +383,7 @@ def render_text(plan: Plan, *, colour: bool = False, detailed: bool = False) -> 
     if plan.simulation is not None:
         lines.append(f"Simulation: {one_line(plan.simulation.summary)}")
     lines += moved_lines(plan)
+    lines += _unmanaged_lines(plan)
     if plan.target:
         lines.append(f"Targeted: {one_line(', '.join(plan.target))} (partial plan)")
     if plan.drift:

@@ -332,6 +332,10 @@ class StateDocument(_Model):
     backups: list[BackupRecord] = Field(default_factory=empty_list)
     incidents: list[IncidentRecord] = Field(default_factory=empty_list)
     pending: JournalRecord | None = None
+    unmanaged: list[str] = Field(default_factory=empty_list)
+    """Addresses forgotten by ``honua state rm`` while the configuration may still declare
+    them: apply leaves them as they are live (the server keeps publishing them as it does
+    now) until ``honua state import`` manages them again. Sorted, none of them recorded."""
 
     @field_validator("format_version")
     @classmethod
@@ -420,7 +424,16 @@ class StateDocument(_Model):
         """Many records set and removed in one copy (one per record is quadratic in N)."""
         resources = {k: v for k, v in self.resources.items() if k not in removed}
         resources.update((r.address, r) for r in records)
+        if self.unmanaged and records:  # what is recorded is managed again
+            return self.model_copy(update={"resources": resources,
+                                           "unmanaged": [a for a in self.unmanaged if a not in resources]})
         return self.model_copy(update={"resources": resources})
+
+    def with_unmanaged(self, forgotten: frozenset[str] = frozenset(), managed: frozenset[str] = frozenset()
+                       ) -> StateDocument:
+        """``forgotten`` added to :attr:`unmanaged` (and their records removed), ``managed`` taken out of it."""
+        unmanaged = sorted((set(self.unmanaged) | forgotten) - managed)
+        return self.with_resources([], forgotten).model_copy(update={"unmanaged": unmanaged})
 
     def with_moved(self, source: str, destination: str) -> StateDocument:
         """The record of ``source`` kept under ``destination`` (``state mv``, ``moved:``)."""

@@ -58,8 +58,11 @@ def restore_state_backup(ws: Workspace, environment: str, *, force: bool = False
 
 def state_rm(ws: Workspace, environment: str, addresses: list[str]) -> StateDocument:
     """``honua state rm``: forget resources (the live objects are left as they are), as
-    ``terraform state rm``; the next plan creates them again unless the config dropped them."""
+    ``terraform state rm``. A datasource, server, service or layer is kept in the state's
+    ``unmanaged`` list: the plan shows it as a no-op, apply neither changes nor deletes it,
+    and the server keeps publishing it as it does now, until ``honua state import``."""
     from honua_plan.errors import UsageError
+    from honua_plan.plan.diff import MANAGED_KINDS
 
     with ws.backend(environment).lock("honua state rm") as writer:
         doc = writer.read()
@@ -67,8 +70,41 @@ def state_rm(ws: Workspace, environment: str, addresses: list[str]) -> StateDocu
         if missing:
             raise UsageError(f"not in the {environment} state: {', '.join(missing)}",
                              hint=f"list the addresses with `honua state list --env {environment}`")
-        doc = doc.with_resources([], frozenset(addresses)).record_event(
+        kept = frozenset(a for a in addresses if doc.resources[a].kind in MANAGED_KINDS)
+        doc = doc.with_resources([], frozenset(addresses)).with_unmanaged(kept).record_event(
             "state-rm", f"removed from the state: {', '.join(addresses)}", actor=ws.actor,
+            details={"addresses": addresses, "unmanaged": sorted(kept)})
+        return writer.write(doc, expected_serial=doc.serial)
+
+
+def state_import(ws: Workspace, environment: str, addresses: list[str]) -> StateDocument:
+    """``honua state import``: manage again what ``state rm`` forgot (or adopt what the
+    configuration declares and the state does not record): the configuration's attributes
+    are recorded, nothing live changes. The next plan compares the server with them: what
+    it publishes otherwise is drift, republished by the next apply."""
+    from honua_plan.errors import UsageError
+    from honua_plan.plan.diff import desired_resources
+    from honua_plan.state.model import ResourceRecord
+
+    declared = desired_resources(ws.desired(environment))
+    with ws.backend(environment).lock("honua state import") as writer:
+        doc = writer.read()
+        unknown = [a for a in addresses if a not in declared]
+        if unknown:
+            raise UsageError(f"not in the configuration of {environment}: {', '.join(unknown)}",
+                             hint="import declares what the configuration manages: add it to the configuration first")
+        recorded = [a for a in addresses if a in doc.resources]
+        if recorded:
+            raise UsageError(f"already managed in the {environment} state: {', '.join(recorded)}")
+        desired = ws.desired(environment)
+        records = []
+        for address in addresses:
+            kind, attrs = declared[address]
+            src = desired.source(address)
+            records.append(ResourceRecord.create(address, kind, attrs, serial=doc.next_serial,
+                                                 source_path=src.path if src else None, applied_by=ws.actor))
+        doc = doc.with_resources(records).with_unmanaged(managed=frozenset(addresses)).record_event(
+            "state-import", f"managed again: {', '.join(addresses)}", actor=ws.actor,
             details={"addresses": addresses})
         return writer.write(doc, expected_serial=doc.serial)
 

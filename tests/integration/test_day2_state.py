@@ -96,7 +96,16 @@ def test_state_rm_forgets_without_touching_the_database(applied: tuple[Path, dic
     assert "nothing live was changed" in removed.output
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM bike_lanes").fetchone()[0] == 42
-    assert actions(repo, env) == [(OLD, "create")]  # the config still has it: created again
+    # the config still has it: unmanaged, left alone (no create, no delete) until imported
+    assert actions(repo, env) == []
+    plan = json.loads(run(repo, "plan", "--env", "dev", "--format", "json", env=env).output)
+    assert any(n["address"] == OLD and n["reason"].startswith("unmanaged (state rm)") for n in plan["no_ops"])
+    assert f"{OLD} (unmanaged: state rm)" in run(repo, "state", "list", "--env", "dev", env=env).output
+    imported = run(repo, "state", "import", OLD, "--env", "dev", env=env)
+    assert imported.exit_code == 0, imported.output
+    assert actions(repo, env) == []  # recorded as the configuration declares it
+    state = json.loads((repo / "state/dev.json").read_text())
+    assert OLD in state["resources"] and state["unmanaged"] == []
     missing = run(repo, "state", "rm", "layer.nope::x", "--env", "dev", env=env)
     assert missing.exit_code == 1 and "not in the dev state" in missing.output
 

@@ -36,8 +36,10 @@ from honua_plan.providers.server.compile import VOLATILE_KEYS, empty_published
 from honua_plan.secrets import redact
 
 if TYPE_CHECKING:
+    from honua_plan.config.desired import DesiredState
     from honua_plan.config.models import Server
     from honua_plan.providers.postgis.facts import DatabaseFacts
+    from honua_plan.state.model import StateDocument
 from honua_plan.providers.server.http import (
     HealthResult,
     HttpResponse,
@@ -316,6 +318,34 @@ def with_stale_extents(entries: Sequence[PlanEntry], stale: Sequence[PlanEntry])
         mine = by_id.pop(e.collection, None) if e.kind == "collection" else None
         out.append(mine if mine is not None and e.action == "skip" else e)
     return out + list(by_id.values())
+
+
+def dry_run(open_provider: Callable[[], ServerProvider], desired: DesiredState, recorded: StateDocument,
+            facts: Any = None, session: Callable[[], Any] | None = None) -> tuple[tuple[Any, ...], str | None]:
+    """Ask the server what publishing the layers would do (Honua: manifest dryRun): what the
+    state forgot (``state rm``) stays as it is published; an update where a served extent no
+    longer contains the live one (:func:`with_live_extents`, when ``session`` can read it)."""
+    server = desired.server()
+    if server is None or server.spec.type == "none":
+        return (), None
+    from honua_plan.errors import HonuaError
+    from honua_plan.plan.model import ServerEntry
+    from honua_plan.providers.server.compile import compile_published
+
+    try:
+        provider = open_provider()
+        try:
+            published = provider.read() if (session is not None or recorded.unmanaged) else None
+            entries = provider.plan(compile_published(desired, unmanaged=recorded.unmanaged,
+                                                      published=published if recorded.unmanaged else None))
+            current = published if session is not None else None
+        finally:
+            provider.close()
+    except HonuaError as exc:
+        return (), f"publish dry run failed: {exc.message}"
+    entries, server_error = with_live_extents(entries, current, facts, session)
+    return tuple(ServerEntry(action=e.action, kind=e.kind, name=e.collection, message=e.message)
+                 for e in entries), server_error
 
 
 def with_live_extents(

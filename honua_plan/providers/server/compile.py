@@ -17,6 +17,9 @@ with what is declared. The bounding box is data, not configuration: it moves wit
 every insert, so :func:`published_fingerprint` and :func:`collection_fingerprints`
 leave it out.
 
+Unmanaged (``honua state rm``): a forgotten service or collection is neither compiled nor
+dropped: its entry is kept as the server publishes it now (``unmanaged`` and ``published``).
+
 Not published: the layers of a disabled service (``enabled: false`` or
 ``ogc.collectionsEnabled: false``) and a layer with ``ogc.collectionsEnabled: false``.
 """
@@ -107,15 +110,29 @@ def empty_published(environment: str, project: str = "") -> dict[str, Any]:
 
 
 def compile_published(
-    desired: DesiredState, extents: Mapping[str, Bbox | None] | None = None
+    desired: DesiredState, extents: Mapping[str, Bbox | None] | None = None, *,
+    unmanaged: Sequence[str] = (), published: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The published metadata of one environment; ``extents`` maps collection id → CRS84 bbox."""
+    """The published metadata of one environment; ``extents`` maps collection id → CRS84 bbox.
+
+    ``unmanaged``: addresses the state forgot (``service.X``, ``layer.S::L``); their entries
+    are copied from ``published`` (what the server publishes now) as they are, whatever
+    ``desired`` says of them, and left out when the server does not publish them."""
     extents = extents or {}
     doc = empty_published(desired.environment, desired.project.metadata.name)
     services: dict[str, Any] = doc["services"]
     collections: dict[str, Any] = doc["collections"]
+    now = published or {}
+    kept_services = {a.removeprefix("service.") for a in unmanaged if a.startswith("service.")}
+    kept_collections = {a.removeprefix("layer.") for a in unmanaged if a.startswith("layer.")}
+    for name in sorted(kept_services):
+        entry = (now.get("services") or {}).get(name)
+        if entry is not None:
+            services[name] = copy.deepcopy(entry)
 
     for name in sorted(desired.services):
+        if name in kept_services:
+            continue
         svc = desired.services[name]
         services[name] = {
             "title": svc.spec.title,
@@ -131,7 +148,13 @@ def compile_published(
             },
         }
 
+    for cid in sorted(kept_collections):
+        entry = (now.get("collections") or {}).get(cid)
+        if entry is not None:
+            collections[cid] = copy.deepcopy(entry)
     for layer in sorted(desired.layers.values(), key=lambda lyr: lyr.collection_id):
+        if layer.collection_id in kept_collections:
+            continue
         service_entry = services.get(layer.metadata.service)
         if service_entry is None or not service_entry["enabled"]:
             continue
@@ -165,6 +188,8 @@ def compile_published(
             "item_limit": spec.ogc.itemLimit or svc_ogc["itemLimit"],
             "bbox": _bbox(extents.get(cid)),
         }
+    if kept_collections:
+        doc["collections"] = dict(sorted(collections.items()))
     return doc
 
 
