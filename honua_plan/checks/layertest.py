@@ -165,6 +165,9 @@ def _test_one(desired: DesiredState, dsn: Callable[[], str], layer: Layer, provi
         sum(o.seconds for o in outcomes),
         tuple(f"{'✓' if o.ok else '✗'} {o.requirement}: {o.message}" for o in outcomes),
     ))
+    if layer.spec.fields:  # a layer that declares no fields serves every column: nothing to compare
+        report.checks.append(_timed("Served fields", lambda: ogctest.served_fields(
+            url, cid, [f.name for f in layer.spec.fields], id_field=layer.spec.idField, geometry=st.geometryColumn)))
     budget = layer.spec.performance
     max_avg = budget.maxAvgMs if budget else DEFAULT_MAX_AVG_MS
     max_p95 = budget.maxP95Ms if budget else None

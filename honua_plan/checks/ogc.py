@@ -439,6 +439,48 @@ def run_conformance(
     return out
 
 
+# --------------------------------------------------------------------------- served fields
+
+
+def served_fields(landing_url: str, collection_id: str, declared: Sequence[str], *, id_field: str,
+                  geometry: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str, list[str]]:
+    """Whether ``/items`` and ``/queryables`` serve exactly the layer's declared fields (the
+    served API is the layer file): no property that is not declared, none declared missing.
+    The feature's id and geometry are its members, not properties."""
+    client = OgcClient(landing_url, timeout=timeout)
+    want = {f for f in declared if f not in (geometry,)}
+    details: list[str] = []
+    problems: list[str] = []
+    try:
+        feats = _check_feature_collection(client.items(collection_id, limit=10))
+    except CheckFailed as exc:
+        return False, f"/items: {exc}", []
+    served = set().union(*(set((f.get("properties") or {}).keys()) for f in feats)) if feats else set()
+    extra = sorted(served - want)
+    missing = sorted(want - served - {id_field}) if feats else []
+    details.append(f"/items properties: {', '.join(sorted(served)) or '(no features)'}")
+    if extra:
+        problems.append(f"/items serves {', '.join(extra)}, which the layer does not declare")
+    if missing:
+        problems.append(f"/items does not serve {', '.join(missing)}")
+    resp = client.get(client.url(f"/collections/{_q(collection_id)}/queryables", {"f": "json"}),
+                      accept="application/schema+json")
+    if resp.status == 200:
+        try:
+            queryables = set((resp.json().get("properties") or {}).keys()) - {"geometry", geometry}
+        except (ValueError, AttributeError):
+            queryables = set()
+            problems.append("/queryables did not return a JSON schema")
+        details.append(f"/queryables: {', '.join(sorted(queryables))}")
+        if queryables - want:
+            problems.append(f"/queryables offers {', '.join(sorted(queryables - want))}, which the layer does not declare")
+        if want - queryables:
+            problems.append(f"/queryables lacks {', '.join(sorted(want - queryables))}")
+    else:
+        details.append(f"/queryables: HTTP {resp.status} (not checked)")
+    return not problems, "; ".join(problems) or f"exactly the {len(want)} declared field(s)", details
+
+
 # --------------------------------------------------------------------------- sample query, benchmark
 
 

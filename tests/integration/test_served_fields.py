@@ -68,6 +68,47 @@ def test_a_removed_field_is_no_longer_served(served: tuple[Path, dict[str, str],
     assert run(repo, "plan", "--env", "dev", "--detailed-exitcode", env=env).exit_code == 0
     drift = run(repo, "drift", "--env", "dev", env=env)
     assert drift.exit_code == 0, drift.output
+    tested = run(repo, "test", "--layer", "bike-lanes", env=env)
+    assert "✓ Served fields" in tested.output, tested.output
+
+
+def test_honua_test_fails_when_the_server_serves_an_undeclared_field() -> None:
+    """`honua test` compares what /items and /queryables serve with the layer file."""
+    import http.server
+    import threading
+
+    from honua_plan.checks.ogc import served_fields
+
+    bodies = {
+        "/collections/t::l/items": {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": 1, "geometry": None, "properties": {"name": "a", "ssn": "123"}}]},
+        "/collections/t::l/queryables": {"type": "object", "properties": {
+            "geometry": {}, "id": {}, "name": {}, "ssn": {}}},
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = json.dumps(bodies.get(self.path.split("?")[0], {})).encode()
+            self.send_response(200 if self.path.split("?")[0] in bodies else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        ok, message, _ = served_fields(url, "t::l", ["id", "name"], id_field="id", geometry="geom")
+        assert not ok
+        assert message == ("/items serves ssn, which the layer does not declare; "
+                           "/queryables offers ssn, which the layer does not declare")
+        ok, message, _ = served_fields(url, "t::l", ["id", "name", "ssn"], id_field="id", geometry="geom")
+        assert ok, message
+    finally:
+        server.shutdown()
 
 
 BAD_MIGRATION = """apiVersion: honua.io/v1
