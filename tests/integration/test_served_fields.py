@@ -87,7 +87,7 @@ def test_honua_test_fails_when_the_server_serves_an_undeclared_field() -> None:
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             body = json.dumps(bodies.get(self.path.split("?")[0], {})).encode()
             self.send_response(200 if self.path.split("?")[0] in bodies else 404)
             self.send_header("Content-Type", "application/json")
