@@ -26,12 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honua_plan import secrets
-<<<<<<< HEAD
 from honua_plan.config import slots, templating
-=======
-from honua_plan.config import templating
 from honua_plan.config.paths import resolve_state_dir
->>>>>>> i25-contain
 from honua_plan.errors import DatabaseError
 
 if TYPE_CHECKING:  # not imported at run time: early_dsn runs before pydantic is loaded
