@@ -164,6 +164,19 @@ def _metadata_operation(desired: DesiredState, m: Migration, section: str, index
                      text_diff=text_diff, estimated_s=0.2)
 
 
+def layers_edited_by(desired: DesiredState, migrations: list[Migration]) -> set[str]:
+    """The layers (addresses) whose files the up metadata steps of ``migrations`` edit.
+
+    For pending migrations: their layer files may already hold the edit (rendered into the
+    pull request) while the database does not yet (the migration creates the index the
+    file declares): that is the change under review, not drift."""
+    variables = desired.template_vars()
+    paths = {templating.render_template(s.path or "", variables)
+             for m in migrations for s in m.spec.up if s.type == "metadata"}
+    return {address for address in desired.layers
+            if (src := desired.sources.get(address)) is not None and src.path in paths}
+
+
 def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[Statement],
                               facts: DatabaseFacts | None) -> list[Diagnostic]:
     """A column or table a layer serves, renamed by a pending migration that does not update
@@ -313,6 +326,12 @@ def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_bef
         _step_operation(desired, m, "down", i, step, live, created, errors)[0]
         for i, step in enumerate(m.spec.down)
     ]
+    # a file the up steps only verify (rendered in the pull request) is left as committed by
+    # a rollback (the executor skips a down step on a file the apply did not edit): no diff
+    verified = {op.path for op in ops if op.kind == "metadata" and op.text_diff is None
+                and live.file_texts.get(op.path or "") is not None}
+    rollback = [op.model_copy(update={"text_diff": None}) if op.kind == "metadata" and op.path in verified else op
+                for op in rollback]
     # preconditions at plan time, against facts plus what earlier migrations create
     pre_labels: list[str] = []
     deferred: list[str] = []
