@@ -71,7 +71,6 @@ from honua_plan.plan.migrations import (
     check_record,
     created_before_plan,
     finding_record,
-    layers_edited_by,
     migration_draft,
     served_columns,
 )
@@ -178,9 +177,7 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     errors.extend(move_errors)
     judging = req.judging(desired)
     production = bool(judging and judging.spec.production)
-    in_review = layers_edited_by(desired, [mc.migration for mc in diff_migrations(desired, recorded)[0]])
-    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(  # a pending migration's
-        [lyr for a, lyr in desired.layers.items() if a not in in_review], facts)  # rendered edit is not drift
+    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(desired.layers.values(), facts)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,

@@ -164,19 +164,6 @@ def _metadata_operation(desired: DesiredState, m: Migration, section: str, index
                      text_diff=text_diff, estimated_s=0.2)
 
 
-def layers_edited_by(desired: DesiredState, migrations: list[Migration]) -> set[str]:
-    """The layers (addresses) whose files the up metadata steps of ``migrations`` edit.
-
-    For pending migrations: their layer files may already hold the edit (rendered into the
-    pull request) while the database does not yet (the migration creates the index the
-    file declares): that is the change under review, not drift."""
-    variables = desired.template_vars()
-    paths = {templating.render_template(s.path or "", variables)
-             for m in migrations for s in m.spec.up if s.type == "metadata"}
-    return {address for address in desired.layers
-            if (src := desired.sources.get(address)) is not None and src.path in paths}
-
-
 def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[Statement],
                               facts: DatabaseFacts | None) -> list[Diagnostic]:
     """A column or table a layer serves, renamed by a pending migration that does not update
