@@ -257,7 +257,7 @@ class Workspace:
         variables = desired.template_vars()
         health: dict[str, tuple[int, int, int]] = {}
         pre: dict[str, tuple[bool, str]] = {}
-        texts: dict[str, str] = {}
+        texts: dict[str, str | None] = {}
         probes: dict[str, tuple[Any, ...]] = {}
         conn = None
 
@@ -300,8 +300,7 @@ class Workspace:
                         if step.type == "metadata" and step.path:
                             rel = templating.render_template(step.path, variables)
                             path = self.root / rel
-                            if path.exists():
-                                texts[rel] = path.read_text()
+                            texts[rel] = path.read_text() if path.exists() else None  # None: judged by the planner
                 if pending:
                     from honua_plan.providers.postgis.probing import probe_pending
 
@@ -321,7 +320,8 @@ class Workspace:
             sim = simulate_pending(self.database(env, read_only=True).dsn, desired, [mc.migration for mc in pending],
                                    self.embedded, force=simulate is True)
         return LiveState(simulation=sim, facts=facts, geometry_health=health, precondition_results=pre, file_texts=texts,
-                         server_entries=entries, server_error=server_error, probes=probes)
+                         server_entries=entries, server_error=server_error, probes=probes,
+                         rendered_required=_in_ci())  # in CI, metadata edits come in the pull request
 
     def _server_dry_run(self, desired: DesiredState, recorded: StateDocument, facts: DatabaseFacts | None = None,
                         session: Callable[[], Any] | None = None) -> tuple[tuple[Any, ...], str | None]:

@@ -628,6 +628,10 @@ class Executor:
                 self._record_migration(migration, action, "failed", started_at, t_start, backup_id, exc.message)
                 raise StepFailed(exc.message if op.name in exc.message else f"step '{op.name}' failed: {exc.message}",
                                  "step-failure") from None
+            if op.kind == "metadata" and op.path in self.edited_files:  # the dev loop edited it
+                con.print(f"    commit {op.path}: this apply wrote the migration's metadata into it")
+            elif op.kind == "metadata":  # rendered in the pull request: verified, nothing written
+                con.ok(f"{op.path} already holds the migration's metadata", indent=4)
             if op.kind != "sql":
                 kill_point(sid, "after-commit")
             done_ops.append(i - 1)

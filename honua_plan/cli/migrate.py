@@ -88,6 +88,25 @@ def migrate_plan(ctx: click.Context, environment: str, migration_id: str | None,
     click.echo(render(context.plan(environment, target=targets), fmt, colour=context.console.colour), nl=False)
 
 
+@migrate.command("render")
+@env_option(required=False)
+@click.argument("migration_id", required=False)
+@click.pass_context
+def migrate_render(ctx: click.Context, environment: str | None, migration_id: str | None) -> None:
+    """Write pending migrations' metadata edits (or one's) into the layer files, for the
+    pull request to carry them; deployment then verifies them instead of editing."""
+    from honua_plan.workflows.render import render_metadata
+
+    context = state(ctx).context()
+    result = render_metadata(context, environment, migration_id)
+    for f in result.files:
+        context.console.ok(f.line())
+    if not result.files:
+        which = f"migration {result.migration}" if result.migration else "the pending migrations"
+        context.console.print(f"Nothing to render: the files of {', '.join(result.environments) or 'no environment'} "
+                              f"already hold the metadata of {which}.")
+
+
 @migrate.command("up")
 @env_option()
 @click.argument("migration_id", required=False)

@@ -3,7 +3,6 @@ migration order and dependencies, templates and the SQL they render."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -167,15 +166,14 @@ def _check_templates_and_sql(
                     except templating.TemplateProblem as exc:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")), str(exc)))
                         continue
-                    target, unreadable = _real(root / rel)
+                    _, unreadable = _real(root / rel)
                     if unreadable is not None:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
                                                    f"path '{rel}': {unreadable}"))
                     elif (why := metadata_step_problem(root, env, rel)) is not None:
                         problems.append(Diagnostic(src.locate(("spec", section, i, "path")), why))
-                    elif not os.path.exists(target):
-                        problems.append(Diagnostic(src.locate(("spec", section, i, "path")),
-                                                   f"metadata step of migration {m.metadata.id} edits '{rel}', which does not exist for environment {env}"))
+                    # whether the file exists is judged while the migration is pending (the plan):
+                    # an applied migration's step pins no file (a layer file may be renamed)
         for i, pre in enumerate(m.spec.preConditions):
             if pre.query:
                 check_sql(pre.query, src, ("spec", "preConditions", i, "query"), query=True)

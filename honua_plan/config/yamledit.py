@@ -85,6 +85,43 @@ def edit_text(text: str, changes: Mapping[str, Any], *, where: str = "") -> str:
     return out.getvalue()
 
 
+def missing_changes(text: str, changes: Mapping[str, Any]) -> list[str]:
+    """The dotted keys of ``changes`` that ``text`` does not hold yet (a value ``None``: the
+    key must be absent). Compared as data, so a file that holds an edit in its own
+    formatting (flow style, other quoting, comments) holds it.
+
+    A file a metadata step has rendered holds every key: deployment then verifies it
+    instead of editing it (:mod:`honua_plan.providers.metadata`)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return list(changes)
+    out: list[str] = []
+    for dotted, value in changes.items():
+        node: Any = doc
+        found = True
+        for p in dotted.split("."):
+            if not isinstance(node, Mapping) or p not in node:
+                found = False
+                break
+            node = node[p]
+        held = not found if value is None else found and _plain(node) == _plain(value)
+        if not held:
+            out.append(dotted)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Values as JSON would compare them: mappings and sequences of any kind as dict and list."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def unified_diff(before: str, after: str, path: str) -> str:
     return "".join(
         difflib.unified_diff(

@@ -49,7 +49,8 @@ class LiveState:
     facts: DatabaseFacts | None = None
     geometry_health: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # "schema.table.col"
     precondition_results: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # "003#0"
-    file_texts: Mapping[str, str] = field(default_factory=dict)  # metadata files steps edit
+    file_texts: Mapping[str, str | None] = field(default_factory=dict)  # metadata files steps edit (None: absent)
+    rendered_required: bool = False  # a pending migration's metadata must be in the files (CI)
     server_entries: tuple[ServerEntry, ...] = ()  # the server's publish dry run
     server_error: str | None = None  # the server could not be asked
     probes: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # plan.probes answers
@@ -109,15 +110,7 @@ def _step_operation(
     lock_timeout = step.lockTimeout if step.lockTimeout is not None else (ds.spec.lockTimeout if ds else 2.0)
     stmt_timeout = step.statementTimeout if step.statementTimeout is not None else (ds.spec.statementTimeout if ds else 300.0)
     if step.type == "metadata":
-        path = templating.render_template(step.path or "", variables)
-        before = live.file_texts.get(path)
-        text_diff = None
-        if before is not None and step.changes is not None:
-            from honua_plan.config.yamledit import edit_text, unified_diff
-
-            text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
-        return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,
-                         text_diff=text_diff, estimated_s=0.2), [], []
+        return _metadata_operation(desired, m, section, index, step, live, errors), [], []
     text = templating.render_template(step.content or "", variables)
     stmts = list(_statements(text))
     concurrently = any(not s.transactional for s in stmts)
@@ -138,6 +131,37 @@ def _step_operation(
                    statement_timeout_s=stmt_timeout, tables=tables, estimated_s=round(estimate, 3),
                    irreversible=irreversible)
     return op, findings, stmts
+
+
+def _metadata_operation(desired: DesiredState, m: Migration, section: str, index: int, step: MigrationStep,
+                        live: LiveState, errors: list[Diagnostic]) -> Operation:
+    """A metadata step: the diff it writes, or none when the file already holds the edit
+    (``honua migrate render`` wrote it into the pull request; apply then verifies it).
+
+    A pending migration's up step is judged here, not by the loader: its file must exist,
+    and where edits must be in the pull request (``live.rendered_required``: under CI) the
+    file must hold them. An applied migration's step is history and pins no file."""
+    path = templating.render_template(step.path or "", desired.template_vars())
+    before = live.file_texts.get(path)
+    text_diff = None
+    if section == "up" and path in live.file_texts and before is None:
+        errors.append(Diagnostic(desired.locate(m.address, "spec", "up", index, "path"),
+                                 f"metadata step of migration {m.metadata.id} edits '{path}', which does not "
+                                 f"exist for environment {desired.environment}"))
+    elif before is not None and step.changes is not None:
+        from honua_plan.config.yamledit import edit_text, missing_changes, unified_diff
+
+        missing = missing_changes(before, step.changes)
+        if missing:
+            text_diff = unified_diff(before, edit_text(before, step.changes, where=path), path)
+        if missing and section == "up" and live.rendered_required:
+            errors.append(Diagnostic(
+                desired.locate(m.address, "spec", "up", index, "path"),
+                f"{path} does not hold the metadata of migration {m.metadata.id} ({', '.join(missing)}): run "
+                f"`honua migrate render --env {desired.environment} {m.metadata.id}` and commit the result in the "
+                "pull request (under CI a deployment verifies the file, it does not edit it)"))
+    return Operation(kind="metadata", name=step.name, path=path, changes=step.changes,
+                     text_diff=text_diff, estimated_s=0.2)
 
 
 def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[Statement],
@@ -289,6 +313,12 @@ def migration_draft(desired: DesiredState, mc: Any, live: LiveState, created_bef
         _step_operation(desired, m, "down", i, step, live, created, errors)[0]
         for i, step in enumerate(m.spec.down)
     ]
+    # a file the up steps only verify (rendered in the pull request) is left as committed by
+    # a rollback (the executor skips a down step on a file the apply did not edit): no diff
+    verified = {op.path for op in ops if op.kind == "metadata" and op.text_diff is None
+                and live.file_texts.get(op.path or "") is not None}
+    rollback = [op.model_copy(update={"text_diff": None}) if op.kind == "metadata" and op.path in verified else op
+                for op in rollback]
     # preconditions at plan time, against facts plus what earlier migrations create
     pre_labels: list[str] = []
     deferred: list[str] = []

@@ -29,7 +29,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class MetadataProvider(Provider):
-    """Edits the repository's YAML files, journaling each file's bytes before the first edit."""
+    """Edits the repository's YAML files, journaling each file's bytes before the first edit.
+
+    A file that already holds the step's changes (``honua migrate render`` wrote them, the
+    pull request carries them) is only verified: nothing is written or journaled, and the
+    executor says so. Only a file that lacks them is edited (the dev loop; under CI the plan
+    refuses it), and the executor then asks for the file to be committed."""
 
     name: ClassVar[str] = "metadata"
     operations: ClassVar[frozenset[str]] = frozenset({"metadata"})
@@ -38,7 +43,7 @@ class MetadataProvider(Provider):
             ) -> dict[str, Any] | None:
         import base64
 
-        from honua_plan.config.yamledit import edit_text
+        from honua_plan.config.yamledit import edit_text, missing_changes
 
         assert op.path is not None and op.changes is not None
         root = ctx.desired.root
@@ -47,6 +52,8 @@ class MetadataProvider(Provider):
             raise ContainmentError(f"migration step '{op.name}' refused: {why}")
         path = Path(os.path.realpath(root / op.path))  # checked above: inside environments/<env>/
         original = path.read_bytes()
+        if not missing_changes(original.decode(), op.changes):
+            return None  # rendered into the pull request (honua migrate render): verified, nothing written
         key = f"file:{op.path}"  # the original bytes first: rollback restores them exactly
         if key not in ctx.step_details(action.address):
             ctx.journal_details(action.address, {key: base64.b64encode(original).decode()})

@@ -154,9 +154,19 @@ def ci_plan(ws: Workspace, out_dir: Path) -> CIResult:
     for env in envs:
         try:
             plan = ws.plan(env, refuse_unfinished=True, simulate=None)
-        except HonuaError as exc:
-            result.environments.append(EnvResult(env, "error", detail=exc.message))
-            sections.append((env, error_section("honua plan", env, exc.message)))
+        except HonuaError as exc:  # with its problems (path:line: message), which say what to do
+            message = exc.message + "".join(f"; {line}" for line in exc.details.splitlines())
+            result.environments.append(EnvResult(env, "error", detail=message))
+            sections.append((env, error_section("honua plan", env, message)))
+            result.exit_code = EXIT_ERROR
+            continue
+        from honua_plan.workflows.render import unrendered
+
+        if missing := unrendered(ws, plan):  # the pull request must carry a migration's file edits
+            message = (f"pending migration metadata is not in the working tree: {'; '.join(missing)}; run "
+                       "`honua migrate render` and commit the result in the pull request")
+            result.environments.append(EnvResult(env, "error", detail=message))
+            sections.append((env, error_section("honua plan", env, message)))
             result.exit_code = EXIT_ERROR
             continue
         path = out_dir / f"plan-{env}.json"

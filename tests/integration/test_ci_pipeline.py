@@ -84,7 +84,11 @@ def test_ci_plan_deploy_and_drift(tmp_path: Path, served: tuple[Path, dict[str, 
     repo, env = served
     out = tmp_path / "ci"
 
-    # pull request: every environment planned, a report for the comment, exit 2 (changes)
+    # pull request: migration 003's metadata edit rendered into the layer files (ci plan
+    # refuses a pending migration's edit that is not), every environment planned, a report
+    # for the comment, exit 2 (changes)
+    rendered = run(repo, "migrate", "render", env=env)
+    assert rendered.exit_code == 0 and rendered.output.count(": spec.storage.indexes set") == 3, rendered.output
     planned = run(repo, "ci", "plan", "--out-dir", str(out), env=env)
     assert planned.exit_code == 2, planned.output
     assert sorted(p.name for p in out.glob("plan-*.json")) == ["plan-dev.json", "plan-production.json",

@@ -91,6 +91,7 @@ def test_plan_ci_plan_and_drift_read_only_with_the_plan_dsn(tmp_path: Path, pg_d
     assert [a["address"] for a in data["actions"]] == ["migration.004"]
     # its preconditions ran as planner: one that failed (or could not be read) is a plan error
 
+    assert run(repo, "migrate", "render", env=env).exit_code == 0  # staging's and production's 003, pending
     ci = run(repo, "ci", "plan", "--out-dir", str(tmp_path / "out"), env=env)
     assert ci.exit_code == 3, ci.output  # every environment planned, production blocked by its policy
     report = json.loads((tmp_path / "out/plan.json").read_text())

@@ -270,6 +270,7 @@ def test_ci_plan_of_production_names_its_database(tmp_path: Path, pg_dsn: str) -
     repo = copy_example(tmp_path / "repo", server=False)
     env = {"CI": "true", "HONUA_PG_DSN": "", "HONUA_PG_DSN_PRODUCTION": pg_dsn}
     ref = database_ref(ResolvedDsn(pg_dsn, "test"))
+    assert run(repo, "migrate", "render", "--env", "production", env=env).exit_code == 0  # under CI: in the files
     result = run(repo, "plan", "--env", "production", env=env)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1] == f"Database: {ref.describe()}"

@@ -144,10 +144,11 @@ def test_a_migration_with_bad_sql_or_shape_is_refused(repo: Path) -> None:
 
 
 def test_removing_is_checked_like_the_files(repo: Path) -> None:
-    # migration 003 edits the bike-lanes layer files: removing them leaves the repository invalid
-    change, problems = prepare(repo, "remove_resource", RemoveResource(kind="Layer", name="bike-lanes"), {})
-    assert change is None and problems[0].startswith("removing environments/dev/layers/bike-lanes.yaml")
-    assert any("migrations/003_optimize_bike_lanes.yaml:" in p for p in problems)
+    # the bike-lanes layers belong to the transportation service: removing it leaves the
+    # repository invalid (a migration's metadata step is judged by the plan, while pending)
+    change, problems = prepare(repo, "remove_resource", RemoveResource(kind="Service", name="transportation"), {})
+    assert change is None and problems[0].startswith("removing environments/dev/services/transportation.yaml")
+    assert any("environments/dev/layers/bike-lanes.yaml:" in p for p in problems)
     change, problems = prepare(repo, "remove_resource", RemoveResource(kind="Layer", name="nope"), {})
     assert change is None and problems == ["there is no Layer named 'nope' in environments/ (layers: bike-lanes)"]
     (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
