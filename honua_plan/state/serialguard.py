@@ -151,6 +151,23 @@ class SerialGuard:
                                (self.environment,)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
+    def _bound_and_recorded(self) -> tuple[RepoIdentity | None, tuple[str, int] | None]:
+        """:meth:`bound` and :meth:`recorded` in one round trip (every plan asks both); the two
+        statements apart when a table is missing or older."""
+        import psycopg
+
+        conn = self._connect()  # autocommit: a failed statement leaves no aborted transaction
+        try:
+            row = conn.execute(
+                "SELECT (SELECT identity FROM honua_plan.project_binding WHERE project = %s), s.lineage, s.serial "
+                "FROM (SELECT 1) AS one LEFT JOIN honua_plan.state_serial AS s ON s.project = %s AND s.environment = %s",
+                (self.project, self.project, self.environment)).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedColumn):
+            return self.bound(), self.recorded()
+        assert row is not None
+        return (RepoIdentity.from_json(row[0]) if row[0] else None,
+                (str(row[1]), int(row[2])) if row[1] is not None else None)
+
     def check(self, doc: StateDocument, where: str, backup: tuple[str, int | None] | None) -> None:
         """Refuse ``doc`` (``serial == 0``: nothing stored) when the state went backwards.
 
@@ -168,8 +185,7 @@ class SerialGuard:
                 hint=f"restore it with `{restore}` (or inspect it and `cp {path} {where}`)",
             )
         try:
-            bound = self.bound()
-            recorded = self.recorded()
+            bound, recorded = self._bound_and_recorded()
         except Exception as exc:  # the database is checked again by what needs it
             if doc.serial == 0:
                 return
