@@ -87,6 +87,7 @@ def test_summaries_show_the_plans_findings_and_promote_stops_before_a_predicted_
 
     # the pull request comment renders the plan itself: the same findings as `honua plan`
     out = repo / "ci-out"
+    assert run(repo, "migrate", "render", env=env).exit_code == 0  # as a pull request carries 003's edits
     commented = run(repo, "ci", "plan", "--out-dir", str(out), env=env)
     assert commented.exit_code in (2, 3), commented.output  # changes (production: blocked by its window)
     report = (out / "plan.md").read_text()
