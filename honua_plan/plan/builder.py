@@ -70,6 +70,7 @@ from honua_plan.plan.migrations import (
     created_before_plan,
     finding_record,
     migration_draft,
+    pending_indexes,
     served_columns,
 )
 
@@ -177,7 +178,8 @@ def build_plan(desired: DesiredState, recorded: StateDocument, live: LiveState, 
     judging = req.judging(desired)
     production = bool(judging and judging.spec.production)
     managed_layers = [lyr for a, lyr in desired.layers.items() if a not in recorded.unmanaged]
-    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(managed_layers, facts)
+    coming = pending_indexes(desired, [mc.migration for mc in diff_migrations(desired, recorded)[0]])
+    drifts = detect_drift(recorded, facts, drift_ignored(desired)) + declared_index_drift(managed_layers, facts, coming)
     drift_records = [
         DriftRecord(address=d.address, kind="layer" if d.kind == "layer" else "table", change=d.change, summary=d.summary, details=list(d.details),
                     recorded_fingerprint=d.recorded_fingerprint, live_fingerprint=d.live_fingerprint,

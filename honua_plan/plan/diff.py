@@ -454,11 +454,13 @@ def detect_drift(recorded: StateDocument, facts: DatabaseFacts | None,
     return drifts
 
 
-def declared_index_drift(layers: Iterable[Layer], facts: DatabaseFacts | None) -> list[Drift]:
-    """An index a layer declares in ``storage.indexes`` that its table does not have live.
+def declared_index_drift(layers: Iterable[Layer], facts: DatabaseFacts | None,
+                         pending: Mapping[str, set[str]] | None = None) -> list[Drift]:
+    """An index a layer declares in ``storage.indexes`` that its table does not have live,
+    unless a pending migration creates it (``pending``: layer address → index names).
 
     The recorded table shape cannot show it when the state was written without the index
-    (e.g. after restoring a backup taken before the migration that created it)."""
+    (e.g. a hand-dropped index, or a migration marked applied that never created it)."""
     drifts: list[Drift] = []
     if facts is None:
         return drifts
@@ -469,7 +471,8 @@ def declared_index_drift(layers: Iterable[Layer], facts: DatabaseFacts | None) -
         live = facts.table(st.qualified_table)
         if live is None:
             continue  # a missing table is reported (and planned) on its own
-        missing = [ix.name for ix in st.indexes if live.index(ix.name) is None]
+        coming = (pending or {}).get(layer.address, set())
+        missing = [ix.name for ix in st.indexes if live.index(ix.name) is None and ix.name not in coming]
         if missing:
             drifts.append(Drift(layer.address, "layer", "modified",
                                 f"layer {layer.metadata.name} declares index(es) missing on {st.qualified_table}: "

@@ -164,6 +164,27 @@ def _metadata_operation(desired: DesiredState, m: Migration, section: str, index
                      text_diff=text_diff, estimated_s=0.2)
 
 
+def pending_indexes(desired: DesiredState, migrations: list[Migration]) -> dict[str, set[str]]:
+    """Layer address → the index names the up metadata steps of ``migrations`` declare in it.
+
+    For pending migrations: a layer file may already declare the index (the edit rendered
+    into the pull request, ``honua migrate render``) while the database does not have it
+    yet: the migration creates it. That is the change under review (the plan shows the
+    migration), not drift."""
+    variables = desired.template_vars()
+    by_path: dict[str, set[str]] = {}
+    for m in migrations:
+        for s in m.spec.up:
+            if s.type != "metadata" or not s.path:
+                continue
+            for key, value in (s.changes or {}).items():
+                if str(key).split(".")[-1] == "indexes" and isinstance(value, list):
+                    names = {str(ix.get("name")) for ix in value if isinstance(ix, dict) and ix.get("name")}
+                    by_path.setdefault(templating.render_template(s.path, variables), set()).update(names)
+    return {address: by_path[src.path] for address in desired.layers
+            if (src := desired.sources.get(address)) is not None and src.path in by_path}
+
+
 def _renames_breaking_layers(desired: DesiredState, m: Migration, stmts: list[Statement],
                               facts: DatabaseFacts | None) -> list[Diagnostic]:
     """A column or table a layer serves, renamed by a pending migration that does not update

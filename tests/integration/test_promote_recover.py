@@ -255,10 +255,15 @@ def test_promoted_migration_rolls_back_and_leaves_no_declared_index(repo003: Pat
     with psycopg.connect(dbs["staging"]) as conn:
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_bike_lanes_geom'").fetchone() == (0,)
 
-    # a layer that does declare the missing index is drift, in drift and in plan
-    text = staged.read_text().replace("    srid: 4326\n", "    srid: 4326\n    indexes:\n"
-                                      "      - name: idx_bike_lanes_geom\n        type: gist\n        column: geom\n")
-    staged.write_text(text)
+    # a layer that declares the missing index while 003 (which creates it) is pending is
+    # 003's edit rendered for review (honua migrate render): the plan shows 003, drift is
+    # clean; once 003 is recorded as applied without the index, it is drift
+    assert run(repo003, "migrate", "render", "--env", "staging", env=env).exit_code == 0
+    assert "idx_bike_lanes_geom" in staged.read_text()
+    drift = run(repo003, "drift", "--env", "staging", env=env)
+    assert drift.exit_code == 0, drift.output
+    baseline = run(repo003, "migrate", "baseline", "003", "--env", "staging", "--reason", "test", env=env)
+    assert baseline.exit_code == 0, baseline.output
     drift = run(repo003, "drift", "--env", "staging", env=env)
     assert drift.exit_code != 0 and "idx_bike_lanes_geom" in drift.output, drift.output
 
