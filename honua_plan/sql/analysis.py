@@ -207,7 +207,7 @@ def _analyze_all(sql_text: str) -> tuple[tuple[Statement, _Issue | None], ...]:
     return tuple(out)
 
 
-_CALLING = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "CALL", "EXPLAIN", "VALUES"})
+_CALLING = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "CALL", "DO", "EXPLAIN", "VALUES"})
 
 
 def _may_call(st: Statement) -> bool:

@@ -435,8 +435,8 @@ def hidden_effects(statement: str) -> str | None:
     """What a migration statement does that the planner cannot rate, or None.
 
     A call of a function that is neither known to be read-only nor a helper other rules rate
-    (``SELECT f()``, ``UPDATE t SET a = f(a)``, ``CALL p()``), and a ``CREATE FUNCTION`` whose
-    body writes."""
+    (``SELECT f()``, ``UPDATE t SET a = f(a)``, ``CALL p()``), a ``DO`` block, and a
+    ``CREATE FUNCTION`` whose body writes."""
     try:
         stmts = pglast.parse_sql(statement)
     except (ParseError, RecursionError):
@@ -450,6 +450,8 @@ def hidden_effects(statement: str) -> str | None:
                 kind = "procedure" if stmt.is_procedure else "function"
                 return f"creates {kind} {'.'.join(_names(stmt.funcname))}, {writes}"
             continue
+        if isinstance(stmt, ast.DoStmt):  # an anonymous block: code, like a function's body
+            return "runs an anonymous code block (DO)"
         if isinstance(stmt, ast.CallStmt):
             if stmt.funccall is not None:
                 calls.append(".".join(_names(stmt.funccall.funcname)))

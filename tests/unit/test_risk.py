@@ -153,6 +153,7 @@ STATEMENT_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("SQL002", "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM bike_lanes'; SELECT f();",
      {}, True),
     ("SQL002", "SELECT purge_lanes()", {}, True),
+    ("SQL002", "DO $$ BEGIN DELETE FROM bike_lanes; END $$", {}, True),  # as unknown as a function's body
     ("SQL002", "UPDATE bike_lanes SET geom = ST_MakeValid(geom) WHERE NOT ST_IsValid(geom)", {}, False),
     ("SQL002", "SELECT AddGeometryColumn('bike_lanes', 'g2', 4326, 'POINT', 2)", {}, False),
     ("GEO201", "ALTER TABLE bike_lanes ALTER COLUMN geom TYPE geometry(LineString,3857) "
