@@ -346,8 +346,12 @@ def promote(ws: Workspace, src: str, dst: str, *, migration: str | None = None, 
     con.rule()
     backup_tables = sorted({t for a in plan.actions for t in a.backup_tables})
     con.print(f"Phase 1: Backup (est. {format_duration(max(1.0, 0.5 * len(backup_tables)))})")
-    con.print(f"  - Database snapshot of {', '.join(backup_tables)}" if backup_tables else "  - No table touched: no database snapshot")
-    con.print(f"  - Metadata backup (state serial {dst_state.serial}, git {ws.git_commit or 'working tree'})")
+    if backup_tables:  # a backup holds the metadata snapshot beside the dump (see apply/backup)
+        con.print(f"  - Database snapshot of {', '.join(backup_tables)}")
+        con.print(f"  - Metadata backup (state serial {dst_state.serial}, git {ws.git_commit or 'working tree'})")
+    else:
+        con.print("  - No table touched: no database snapshot, and no metadata backup (the state records the "
+                  "deployed files)")
     con.print(f"Phase 2: Apply (est. {format_duration(plan.estimated_s)})")
     for a in plan.actions:
         con.print(f"  - {a.action} {a.address}")

@@ -226,6 +226,8 @@ def test_promote_one_migration_carries_its_dependencies_and_no_file(repo003: Pat
     result = run(repo003, "promote", "dev", "staging", "--migration", "002", "--allow-untested", "--yes", env=env)
     assert result.exit_code == 0, result.output
     assert "Metadata Changes:\n  (none)" in result.output, result.output
+    # the metadata backup is promised with the database snapshot that holds it
+    assert "  - Database snapshot of public.bike_lanes\n  - Metadata backup (" in result.output, result.output
     assert "+ 001_create_bike_lanes (new)" in result.output and "+ 002_add_parcels_layer (new)" in result.output
     assert "003_optimize" not in result.output
     assert tree_digest(repo003 / "environments/staging") == staging_files  # "only this migration": no file
