@@ -1,4 +1,4 @@
-"""A small local Honua server following the documented contracts (reference/honua-server.md).
+"""A small local Honua server following the documented contracts (docs/reference/honua-server.md).
 
 Gen 2 (honua-server) admin API, in the ``{success, message, data}`` envelope, with
 the ``X-API-Key`` header:

@@ -6,7 +6,7 @@ raises :class:`CheckFailed` with a reason, or returns a short note. :func:`run_c
 runs them all and returns one :class:`CheckOutcome` per check (it never raises for a
 failing server).
 
-The checker is deliberately small and offline (``reference/ogc-api-features.md``
+The checker is deliberately small and offline (``docs/reference/ogc-api-features.md``
 section 3.2): plain ``urllib``, a timeout on every request, a bound on every loop
 (paging stops after :data:`MAX_PAGES`), and it never leaves the host of the landing
 page: a link that points elsewhere (a ``next`` link included) fails the check instead

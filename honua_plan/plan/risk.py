@@ -1,6 +1,6 @@
 """Risk rules as data, and pure evaluators that turn statements and facts into findings.
 
-Levels follow the scale in ``reference/postgres-locks.md`` §10: LOW (nothing blocked,
+Levels follow the scale in ``docs/reference/postgres-locks.md`` §10: LOW (nothing blocked,
 or new/empty objects), MEDIUM (brief ACCESS EXCLUSIVE: safe only with lock_timeout +
 retry), HIGH (writes or reads blocked for a scan or an index build, O(rows)),
 CRITICAL (ACCESS EXCLUSIVE + table rewrite, or irreversible data loss).

@@ -20,7 +20,7 @@ How a statement is read:
 4. Anything still unknown becomes ``Op.other`` with a warning; :func:`analyze` never
    raises.
 
-Lock modes follow ``reference/postgres-locks.md`` (measured on PostgreSQL 15).
+Lock modes follow ``docs/reference/postgres-locks.md`` (measured on PostgreSQL 15).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The table-level lock modes PostgreSQL takes, weakest first, and what each blocks.
 
-The modes per statement follow ``reference/postgres-locks.md`` (measured on PostgreSQL 15);
+The modes per statement follow ``docs/reference/postgres-locks.md`` (measured on PostgreSQL 15);
 the classifiers (:mod:`~honua_plan.sql.classify`, :mod:`~honua_plan.sql.grammar`) assign them.
 """
 

@@ -1,6 +1,6 @@
 """Run one SQL step of a plan: transaction, timeouts, lock-timeout retry, CIC cleanup.
 
-Why it looks like this (see ``reference/postgres-locks.md`` 4.2-4.3):
+Why it looks like this (see ``docs/reference/postgres-locks.md`` 4.2-4.3):
 
 * A transactional step runs in one transaction with ``SET LOCAL lock_timeout`` and
   ``SET LOCAL statement_timeout``: either the whole step happens or nothing does,

@@ -70,7 +70,7 @@ def storage_crs_uri(srid: int) -> str:
 
     PostGIS stores EPSG:4326 as (lon, lat); pygeoapi reads ``EPSG/0/4326`` in its
     authority axis order (lat, lon) and would swap coordinates and miss every bbox
-    (``reference/pygeoapi.md``, "axis order"), so 4326 is CRS84. SRID 0 (unknown)
+    (``docs/reference/pygeoapi.md``, "axis order"), so 4326 is CRS84. SRID 0 (unknown)
     is treated the same way.
     """
     if srid in (0, 4326):

@@ -1,4 +1,4 @@
-"""Honua server adapters (``reference/honua-server.md`` sections 1.4 and 1.5).
+"""Honua server adapters (``docs/reference/honua-server.md`` sections 1.4 and 1.5).
 
 One unit: the two generations of the Honua API (manifest and legacy) share the translation
 to and from the published document, the client and the drift report.

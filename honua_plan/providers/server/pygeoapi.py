@@ -14,7 +14,7 @@ Files, all under ``state/<env>/server/`` and all written atomically (temp + rena
     gunicorn.pid          the gunicorn master
     server.log            gunicorn's error log, with pygeoapi's own output (--capture-output)
 
-Why it works the way it does (``reference/pygeoapi.md``):
+Why it works the way it does (``docs/reference/pygeoapi.md``):
 
 * pygeoapi reads its config once per worker at import, so a reload is: write the
   files, ``SIGHUP`` the gunicorn master (graceful worker replacement, no dropped
