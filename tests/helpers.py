@@ -51,3 +51,12 @@ def drop_performance_check(repo: Path) -> None:
     text, n = re.subn(r"      - type: performance\n(?:.*\n)*?(?=\n    post-down:)", "", path.read_text())
     assert n == 1
     path.write_text(text)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

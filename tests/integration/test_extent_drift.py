@@ -24,7 +24,7 @@ CID = "transportation::bike-lanes"
 
 @pytest.fixture
 def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, dict[str, str], str]]:
-    from tests.integration.test_served_layers import free_port
+    from tests.helpers import free_port
 
     repo = copy_example(tmp_path / "repo")
     port = free_port()

@@ -349,7 +349,7 @@ CID = "transportation::bike-lanes"
 @pytest.fixture
 def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, str]]:
     pytest.importorskip("pygeoapi", reason="the served tests need the 'server' extra")
-    from tests.integration.test_served_layers import free_port
+    from tests.helpers import free_port
 
     r = copy_example(tmp_path / "repo")
     port = free_port()

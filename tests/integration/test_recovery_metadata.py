@@ -48,7 +48,7 @@ def make_repo(dest: Path, dsn: str, *, served: bool) -> tuple[Path, str | None]:
     (repo / "policies/production-policy.yaml").write_text(POLICY)  # no window, no cooldown, no approval
     base = None
     if served:
-        from tests.integration.test_served_layers import free_port
+        from tests.helpers import free_port
 
         port = free_port()
         text, n = re.subn(r"production: \d+\}", f"production: {port}}}", (repo / "providers/gis-server.yaml").read_text())

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_example, edit, run
-from tests.integration.test_served_layers import free_port
+from tests.helpers import edit, run
 
 pytest.importorskip("pygeoapi", reason="the served-layer tests need the 'server' extra (make test installs it)")
 
@@ -27,19 +25,6 @@ def get(url: str) -> dict:
     with opener.open(url, timeout=15) as resp:
         assert resp.status == 200
         return json.loads(resp.read())
-
-
-@pytest.fixture
-def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, dict[str, str], str]]:
-    repo = copy_example(tmp_path / "repo")
-    port = free_port()
-    edit(repo / "providers/gis-server.yaml", "{dev: 5555,", f"{{dev: {port},")
-    (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
-    env = {"HONUA_PG_DSN": pg_dsn}
-    try:
-        yield repo, env, f"http://localhost:{port}/ogc"
-    finally:
-        run(repo, "serve", "--env", "dev", "--stop", env=env)
 
 
 def served_properties(base: str) -> tuple[set[str], set[str]]:

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.helpers import copy_example, edit, run
+from tests.helpers import edit, run
 
 pytest.importorskip("pygeoapi", reason="the served-layer tests need the 'server' extra (make test installs it)")
 
 CID = "transportation::bike-lanes"
 ENVELOPE = (-122.5, 45.5, -122.4, 45.6)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -33,21 +25,6 @@ def get(url: str) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {}
-
-
-@pytest.fixture
-def served(tmp_path: Path, pg_dsn: str) -> Iterator[tuple[Path, dict[str, str], str]]:
-    repo = copy_example(tmp_path / "repo")
-    port = free_port()
-    edit(repo / "providers/gis-server.yaml", "{dev: 5555,", f"{{dev: {port},")
-    # Example 1 comes before Example 2: the index migration is not part of this story
-    (repo / "migrations/003_optimize_bike_lanes.yaml").unlink()
-    env = {"HONUA_PG_DSN": pg_dsn}
-    base = f"http://localhost:{port}/ogc"
-    try:
-        yield repo, env, base
-    finally:
-        run(repo, "serve", "--env", "dev", "--stop", env=env)
 
 
 def test_example_1_served_tested_altered_and_removed(served: tuple[Path, dict[str, str], str], pg_dsn: str) -> None:

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from honua_plan.workflows.sample import seed_bike_lanes
-from tests.helpers import copy_example, drop_performance_check, edit, run
-from tests.integration.test_served_layers import free_port, get
+from tests.helpers import copy_example, drop_performance_check, edit, free_port, run
+from tests.integration.test_served_layers import get
 
 pytest.importorskip("pygeoapi", reason="the served-layer tests need the 'server' extra")
 
