@@ -95,6 +95,8 @@ def git_files(root: Path, rev: str, paths: Sequence[str]) -> dict[str, bytes | N
 
 
 def _commit(root: Path, rev: str) -> str | None:
+    if not rev or rev.startswith("-"):  # a revision from an option, a variable or the state is never an option
+        return None
     sha = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     return sha.decode().strip() or None if sha else None
 

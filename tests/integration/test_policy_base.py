@@ -161,3 +161,12 @@ def test_an_unreadable_last_deployment_is_an_error_but_drift_still_runs(repo: Pa
     assert "fetch-depth: 0" in planned.output and "Traceback" not in planned.output
     drift = run(repo, "drift", "--env", "production", env=env)  # no policy judges a refresh-only plan
     assert drift.exit_code == 0, drift.output
+
+
+def test_a_revision_that_looks_like_an_option_is_no_revision(tmp_path: Path) -> None:
+    """A base named by an option, a variable or the state is a revision, never a git option."""
+    from honua_plan.config.policybase import _commit
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert _commit(tmp_path, "--output=/tmp/x") is None
+    assert _commit(tmp_path, "") is None
